@@ -1,0 +1,24 @@
+// The `lowbit` subcommands: each file registers one on the app and returns the
+// Status main() reports.
+#ifndef LOWBIT_TOOLS_COMMANDS_H_
+#define LOWBIT_TOOLS_COMMANDS_H_
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+#include "lowbit/status.h"
+
+namespace lowbit {
+
+// A subcommand registered on the app, and the function that runs it once the
+// command line is parsed.
+struct Command {
+  CLI::App* app;
+  std::function<Status()> run;
+};
+Command AddFormatsCommand(CLI::App& app);
+
+}  // namespace lowbit
+
+#endif  // LOWBIT_TOOLS_COMMANDS_H_

@@ -1,0 +1,32 @@
+// lowbit: quantize neural networks to 1-8-bit formats and run them on CPUs.
+#include <cstdio>
+#include <vector>
+
+#include "commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"lowbit: low-bit number formats, quantization and kernels for CPU inference"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "lowbit 0.1.0");
+  const std::vector<lowbit::Command> commands = {
+      lowbit::AddFormatsCommand(app),
+  };
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "lowbit: error: %s\n", e.what());
+    return 2;
+  }
+  for (const lowbit::Command& command : commands) {
+    if (!command.app->parsed()) continue;
+    const lowbit::Status status = command.run();
+    if (!status.ok()) {
+      std::fprintf(stderr, "lowbit %s: error: %s\n", command.app->get_name().c_str(),
+                   status.ToString().c_str());
+      return 1;
+    }
+  }
+  return 0;
+}
