@@ -18,6 +18,8 @@ struct Command {
   std::function<Status()> run;
 };
 Command AddFormatsCommand(CLI::App& app);
+Command AddEvalCommand(CLI::App& app);
+Command AddRunCommand(CLI::App& app);
 
 }  // namespace lowbit
 

@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "lowbit 0.1.0");
   const std::vector<lowbit::Command> commands = {
       lowbit::AddFormatsCommand(app),
+      lowbit::AddEvalCommand(app),
+      lowbit::AddRunCommand(app),
   };
   try {
     app.parse(argc, argv);

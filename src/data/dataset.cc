@@ -1,0 +1,508 @@
+#include "data/dataset.h"
+
+#include <zlib.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+
+#include "base/npy.h"
+#include "base/strings.h"
+
+namespace lowbit {
+namespace {
+
+constexpr const char* kFashionDir = "/usr/share/datasets/fashion-mnist/";
+constexpr const char* kDigitsCsv = "/usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz";
+
+// A file read through zlib: transparent for gzipped and plain files.
+class GzFile {
+ public:
+  ~GzFile() {
+    if (f_ != nullptr) gzclose(f_);
+  }
+  Status Open(const std::string& path) {
+    f_ = gzopen(path.c_str(), "rb");
+    if (f_ == nullptr) return NotFound(path, ": cannot open");
+    path_ = path;
+    gzbuffer(f_, 1 << 16);
+    return OkStatus();
+  }
+  Status ReadExact(void* dst, size_t n) {
+    const int got = gzread(f_, dst, static_cast<unsigned>(n));
+    if (got < 0 || static_cast<size_t>(got) != n) {
+      return DataLoss(path_, ": truncated (wanted ", n, " more bytes at offset ", Tell(), ")");
+    }
+    return OkStatus();
+  }
+  Status Seek(int64_t offset) {
+    if (gzseek(f_, static_cast<z_off_t>(offset), SEEK_SET) < 0) {
+      return DataLoss(path_, ": cannot seek to ", offset);
+    }
+    return OkStatus();
+  }
+  int64_t Tell() { return static_cast<int64_t>(gztell(f_)); }
+  // Up to n bytes; 0 at the end, < 0 on a corrupt stream.
+  int64_t ReadSome(void* dst, size_t n) { return gzread(f_, dst, static_cast<unsigned>(n)); }
+  const std::string& path() const { return path_; }
+
+ private:
+  gzFile f_ = nullptr;
+  std::string path_;
+};
+
+uint32_t BigEndian32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+// IDX (the MNIST format): magic 0 0 type rank, then rank big-endian dims.
+// Images and labels are uint8.
+class IdxDataset final : public Dataset {
+ public:
+  Status Init(const std::string& images, const std::string& labels) {
+    LOWBIT_RETURN_IF_ERROR(img_.Open(images));
+    uint8_t head[4];
+    LOWBIT_RETURN_IF_ERROR(img_.ReadExact(head, 4));
+    if (head[0] != 0 || head[1] != 0 || head[2] != 0x08 || head[3] < 1 || head[3] > 4) {
+      return DataLoss(images, ": not an IDX file of unsigned bytes (magic ", int{head[2]}, ", rank ",
+                      int{head[3]}, ")");
+    }
+    std::vector<int64_t> dims(head[3]);
+    for (auto& d : dims) {
+      uint8_t b[4];
+      LOWBIT_RETURN_IF_ERROR(img_.ReadExact(b, 4));
+      d = BigEndian32(b);
+    }
+    header_ = 4 + 4 * static_cast<int64_t>(dims.size());
+    total_ = dims[0];
+    sample_shape_.assign(dims.begin() + 1, dims.end());
+    default_scale_ = 1.0 / 255.0;
+    if (!labels.empty()) {
+      GzFile lf;
+      LOWBIT_RETURN_IF_ERROR(lf.Open(labels));
+      uint8_t lh[8];
+      LOWBIT_RETURN_IF_ERROR(lf.ReadExact(lh, 8));
+      if (lh[0] != 0 || lh[1] != 0 || lh[2] != 0x08 || lh[3] != 1) {
+        return DataLoss(labels, ": not an IDX label file");
+      }
+      const int64_t n = BigEndian32(lh + 4);
+      if (n != total_) {
+        return InvalidArgument(labels, ": ", n, " labels for ", total_, " images in ", images);
+      }
+      labels_.resize(n);
+      LOWBIT_RETURN_IF_ERROR(lf.ReadExact(labels_.data(), n));
+      has_labels_ = true;
+    }
+    return OkStatus();
+  }
+
+  Status Read(int64_t index, int64_t n, float* x, int64_t* labels) override {
+    if (index < 0 || index + n > size()) return InvalidArgument(spec_, ": read past the end");
+    const int64_t ss = sample_size();
+    const int64_t offset = header_ + (begin_ + index) * ss;
+    if (img_.Tell() != offset) LOWBIT_RETURN_IF_ERROR(img_.Seek(offset));
+    buf_.resize(n * ss);
+    LOWBIT_RETURN_IF_ERROR(img_.ReadExact(buf_.data(), buf_.size()));
+    for (size_t i = 0; i < buf_.size(); ++i) x[i] = buf_[i];
+    if (labels != nullptr && has_labels_) {
+      for (int64_t i = 0; i < n; ++i) labels[i] = labels_[begin_ + index + i];
+    }
+    return OkStatus();
+  }
+
+ private:
+  GzFile img_;
+  int64_t header_ = 0;
+  std::vector<uint8_t> labels_, buf_;
+};
+
+// Small in-memory datasets (digits: 1,797 samples of 64 values).
+class MemoryDataset final : public Dataset {
+ public:
+  Status InitDigits() {
+    GzFile f;
+    LOWBIT_RETURN_IF_ERROR(f.Open(kDigitsCsv));
+    std::string text;
+    std::vector<char> chunk(1 << 16);
+    int64_t got;
+    while ((got = f.ReadSome(chunk.data(), chunk.size())) > 0) text.append(chunk.data(), got);
+    if (got < 0) return DataLoss(kDigitsCsv, ": corrupt gzip stream");
+    for (const std::string& line : Split(text, '\n')) {
+      if (line.empty()) continue;
+      const std::vector<std::string> cells = Split(line, ',');
+      if (cells.size() != 65) {
+        return DataLoss(kDigitsCsv, ": row ", labels_.size() + 1, " has ", cells.size(),
+                        " values, expected 65");
+      }
+      for (int i = 0; i < 64; ++i) x_.push_back(std::strtof(cells[i].c_str(), nullptr));
+      labels_.push_back(std::strtoll(cells[64].c_str(), nullptr, 10));
+    }
+    total_ = static_cast<int64_t>(labels_.size());
+    sample_shape_ = {8, 8};
+    has_labels_ = true;
+    default_scale_ = 1.0 / 16.0;
+    return OkStatus();
+  }
+
+  Status Read(int64_t index, int64_t n, float* x, int64_t* labels) override {
+    if (index < 0 || index + n > size()) return InvalidArgument(spec_, ": read past the end");
+    const int64_t ss = sample_size();
+    std::memcpy(x, x_.data() + (begin_ + index) * ss, sizeof(float) * n * ss);
+    if (labels != nullptr) {
+      for (int64_t i = 0; i < n; ++i) labels[i] = labels_[begin_ + index + i];
+    }
+    return OkStatus();
+  }
+
+ private:
+  std::vector<float> x_;
+  std::vector<int64_t> labels_;
+};
+
+// .npy (or an array stored uncompressed inside .npz): the header is parsed,
+// then samples are read at their offsets, a batch at a time.
+struct NpyLayout {
+  std::string path;
+  int64_t offset = 0;  // of the data
+  std::string descr;
+  std::vector<int64_t> shape;
+};
+
+Result<NpyLayout> ReadNpyLayout(const std::string& path, int64_t base, const std::string& name) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound(path, ": cannot open");
+  in.seekg(base);
+  char head[12];
+  in.read(head, 12);
+  if (!in || std::memcmp(head, "\x93NUMPY", 6) != 0) return DataLoss(name, ": not a .npy array");
+  const int major = static_cast<unsigned char>(head[6]);
+  const int64_t hlen = major == 1 ? (static_cast<unsigned char>(head[8]) | (static_cast<unsigned char>(head[9]) << 8))
+                                  : static_cast<int64_t>(static_cast<unsigned char>(head[8]) |
+                                                         (static_cast<unsigned char>(head[9]) << 8) |
+                                                         (static_cast<unsigned char>(head[10]) << 16));
+  const int64_t start = major == 1 ? 10 : 12;
+  std::string header(static_cast<size_t>(start + hlen), '\0');
+  in.seekg(base);
+  in.read(header.data(), static_cast<std::streamsize>(header.size()));
+  if (!in) return DataLoss(name, ": truncated .npy header");
+  // Parse the header with the in-memory parser on a header-only copy with no
+  // data: it validates dtype and shape and reports the data it would need.
+  Result<NpyArray> probe = ParseNpy(header, name);
+  NpyLayout layout;
+  layout.path = path;
+  layout.offset = base + start + hlen;
+  const size_t d = header.find("'descr'");
+  const size_t q1 = header.find('\'', header.find(':', d) + 1);
+  const size_t q2 = header.find('\'', q1 + 1);
+  if (d == std::string::npos || q1 == std::string::npos || q2 == std::string::npos) {
+    return DataLoss(name, ": malformed .npy header");
+  }
+  layout.descr = header.substr(q1 + 1, q2 - q1 - 1);
+  if (probe.ok()) {
+    layout.shape = probe->shape;  // an empty array
+  } else if (probe.status().code() == StatusCode::kDataLoss &&
+             probe.status().message().find("truncated .npy data") != std::string::npos) {
+    const size_t s0 = header.find('(', header.find("'shape'"));
+    const size_t s1 = header.find(')', s0);
+    for (const std::string& part : Split(header.substr(s0 + 1, s1 - s0 - 1), ',')) {
+      const size_t b = part.find_first_not_of(' ');
+      if (b == std::string::npos) continue;
+      layout.shape.push_back(std::strtoll(part.c_str() + b, nullptr, 10));
+    }
+  } else {
+    return probe.status();
+  }
+  return layout;
+}
+
+class NpyDataset final : public Dataset {
+ public:
+  Status Init(NpyLayout x, const NpyLayout* y, std::vector<int64_t> y_values) {
+    x_ = std::move(x);
+    if (x_.shape.empty()) return InvalidArgument(x_.path, ": samples need at least one dimension");
+    total_ = x_.shape[0];
+    sample_shape_.assign(x_.shape.begin() + 1, x_.shape.end());
+    elem_ = std::atoi(x_.descr.c_str() + 2);
+    in_.open(x_.path, std::ios::binary);
+    if (!in_) return NotFound(x_.path, ": cannot open");
+    if (y != nullptr) {
+      if (static_cast<int64_t>(y_values.size()) != total_) {
+        return InvalidArgument(y->path, ": ", y_values.size(), " labels for ", total_, " samples");
+      }
+      labels_ = std::move(y_values);
+      has_labels_ = true;
+    }
+    return OkStatus();
+  }
+
+  Status Read(int64_t index, int64_t n, float* x, int64_t* labels) override {
+    if (index < 0 || index + n > size()) return InvalidArgument(spec_, ": read past the end");
+    const int64_t ss = sample_size();
+    // Re-use the .npy parser on a synthetic header for the batch.
+    std::string bytes = "\x93NUMPY\x01";
+    bytes.push_back('\0');
+    std::string header = "{'descr': '" + x_.descr + "', 'fortran_order': False, 'shape': (" +
+                         std::to_string(n * ss) + ",), }";
+    bytes.push_back(static_cast<char>(header.size() & 0xff));
+    bytes.push_back(static_cast<char>(header.size() >> 8));
+    bytes += header;
+    const size_t data_bytes = static_cast<size_t>(n * ss * elem_);
+    const size_t at = bytes.size();
+    bytes.resize(at + data_bytes);
+    in_.seekg(x_.offset + (begin_ + index) * ss * elem_);
+    in_.read(bytes.data() + at, static_cast<std::streamsize>(data_bytes));
+    if (!in_) {
+      in_.clear();
+      return DataLoss(x_.path, ": truncated data (samples ", begin_ + index, "..",
+                      begin_ + index + n, ")");
+    }
+    NpyArray arr;
+    LOWBIT_ASSIGN_OR_RETURN(arr, ParseNpy(bytes, x_.path));
+    std::memcpy(x, arr.data.data(), sizeof(float) * arr.data.size());
+    if (labels != nullptr && has_labels_) {
+      for (int64_t i = 0; i < n; ++i) labels[i] = labels_[begin_ + index + i];
+    }
+    return OkStatus();
+  }
+
+ private:
+  NpyLayout x_;
+  int elem_ = 4;
+  std::ifstream in_;
+  std::vector<int64_t> labels_;
+};
+
+// Reads a whole 1-D label array (a few bytes per sample) described by `y`.
+Result<std::vector<int64_t>> ReadLabels(const NpyLayout& y) {
+  if (y.shape.size() != 1) {
+    return InvalidArgument(y.path, ": labels must be 1-D, got ", y.shape.size(), " dims");
+  }
+  const int elem = std::atoi(y.descr.c_str() + 2);
+  std::string bytes = "\x93NUMPY\x01";
+  bytes.push_back('\0');
+  const std::string header = "{'descr': '" + y.descr + "', 'fortran_order': False, 'shape': (" +
+                             std::to_string(y.shape[0]) + ",), }";
+  bytes.push_back(static_cast<char>(header.size() & 0xff));
+  bytes.push_back(static_cast<char>(header.size() >> 8));
+  bytes += header;
+  const size_t at = bytes.size();
+  bytes.resize(at + static_cast<size_t>(y.shape[0] * elem));
+  std::ifstream in(y.path, std::ios::binary);
+  in.seekg(y.offset);
+  in.read(bytes.data() + at, static_cast<std::streamsize>(bytes.size() - at));
+  if (!in) return DataLoss(y.path, ": truncated label data");
+  NpyArray a;
+  LOWBIT_ASSIGN_OR_RETURN(a, ParseNpy(bytes, y.path));
+  std::vector<int64_t> out;
+  out.reserve(a.data.size());
+  for (float v : a.data) out.push_back(static_cast<int64_t>(v));
+  return out;
+}
+
+// The local-header offsets of the stored (uncompressed) members of a zip.
+struct ZipMember {
+  int64_t data_offset = 0;
+  int method = 0;
+};
+Result<std::map<std::string, ZipMember>> ReadZipDirectory(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return NotFound(path, ": cannot open");
+  const int64_t size = static_cast<int64_t>(in.tellg());
+  auto read_at = [&](int64_t at, int64_t n, std::string* out) {
+    out->assign(static_cast<size_t>(n), '\0');
+    in.seekg(at);
+    in.read(out->data(), n);
+    return static_cast<bool>(in);
+  };
+  auto u16 = [](const std::string& b, size_t p) {
+    return static_cast<uint32_t>(static_cast<uint8_t>(b[p]) | (static_cast<uint8_t>(b[p + 1]) << 8));
+  };
+  auto u32 = [&](const std::string& b, size_t p) { return u16(b, p) | (u16(b, p + 2) << 16); };
+  // The end-of-central-directory record sits in the last 64 KiB + 22 bytes.
+  const int64_t tail_len = std::min<int64_t>(size, 65536 + 22);
+  std::string tail;
+  if (size < 22 || !read_at(size - tail_len, tail_len, &tail)) {
+    return DataLoss(path, ": not a zip (.npz) file");
+  }
+  size_t eocd = std::string::npos;
+  for (size_t p = tail.size() - 22 + 1; p-- > 0;) {
+    if (u32(tail, p) == 0x06054b50) {
+      eocd = p;
+      break;
+    }
+  }
+  if (eocd == std::string::npos) return DataLoss(path, ": not a zip (.npz) file (no directory)");
+  const uint32_t entries = u16(tail, eocd + 10);
+  const int64_t dir_size = u32(tail, eocd + 12), dir_at = u32(tail, eocd + 16);
+  std::string dir;
+  if (dir_at + dir_size > size || !read_at(dir_at, dir_size, &dir)) {
+    return DataLoss(path, ": corrupt zip directory");
+  }
+  std::map<std::string, ZipMember> out;
+  size_t p = 0;
+  for (uint32_t i = 0; i < entries; ++i) {
+    if (p + 46 > dir.size() || u32(dir, p) != 0x02014b50) return DataLoss(path, ": corrupt zip directory");
+    const int method = static_cast<int>(u16(dir, p + 10));
+    const uint32_t name_len = u16(dir, p + 28), extra = u16(dir, p + 30), comment = u16(dir, p + 32);
+    const int64_t local = u32(dir, p + 42);
+    const std::string name = dir.substr(p + 46, name_len);
+    std::string lh;
+    if (local + 30 > size || !read_at(local, 30, &lh) || u32(lh, 0) != 0x04034b50) {
+      return DataLoss(path, ": corrupt zip entry '", name, "'");
+    }
+    out[name] = ZipMember{local + 30 + u16(lh, 26) + u16(lh, 28), method};
+    p += 46 + name_len + extra + comment;
+  }
+  return out;
+}
+
+}  // namespace
+
+int64_t Dataset::sample_size() const {
+  int64_t n = 1;
+  for (int64_t d : sample_shape_) n *= d;
+  return n;
+}
+
+Status Dataset::ApplySlice(int64_t a, int64_t b, bool has_a, bool has_b) {
+  begin_ = has_a ? a : 0;
+  end_ = has_b ? b : total_;
+  if (begin_ < 0) begin_ += total_;
+  if (end_ < 0) end_ += total_;
+  if (begin_ < 0 || end_ > total_ || begin_ > end_) {
+    return InvalidArgument(spec_, ": slice [", begin_, ":", end_, "] is outside 0..", total_);
+  }
+  if (begin_ == end_) return InvalidArgument(spec_, ": the slice is empty");
+  return OkStatus();
+}
+
+Result<std::unique_ptr<Dataset>> Dataset::Open(const std::string& full) {
+  std::string spec = full;
+  int64_t a = 0, b = 0;
+  bool has_a = false, has_b = false;
+  if (!spec.empty() && spec.back() == ']') {
+    const size_t open = spec.rfind('[');
+    const size_t colon = spec.find(':', open);
+    if (open == std::string::npos || colon == std::string::npos) {
+      return InvalidArgument("dataset '", full, "': slice must look like [a:b]");
+    }
+    const std::string sa = spec.substr(open + 1, colon - open - 1);
+    const std::string sb = spec.substr(colon + 1, spec.size() - colon - 2);
+    if (!sa.empty()) {
+      LOWBIT_ASSIGN_OR_RETURN(a, ParseInt(sa, "dataset '" + full + "' slice start"));
+      has_a = true;
+    }
+    if (!sb.empty()) {
+      LOWBIT_ASSIGN_OR_RETURN(b, ParseInt(sb, "dataset '" + full + "' slice end"));
+      has_b = true;
+    }
+    spec = spec.substr(0, open);
+  }
+  std::unique_ptr<Dataset> ds;
+  const size_t colon = spec.find(':');
+  const std::string kind = spec.substr(0, colon);
+  const std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  if (kind == "fashion-mnist") {
+    if (arg != "train" && arg != "test") {
+      return InvalidArgument("dataset '", full, "': expected fashion-mnist:train or fashion-mnist:test");
+    }
+    const std::string prefix = std::string(kFashionDir) + (arg == "train" ? "train" : "t10k");
+    auto idx = std::make_unique<IdxDataset>();
+    Status s = idx->Init(prefix + "-images-idx3-ubyte.gz", prefix + "-labels-idx1-ubyte.gz");
+    if (s.code() == StatusCode::kNotFound) {
+      return NotFound("dataset '", full, "': ", s.message(), " (install dataset-fashion-mnist)");
+    }
+    LOWBIT_RETURN_IF_ERROR(s);
+    ds = std::move(idx);
+  } else if (kind == "digits" && arg.empty()) {
+    auto mem = std::make_unique<MemoryDataset>();
+    Status s = mem->InitDigits();
+    if (s.code() == StatusCode::kNotFound) {
+      return NotFound("dataset 'digits': ", s.message(), " (install python3-sklearn)");
+    }
+    LOWBIT_RETURN_IF_ERROR(s);
+    ds = std::move(mem);
+  } else if (kind == "idx") {
+    const std::vector<std::string> files = Split(arg, ',');
+    if (files.empty() || files[0].empty() || files.size() > 2) {
+      return InvalidArgument("dataset '", full, "': expected idx:IMAGES[,LABELS]");
+    }
+    auto idx = std::make_unique<IdxDataset>();
+    LOWBIT_RETURN_IF_ERROR(idx->Init(files[0], files.size() > 1 ? files[1] : ""));
+    ds = std::move(idx);
+  } else if (kind == "npy") {
+    const std::vector<std::string> files = Split(arg, ',');
+    if (files.empty() || files[0].empty() || files.size() > 2) {
+      return InvalidArgument("dataset '", full, "': expected npy:X.npy[,Y.npy]");
+    }
+    NpyLayout x;
+    LOWBIT_ASSIGN_OR_RETURN(x, ReadNpyLayout(files[0], 0, files[0]));
+    auto npy = std::make_unique<NpyDataset>();
+    if (files.size() > 1) {
+      NpyLayout y;
+      LOWBIT_ASSIGN_OR_RETURN(y, ReadNpyLayout(files[1], 0, files[1]));
+      std::vector<int64_t> labels;
+      LOWBIT_ASSIGN_OR_RETURN(labels, ReadLabels(y));
+      LOWBIT_RETURN_IF_ERROR(npy->Init(std::move(x), &y, std::move(labels)));
+    } else {
+      LOWBIT_RETURN_IF_ERROR(npy->Init(std::move(x), nullptr, {}));
+    }
+    ds = std::move(npy);
+  } else if (kind == "npz") {
+    std::map<std::string, ZipMember> members;
+    LOWBIT_ASSIGN_OR_RETURN(members, ReadZipDirectory(arg));
+    if (!members.count("x.npy")) return InvalidArgument(arg, ": no array named 'x' in the .npz");
+    for (const auto& [name, m] : members) {
+      if (m.method != 0) {
+        return Unimplemented(arg, ": member '", name, "' is compressed; save with numpy.savez, "
+                                  "not savez_compressed");
+      }
+    }
+    NpyLayout x;
+    LOWBIT_ASSIGN_OR_RETURN(x, ReadNpyLayout(arg, members["x.npy"].data_offset, arg + ":x"));
+    auto npy = std::make_unique<NpyDataset>();
+    if (members.count("y.npy")) {
+      NpyLayout y;
+      LOWBIT_ASSIGN_OR_RETURN(y, ReadNpyLayout(arg, members["y.npy"].data_offset, arg + ":y"));
+      std::vector<int64_t> labels;
+      LOWBIT_ASSIGN_OR_RETURN(labels, ReadLabels(y));
+      LOWBIT_RETURN_IF_ERROR(npy->Init(std::move(x), &y, std::move(labels)));
+    } else {
+      LOWBIT_RETURN_IF_ERROR(npy->Init(std::move(x), nullptr, {}));
+    }
+    ds = std::move(npy);
+  } else {
+    return InvalidArgument("unknown dataset '", full,
+                           "' (expected fashion-mnist:train|test, digits, idx:IMAGES,LABELS, "
+                           "npy:X.npy[,Y.npy] or npz:FILE.npz, with an optional [a:b] slice)");
+  }
+  ds->spec_ = full;
+  LOWBIT_RETURN_IF_ERROR(ds->ApplySlice(a, b, has_a, has_b));
+  return ds;
+}
+
+Status ApplyPreprocess(const Preprocess& p, double default_scale, int64_t n, int64_t sample_size,
+                       int64_t channels, float* x) {
+  const float scale = static_cast<float>(p.scale >= 0 ? p.scale : default_scale);
+  const size_t c = static_cast<size_t>(std::max<int64_t>(channels, 1));
+  for (const auto* v : {&p.mean, &p.std}) {
+    if (!v->empty() && v->size() != 1 && v->size() != c) {
+      return InvalidArgument("normalization has ", v->size(), " values for ", c, " channels");
+    }
+  }
+  for (float s : p.std) {
+    if (!(s > 0)) return InvalidArgument("normalization std must be > 0, got ", s);
+  }
+  const int64_t per_channel = sample_size / static_cast<int64_t>(c);
+  for (int64_t i = 0; i < n * sample_size; ++i) {
+    const size_t ch = static_cast<size_t>((i % sample_size) / std::max<int64_t>(per_channel, 1));
+    float v = x[i] * scale;
+    if (!p.mean.empty()) v -= p.mean.size() == 1 ? p.mean[0] : p.mean[ch];
+    if (!p.std.empty()) v /= p.std.size() == 1 ? p.std[0] : p.std[ch];
+    x[i] = v;
+  }
+  return OkStatus();
+}
+
+}  // namespace lowbit

@@ -1,0 +1,192 @@
+#include "ir/passes.h"
+
+#include <cmath>
+#include <set>
+
+namespace lowbit {
+namespace {
+
+void ReplaceUses(Graph* g, const std::string& from, const std::string& to) {
+  for (Node& n : g->nodes) {
+    for (std::string& in : n.inputs) {
+      if (in == from) in = to;
+    }
+  }
+}
+
+// The single node reading `value`, or -1 when zero or several do (or it is a
+// graph output).
+int SoleReader(const Graph& g, const std::string& value) {
+  if (g.IsOutput(value)) return -1;
+  int reader = -1;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    for (const std::string& in : g.nodes[i].inputs) {
+      if (in != value) continue;
+      if (reader >= 0 && reader != static_cast<int>(i)) return -1;
+      reader = static_cast<int>(i);
+    }
+  }
+  return reader;
+}
+
+const Tensor* ConstFloat(const Graph& g, const std::string& name) {
+  auto it = g.constants.find(name);
+  if (it == g.constants.end() || it->second.dtype() != DType::kFloat32) return nullptr;
+  return &it->second;
+}
+
+}  // namespace
+
+int RemoveIdentities(Graph* g) {
+  int removed = 0;
+  for (size_t i = 0; i < g->nodes.size();) {
+    Node& n = g->nodes[i];
+    const bool dropout = n.op_type == "Dropout" && n.domain.empty() &&
+                         (n.outputs.size() < 2 || n.outputs[1].empty() || g->Uses(n.outputs[1]) == 0) &&
+                         n.input(2).empty();
+    const bool identity = n.op_type == "Identity" && n.domain.empty();
+    if ((dropout || identity) && !n.inputs.empty() && !g->IsOutput(n.outputs[0])) {
+      const std::string from = n.outputs[0], to = n.inputs[0];
+      g->nodes.erase(g->nodes.begin() + i);
+      ReplaceUses(g, from, to);
+      ++removed;
+      continue;
+    }
+    ++i;
+  }
+  return removed;
+}
+
+int FoldBatchNorms(Graph* g) {
+  int folded = 0;
+  for (size_t i = 0; i < g->nodes.size(); ++i) {
+    Node& bn = g->nodes[i];
+    if (bn.op_type != "BatchNormalization" || !bn.domain.empty() || bn.inputs.size() != 5 ||
+        bn.outputs.size() != 1 || bn.GetInt("training_mode", 0) != 0) {
+      continue;
+    }
+    const int p = g->Producer(bn.inputs[0]);
+    if (p < 0 || SoleReader(*g, bn.inputs[0]) != static_cast<int>(i)) continue;
+    Node& prod = g->nodes[p];
+    const bool conv = prod.op_type == "Conv";
+    const bool gemm = prod.op_type == "Gemm" && prod.GetInt("transB", 0) == 1 &&
+                      prod.GetInt("transA", 0) == 0 && prod.GetFloat("alpha", 1) == 1.0f &&
+                      prod.GetFloat("beta", 1) == 1.0f;
+    if (!(conv || gemm) || !prod.domain.empty()) continue;
+    const Tensor* w = ConstFloat(*g, prod.input(1));
+    const Tensor* scale = ConstFloat(*g, bn.inputs[1]);
+    const Tensor* beta = ConstFloat(*g, bn.inputs[2]);
+    const Tensor* mean = ConstFloat(*g, bn.inputs[3]);
+    const Tensor* var = ConstFloat(*g, bn.inputs[4]);
+    const Tensor* bias = prod.input(2).empty() ? nullptr : ConstFloat(*g, prod.input(2));
+    if (!w || !scale || !beta || !mean || !var || (!prod.input(2).empty() && !bias)) continue;
+    const int64_t m = w->shape().empty() ? 0 : w->shape()[0];
+    if (scale->numel() != m || beta->numel() != m || mean->numel() != m || var->numel() != m ||
+        (bias && bias->numel() != m)) {
+      continue;
+    }
+    const float eps = bn.GetFloat("epsilon", 1e-5f);
+    Tensor nw = w->Clone();
+    Tensor nb(DType::kFloat32, {m});
+    const int64_t per = w->numel() / std::max<int64_t>(m, 1);
+    for (int64_t c = 0; c < m; ++c) {
+      const double a = scale->data<float>()[c] / std::sqrt(static_cast<double>(var->data<float>()[c]) + eps);
+      for (int64_t j = 0; j < per; ++j) nw.data<float>()[c * per + j] *= static_cast<float>(a);
+      const double b0 = bias ? bias->data<float>()[c] : 0.0;
+      nb.data<float>()[c] = static_cast<float>((b0 - mean->data<float>()[c]) * a + beta->data<float>()[c]);
+    }
+    const std::string wname = prod.name + ".bnfold.W", bname = prod.name + ".bnfold.B";
+    g->constants[wname] = std::move(nw);
+    g->constants[bname] = std::move(nb);
+    prod.inputs.resize(3);
+    prod.inputs[1] = wname;
+    prod.inputs[2] = bname;
+    prod.outputs[0] = bn.outputs[0];
+    g->nodes.erase(g->nodes.begin() + i);
+    --i;
+    ++folded;
+  }
+  return folded;
+}
+
+int FuseActivations(Graph* g) {
+  int fused = 0;
+  for (size_t i = 0; i < g->nodes.size(); ++i) {
+    Node& act = g->nodes[i];
+    if (!act.domain.empty() || act.inputs.empty()) continue;
+    float lo = 0, hi = INFINITY;
+    if (act.op_type == "Relu") {
+      // bounds already set
+    } else if (act.op_type == "Clip") {
+      lo = -INFINITY;
+      if (act.opset < 11) {
+        lo = act.GetFloat("min", lo);
+        hi = act.GetFloat("max", hi);
+      } else {
+        const Tensor* tmin = act.input(1).empty() ? nullptr : ConstFloat(*g, act.input(1));
+        const Tensor* tmax = act.input(2).empty() ? nullptr : ConstFloat(*g, act.input(2));
+        if ((!act.input(1).empty() && (!tmin || tmin->numel() != 1)) ||
+            (!act.input(2).empty() && (!tmax || tmax->numel() != 1))) {
+          continue;
+        }
+        if (tmin) lo = tmin->data<float>()[0];
+        if (tmax) hi = tmax->data<float>()[0];
+      }
+    } else {
+      continue;
+    }
+    const int p = g->Producer(act.inputs[0]);
+    if (p < 0 || SoleReader(*g, act.inputs[0]) != static_cast<int>(i)) continue;
+    Node& prod = g->nodes[p];
+    if (!prod.domain.empty() || prod.Has("lowbit.activation") ||
+        (prod.op_type != "Conv" && prod.op_type != "Gemm" && prod.op_type != "MatMul")) {
+      continue;
+    }
+    if (act.op_type == "Relu") {
+      prod.attrs["lowbit.activation"] = std::string("Relu");
+    } else {
+      prod.attrs["lowbit.activation"] = std::string("Clip");
+      prod.attrs["lowbit.clip_min"] = lo;
+      prod.attrs["lowbit.clip_max"] = hi;
+    }
+    prod.outputs[0] = act.outputs[0];
+    g->nodes.erase(g->nodes.begin() + i);
+    --i;
+    ++fused;
+  }
+  return fused;
+}
+
+int RemoveDeadNodes(Graph* g) {
+  std::set<std::string> needed;
+  for (const ValueInfo& o : g->outputs) needed.insert(o.name);
+  std::vector<bool> keep(g->nodes.size(), false);
+  for (size_t i = g->nodes.size(); i-- > 0;) {
+    for (const std::string& out : g->nodes[i].outputs) {
+      if (needed.count(out)) keep[i] = true;
+    }
+    if (!keep[i]) continue;
+    for (const std::string& in : g->nodes[i].inputs) needed.insert(in);
+  }
+  int removed = 0;
+  std::vector<Node> kept;
+  for (size_t i = 0; i < g->nodes.size(); ++i) {
+    if (keep[i]) kept.push_back(std::move(g->nodes[i]));
+    else ++removed;
+  }
+  g->nodes = std::move(kept);
+  for (auto it = g->constants.begin(); it != g->constants.end();) {
+    it = needed.count(it->first) ? std::next(it) : g->constants.erase(it);
+  }
+  return removed;
+}
+
+Status OptimizeGraph(Graph* g) {
+  RemoveIdentities(g);
+  FoldBatchNorms(g);
+  FuseActivations(g);
+  RemoveDeadNodes(g);
+  return VerifyGraph(g);
+}
+
+}  // namespace lowbit

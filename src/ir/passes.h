@@ -1,0 +1,26 @@
+// Graph rewrites that keep a model's meaning and make it cheaper to run.
+#ifndef LOWBIT_IR_PASSES_H_
+#define LOWBIT_IR_PASSES_H_
+
+#include "ir/graph.h"
+
+namespace lowbit {
+
+// Removes Identity and inference-time Dropout (when their outputs are not
+// graph outputs), rewiring readers to the input.
+int RemoveIdentities(Graph* g);
+// Folds BatchNormalization into a preceding Conv (or Gemm with transB = 1)
+// whose weights are constants and whose output only BN reads.
+int FoldBatchNorms(Graph* g);
+// Fuses Relu, and Clip with constant bounds, into a preceding Conv, Gemm or
+// MatMul whose output only the activation reads (attributes lowbit.*).
+int FuseActivations(Graph* g);
+// Removes nodes whose outputs reach no graph output, and unused constants.
+int RemoveDeadNodes(Graph* g);
+
+// All of the above, then VerifyGraph.
+Status OptimizeGraph(Graph* g);
+
+}  // namespace lowbit
+
+#endif  // LOWBIT_IR_PASSES_H_

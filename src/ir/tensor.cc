@@ -1,0 +1,106 @@
+#include "ir/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "base/check.h"
+
+namespace lowbit {
+
+const char* DTypeName(DType t) {
+  switch (t) {
+    case DType::kFloat32: return "float32";
+    case DType::kInt64: return "int64";
+    case DType::kInt32: return "int32";
+    case DType::kUint8: return "uint8";
+    case DType::kInt8: return "int8";
+    case DType::kBool: return "bool";
+    case DType::kFloat64: return "float64";
+  }
+  return "?";
+}
+
+size_t DTypeSize(DType t) {
+  switch (t) {
+    case DType::kFloat32: case DType::kInt32: return 4;
+    case DType::kInt64: case DType::kFloat64: return 8;
+    case DType::kUint8: case DType::kInt8: case DType::kBool: return 1;
+  }
+  return 1;
+}
+
+int64_t NumElements(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+std::string ShapeToString(const Shape& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
+  for (int64_t d : shape_) LOWBIT_CHECK(d >= 0);
+  // Round up to whole cache lines and keep at least one, so data() is never
+  // null and SIMD loads may read to the end of the last line.
+  const size_t size = (bytes() + 63) / 64 * 64 + 64;
+  void* p = std::aligned_alloc(64, size);
+  LOWBIT_CHECK(p != nullptr);
+  std::memset(p, 0, size);
+  storage_ = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [](uint8_t* q) { std::free(q); });
+  capacity_ = size - 64;
+}
+
+Tensor Tensor::View(DType dtype, Shape shape) const {
+  Tensor t = *this;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  LOWBIT_CHECK(t.bytes() <= capacity_);
+  return t;
+}
+
+Tensor Tensor::Reshaped(Shape shape) const {
+  LOWBIT_CHECK(NumElements(shape) == numel());
+  Tensor t = *this;
+  t.shape_ = std::move(shape);
+  return t;
+}
+
+Tensor Tensor::Clone() const {
+  Tensor t(dtype_, shape_);
+  if (bytes() > 0) std::memcpy(t.raw(), raw(), bytes());
+  return t;
+}
+
+std::vector<int64_t> Tensor::ToInt64() const {
+  std::vector<int64_t> out(numel());
+  for (int64_t i = 0; i < numel(); ++i) {
+    switch (dtype_) {
+      case DType::kInt64: out[i] = data<int64_t>()[i]; break;
+      case DType::kInt32: out[i] = data<int32_t>()[i]; break;
+      case DType::kFloat32: out[i] = static_cast<int64_t>(data<float>()[i]); break;
+      case DType::kFloat64: out[i] = static_cast<int64_t>(data<double>()[i]); break;
+      case DType::kUint8: case DType::kBool: out[i] = data<uint8_t>()[i]; break;
+      case DType::kInt8: out[i] = data<int8_t>()[i]; break;
+    }
+  }
+  return out;
+}
+
+Tensor Tensor::FromFloats(Shape shape, const std::vector<float>& v) {
+  Tensor t(DType::kFloat32, std::move(shape));
+  LOWBIT_CHECK(static_cast<int64_t>(v.size()) == t.numel());
+  if (!v.empty()) std::memcpy(t.raw(), v.data(), v.size() * 4);
+  return t;
+}
+
+Tensor Tensor::FromInt64s(Shape shape, const std::vector<int64_t>& v) {
+  Tensor t(DType::kInt64, std::move(shape));
+  LOWBIT_CHECK(static_cast<int64_t>(v.size()) == t.numel());
+  if (!v.empty()) std::memcpy(t.raw(), v.data(), v.size() * 8);
+  return t;
+}
+
+}  // namespace lowbit

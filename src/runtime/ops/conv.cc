@@ -1,0 +1,179 @@
+// Conv (1-3 spatial dims, groups, dilations, every auto_pad): im2col feeding
+// OpenBLAS sgemm per image and group; depthwise convolution (one input channel
+// per group) as a direct loop. Bias and a fused activation are applied in place.
+#include <cblas.h>
+
+#include <cstring>
+
+#include "runtime/activation.h"
+#include "runtime/ops/conv_geometry.h"
+
+namespace lowbit {
+namespace {
+
+class Conv final : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+
+  Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
+    if (in.size() < 2 || !in[0].present || !in[1].present) {
+      return InvalidArgument(Where(), "expects inputs X and W");
+    }
+    LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
+    LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[1], "W"));
+    const Shape& x = in[0].shape;
+    const Shape& w = in[1].shape;
+    if (x.size() < 3 || w.size() != x.size()) {
+      return InvalidArgument(Where(), "X ", ShapeToString(x), " and W ", ShapeToString(w),
+                             " must have the same rank >= 3");
+    }
+    n_ = x[0];
+    c_ = x[1];
+    m_ = w[0];
+    group_ = node_.GetInt("group", 1);
+    if (group_ < 1 || c_ % group_ != 0 || m_ % group_ != 0 || w[1] != c_ / group_) {
+      return InvalidArgument(Where(), "group ", group_, " does not fit X ", ShapeToString(x),
+                             " and W ", ShapeToString(w));
+    }
+    const Shape kernel(w.begin() + 2, w.end());
+    if (node_.Has("kernel_shape") && node_.GetInts("kernel_shape") != kernel) {
+      return InvalidArgument(Where(), "kernel_shape differs from W ", ShapeToString(w));
+    }
+    LOWBIT_ASSIGN_OR_RETURN(g_, ComputeWindow(node_, Shape(x.begin() + 2, x.end()), kernel, false));
+    has_bias_ = in.size() > 2 && in[2].present;
+    if (has_bias_) {
+      LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[2], "B"));
+      if (in[2].shape != Shape{m_}) {
+        return InvalidArgument(Where(), "bias ", ShapeToString(in[2].shape), " must be [", m_, "]");
+      }
+    }
+    cg_ = c_ / group_;
+    mg_ = m_ / group_;
+    kk_ = cg_ * g_.k[0] * g_.k[1] * g_.k[2];
+    depthwise_ = cg_ == 1 && group_ > 1;
+    pointwise_ = g_.k[0] * g_.k[1] * g_.k[2] == 1 && g_.stride == std::array<int64_t, 3>{1, 1, 1} &&
+                 g_.pad_begin == std::array<int64_t, 3>{0, 0, 0};
+    if (!depthwise_ && !pointwise_) col_.assign(kk_ * g_.out_size(), 0.0f);
+    act_ = FusedActivation::FromNode(node_);
+    Shape y = {n_, m_};
+    for (int i = 3 - g_.spatial; i < 3; ++i) y.push_back(g_.out[i]);
+    (*out)[0] = TensorInfo{true, DType::kFloat32, y, nullptr};
+    return OkStatus();
+  }
+
+  void Run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out,
+           const ExecContext& ctx) override {
+    const float* x = in[0]->data<float>();
+    const float* w = in[1]->data<float>();
+    const float* bias = has_bias_ ? in[2]->data<float>() : nullptr;
+    float* y = out[0]->data<float>();
+    const int64_t isz = g_.in_size(), osz = g_.out_size();
+    for (int64_t n = 0; n < n_; ++n) {
+      const float* xn = x + n * c_ * isz;
+      float* yn = y + n * m_ * osz;
+      if (depthwise_) {
+        Depthwise(xn, w, yn, ctx);
+      } else {
+        for (int64_t grp = 0; grp < group_; ++grp) {
+          const float* xg = xn + grp * cg_ * isz;
+          const float* col = xg;
+          if (!pointwise_) {
+            Im2Col(xg, ctx);
+            col = col_.data();
+          }
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mg_, osz, kk_, 1.0f,
+                      w + grp * mg_ * kk_, kk_, col, osz, 0.0f, yn + grp * mg_ * osz, osz);
+        }
+      }
+      ctx.pool->ParallelFor(m_, [&](int64_t s, int64_t e) {
+        for (int64_t m = s; m < e; ++m) {
+          float* ym = yn + m * osz;
+          if (bias != nullptr) {
+            for (int64_t i = 0; i < osz; ++i) ym[i] += bias[m];
+          }
+          act_.Apply(ym, osz);
+        }
+      });
+    }
+  }
+
+ private:
+  // col[(c, kd, kh, kw), (od, oh, ow)] = x[c, od*s - p + kd*d, ...] or 0.
+  void Im2Col(const float* x, const ExecContext& ctx) {
+    const auto& g = g_;
+    const int64_t osz = g.out_size();
+    ctx.pool->ParallelFor(kk_, [&](int64_t s, int64_t e) {
+      for (int64_t row = s; row < e; ++row) {
+        int64_t r = row;
+        const int64_t kw = r % g.k[2]; r /= g.k[2];
+        const int64_t kh = r % g.k[1]; r /= g.k[1];
+        const int64_t kd = r % g.k[0]; r /= g.k[0];
+        const float* xc = x + r * g.in_size();
+        float* dst = col_.data() + row * osz;
+        for (int64_t od = 0; od < g.out[0]; ++od) {
+          const int64_t id = od * g.stride[0] - g.pad_begin[0] + kd * g.dilation[0];
+          for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+            const int64_t ih = oh * g.stride[1] - g.pad_begin[1] + kh * g.dilation[1];
+            float* d = dst + (od * g.out[1] + oh) * g.out[2];
+            if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1]) {
+              std::memset(d, 0, sizeof(float) * g.out[2]);
+              continue;
+            }
+            const float* src = xc + (id * g.in[1] + ih) * g.in[2];
+            for (int64_t ow = 0; ow < g.out[2]; ++ow) {
+              const int64_t iw = ow * g.stride[2] - g.pad_begin[2] + kw * g.dilation[2];
+              d[ow] = iw >= 0 && iw < g.in[2] ? src[iw] : 0.0f;
+            }
+          }
+        }
+      }
+    });
+  }
+
+  // One input channel per group: output channel m reads input channel m / mg.
+  void Depthwise(const float* x, const float* w, float* y, const ExecContext& ctx) {
+    const auto& g = g_;
+    const int64_t ksz = g.k[0] * g.k[1] * g.k[2];
+    ctx.pool->ParallelFor(m_, [&](int64_t s, int64_t e) {
+      for (int64_t m = s; m < e; ++m) {
+        const float* xc = x + (m / mg_) * g.in_size();
+        const float* wm = w + m * ksz;
+        float* ym = y + m * g.out_size();
+        for (int64_t od = 0; od < g.out[0]; ++od) {
+          for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+            for (int64_t ow = 0; ow < g.out[2]; ++ow) {
+              float acc = 0;
+              for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+                const int64_t id = od * g.stride[0] - g.pad_begin[0] + kd * g.dilation[0];
+                if (id < 0 || id >= g.in[0]) continue;
+                for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+                  const int64_t ih = oh * g.stride[1] - g.pad_begin[1] + kh * g.dilation[1];
+                  if (ih < 0 || ih >= g.in[1]) continue;
+                  const float* row = xc + (id * g.in[1] + ih) * g.in[2];
+                  const float* wr = wm + (kd * g.k[1] + kh) * g.k[2];
+                  for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+                    const int64_t iw = ow * g.stride[2] - g.pad_begin[2] + kw * g.dilation[2];
+                    if (iw >= 0 && iw < g.in[2]) acc += row[iw] * wr[kw];
+                  }
+                }
+              }
+              ym[(od * g.out[1] + oh) * g.out[2] + ow] = acc;
+            }
+          }
+        }
+      }
+    });
+  }
+
+  WindowGeometry g_;
+  int64_t n_ = 0, c_ = 0, m_ = 0, group_ = 1, cg_ = 0, mg_ = 0, kk_ = 0;
+  bool has_bias_ = false, depthwise_ = false, pointwise_ = false;
+  std::vector<float> col_;
+  FusedActivation act_;
+};
+
+}  // namespace
+
+std::unique_ptr<OpKernel> MakeConv(const Node& n) { return std::make_unique<Conv>(n); }
+
+}  // namespace lowbit

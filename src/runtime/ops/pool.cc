@@ -1,0 +1,142 @@
+// MaxPool, AveragePool (1-3 spatial dims, pads, auto_pad, ceil_mode,
+// count_include_pad, dilations for MaxPool) and GlobalAveragePool.
+#include <cmath>
+#include <limits>
+
+#include "runtime/ops/conv_geometry.h"
+
+namespace lowbit {
+namespace {
+
+class Pool final : public OpKernel {
+ public:
+  Pool(const Node& n, bool max) : OpKernel(n), max_(max) {}
+
+  Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
+    if (in.empty() || !in[0].present) return InvalidArgument(Where(), "missing input");
+    LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
+    if (out->size() > 1) {
+      return Unimplemented(Where(), "the Indices output is not supported");
+    }
+    const Shape& x = in[0].shape;
+    if (x.size() < 3) return InvalidArgument(Where(), "input ", ShapeToString(x), " needs rank >= 3");
+    if (!node_.Has("kernel_shape")) return InvalidArgument(Where(), "kernel_shape is required");
+    if (!max_ && node_.Has("dilations")) {
+      return Unimplemented(Where(), "AveragePool dilations (opset 19) are not supported");
+    }
+    LOWBIT_ASSIGN_OR_RETURN(
+        g_, ComputeWindow(node_, Shape(x.begin() + 2, x.end()), node_.GetInts("kernel_shape"), true));
+    count_pad_ = node_.GetInt("count_include_pad", 0) != 0;
+    pad_end_ = node_.GetInts("pads", std::vector<int64_t>(2 * g_.spatial, 0));
+    planes_ = x[0] * x[1];
+    Shape y = {x[0], x[1]};
+    for (int i = 3 - g_.spatial; i < 3; ++i) y.push_back(g_.out[i]);
+    (*out)[0] = TensorInfo{true, DType::kFloat32, y, nullptr};
+    return OkStatus();
+  }
+
+  void Run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out,
+           const ExecContext& ctx) override {
+    const float* x = in[0]->data<float>();
+    float* y = out[0]->data<float>();
+    const auto& g = g_;
+    // With explicit pads, count_include_pad counts window cells inside the
+    // padded extent; otherwise cells inside the input.
+    std::array<int64_t, 3> padded_end{g.in[0], g.in[1], g.in[2]};
+    if (node_.GetString("auto_pad", "NOTSET") == "NOTSET") {
+      for (int i = 0; i < g.spatial; ++i) padded_end[3 - g.spatial + i] += pad_end_[g.spatial + i];
+    }
+    ctx.pool->ParallelFor(planes_, [&](int64_t s, int64_t e) {
+      for (int64_t p = s; p < e; ++p) {
+        const float* xp = x + p * g.in_size();
+        float* yp = y + p * g.out_size();
+        for (int64_t od = 0; od < g.out[0]; ++od) {
+          for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+            for (int64_t ow = 0; ow < g.out[2]; ++ow) {
+              const int64_t o[3] = {od, oh, ow};
+              int64_t lo[3], hi[3], plo[3], phi[3];
+              for (int d = 0; d < 3; ++d) {
+                const int64_t start = o[d] * g.stride[d] - g.pad_begin[d];
+                const int64_t span = (g.k[d] - 1) * g.dilation[d] + 1;
+                lo[d] = start;
+                hi[d] = start + span;  // exclusive
+                plo[d] = std::max<int64_t>(start, -g.pad_begin[d]);
+                phi[d] = std::min<int64_t>(start + span, padded_end[d]);
+              }
+              float acc = max_ ? -std::numeric_limits<float>::infinity() : 0.0f;
+              int64_t count = 0;
+              for (int64_t id = lo[0]; id < hi[0]; id += g.dilation[0]) {
+                if (id < 0 || id >= g.in[0]) continue;
+                for (int64_t ih = lo[1]; ih < hi[1]; ih += g.dilation[1]) {
+                  if (ih < 0 || ih >= g.in[1]) continue;
+                  const float* row = xp + (id * g.in[1] + ih) * g.in[2];
+                  for (int64_t iw = lo[2]; iw < hi[2]; iw += g.dilation[2]) {
+                    if (iw < 0 || iw >= g.in[2]) continue;
+                    acc = max_ ? std::max(acc, row[iw]) : acc + row[iw];
+                    ++count;
+                  }
+                }
+              }
+              if (!max_) {
+                if (count_pad_) {
+                  count = (phi[0] - plo[0]) * (phi[1] - plo[1]) * (phi[2] - plo[2]);
+                }
+                acc = count > 0 ? acc / static_cast<float>(count) : 0.0f;
+              }
+              yp[(od * g.out[1] + oh) * g.out[2] + ow] = acc;
+            }
+          }
+        }
+      }
+    });
+  }
+
+ private:
+  bool max_;
+  bool count_pad_ = false;
+  WindowGeometry g_;
+  std::vector<int64_t> pad_end_;
+  int64_t planes_ = 0;
+};
+
+class GlobalAveragePool final : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+  Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
+    LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
+    const Shape& x = in[0].shape;
+    if (x.size() < 3) return InvalidArgument(Where(), "input ", ShapeToString(x), " needs rank >= 3");
+    planes_ = x[0] * x[1];
+    size_ = NumElements(Shape(x.begin() + 2, x.end()));
+    Shape y(x.size(), 1);
+    y[0] = x[0];
+    y[1] = x[1];
+    (*out)[0] = TensorInfo{true, DType::kFloat32, y, nullptr};
+    return OkStatus();
+  }
+  void Run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out,
+           const ExecContext& ctx) override {
+    const float* x = in[0]->data<float>();
+    float* y = out[0]->data<float>();
+    ctx.pool->ParallelFor(planes_, [&](int64_t s, int64_t e) {
+      for (int64_t p = s; p < e; ++p) {
+        double acc = 0;
+        for (int64_t i = 0; i < size_; ++i) acc += x[p * size_ + i];
+        y[p] = static_cast<float>(acc / static_cast<double>(size_));
+      }
+    });
+  }
+
+ private:
+  int64_t planes_ = 0, size_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<OpKernel> MakeMaxPool(const Node& n) { return std::make_unique<Pool>(n, true); }
+std::unique_ptr<OpKernel> MakeAveragePool(const Node& n) { return std::make_unique<Pool>(n, false); }
+std::unique_ptr<OpKernel> MakeGlobalAveragePool(const Node& n) {
+  return std::make_unique<GlobalAveragePool>(n);
+}
+
+}  // namespace lowbit

@@ -1,0 +1,216 @@
+#include "runtime/plan.h"
+
+#include <cblas.h>
+
+#include <set>
+
+#include "base/check.h"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace lowbit {
+namespace {
+
+Result<Shape> BindInputShape(const ValueInfo& v, const PlanOptions& o, const std::string& source) {
+  auto it = o.input_shapes.find(v.name);
+  if (it != o.input_shapes.end()) {
+    const Shape& s = it->second;
+    if (!v.shape.empty() && s.size() != v.shape.size()) {
+      return InvalidArgument(source, ": input '", v.name, "' has rank ", v.shape.size(),
+                             ", got shape ", ShapeToString(s));
+    }
+    for (size_t i = 0; i < v.shape.size(); ++i) {
+      if (v.shape[i] >= 0 && v.shape[i] != s[i]) {
+        return InvalidArgument(source, ": input '", v.name, "' is ", ShapeToString(v.shape),
+                               ", got shape ", ShapeToString(s));
+      }
+    }
+    return s;
+  }
+  Shape s = v.shape;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] >= 0) continue;
+    if (i != 0) {
+      return InvalidArgument(source, ": input '", v.name, "' ", ShapeToString(v.shape),
+                             " has a dynamic dimension ", i, " besides the batch");
+    }
+    s[i] = o.batch;
+  }
+  return s;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions& options) {
+  LOWBIT_RETURN_IF_ERROR(CheckSupported(graph));
+  if (options.batch < 1) return InvalidArgument("batch must be >= 1, got ", options.batch);
+  if (options.threads < 1) return InvalidArgument("threads must be >= 1, got ", options.threads);
+  auto plan = std::unique_ptr<Plan>(new Plan());
+  plan->threads_ = options.threads;
+  plan->pool_ = std::make_unique<ThreadPool>(options.threads);
+  ThreadPool fold_pool(1);
+  const ExecContext fold_ctx{&fold_pool, 1};
+
+  std::map<std::string, TensorInfo> info;
+  std::set<std::string> constant;
+  for (const auto& [name, t] : graph.constants) {
+    plan->values_[name] = t;
+    constant.insert(name);
+  }
+  for (const ValueInfo& v : graph.inputs) {
+    auto frozen = options.constant_inputs.find(v.name);
+    if (frozen != options.constant_inputs.end()) {
+      plan->values_[v.name] = frozen->second;
+      constant.insert(v.name);
+      continue;
+    }
+    ValueInfo bound = v;
+    LOWBIT_ASSIGN_OR_RETURN(bound.shape, BindInputShape(v, options, graph.source));
+    if (bound.dtype != DType::kFloat32 && bound.dtype != DType::kInt64) {
+      return Unimplemented(graph.source, ": input '", v.name, "' has element type ",
+                           DTypeName(v.dtype), " (float32 and int64 are supported)");
+    }
+    info[v.name] = TensorInfo{true, bound.dtype, bound.shape, nullptr};
+    plan->values_[v.name] = Tensor(bound.dtype, bound.shape);
+    plan->inputs_.push_back(bound);
+  }
+  auto lookup = [&](const std::string& name) {
+    TensorInfo t;
+    if (name.empty()) return t;
+    if (constant.count(name)) {
+      const Tensor& c = plan->values_.at(name);
+      return TensorInfo{true, c.dtype(), c.shape(), &c};
+    }
+    return info.at(name);
+  };
+
+  // Prepare every node; run those whose inputs are all known now.
+  for (const Node& node : graph.nodes) {
+    const OpRegistration* reg = FindOp(node.domain, node.op_type, node.opset);
+    Step step;
+    step.kernel = reg->make(node);
+    std::vector<TensorInfo> ins;
+    bool all_const = true;
+    for (const std::string& name : node.inputs) {
+      ins.push_back(lookup(name));
+      if (!name.empty() && !constant.count(name)) all_const = false;
+    }
+    std::vector<TensorInfo> outs(node.outputs.size());
+    const Status s = step.kernel->Prepare(ins, &outs);
+    if (!s.ok()) return Status(s.code(), graph.source + ": " + s.message());
+    bool outs_known = true;
+    for (const TensorInfo& o : outs) outs_known = outs_known && o.constant != nullptr;
+    if (outs_known || all_const) {
+      std::vector<const Tensor*> in_ptr;
+      for (const std::string& name : node.inputs) {
+        in_ptr.push_back(name.empty() ? nullptr : &plan->values_.at(name));
+      }
+      std::vector<Tensor> results;
+      for (const TensorInfo& o : outs) {
+        results.push_back(o.constant != nullptr ? o.constant->Clone() : Tensor(o.dtype, o.shape));
+      }
+      if (!outs_known) {
+        if (step.kernel->IsAlias()) {
+          results[0] = in_ptr[0]->Reshaped(outs[0].shape);
+        } else {
+          std::vector<Tensor*> out_ptr;
+          for (Tensor& r : results) out_ptr.push_back(&r);
+          step.kernel->Run(in_ptr, out_ptr, fold_ctx);
+        }
+      }
+      for (size_t i = 0; i < node.outputs.size(); ++i) {
+        if (node.outputs[i].empty()) continue;
+        plan->values_[node.outputs[i]] = std::move(results[i]);
+        constant.insert(node.outputs[i]);
+      }
+      continue;
+    }
+    for (size_t i = 0; i < node.outputs.size(); ++i) {
+      if (!node.outputs[i].empty()) info[node.outputs[i]] = outs[i];
+    }
+    step.in = node.inputs;
+    step.out = node.outputs;
+    plan->steps_.push_back(std::move(step));
+  }
+  for (const ValueInfo& o : graph.outputs) plan->outputs_.push_back(o.name);
+
+  // Buffers: values that alias (reshapes) share a group; a group's buffer is
+  // free after the last step reading any of its values, unless it holds a
+  // graph input or output.
+  std::map<std::string, std::string> group;  // value -> root value
+  auto root = [&](const std::string& v) { return group.count(v) ? group[v] : v; };
+  for (const Step& st : plan->steps_) {
+    if (st.kernel->IsAlias()) group[st.out[0]] = root(st.in[0]);
+  }
+  std::map<std::string, int> last_use;
+  std::set<std::string> pinned;
+  for (const ValueInfo& v : plan->inputs_) pinned.insert(v.name);
+  for (const std::string& o : plan->outputs_) pinned.insert(root(o));
+  for (size_t i = 0; i < plan->steps_.size(); ++i) {
+    for (const std::string& v : plan->steps_[i].in) {
+      if (!v.empty() && !constant.count(v)) last_use[root(v)] = static_cast<int>(i);
+    }
+  }
+  std::multimap<size_t, Tensor> free_buffers;  // capacity -> storage
+  for (size_t i = 0; i < plan->steps_.size(); ++i) {
+    Step& st = plan->steps_[i];
+    for (size_t j = 0; j < st.out.size(); ++j) {
+      const std::string& v = st.out[j];
+      if (v.empty()) continue;
+      const TensorInfo& ti = info.at(v);
+      if (st.kernel->IsAlias()) {
+        plan->values_[v] = plan->values_.at(st.in[0]).Reshaped(ti.shape);
+        continue;
+      }
+      const size_t need = static_cast<size_t>(NumElements(ti.shape)) * DTypeSize(ti.dtype);
+      auto it = free_buffers.lower_bound(need);
+      if (it != free_buffers.end()) {
+        plan->values_[v] = it->second.View(ti.dtype, ti.shape);
+        free_buffers.erase(it);
+      } else {
+        plan->values_[v] = Tensor(ti.dtype, ti.shape);
+        plan->buffer_bytes_ += plan->values_[v].capacity();
+      }
+    }
+    // Release groups whose last reader was this step.
+    std::set<std::string> released;
+    for (const std::string& v : st.in) {
+      if (v.empty() || constant.count(v)) continue;
+      const std::string r = root(v);
+      if (pinned.count(r) || last_use[r] != static_cast<int>(i) || !released.insert(r).second) continue;
+      const Tensor& t = plan->values_.at(r);
+      free_buffers.emplace(t.capacity(), t);
+    }
+    // Outputs nobody reads (e.g. an unused Dropout mask) are released at once.
+    for (const std::string& v : st.out) {
+      if (v.empty() || st.kernel->IsAlias()) continue;
+      if (!last_use.count(v) && !pinned.count(v)) {
+        const Tensor& t = plan->values_.at(v);
+        free_buffers.emplace(t.capacity(), t);
+      }
+    }
+  }
+  for (Step& st : plan->steps_) {
+    for (const std::string& v : st.in) st.in_ptr.push_back(v.empty() ? nullptr : &plan->values_.at(v));
+    for (const std::string& v : st.out) {
+      st.out_ptr.push_back(v.empty() ? nullptr : &plan->values_.at(v));
+    }
+  }
+  for (const std::string& o : plan->outputs_) {
+    if (!plan->values_.count(o)) {
+      return InvalidArgument(graph.source, ": output '", o, "' was not computed");
+    }
+  }
+  return plan;
+}
+
+void Plan::Run() {
+  openblas_set_num_threads(threads_);
+  const ExecContext ctx{pool_.get(), threads_};
+  for (Step& st : steps_) {
+    if (st.kernel->IsAlias()) continue;
+    st.kernel->Run(st.in_ptr, st.out_ptr, ctx);
+  }
+}
+
+}  // namespace lowbit

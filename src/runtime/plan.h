@@ -1,0 +1,69 @@
+// A plan: one model bound to static input shapes, ready to run repeatedly.
+//
+// Creating it checks every operator, infers every shape, folds everything
+// computable from constants (so Shape/Gather/Concat chains that PyTorch emits
+// for flattening vanish), allocates every buffer once with reuse by liveness,
+// and makes reshaping operators zero-copy views. Run() then only computes.
+#ifndef LOWBIT_RUNTIME_PLAN_H_
+#define LOWBIT_RUNTIME_PLAN_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/thread_pool.h"
+#include "ir/graph.h"
+#include "runtime/op.h"
+
+namespace lowbit {
+
+struct PlanOptions {
+  int64_t batch = 1;  // the size of every input's dynamic first dimension
+  int threads = 1;
+  // Full shapes for named inputs, overriding the model's declared shapes.
+  std::map<std::string, Shape> input_shapes;
+  // Inputs frozen to these values: they become constants, so the shapes they
+  // determine (a Reshape's shape, Squeeze axes, Pad pads) are known.
+  std::map<std::string, Tensor> constant_inputs;
+};
+
+class Plan {
+ public:
+  static Result<std::unique_ptr<Plan>> Create(const Graph& graph, const PlanOptions& options);
+
+  int num_inputs() const { return static_cast<int>(inputs_.size()); }
+  const ValueInfo& input_info(int i) const { return inputs_[i]; }
+  // The buffer to fill before Run(), with the bound shape.
+  Tensor& input(int i) { return values_.at(inputs_[i].name); }
+  int num_outputs() const { return static_cast<int>(outputs_.size()); }
+  const std::string& output_name(int i) const { return outputs_[i]; }
+  // Valid after Run() until the next Run().
+  const Tensor& output(int i) const { return values_.at(outputs_[i]); }
+
+  void Run();
+
+  // Bytes of activation buffers the plan holds (after reuse).
+  size_t buffer_bytes() const { return buffer_bytes_; }
+  int num_steps() const { return static_cast<int>(steps_.size()); }
+
+ private:
+  struct Step {
+    std::unique_ptr<OpKernel> kernel;
+    std::vector<std::string> in, out;
+    std::vector<const Tensor*> in_ptr;
+    std::vector<Tensor*> out_ptr;
+  };
+
+  std::vector<ValueInfo> inputs_;
+  std::vector<std::string> outputs_;
+  std::map<std::string, Tensor> values_;
+  std::vector<Step> steps_;
+  std::unique_ptr<ThreadPool> pool_;
+  int threads_ = 1;
+  size_t buffer_bytes_ = 0;
+};
+
+}  // namespace lowbit
+
+#endif  // LOWBIT_RUNTIME_PLAN_H_

@@ -1,0 +1,158 @@
+// `lowbit eval`: top-1 / top-5 accuracy and throughput of a model on a
+// labelled dataset, streamed in batches.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "base/progress.h"
+#include "base/strings.h"
+#include "commands.h"
+#include "data/dataset.h"
+#include "model_util.h"
+#include "runtime/plan.h"
+
+namespace lowbit {
+namespace {
+
+struct EvalArgs {
+  std::string model, data;
+  int64_t batch = 32;
+  int threads = 1;
+  double scale = -1;
+  std::string mean, std;
+  int64_t limit = 0;
+  bool json = false, quiet = false;
+};
+
+Result<std::vector<float>> ParseFloats(const std::string& text, const char* what) {
+  std::vector<float> out;
+  if (text.empty()) return out;
+  for (const std::string& part : Split(text, ',')) {
+    double v;
+    LOWBIT_ASSIGN_OR_RETURN(v, ParseDouble(part, what));
+    out.push_back(static_cast<float>(v));
+  }
+  return out;
+}
+
+Status RunEval(const EvalArgs& a) {
+  if (a.batch < 1) return InvalidArgument("--batch must be >= 1, got ", a.batch);
+  if (a.threads < 1) return InvalidArgument("--threads must be >= 1, got ", a.threads);
+  Preprocess pre;
+  pre.scale = a.scale;
+  LOWBIT_ASSIGN_OR_RETURN(pre.mean, ParseFloats(a.mean, "--mean"));
+  LOWBIT_ASSIGN_OR_RETURN(pre.std, ParseFloats(a.std, "--std"));
+  Graph g;
+  LOWBIT_ASSIGN_OR_RETURN(g, LoadModel(a.model));
+  if (g.inputs.size() != 1) {
+    return InvalidArgument(a.model, ": eval needs a model with one input, it has ", g.inputs.size());
+  }
+  std::unique_ptr<Dataset> ds;
+  LOWBIT_ASSIGN_OR_RETURN(ds, Dataset::Open(a.data));
+  if (!ds->has_labels()) return InvalidArgument("dataset '", a.data, "' has no labels to score");
+  PlanOptions po;
+  po.batch = a.batch;
+  po.threads = a.threads;
+  std::unique_ptr<Plan> plan;
+  LOWBIT_ASSIGN_OR_RETURN(plan, Plan::Create(g, po));
+  Tensor& input = plan->input(0);
+  const int64_t per_sample = input.numel() / a.batch;
+  if (input.shape().empty() || input.shape()[0] != a.batch || per_sample != ds->sample_size()) {
+    return InvalidArgument("dataset '", a.data, "' has samples of ", ds->sample_size(), " values ",
+                           ShapeToString(ds->sample_shape()), ", but model input '",
+                           plan->input_info(0).name, "' is ", ShapeToString(input.shape()),
+                           " at batch ", a.batch);
+  }
+  if (input.dtype() != DType::kFloat32) {
+    return Unimplemented(a.model, ": input '", plan->input_info(0).name, "' is not float32");
+  }
+  const int64_t channels = input.rank() == 4 ? input.shape()[1] : 1;
+  const int64_t n = a.limit > 0 ? std::min(a.limit, ds->size()) : ds->size();
+  std::vector<int64_t> labels(a.batch);
+  int64_t top1 = 0, top5 = 0, classes = 0;
+  double run_seconds = 0;
+  const auto start = std::chrono::steady_clock::now();
+  {
+    Progress progress("eval " + a.model, (n + a.batch - 1) / a.batch, "batches", a.quiet || a.json);
+    for (int64_t i = 0; i < n; i += a.batch) {
+      const int64_t m = std::min(a.batch, n - i);
+      float* x = input.data<float>();
+      LOWBIT_RETURN_IF_ERROR(ds->Read(i, m, x, labels.data()));
+      LOWBIT_RETURN_IF_ERROR(ApplyPreprocess(pre, ds->default_scale(), m, per_sample, channels, x));
+      std::fill(x + m * per_sample, x + a.batch * per_sample, 0.0f);  // a short last batch
+      const auto t0 = std::chrono::steady_clock::now();
+      plan->Run();
+      run_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const Tensor& out = plan->output(0);
+      classes = out.numel() / a.batch;
+      if (out.dtype() != DType::kFloat32 || out.shape().empty() || out.shape()[0] != a.batch) {
+        return InvalidArgument(a.model, ": output '", plan->output_name(0), "' ",
+                               ShapeToString(out.shape()), " is not a batch of class scores");
+      }
+      const float* scores = out.data<float>();
+      for (int64_t j = 0; j < m; ++j) {
+        const float* s = scores + j * classes;
+        if (labels[j] < 0 || labels[j] >= classes) {
+          return InvalidArgument("dataset '", a.data, "': label ", labels[j], " of sample ", i + j,
+                                 " is outside the model's ", classes, " classes");
+        }
+        const float target = s[labels[j]];
+        int64_t better = 0;  // classes scoring above the label (ties count for the label)
+        for (int64_t c = 0; c < classes; ++c) better += s[c] > target;
+        top1 += better == 0;
+        top5 += better < 5;
+      }
+      progress.Advance();
+    }
+  }
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double acc1 = 100.0 * static_cast<double>(top1) / static_cast<double>(n);
+  const double acc5 = 100.0 * static_cast<double>(top5) / static_cast<double>(n);
+  if (a.json) {
+    nlohmann::json j;
+    j["model"] = a.model;
+    j["data"] = a.data;
+    j["samples"] = n;
+    j["correct_top1"] = top1;
+    j["top1"] = acc1;
+    j["top5"] = acc5;
+    j["batch"] = a.batch;
+    j["threads"] = a.threads;
+    j["images_per_second"] = static_cast<double>(n) / run_seconds;
+    j["seconds"] = total;
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("%s on %s: top-1 %.2f%% (%lld/%lld), top-5 %.2f%%, %.0f images/s "
+                "(batch %lld, %d thread%s)\n",
+                a.model.c_str(), a.data.c_str(), acc1, static_cast<long long>(top1),
+                static_cast<long long>(n), acc5, static_cast<double>(n) / run_seconds,
+                static_cast<long long>(a.batch), a.threads, a.threads > 1 ? "s" : "");
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Command AddEvalCommand(CLI::App& app) {
+  auto args = std::make_shared<EvalArgs>();
+  CLI::App* cmd = app.add_subcommand("eval", "Accuracy and speed of a model on a labelled dataset");
+  cmd->add_option("model", args->model, "Model (.onnx)")->required();
+  cmd->add_option("--data", args->data,
+                  "fashion-mnist:train|test, digits, idx:I,L, npy:X[,Y], npz:F, with [a:b]")
+      ->required();
+  cmd->add_option("--batch", args->batch, "Batch size")->capture_default_str();
+  cmd->add_option("--threads", args->threads, "Threads")->capture_default_str();
+  cmd->add_option("--scale", args->scale, "Multiply raw values (default: the dataset's)");
+  cmd->add_option("--mean", args->mean, "Subtract after scaling: one value or one per channel");
+  cmd->add_option("--std", args->std, "Divide after subtracting: one value or one per channel");
+  cmd->add_option("--limit", args->limit, "Evaluate at most this many samples");
+  cmd->add_flag("--json", args->json, "Print one JSON object");
+  cmd->add_flag("--quiet", args->quiet, "No progress line");
+  return {cmd, [args] { return RunEval(*args); }};
+}
+
+}  // namespace lowbit

@@ -1,0 +1,28 @@
+// Loading a model for the commands: ONNX import, then the graph passes.
+#ifndef LOWBIT_TOOLS_MODEL_UTIL_H_
+#define LOWBIT_TOOLS_MODEL_UTIL_H_
+
+#include <string>
+
+#include "ir/graph.h"
+#include "ir/passes.h"
+#include "onnx/onnx_import.h"
+#include "runtime/op.h"
+
+namespace lowbit {
+
+inline Result<Graph> LoadModel(const std::string& path) {
+  ImportOptions options;
+  options.is_supported = [](const std::string& domain, const std::string& op, int opset) {
+    return FindOp(domain, op, opset) != nullptr;
+  };
+  Graph g;
+  LOWBIT_ASSIGN_OR_RETURN(g, ImportOnnx(path, options));
+  LOWBIT_RETURN_IF_ERROR(CheckSupported(g));
+  LOWBIT_RETURN_IF_ERROR(OptimizeGraph(&g));
+  return g;
+}
+
+}  // namespace lowbit
+
+#endif  // LOWBIT_TOOLS_MODEL_UTIL_H_
