@@ -11,7 +11,9 @@ Models (every one takes a dynamic batch):
   fmnist_mlp.onnx   MLP 784-256-128-10 with Dropout, input [N,1,28,28] in [0,1]
   digits_mlp.onnx   MLP 64-64-10 on sklearn's 8x8 digits, input [N,64] in [0,1]
                     (pixel / 16); trained on digits[:1400], tested on digits[1400:]
-models.json records each model's fp32 test accuracy as PyTorch computes it.
+models.json records each model's fp32 test accuracy as PyTorch computes it, and
+ref/NAME_input.npy / ref/NAME_output.npy hold 8 test inputs and PyTorch's outputs
+for them, so tests can check lowbit's runtime against PyTorch itself.
 """
 import gzip
 import json
@@ -101,6 +103,15 @@ def accuracy(model, x, y):
     return correct
 
 
+def save_reference(model, x, name):
+    model.eval()
+    os.makedirs(os.path.join(HERE, "ref"), exist_ok=True)
+    with torch.no_grad():
+        y = model(x)
+    np.save(os.path.join(HERE, "ref", name + "_input.npy"), x.numpy().astype(np.float32))
+    np.save(os.path.join(HERE, "ref", name + "_output.npy"), y.numpy().astype(np.float32))
+
+
 def export(model, example, name):
     model.eval()
     path = os.path.join(HERE, name)
@@ -123,6 +134,7 @@ def main():
         train(model, xtr, ytr, epochs, lr)
         correct = accuracy(model, xte, yte)
         export(model, xte[:1], name + ".onnx")
+        save_reference(model, xte[:8], name)
         record[name] = {"data": "fashion-mnist:test", "correct": correct, "samples": len(xte),
                         "top1": 100.0 * correct / len(xte)}
         print(f"  {name}: {correct}/{len(xte)} = {100.0 * correct / len(xte):.2f}%", flush=True)
@@ -133,6 +145,7 @@ def main():
     train(model, dtr, dytr, 60, 3e-3, batch=64)
     correct = accuracy(model, dte, dyte)
     export(model, dte[:1], "digits_mlp.onnx")
+    save_reference(model, dte[:8], "digits_mlp")
     record["digits_mlp"] = {"data": "digits[1400:]", "correct": correct, "samples": len(dte),
                             "top1": 100.0 * correct / len(dte)}
     print(f"  digits_mlp: {correct}/{len(dte)} = {100.0 * correct / len(dte):.2f}%", flush=True)

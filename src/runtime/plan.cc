@@ -101,9 +101,13 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
     bool outs_known = true;
     for (const TensorInfo& o : outs) outs_known = outs_known && o.constant != nullptr;
     if (outs_known || all_const) {
+      // Inputs are only read when the node runs now (all of them constant); a
+      // node whose outputs its kernel already knows (Shape) reads none.
       std::vector<const Tensor*> in_ptr;
-      for (const std::string& name : node.inputs) {
-        in_ptr.push_back(name.empty() ? nullptr : &plan->values_.at(name));
+      if (!outs_known) {
+        for (const std::string& name : node.inputs) {
+          in_ptr.push_back(name.empty() ? nullptr : &plan->values_.at(name));
+        }
       }
       std::vector<Tensor> results;
       for (const TensorInfo& o : outs) {

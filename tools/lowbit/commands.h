@@ -20,6 +20,7 @@ struct Command {
 Command AddFormatsCommand(CLI::App& app);
 Command AddEvalCommand(CLI::App& app);
 Command AddRunCommand(CLI::App& app);
+Command AddBenchCommand(CLI::App& app);
 
 }  // namespace lowbit
 

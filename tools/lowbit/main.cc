@@ -3,8 +3,10 @@
 #include <vector>
 
 #include "commands.h"
+#include "runtime/blas_setup.h"
 
 int main(int argc, char** argv) {
+  lowbit::EnsureFastBlas(argv);
   CLI::App app{"lowbit: low-bit number formats, quantization and kernels for CPU inference"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "lowbit 0.1.0");
@@ -12,6 +14,7 @@ int main(int argc, char** argv) {
       lowbit::AddFormatsCommand(app),
       lowbit::AddEvalCommand(app),
       lowbit::AddRunCommand(app),
+      lowbit::AddBenchCommand(app),
   };
   try {
     app.parse(argc, argv);

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# `lowbit eval`, `run` and `bench` end to end on the shipped models, and bad
+# input: one clear error line, a non-zero exit, no crash, nothing half-written.
+set -u
+lowbit=$1
+models=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0
+fail=0
+ok() { echo "ok: $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL: $1"; fail=$((fail + 1)); }
+
+expect_error() {
+  local name=$1 regex=$2
+  shift 2
+  "$lowbit" "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  local lines
+  lines=$(wc -l <"$tmp/err")
+  if [[ $rc -ne 1 && $rc -ne 2 ]]; then
+    bad "$name: exit code $rc (stderr: $(head -c 500 "$tmp/err"))"
+  elif [[ $lines -ne 1 ]]; then
+    bad "$name: expected one error line, got $lines: $(head -c 500 "$tmp/err")"
+  elif ! grep -Eq -- "$regex" "$tmp/err"; then
+    bad "$name: '$(cat "$tmp/err")' does not match /$regex/"
+  else
+    ok "$name"
+  fi
+}
+
+cnn=$models/fmnist_cnn.onnx
+# Real runs.
+if "$lowbit" eval "$cnn" --data 'fashion-mnist:test[:500]' --batch 64 --json --quiet >"$tmp/eval" 2>"$tmp/err" &&
+   grep -q '"samples": 500' "$tmp/eval" && grep -q '"top1"' "$tmp/eval"; then
+  ok "eval --json on a slice with a short last batch"
+else
+  bad "eval: $(cat "$tmp/eval" "$tmp/err")"
+fi
+if "$lowbit" run "$cnn" --input "$models/ref/fmnist_cnn_input.npy" --output "$tmp/y.npy" >"$tmp/out" 2>"$tmp/err" &&
+   grep -q "output 'logits': float32 \[8, 10\]" "$tmp/out" && [[ -s $tmp/y.npy ]]; then
+  ok "run writes the output"
+else
+  bad "run: $(cat "$tmp/out" "$tmp/err")"
+fi
+if "$lowbit" bench "$cnn" --batch 4 --runs 3 --warmup 1 --json >"$tmp/bench" 2>"$tmp/err" &&
+   grep -q '"median_ms"' "$tmp/bench"; then
+  ok "bench --json"
+else
+  bad "bench: $(cat "$tmp/bench" "$tmp/err")"
+fi
+
+# Bad models.
+head -c 2000 "$cnn" >"$tmp/truncated.onnx"
+expect_error "truncated model" 'truncated.onnx: not a valid ONNX model' eval "$tmp/truncated.onnx" --data digits
+expect_error "missing model" 'missing.onnx: cannot open' run "$tmp/missing.onnx" --input "$models/ref/fmnist_cnn_input.npy"
+abs=/usr/share/libonnx-testdata/data/node/test_abs/model.onnx
+if [[ -f $abs ]]; then
+  expect_error "unsupported operator" "1 unsupported operator: Abs '[^']*' \(opset [0-9]+\)" run "$abs" --input "$models/ref/fmnist_cnn_input.npy"
+fi
+
+# Bad inputs and data.
+printf 'not numpy' >"$tmp/x.npy"
+expect_error "malformed input npy" 'x.npy: not a .npy file' run "$cnn" --input "$tmp/x.npy"
+expect_error "wrong input shape" "digits_mlp_input.npy: .*input 'input' is \[-1, 1, 28, 28\], got shape \[8, 64\]|does not match" run "$cnn" --input "$models/ref/digits_mlp_input.npy"
+expect_error "dataset does not fit the model" "dataset 'digits' has samples of 64 values \[8, 8\], but model input 'input' is \[32, 1, 28, 28\]" eval "$cnn" --data digits --quiet
+expect_error "unknown dataset" "unknown dataset 'mnist'" eval "$cnn" --data mnist
+expect_error "bad slice" "slice \[0:99999\] is outside 0..10000" eval "$cnn" --data 'fashion-mnist:test[:99999]'
+expect_error "bad batch" '--batch must be >= 1, got 0' eval "$cnn" --data digits --batch 0
+expect_error "bad threads" '--threads must be >= 1, got 0' bench "$cnn" --threads 0
+# --output is written atomically: a failing run leaves no file behind.
+"$lowbit" run "$cnn" --input "$tmp/x.npy" --output "$tmp/never.npy" 2>/dev/null
+if [[ ! -e $tmp/never.npy ]] && ! ls "$tmp"/never.npy.tmp* >/dev/null 2>&1; then
+  ok "no output file after a failed run"
+else
+  bad "a failed run left an output file"
+fi
+
+echo "cli.models: $pass passed, $fail failed"
+[[ $fail -eq 0 ]]

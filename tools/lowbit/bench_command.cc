@@ -1,0 +1,111 @@
+// `lowbit bench`: latency of a model on random input, after warm-up: median,
+// p90 and min over repeated runs, throughput, and peak resident memory.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "base/rng.h"
+#include "commands.h"
+#include "model_util.h"
+#include "runtime/blas_setup.h"
+#include "runtime/plan.h"
+
+namespace lowbit {
+namespace {
+
+struct BenchArgs {
+  std::string model;
+  int64_t batch = 1;
+  int threads = 1;
+  int warmup = 5;
+  int runs = 0;          // 0: as many as fit in `seconds`
+  double seconds = 2.0;
+  bool json = false;
+};
+
+Status RunBench(const BenchArgs& a) {
+  if (a.batch < 1) return InvalidArgument("--batch must be >= 1, got ", a.batch);
+  if (a.threads < 1) return InvalidArgument("--threads must be >= 1, got ", a.threads);
+  if (a.warmup < 0 || a.runs < 0 || !(a.seconds > 0)) {
+    return InvalidArgument("--warmup and --runs must be >= 0 and --seconds > 0");
+  }
+  Graph g;
+  LOWBIT_ASSIGN_OR_RETURN(g, LoadModel(a.model));
+  PlanOptions po;
+  po.batch = a.batch;
+  po.threads = a.threads;
+  std::unique_ptr<Plan> plan;
+  LOWBIT_ASSIGN_OR_RETURN(plan, Plan::Create(g, po));
+  Rng rng(1);
+  for (int i = 0; i < plan->num_inputs(); ++i) {
+    Tensor& t = plan->input(i);
+    if (t.dtype() != DType::kFloat32) {
+      return Unimplemented(a.model, ": input '", plan->input_info(i).name, "' is not float32");
+    }
+    for (int64_t j = 0; j < t.numel(); ++j) t.data<float>()[j] = static_cast<float>(rng.Normal());
+  }
+  for (int i = 0; i < a.warmup; ++i) plan->Run();
+  std::vector<double> ms;
+  const auto start = std::chrono::steady_clock::now();
+  while (true) {
+    const auto t0 = std::chrono::steady_clock::now();
+    plan->Run();
+    const auto t1 = std::chrono::steady_clock::now();
+    ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    const double elapsed = std::chrono::duration<double>(t1 - start).count();
+    if (a.runs > 0 ? static_cast<int>(ms.size()) >= a.runs
+                   : (elapsed >= a.seconds && ms.size() >= 5)) {
+      break;
+    }
+  }
+  std::sort(ms.begin(), ms.end());
+  const double median = ms[ms.size() / 2];
+  const double p90 = ms[std::min(ms.size() - 1, ms.size() * 9 / 10)];
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const double peak_mib = static_cast<double>(ru.ru_maxrss) / 1024.0;
+  const double throughput = 1000.0 * static_cast<double>(a.batch) / median;
+  if (a.json) {
+    nlohmann::json j;
+    j["model"] = a.model;
+    j["batch"] = a.batch;
+    j["threads"] = a.threads;
+    j["runs"] = ms.size();
+    j["median_ms"] = median;
+    j["p90_ms"] = p90;
+    j["min_ms"] = ms.front();
+    j["images_per_second"] = throughput;
+    j["peak_rss_mib"] = peak_mib;
+    j["blas_core"] = BlasCoreName();
+    j["activation_buffer_mib"] = static_cast<double>(plan->buffer_bytes()) / (1 << 20);
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("%s: batch %lld, %d thread%s: median %.3f ms, p90 %.3f ms, min %.3f ms over %zu "
+                "runs; %.1f images/s; peak RSS %.1f MiB\n",
+                a.model.c_str(), static_cast<long long>(a.batch), a.threads, a.threads > 1 ? "s" : "",
+                median, p90, ms.front(), ms.size(), throughput, peak_mib);
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Command AddBenchCommand(CLI::App& app) {
+  auto args = std::make_shared<BenchArgs>();
+  CLI::App* cmd = app.add_subcommand("bench", "Latency, throughput and memory of a model");
+  cmd->add_option("model", args->model, "Model (.onnx)")->required();
+  cmd->add_option("--batch", args->batch, "Batch size")->capture_default_str();
+  cmd->add_option("--threads", args->threads, "Threads")->capture_default_str();
+  cmd->add_option("--warmup", args->warmup, "Untimed runs first")->capture_default_str();
+  cmd->add_option("--runs", args->runs, "Timed runs (default: as many as fit in --seconds)");
+  cmd->add_option("--seconds", args->seconds, "Time to spend on timed runs")->capture_default_str();
+  cmd->add_flag("--json", args->json, "Print one JSON object");
+  return {cmd, [args] { return RunBench(*args); }};
+}
+
+}  // namespace lowbit
