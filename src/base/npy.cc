@@ -48,12 +48,15 @@ void Convert(const char* src, size_t n, float* dst) {
 }  // namespace
 
 Result<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return NotFound(path, ": cannot open (", std::strerror(errno), ")");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return IoError(path, ": read failed");
-  return ss.str();
+  const std::streamoff size = in.tellg();
+  if (size < 0) return IoError(path, ": cannot read its size");
+  std::string bytes(static_cast<size_t>(size), '\0');
+  in.seekg(0);
+  in.read(bytes.data(), size);
+  if (!in) return IoError(path, ": read failed");
+  return bytes;
 }
 
 Status WriteFileAtomic(const std::string& path, const std::string& bytes) {

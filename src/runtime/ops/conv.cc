@@ -73,6 +73,7 @@ class Conv final : public OpKernel {
     pointwise_ = g_.k[0] * g_.k[1] * g_.k[2] == 1 && g_.stride == std::array<int64_t, 3>{1, 1, 1} &&
                  g_.pad_begin == std::array<int64_t, 3>{0, 0, 0};
     if (!depthwise_ && !pointwise_) col_.assign(kk_ * g_.out_size(), 0.0f);
+    ComputeColumnRanges(&col_lo_, &col_hi_);
     act_ = FusedActivation::FromNode(node_);
     Shape y = {n_, m_};
     for (int i = 3 - g_.spatial; i < 3; ++i) y.push_back(g_.out[i]);
@@ -117,6 +118,8 @@ class Conv final : public OpKernel {
 
  private:
   // col[(c, kd, kh, kw), (od, oh, ow)] = x[c, od*s - p + kd*d, ...] or 0.
+  // Per kernel column kw the valid output columns [lo, hi) are fixed, so each
+  // output row is a zero head, a copy (memcpy at stride 1) and a zero tail.
   void Im2Col(const float* x, const ExecContext& ctx) {
     const auto& g = g_;
     const int64_t osz = g.out_size();
@@ -128,24 +131,46 @@ class Conv final : public OpKernel {
         const int64_t kd = r % g.k[0]; r /= g.k[0];
         const float* xc = x + r * g.in_size();
         float* dst = col_.data() + row * osz;
+        const int64_t lo = col_lo_[kw], hi = col_hi_[kw];
+        const int64_t off = kw * g.dilation[2] - g.pad_begin[2];
         for (int64_t od = 0; od < g.out[0]; ++od) {
           const int64_t id = od * g.stride[0] - g.pad_begin[0] + kd * g.dilation[0];
           for (int64_t oh = 0; oh < g.out[1]; ++oh) {
             const int64_t ih = oh * g.stride[1] - g.pad_begin[1] + kh * g.dilation[1];
             float* d = dst + (od * g.out[1] + oh) * g.out[2];
-            if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1]) {
+            if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || hi <= lo) {
               std::memset(d, 0, sizeof(float) * g.out[2]);
               continue;
             }
-            const float* src = xc + (id * g.in[1] + ih) * g.in[2];
-            for (int64_t ow = 0; ow < g.out[2]; ++ow) {
-              const int64_t iw = ow * g.stride[2] - g.pad_begin[2] + kw * g.dilation[2];
-              d[ow] = iw >= 0 && iw < g.in[2] ? src[iw] : 0.0f;
+            const float* src = xc + (id * g.in[1] + ih) * g.in[2] + off;
+            std::memset(d, 0, sizeof(float) * lo);
+            if (g.stride[2] == 1) {
+              std::memcpy(d + lo, src + lo, sizeof(float) * (hi - lo));
+            } else {
+              const int64_t st = g.stride[2];
+              for (int64_t ow = lo; ow < hi; ++ow) d[ow] = src[ow * st];
             }
+            std::memset(d + hi, 0, sizeof(float) * (g.out[2] - hi));
           }
         }
       }
     });
+  }
+
+  // For each kernel column kw, the output columns whose input column
+  // ow * s - p + kw * d lies inside the row.
+  void ComputeColumnRanges(std::vector<int64_t>* lo, std::vector<int64_t>* hi) const {
+    const auto& g = g_;
+    lo->assign(g.k[2], 0);
+    hi->assign(g.k[2], 0);
+    for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+      const int64_t off = kw * g.dilation[2] - g.pad_begin[2];
+      // smallest ow with ow * s + off >= 0; largest with ow * s + off <= in - 1
+      int64_t l = off >= 0 ? 0 : (-off + g.stride[2] - 1) / g.stride[2];
+      int64_t h = g.in[2] - 1 - off < 0 ? 0 : (g.in[2] - 1 - off) / g.stride[2] + 1;
+      (*lo)[kw] = std::clamp<int64_t>(l, 0, g.out[2]);
+      (*hi)[kw] = std::clamp<int64_t>(h, (*lo)[kw], g.out[2]);
+    }
   }
 
   // One input channel per group: output channel m reads input channel m / mg.
@@ -155,15 +180,8 @@ class Conv final : public OpKernel {
   void Depthwise(const float* x, const float* w, float* y, const ExecContext& ctx) {
     const auto& g = g_;
     const int64_t ksz = g.k[0] * g.k[1] * g.k[2];
-    // Valid output-column range per kw: iw = ow * s - p + kw * d in [0, in).
-    std::vector<int64_t> lo(g.k[2]), hi(g.k[2]);
-    for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-      const int64_t off = kw * g.dilation[2] - g.pad_begin[2];
-      lo[kw] = std::clamp<int64_t>((-off + g.stride[2] - 1) / g.stride[2], 0, g.out[2]);
-      if (off >= 0) lo[kw] = 0;
-      hi[kw] = std::clamp<int64_t>((g.in[2] - 1 - off) / g.stride[2] + 1, 0, g.out[2]);
-      if (g.in[2] - 1 - off < 0) hi[kw] = 0;
-    }
+    const std::vector<int64_t>& lo = col_lo_;
+    const std::vector<int64_t>& hi = col_hi_;
     ctx.pool->ParallelFor(m_, [&](int64_t s, int64_t e) {
       for (int64_t m = s; m < e; ++m) {
         const float* xc = x + (m / mg_) * g.in_size();
@@ -200,6 +218,7 @@ class Conv final : public OpKernel {
   int64_t n_ = 0, c_ = 0, m_ = 0, group_ = 1, cg_ = 0, mg_ = 0, kk_ = 0;
   bool has_bias_ = false, depthwise_ = false, pointwise_ = false;
   std::vector<float> col_;
+  std::vector<int64_t> col_lo_, col_hi_;
   FusedActivation act_;
 };
 
