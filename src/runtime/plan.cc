@@ -209,7 +209,9 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
 }
 
 void Plan::Run() {
-  openblas_set_num_threads(threads_);
+  // Our pool parallelises GEMMs itself (see sgemm.h); OpenBLAS's own threads
+  // would compete with it for the same cores.
+  openblas_set_num_threads(1);
   const ExecContext ctx{pool_.get(), threads_};
   for (Step& st : steps_) {
     if (st.kernel->IsAlias()) continue;

@@ -1,8 +1,6 @@
 // Conv (1-3 spatial dims, groups, dilations, every auto_pad): im2col feeding
 // OpenBLAS sgemm per image and group; depthwise convolution (one input channel
 // per group) as a direct loop. Bias and a fused activation are applied in place.
-#include <cblas.h>
-
 #include <algorithm>
 #include <cstring>
 
@@ -11,6 +9,7 @@
 #include "base/target.h"
 #include "runtime/activation.h"
 #include "runtime/ops/conv_geometry.h"
+#include "runtime/sgemm.h"
 
 namespace lowbit {
 namespace {
@@ -101,8 +100,8 @@ class Conv final : public OpKernel {
             Im2Col(xg, ctx);
             col = col_.data();
           }
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mg_, osz, kk_, 1.0f,
-                      w + grp * mg_ * kk_, kk_, col, osz, 0.0f, yn + grp * mg_ * osz, osz);
+          Sgemm(ctx, false, false, mg_, osz, kk_, 1.0f, w + grp * mg_ * kk_, kk_, col, osz, 0.0f,
+                yn + grp * mg_ * osz, osz);
         }
       }
       ctx.pool->ParallelFor(m_, [&](int64_t s, int64_t e) {

@@ -1,10 +1,9 @@
 // Gemm and MatMul on OpenBLAS's sgemm (the honest fp32 baseline).
-#include <cblas.h>
-
 #include <cstring>
 
 #include "runtime/activation.h"
 #include "runtime/op.h"
+#include "runtime/sgemm.h"
 
 namespace lowbit {
 namespace {
@@ -57,7 +56,7 @@ class Gemm final : public OpKernel {
   }
 
   void Run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out,
-           const ExecContext&) override {
+           const ExecContext& ctx) override {
     float* y = out[0]->data<float>();
     float beta = 0.0f;
     if (has_c_) {
@@ -77,9 +76,8 @@ class Gemm final : public OpKernel {
       if (k_ == 0) {
         if (!has_c_) std::memset(y, 0, sizeof(float) * m_ * n_);
       } else {
-        cblas_sgemm(CblasRowMajor, ta_ ? CblasTrans : CblasNoTrans, tb_ ? CblasTrans : CblasNoTrans,
-                    m_, n_, k_, alpha_, in[0]->data<float>(), ta_ ? m_ : k_, in[1]->data<float>(),
-                    tb_ ? k_ : n_, beta, y, n_);
+        Sgemm(ctx, ta_, tb_, m_, n_, k_, alpha_, in[0]->data<float>(), ta_ ? m_ : k_,
+              in[1]->data<float>(), tb_ ? k_ : n_, beta, y, n_);
       }
     }
     act_.Apply(y, m_ * n_);
@@ -149,7 +147,7 @@ class MatMul final : public OpKernel {
   }
 
   void Run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out,
-           const ExecContext&) override {
+           const ExecContext& ctx) override {
     const float* a = in[0]->data<float>();
     const float* b = in[1]->data<float>();
     float* y = out[0]->data<float>();
@@ -161,8 +159,7 @@ class MatMul final : public OpKernel {
         continue;
       }
       if (m_ == 0 || n_ == 0) continue;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m_, n_, k_, 1.0f, a + a_off_[i], k_,
-                  b + b_off_[i], n_, 0.0f, yi, n_);
+      Sgemm(ctx, false, false, m_, n_, k_, 1.0f, a + a_off_[i], k_, b + b_off_[i], n_, 0.0f, yi, n_);
     }
     act_.Apply(y, out[0]->numel());
   }

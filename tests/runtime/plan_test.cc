@@ -1,0 +1,198 @@
+// The graph passes and the planner on hand-built graphs: folding and fusion
+// keep the numbers, shape subgraphs fold away, buffers are reused.
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+#include "base/rng.h"
+#include "ir/passes.h"
+#include "runtime/plan.h"
+#include "tests/test_util.h"
+
+namespace lowbit {
+namespace {
+
+Tensor Random(Shape shape, Rng& rng, float lo = -1, float hi = 1) {
+  Tensor t(DType::kFloat32, std::move(shape));
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    t.data<float>()[i] = lo + (hi - lo) * static_cast<float>(rng.Uniform());
+  }
+  return t;
+}
+
+Node MakeNode(std::string op, std::vector<std::string> in, std::vector<std::string> out, int opset = 13) {
+  Node n;
+  n.name = op + "_" + out[0];
+  n.op_type = std::move(op);
+  n.opset = opset;
+  n.inputs = std::move(in);
+  n.outputs = std::move(out);
+  return n;
+}
+
+// Runs `g` at batch 2 on x and returns output 0.
+Tensor RunGraph(const Graph& g, const Tensor& x) {
+  PlanOptions po;
+  po.batch = x.shape()[0];
+  auto plan = Plan::Create(g, po);
+  EXPECT_TRUE(plan.ok()) << plan.status().ToString();
+  std::copy_n(x.data<float>(), x.numel(), (*plan)->input(0).data<float>());
+  (*plan)->Run();
+  return (*plan)->output(0).Clone();
+}
+
+float MaxRelDiff(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  float num = 0, den = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    num = std::max(num, std::fabs(a.data<float>()[i] - b.data<float>()[i]));
+    den = std::max(den, std::fabs(b.data<float>()[i]));
+  }
+  return num / den;
+}
+
+TEST(PassesTest, BatchNormFoldsIntoConvAndReluFuses) {
+  Rng rng(testing::TestSeed());
+  Graph g;
+  g.source = "test";
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, {-1, 3, 9, 7}}};
+  g.outputs = {{"y", DType::kFloat32, {}}};
+  g.constants["W"] = Random({5, 3, 3, 3}, rng);
+  g.constants["B"] = Random({5}, rng);
+  g.constants["scale"] = Random({5}, rng, 0.5, 2);
+  g.constants["beta"] = Random({5}, rng);
+  g.constants["mean"] = Random({5}, rng);
+  g.constants["var"] = Random({5}, rng, 0.1, 3);
+  Node conv = MakeNode("Conv", {"x", "W", "B"}, {"c"});
+  conv.attrs["pads"] = std::vector<int64_t>{1, 1, 1, 1};
+  conv.attrs["strides"] = std::vector<int64_t>{2, 1};
+  g.nodes = {conv, MakeNode("BatchNormalization", {"c", "scale", "beta", "mean", "var"}, {"bn"}),
+             MakeNode("Dropout", {"bn"}, {"d"}), MakeNode("Relu", {"d"}, {"y"}),
+             MakeNode("Identity", {"x"}, {"unused"})};
+  ASSERT_TRUE(VerifyGraph(&g).ok());
+  const Tensor x = Random({2, 3, 9, 7}, rng);
+  const Tensor want = RunGraph(g, x);
+
+  Graph opt = g;
+  ASSERT_TRUE(OptimizeGraph(&opt).ok());
+  ASSERT_EQ(opt.nodes.size(), 1u);
+  EXPECT_EQ(opt.nodes[0].op_type, "Conv");
+  EXPECT_EQ(opt.nodes[0].GetString("lowbit.activation", ""), "Relu");
+  EXPECT_EQ(opt.nodes[0].outputs[0], "y");
+  EXPECT_FALSE(opt.constants.count("scale"));  // folded constants are dropped
+  const Tensor got = RunGraph(opt, x);
+  EXPECT_LT(MaxRelDiff(got, want), 1e-5f);
+  for (int64_t i = 0; i < got.numel(); ++i) ASSERT_GE(got.data<float>()[i], 0.0f);
+}
+
+TEST(PassesTest, ClipFusesIntoGemmWithItsBounds) {
+  Rng rng(testing::TestSeed() + 1);
+  Graph g;
+  g.source = "test";
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, {-1, 6}}};
+  g.outputs = {{"y", DType::kFloat32, {}}};
+  g.constants["W"] = Random({4, 6}, rng, -3, 3);
+  g.constants["B"] = Random({4}, rng);
+  g.constants["lo"] = Tensor::FromFloats({}, {-0.5f});
+  g.constants["hi"] = Tensor::FromFloats({}, {0.75f});
+  Node gemm = MakeNode("Gemm", {"x", "W", "B"}, {"h"});
+  gemm.attrs["transB"] = int64_t{1};
+  g.nodes = {gemm, MakeNode("Clip", {"h", "lo", "hi"}, {"y"})};
+  const Tensor x = Random({3, 6}, rng, -2, 2);
+  const Tensor want = RunGraph(g, x);
+  Graph opt = g;
+  ASSERT_TRUE(OptimizeGraph(&opt).ok());
+  ASSERT_EQ(opt.nodes.size(), 1u);
+  EXPECT_EQ(opt.nodes[0].GetString("lowbit.activation", ""), "Clip");
+  const Tensor got = RunGraph(opt, x);
+  EXPECT_LT(MaxRelDiff(got, want), 1e-6f);
+}
+
+TEST(PlanTest, ShapeArithmeticFoldsAndReshapeIsAView) {
+  // PyTorch's x.view(x.size(0), -1): Shape -> Gather -> Unsqueeze -> Concat -> Reshape.
+  Graph g;
+  g.source = "test";
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, {-1, 2, 3, 4}}};
+  g.outputs = {{"y", DType::kFloat32, {}}};
+  g.constants["zero"] = Tensor::FromInt64s({}, {0});
+  g.constants["axes"] = Tensor::FromInt64s({1}, {0});
+  g.constants["minus1"] = Tensor::FromInt64s({1}, {-1});
+  Node concat = MakeNode("Concat", {"n1", "minus1"}, {"shape"});
+  concat.attrs["axis"] = int64_t{0};
+  g.nodes = {MakeNode("Relu", {"x"}, {"r"}), MakeNode("Shape", {"r"}, {"s"}),
+             MakeNode("Gather", {"s", "zero"}, {"n"}), MakeNode("Unsqueeze", {"n", "axes"}, {"n1"}),
+             concat, MakeNode("Reshape", {"r", "shape"}, {"y"})};
+  PlanOptions po;
+  po.batch = 5;
+  auto plan = Plan::Create(g, po);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  EXPECT_EQ((*plan)->num_steps(), 2);  // Relu and the Reshape view; the rest folded
+  Rng rng(3);
+  Tensor& x = (*plan)->input(0);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(rng.Normal());
+  (*plan)->Run();
+  const Tensor& y = (*plan)->output(0);
+  EXPECT_EQ(y.shape(), (Shape{5, 24}));
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    ASSERT_EQ(y.data<float>()[i], std::max(0.0f, x.data<float>()[i]));
+  }
+}
+
+TEST(PlanTest, BuffersAreReusedAlongAChain) {
+  Graph g;
+  g.source = "test";
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, {-1, 1000}}};
+  g.outputs = {{"v5", DType::kFloat32, {}}};
+  std::string prev = "x";
+  for (int i = 1; i <= 5; ++i) {
+    const std::string out = "v" + std::to_string(i);
+    g.nodes.push_back(MakeNode(i % 2 ? "Sigmoid" : "Tanh", {prev}, {out}));
+    prev = out;
+  }
+  PlanOptions po;
+  po.batch = 4;
+  auto plan = Plan::Create(g, po);
+  ASSERT_TRUE(plan.ok());
+  // Five activations of 16,000 bytes, but never more than two alive at once.
+  EXPECT_LE((*plan)->buffer_bytes(), 2u * (16000 + 64));
+  Tensor& x = (*plan)->input(0);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = 0.001f * static_cast<float>(i % 997);
+  (*plan)->Run();
+  const Tensor& y = (*plan)->output(0);
+  for (int64_t i = 0; i < y.numel(); i += 37) {
+    const float v = x.data<float>()[i];
+    const float want = 1 / (1 + std::exp(-std::tanh(1 / (1 + std::exp(-std::tanh(1 / (1 + std::exp(-v))))))));
+    ASSERT_NEAR(y.data<float>()[i], want, 1e-6f);
+  }
+}
+
+TEST(PlanTest, BadBindingsAreRefusedByName) {
+  Graph g;
+  g.source = "m.onnx";
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, {-1, 3, -1}}};
+  g.outputs = {{"y", DType::kFloat32, {}}};
+  g.nodes = {MakeNode("Relu", {"x"}, {"y"})};
+  auto plan = Plan::Create(g, PlanOptions());
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("m.onnx: input 'x' [-1, 3, -1] has a dynamic dimension 2"),
+            std::string::npos)
+      << plan.status().message();
+  PlanOptions po;
+  po.input_shapes["x"] = {2, 4, 5};
+  plan = Plan::Create(g, po);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("got shape [2, 4, 5]"), std::string::npos);
+  g.nodes[0].op_type = "Frobnicate";
+  plan = Plan::Create(g, PlanOptions());
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("Frobnicate 'Relu_y' (opset 13)"), std::string::npos)
+      << plan.status().message();
+}
+
+}  // namespace
+}  // namespace lowbit
