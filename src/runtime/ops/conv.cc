@@ -24,6 +24,32 @@ LOWBIT_VECTORIZE void AxpyRow(float* __restrict y, const float* __restrict x, fl
   }
 }
 
+// One 2-D depthwise plane from a zero-padded input (no bounds checks):
+// y[oh, ow] = sum over taps of w[kh, kw] * xp[oh*sh + kh*dh, ow*sw + kw*dw].
+LOWBIT_VECTORIZE void DepthwisePlane(const float* __restrict xp, int64_t pw,
+                                     const float* __restrict w, int64_t kh_n, int64_t kw_n,
+                                     int64_t sh, int64_t sw, int64_t dh, int64_t dw,
+                                     float* __restrict y, int64_t oh_n, int64_t ow_n) {
+  for (int64_t oh = 0; oh < oh_n; ++oh) {
+    float* yr = y + oh * ow_n;
+    for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] = 0.0f;
+    for (int64_t kh = 0; kh < kh_n; ++kh) {
+      const float* xr = xp + (oh * sh + kh * dh) * pw;
+      for (int64_t kw = 0; kw < kw_n; ++kw) {
+        const float wv = w[kh * kw_n + kw];
+        const float* xs = xr + kw * dw;
+        if (sw == 1) {
+          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[ow];
+        } else if (sw == 2) {
+          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[2 * ow];
+        } else {
+          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[ow * sw];
+        }
+      }
+    }
+  }
+}
+
 // y[i] = clamp(y[i] + b, lo, hi).
 LOWBIT_VECTORIZE void BiasClamp(float* __restrict y, int64_t n, float b, float lo, float hi) {
   for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(y[i] + b, lo), hi);
@@ -178,6 +204,10 @@ class Conv final : public OpKernel {
   // has no bounds checks and vectorizes. Depth (3-D) runs the same per slice.
   void Depthwise(const float* x, const float* w, float* y, const ExecContext& ctx) {
     const auto& g = g_;
+    if (g.k[0] == 1 && g.in[0] == 1 && g.out[0] == 1) {
+      Depthwise2D(x, w, y, ctx);
+      return;
+    }
     const int64_t ksz = g.k[0] * g.k[1] * g.k[2];
     const std::vector<int64_t>& lo = col_lo_;
     const std::vector<int64_t>& hi = col_hi_;
@@ -213,6 +243,41 @@ class Conv final : public OpKernel {
     });
   }
 
+  // 2-D depthwise: each thread copies a channel into a zero-padded plane (its
+  // own scratch, sized once) and runs DepthwisePlane on it.
+  void Depthwise2D(const float* x, const float* w, float* y, const ExecContext& ctx) {
+    const auto& g = g_;
+    const int64_t ph = (g.out[1] - 1) * g.stride[1] + (g.k[1] - 1) * g.dilation[1] + 1;
+    const int64_t pw = (g.out[2] - 1) * g.stride[2] + (g.k[2] - 1) * g.dilation[2] + 1;
+    const int64_t ksz = g.k[1] * g.k[2];
+    const int threads = ctx.pool->threads();
+    if (static_cast<int>(pad_scratch_.size()) < threads) pad_scratch_.resize(threads);
+    ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        std::vector<float>& xp = pad_scratch_[t];
+        xp.assign(ph * pw, 0.0f);
+        const int64_t m0 = m_ * t / threads, m1 = m_ * (t + 1) / threads;
+        for (int64_t m = m0; m < m1; ++m) {
+          const float* xc = x + (m / mg_) * g.in_size();
+          // Copy the rows that land inside the padded plane; borders stay 0.
+          for (int64_t r = 0; r < ph; ++r) {
+            const int64_t ih = r - g.pad_begin[1];
+            if (ih < 0 || ih >= g.in[1]) continue;
+            const int64_t c0 = std::max<int64_t>(0, g.pad_begin[2]);
+            const int64_t c1 = std::min<int64_t>(pw, g.pad_begin[2] + g.in[2]);
+            if (c1 > c0) {
+              std::memcpy(xp.data() + r * pw + c0, xc + ih * g.in[2] + (c0 - g.pad_begin[2]),
+                          sizeof(float) * (c1 - c0));
+            }
+          }
+          DepthwisePlane(xp.data(), pw, w + m * ksz, g.k[1], g.k[2], g.stride[1], g.stride[2],
+                         g.dilation[1], g.dilation[2], y + m * g.out_size(), g.out[1], g.out[2]);
+        }
+      }
+    });
+  }
+
+  std::vector<std::vector<float>> pad_scratch_;
   WindowGeometry g_;
   int64_t n_ = 0, c_ = 0, m_ = 0, group_ = 1, cg_ = 0, mg_ = 0, kk_ = 0;
   bool has_bias_ = false, depthwise_ = false, pointwise_ = false;
