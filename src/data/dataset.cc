@@ -56,6 +56,99 @@ uint32_t BigEndian32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
 }
 
+// Random-access bytes of one array file: a plain file region, or a deflated
+// zip member (numpy.savez_compressed) inflated as a stream. Reads are
+// sequential in practice; a read behind the stream's position restarts it.
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  virtual Status ReadAt(int64_t offset, size_t n, char* dst) = 0;
+  virtual const std::string& name() const = 0;
+};
+
+class FileSource final : public ByteSource {
+ public:
+  FileSource(std::string path, int64_t base) : path_(std::move(path)), base_(base) {
+    in_.open(path_, std::ios::binary);
+  }
+  bool ok() const { return static_cast<bool>(in_); }
+  Status ReadAt(int64_t offset, size_t n, char* dst) override {
+    in_.clear();
+    in_.seekg(base_ + offset);
+    in_.read(dst, static_cast<std::streamsize>(n));
+    if (!in_) return DataLoss(path_, ": truncated (wanted ", n, " bytes at ", base_ + offset, ")");
+    return OkStatus();
+  }
+  const std::string& name() const override { return path_; }
+
+ private:
+  std::string path_;
+  int64_t base_;
+  std::ifstream in_;
+};
+
+class InflateSource final : public ByteSource {
+ public:
+  InflateSource(std::string path, std::string label, int64_t base)
+      : path_(std::move(path)), label_(std::move(label)), base_(base) {}
+  ~InflateSource() override { End(); }
+
+  Status ReadAt(int64_t offset, size_t n, char* dst) override {
+    if (offset < pos_ || !started_) LOWBIT_RETURN_IF_ERROR(Restart());
+    // Skip forward to `offset`, then read n bytes.
+    std::vector<char> skip(1 << 16);
+    while (pos_ < offset) {
+      const size_t step = static_cast<size_t>(std::min<int64_t>(offset - pos_, skip.size()));
+      LOWBIT_RETURN_IF_ERROR(Inflate(skip.data(), step));
+    }
+    return Inflate(dst, n);
+  }
+  const std::string& name() const override { return label_; }
+
+ private:
+  Status Restart() {
+    End();
+    in_.open(path_, std::ios::binary);
+    if (!in_) return NotFound(path_, ": cannot open");
+    in_.seekg(base_);
+    std::memset(&z_, 0, sizeof(z_));
+    if (inflateInit2(&z_, -15) != Z_OK) return DataLoss(label_, ": zlib init failed");
+    started_ = true;
+    pos_ = 0;
+    return OkStatus();
+  }
+  void End() {
+    if (started_) inflateEnd(&z_);
+    started_ = false;
+    in_.close();
+  }
+  Status Inflate(char* dst, size_t n) {
+    z_.next_out = reinterpret_cast<Bytef*>(dst);
+    z_.avail_out = static_cast<uInt>(n);
+    while (z_.avail_out > 0) {
+      if (z_.avail_in == 0) {
+        in_.read(inbuf_, sizeof(inbuf_));
+        z_.next_in = reinterpret_cast<Bytef*>(inbuf_);
+        z_.avail_in = static_cast<uInt>(in_.gcount());
+        if (z_.avail_in == 0) return DataLoss(label_, ": truncated compressed data");
+      }
+      const int r = inflate(&z_, Z_NO_FLUSH);
+      if (r == Z_STREAM_END && z_.avail_out > 0) return DataLoss(label_, ": compressed data ends early");
+      if (r != Z_OK && r != Z_STREAM_END) return DataLoss(label_, ": corrupt compressed data");
+    }
+    pos_ += static_cast<int64_t>(n);
+    return OkStatus();
+  }
+
+  std::string path_, label_;
+  int64_t base_;
+  std::ifstream in_;
+  z_stream z_{};
+  bool started_ = false;
+  int64_t pos_ = 0;
+  char inbuf_[1 << 16];
+};
+
 // IDX (the MNIST format): magic 0 0 type rank, then rank big-endian dims.
 // Images and labels are uint8.
 class IdxDataset final : public Dataset {
@@ -160,49 +253,42 @@ class MemoryDataset final : public Dataset {
   std::vector<int64_t> labels_;
 };
 
-// .npy (or an array stored uncompressed inside .npz): the header is parsed,
-// then samples are read at their offsets, a batch at a time.
+// .npy, standalone or as a member of an .npz: the header is parsed, then
+// samples are read at their offsets, a batch at a time.
 struct NpyLayout {
-  std::string path;
-  int64_t offset = 0;  // of the data
+  std::shared_ptr<ByteSource> src;
+  int64_t offset = 0;  // of the data within the source
   std::string descr;
   std::vector<int64_t> shape;
 };
 
-Result<NpyLayout> ReadNpyLayout(const std::string& path, int64_t base, const std::string& name) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound(path, ": cannot open");
-  in.seekg(base);
+Result<NpyLayout> ReadNpyLayout(std::shared_ptr<ByteSource> src) {
+  const std::string& name = src->name();
   char head[12];
-  in.read(head, 12);
-  if (!in || std::memcmp(head, "\x93NUMPY", 6) != 0) return DataLoss(name, ": not a .npy array");
+  LOWBIT_RETURN_IF_ERROR(src->ReadAt(0, 12, head));
+  if (std::memcmp(head, "\x93NUMPY", 6) != 0) return DataLoss(name, ": not a .npy array");
   const int major = static_cast<unsigned char>(head[6]);
-  const int64_t hlen = major == 1 ? (static_cast<unsigned char>(head[8]) | (static_cast<unsigned char>(head[9]) << 8))
-                                  : static_cast<int64_t>(static_cast<unsigned char>(head[8]) |
-                                                         (static_cast<unsigned char>(head[9]) << 8) |
-                                                         (static_cast<unsigned char>(head[10]) << 16));
+  const int64_t hlen =
+      major == 1 ? (static_cast<unsigned char>(head[8]) | (static_cast<unsigned char>(head[9]) << 8))
+                 : static_cast<int64_t>(static_cast<unsigned char>(head[8]) |
+                                        (static_cast<unsigned char>(head[9]) << 8) |
+                                        (static_cast<unsigned char>(head[10]) << 16));
   const int64_t start = major == 1 ? 10 : 12;
   std::string header(static_cast<size_t>(start + hlen), '\0');
-  in.seekg(base);
-  in.read(header.data(), static_cast<std::streamsize>(header.size()));
-  if (!in) return DataLoss(name, ": truncated .npy header");
-  // Parse the header with the in-memory parser on a header-only copy with no
-  // data: it validates dtype and shape and reports the data it would need.
+  LOWBIT_RETURN_IF_ERROR(src->ReadAt(0, header.size(), header.data()));
+  // The in-memory parser validates dtype and shape; on a header without data
+  // it reports the bytes it would need, which is expected here.
   Result<NpyArray> probe = ParseNpy(header, name);
   NpyLayout layout;
-  layout.path = path;
-  layout.offset = base + start + hlen;
+  layout.offset = start + hlen;
   const size_t d = header.find("'descr'");
-  const size_t q1 = header.find('\'', header.find(':', d) + 1);
-  const size_t q2 = header.find('\'', q1 + 1);
-  if (d == std::string::npos || q1 == std::string::npos || q2 == std::string::npos) {
-    return DataLoss(name, ": malformed .npy header");
-  }
+  const size_t q1 = d == std::string::npos ? d : header.find('\'', header.find(':', d) + 1);
+  const size_t q2 = q1 == std::string::npos ? q1 : header.find('\'', q1 + 1);
+  if (q2 == std::string::npos) return DataLoss(name, ": malformed .npy header");
   layout.descr = header.substr(q1 + 1, q2 - q1 - 1);
   if (probe.ok()) {
     layout.shape = probe->shape;  // an empty array
-  } else if (probe.status().code() == StatusCode::kDataLoss &&
-             probe.status().message().find("truncated .npy data") != std::string::npos) {
+  } else if (probe.status().message().find("truncated .npy data") != std::string::npos) {
     const size_t s0 = header.find('(', header.find("'shape'"));
     const size_t s1 = header.find(')', s0);
     for (const std::string& part : Split(header.substr(s0 + 1, s1 - s0 - 1), ',')) {
@@ -213,24 +299,45 @@ Result<NpyLayout> ReadNpyLayout(const std::string& path, int64_t base, const std
   } else {
     return probe.status();
   }
+  layout.src = std::move(src);
   return layout;
+}
+
+// Decodes `count` values of `layout` starting at element `first` to fp32.
+Status ReadValues(const NpyLayout& layout, int64_t first, int64_t count, float* out) {
+  const int elem = std::atoi(layout.descr.c_str() + 2);
+  std::string bytes = "\x93NUMPY\x01";
+  bytes.push_back('\0');
+  const std::string header = "{'descr': '" + layout.descr + "', 'fortran_order': False, 'shape': (" +
+                             std::to_string(count) + ",), }";
+  bytes.push_back(static_cast<char>(header.size() & 0xff));
+  bytes.push_back(static_cast<char>(header.size() >> 8));
+  bytes += header;
+  const size_t at = bytes.size();
+  bytes.resize(at + static_cast<size_t>(count * elem));
+  LOWBIT_RETURN_IF_ERROR(layout.src->ReadAt(layout.offset + first * elem, bytes.size() - at,
+                                            bytes.data() + at));
+  NpyArray arr;
+  LOWBIT_ASSIGN_OR_RETURN(arr, ParseNpy(bytes, layout.src->name()));
+  std::memcpy(out, arr.data.data(), sizeof(float) * arr.data.size());
+  return OkStatus();
 }
 
 class NpyDataset final : public Dataset {
  public:
-  Status Init(NpyLayout x, const NpyLayout* y, std::vector<int64_t> y_values) {
+  Status Init(NpyLayout x, std::vector<int64_t> labels, bool has_labels) {
     x_ = std::move(x);
-    if (x_.shape.empty()) return InvalidArgument(x_.path, ": samples need at least one dimension");
+    if (x_.shape.empty()) {
+      return InvalidArgument(x_.src->name(), ": samples need at least one dimension");
+    }
     total_ = x_.shape[0];
     sample_shape_.assign(x_.shape.begin() + 1, x_.shape.end());
-    elem_ = std::atoi(x_.descr.c_str() + 2);
-    in_.open(x_.path, std::ios::binary);
-    if (!in_) return NotFound(x_.path, ": cannot open");
-    if (y != nullptr) {
-      if (static_cast<int64_t>(y_values.size()) != total_) {
-        return InvalidArgument(y->path, ": ", y_values.size(), " labels for ", total_, " samples");
+    if (has_labels) {
+      if (static_cast<int64_t>(labels.size()) != total_) {
+        return InvalidArgument(spec_.empty() ? x_.src->name() : spec_, ": ", labels.size(),
+                               " labels for ", total_, " samples");
       }
-      labels_ = std::move(y_values);
+      labels_ = std::move(labels);
       has_labels_ = true;
     }
     return OkStatus();
@@ -239,27 +346,7 @@ class NpyDataset final : public Dataset {
   Status Read(int64_t index, int64_t n, float* x, int64_t* labels) override {
     if (index < 0 || index + n > size()) return InvalidArgument(spec_, ": read past the end");
     const int64_t ss = sample_size();
-    // Re-use the .npy parser on a synthetic header for the batch.
-    std::string bytes = "\x93NUMPY\x01";
-    bytes.push_back('\0');
-    std::string header = "{'descr': '" + x_.descr + "', 'fortran_order': False, 'shape': (" +
-                         std::to_string(n * ss) + ",), }";
-    bytes.push_back(static_cast<char>(header.size() & 0xff));
-    bytes.push_back(static_cast<char>(header.size() >> 8));
-    bytes += header;
-    const size_t data_bytes = static_cast<size_t>(n * ss * elem_);
-    const size_t at = bytes.size();
-    bytes.resize(at + data_bytes);
-    in_.seekg(x_.offset + (begin_ + index) * ss * elem_);
-    in_.read(bytes.data() + at, static_cast<std::streamsize>(data_bytes));
-    if (!in_) {
-      in_.clear();
-      return DataLoss(x_.path, ": truncated data (samples ", begin_ + index, "..",
-                      begin_ + index + n, ")");
-    }
-    NpyArray arr;
-    LOWBIT_ASSIGN_OR_RETURN(arr, ParseNpy(bytes, x_.path));
-    std::memcpy(x, arr.data.data(), sizeof(float) * arr.data.size());
+    LOWBIT_RETURN_IF_ERROR(ReadValues(x_, (begin_ + index) * ss, n * ss, x));
     if (labels != nullptr && has_labels_) {
       for (int64_t i = 0; i < n; ++i) labels[i] = labels_[begin_ + index + i];
     }
@@ -268,36 +355,17 @@ class NpyDataset final : public Dataset {
 
  private:
   NpyLayout x_;
-  int elem_ = 4;
-  std::ifstream in_;
   std::vector<int64_t> labels_;
 };
 
-// Reads a whole 1-D label array (a few bytes per sample) described by `y`.
+// Reads a whole 1-D label array (a few bytes per sample).
 Result<std::vector<int64_t>> ReadLabels(const NpyLayout& y) {
   if (y.shape.size() != 1) {
-    return InvalidArgument(y.path, ": labels must be 1-D, got ", y.shape.size(), " dims");
+    return InvalidArgument(y.src->name(), ": labels must be 1-D, got ", y.shape.size(), " dims");
   }
-  const int elem = std::atoi(y.descr.c_str() + 2);
-  std::string bytes = "\x93NUMPY\x01";
-  bytes.push_back('\0');
-  const std::string header = "{'descr': '" + y.descr + "', 'fortran_order': False, 'shape': (" +
-                             std::to_string(y.shape[0]) + ",), }";
-  bytes.push_back(static_cast<char>(header.size() & 0xff));
-  bytes.push_back(static_cast<char>(header.size() >> 8));
-  bytes += header;
-  const size_t at = bytes.size();
-  bytes.resize(at + static_cast<size_t>(y.shape[0] * elem));
-  std::ifstream in(y.path, std::ios::binary);
-  in.seekg(y.offset);
-  in.read(bytes.data() + at, static_cast<std::streamsize>(bytes.size() - at));
-  if (!in) return DataLoss(y.path, ": truncated label data");
-  NpyArray a;
-  LOWBIT_ASSIGN_OR_RETURN(a, ParseNpy(bytes, y.path));
-  std::vector<int64_t> out;
-  out.reserve(a.data.size());
-  for (float v : a.data) out.push_back(static_cast<int64_t>(v));
-  return out;
+  std::vector<float> v(static_cast<size_t>(y.shape[0]));
+  LOWBIT_RETURN_IF_ERROR(ReadValues(y, 0, y.shape[0], v.data()));
+  return std::vector<int64_t>(v.begin(), v.end());
 }
 
 // The local-header offsets of the stored (uncompressed) members of a zip.
@@ -431,46 +499,48 @@ Result<std::unique_ptr<Dataset>> Dataset::Open(const std::string& full) {
     auto idx = std::make_unique<IdxDataset>();
     LOWBIT_RETURN_IF_ERROR(idx->Init(files[0], files.size() > 1 ? files[1] : ""));
     ds = std::move(idx);
-  } else if (kind == "npy") {
-    const std::vector<std::string> files = Split(arg, ',');
-    if (files.empty() || files[0].empty() || files.size() > 2) {
-      return InvalidArgument("dataset '", full, "': expected npy:X.npy[,Y.npy]");
-    }
-    NpyLayout x;
-    LOWBIT_ASSIGN_OR_RETURN(x, ReadNpyLayout(files[0], 0, files[0]));
-    auto npy = std::make_unique<NpyDataset>();
-    if (files.size() > 1) {
-      NpyLayout y;
-      LOWBIT_ASSIGN_OR_RETURN(y, ReadNpyLayout(files[1], 0, files[1]));
-      std::vector<int64_t> labels;
-      LOWBIT_ASSIGN_OR_RETURN(labels, ReadLabels(y));
-      LOWBIT_RETURN_IF_ERROR(npy->Init(std::move(x), &y, std::move(labels)));
+  } else if (kind == "npy" || kind == "npz") {
+    std::shared_ptr<ByteSource> xs, ys;
+    if (kind == "npy") {
+      const std::vector<std::string> files = Split(arg, ',');
+      if (files.empty() || files[0].empty() || files.size() > 2) {
+        return InvalidArgument("dataset '", full, "': expected npy:X.npy[,Y.npy]");
+      }
+      for (size_t i = 0; i < files.size(); ++i) {
+        auto f = std::make_shared<FileSource>(files[i], 0);
+        if (!f->ok()) return NotFound(files[i], ": cannot open");
+        (i == 0 ? xs : ys) = f;
+      }
     } else {
-      LOWBIT_RETURN_IF_ERROR(npy->Init(std::move(x), nullptr, {}));
-    }
-    ds = std::move(npy);
-  } else if (kind == "npz") {
-    std::map<std::string, ZipMember> members;
-    LOWBIT_ASSIGN_OR_RETURN(members, ReadZipDirectory(arg));
-    if (!members.count("x.npy")) return InvalidArgument(arg, ": no array named 'x' in the .npz");
-    for (const auto& [name, m] : members) {
-      if (m.method != 0) {
-        return Unimplemented(arg, ": member '", name, "' is compressed; save with numpy.savez, "
-                                  "not savez_compressed");
+      std::map<std::string, ZipMember> members;
+      LOWBIT_ASSIGN_OR_RETURN(members, ReadZipDirectory(arg));
+      if (!members.count("x.npy")) return InvalidArgument(arg, ": no array named 'x' in the .npz");
+      for (const char* key : {"x", "y"}) {
+        auto it = members.find(std::string(key) + ".npy");
+        if (it == members.end()) continue;
+        const std::string label = arg + ":" + key;
+        std::shared_ptr<ByteSource> src;
+        if (it->second.method == 0) {
+          src = std::make_shared<FileSource>(arg, it->second.data_offset);
+        } else if (it->second.method == 8) {
+          src = std::make_shared<InflateSource>(arg, label, it->second.data_offset);
+        } else {
+          return Unimplemented(label, ": zip compression method ", it->second.method,
+                               " (stored and deflate are supported)");
+        }
+        (key[0] == 'x' ? xs : ys) = src;
       }
     }
     NpyLayout x;
-    LOWBIT_ASSIGN_OR_RETURN(x, ReadNpyLayout(arg, members["x.npy"].data_offset, arg + ":x"));
-    auto npy = std::make_unique<NpyDataset>();
-    if (members.count("y.npy")) {
+    LOWBIT_ASSIGN_OR_RETURN(x, ReadNpyLayout(xs));
+    std::vector<int64_t> labels;
+    if (ys) {
       NpyLayout y;
-      LOWBIT_ASSIGN_OR_RETURN(y, ReadNpyLayout(arg, members["y.npy"].data_offset, arg + ":y"));
-      std::vector<int64_t> labels;
+      LOWBIT_ASSIGN_OR_RETURN(y, ReadNpyLayout(ys));
       LOWBIT_ASSIGN_OR_RETURN(labels, ReadLabels(y));
-      LOWBIT_RETURN_IF_ERROR(npy->Init(std::move(x), &y, std::move(labels)));
-    } else {
-      LOWBIT_RETURN_IF_ERROR(npy->Init(std::move(x), nullptr, {}));
     }
+    auto npy = std::make_unique<NpyDataset>();
+    LOWBIT_RETURN_IF_ERROR(npy->Init(std::move(x), std::move(labels), ys != nullptr));
     ds = std::move(npy);
   } else {
     return InvalidArgument("unknown dataset '", full,

@@ -6,7 +6,8 @@
 //   digits                                      8x8 digits from python3-sklearn
 //   idx:IMAGES,LABELS                           IDX files, raw or gzipped
 //   npy:X.npy[,Y.npy]                           samples along dim 0
-//   npz:FILE.npz                                arrays x and (optional) y
+//   npz:FILE.npz                                arrays x and (optional) y, stored
+//                                               or deflated (savez_compressed)
 #ifndef LOWBIT_DATA_DATASET_H_
 #define LOWBIT_DATA_DATASET_H_
 

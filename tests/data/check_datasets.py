@@ -35,6 +35,7 @@ def main():
     np.save(os.path.join(work, "x_u8.npy"), x.astype(np.uint8))   # uint8
     np.save(os.path.join(work, "y.npy"), y)
     np.savez(os.path.join(work, "d.npz"), x=x.astype(np.float64), y=y.astype(np.int32))
+    np.savez_compressed(os.path.join(work, "dz.npz"), x=x, y=y)
     for name, opener in (("images.idx", open), ("images.idx.gz", gzip.open)):
         with opener(os.path.join(work, name), "wb") as f:
             f.write(bytes([0, 0, 8, 3]) + struct.pack(">III", len(x), 8, 8) + x.astype(np.uint8).tobytes())
@@ -51,6 +52,7 @@ def main():
         (f"npy:{w('x.npy')},{w('y.npy')}", ["--scale", "0.0625"]),
         (f"npy:{w('x_u8.npy')},{w('y.npy')}", ["--scale", "0.0625"]),
         (f"npz:{w('d.npz')}", ["--scale", "0.0625"]),
+        (f"npz:{w('dz.npz')}[0:397]", ["--scale", "0.0625"]),
         (f"idx:{w('images.idx')},{w('labels.idx')}", ["--scale", "0.0625"]),
         (f"idx:{w('images.idx.gz')},{w('labels.idx')}", ["--scale", "0.0625"]),
     ]

@@ -97,7 +97,14 @@ class Conv final : public OpKernel {
     depthwise_ = cg_ == 1 && group_ > 1;
     pointwise_ = g_.k[0] * g_.k[1] * g_.k[2] == 1 && g_.stride == std::array<int64_t, 3>{1, 1, 1} &&
                  g_.pad_begin == std::array<int64_t, 3>{0, 0, 0};
-    if (!depthwise_ && !pointwise_) col_.assign(kk_ * g_.out_size(), 0.0f);
+    // Images per GEMM: im2col rows span `chunk_` images, so late layers with
+    // small outputs still give sgemm wide matrices; the column buffer stays
+    // under ~32 MB.
+    const int64_t per_image = kk_ * g_.out_size();
+    chunk_ = std::clamp<int64_t>((int64_t{8} << 20) / std::max<int64_t>(per_image, 1), 1, n_);
+    if (depthwise_) chunk_ = 1;
+    if (!depthwise_ && (!pointwise_ || chunk_ > 1)) col_.assign(per_image * chunk_, 0.0f);
+    if (chunk_ > 1) out_.assign(mg_ * g_.out_size() * chunk_, 0.0f);
     ComputeColumnRanges(&col_lo_, &col_hi_);
     act_ = FusedActivation::FromNode(node_);
     Shape y = {n_, m_};
@@ -113,41 +120,64 @@ class Conv final : public OpKernel {
     const float* bias = has_bias_ ? in[2]->data<float>() : nullptr;
     float* y = out[0]->data<float>();
     const int64_t isz = g_.in_size(), osz = g_.out_size();
-    for (int64_t n = 0; n < n_; ++n) {
-      const float* xn = x + n * c_ * isz;
-      float* yn = y + n * m_ * osz;
+    for (int64_t n0 = 0; n0 < n_; n0 += chunk_) {
+      const int64_t nb = std::min(chunk_, n_ - n0);
       if (depthwise_) {
-        Depthwise(xn, w, yn, ctx);
+        Depthwise(x + n0 * c_ * isz, w, y + n0 * m_ * osz, ctx);
       } else {
         for (int64_t grp = 0; grp < group_; ++grp) {
-          const float* xg = xn + grp * cg_ * isz;
-          const float* col = xg;
-          if (!pointwise_) {
-            Im2Col(xg, ctx);
-            col = col_.data();
+          const float* wg = w + grp * mg_ * kk_;
+          if (nb == 1) {
+            const float* xg = x + (n0 * c_ + grp * cg_) * isz;
+            const float* col = xg;
+            if (!pointwise_) {
+              Im2Col(xg, col_.data(), osz, ctx);
+              col = col_.data();
+            }
+            Sgemm(ctx, false, false, mg_, osz, kk_, 1.0f, wg, kk_, col, osz, 0.0f,
+                  y + (n0 * m_ + grp * mg_) * osz, osz);
+            continue;
           }
-          Sgemm(ctx, false, false, mg_, osz, kk_, 1.0f, w + grp * mg_ * kk_, kk_, col, osz, 0.0f,
-                yn + grp * mg_ * osz, osz);
+          // Several images: col is [kk, nb * osz], image i in columns
+          // [i * osz, (i + 1) * osz); the product is scattered back to NCHW.
+          const int64_t ld = nb * osz;
+          for (int64_t i = 0; i < nb; ++i) {
+            const float* xg = x + ((n0 + i) * c_ + grp * cg_) * isz;
+            if (pointwise_) {
+              for (int64_t r = 0; r < kk_; ++r) {
+                std::memcpy(col_.data() + r * ld + i * osz, xg + r * osz, sizeof(float) * osz);
+              }
+            } else {
+              Im2Col(xg, col_.data() + i * osz, ld, ctx);
+            }
+          }
+          Sgemm(ctx, false, false, mg_, ld, kk_, 1.0f, wg, kk_, col_.data(), ld, 0.0f, out_.data(),
+                ld);
+          for (int64_t i = 0; i < nb; ++i) {
+            for (int64_t r = 0; r < mg_; ++r) {
+              std::memcpy(y + ((n0 + i) * m_ + grp * mg_ + r) * osz, out_.data() + r * ld + i * osz,
+                          sizeof(float) * osz);
+            }
+          }
         }
       }
-      ctx.pool->ParallelFor(m_, [&](int64_t s, int64_t e) {
+      float* yn = y + n0 * m_ * osz;
+      ctx.pool->ParallelFor(nb * m_, [&](int64_t s, int64_t e) {
         const float lo = act_.active ? act_.lo : -INFINITY;
         const float hi = act_.active ? act_.hi : INFINITY;
-        for (int64_t m = s; m < e; ++m) {
+        for (int64_t p = s; p < e; ++p) {
           if (bias == nullptr && !act_.active) continue;
-          BiasClamp(yn + m * osz, osz, bias != nullptr ? bias[m] : 0.0f, lo, hi);
+          BiasClamp(yn + p * osz, osz, bias != nullptr ? bias[p % m_] : 0.0f, lo, hi);
         }
       });
     }
   }
 
- private:
   // col[(c, kd, kh, kw), (od, oh, ow)] = x[c, od*s - p + kd*d, ...] or 0.
   // Per kernel column kw the valid output columns [lo, hi) are fixed, so each
   // output row is a zero head, a copy (memcpy at stride 1) and a zero tail.
-  void Im2Col(const float* x, const ExecContext& ctx) {
+  void Im2Col(const float* x, float* col, int64_t ld, const ExecContext& ctx) {
     const auto& g = g_;
-    const int64_t osz = g.out_size();
     ctx.pool->ParallelFor(kk_, [&](int64_t s, int64_t e) {
       for (int64_t row = s; row < e; ++row) {
         int64_t r = row;
@@ -155,7 +185,7 @@ class Conv final : public OpKernel {
         const int64_t kh = r % g.k[1]; r /= g.k[1];
         const int64_t kd = r % g.k[0]; r /= g.k[0];
         const float* xc = x + r * g.in_size();
-        float* dst = col_.data() + row * osz;
+        float* dst = col + row * ld;
         const int64_t lo = col_lo_[kw], hi = col_hi_[kw];
         const int64_t off = kw * g.dilation[2] - g.pad_begin[2];
         for (int64_t od = 0; od < g.out[0]; ++od) {
@@ -281,7 +311,8 @@ class Conv final : public OpKernel {
   WindowGeometry g_;
   int64_t n_ = 0, c_ = 0, m_ = 0, group_ = 1, cg_ = 0, mg_ = 0, kk_ = 0;
   bool has_bias_ = false, depthwise_ = false, pointwise_ = false;
-  std::vector<float> col_;
+  std::vector<float> col_, out_;
+  int64_t chunk_ = 1;
   std::vector<int64_t> col_lo_, col_hi_;
   FusedActivation act_;
 };
