@@ -40,7 +40,8 @@ async function main() {
     model, batch, threads, runs: ms.length, median_ms: median,
     p90_ms: ms[Math.min(ms.length - 1, Math.floor(ms.length * 0.9))], min_ms: ms[0],
     images_per_second: (1000 * batch) / median,
-    peak_rss_mib: process.resourceUsage().maxRSS / 1024,
+    // VmHWM: this process image's peak (maxRSS would include the parent's).
+    peak_rss_mib: Number(/VmHWM:\s+(\d+)/.exec(require('fs').readFileSync('/proc/self/status', 'utf8'))[1]) / 1024,
   }));
 }
 

@@ -1,10 +1,11 @@
 // `lowbit bench`: latency of a model on random input, after warm-up: median,
 // p90 and min over repeated runs, throughput, and peak resident memory.
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
 #include <memory>
 
 #include <nlohmann/json.hpp>
@@ -17,6 +18,18 @@
 
 namespace lowbit {
 namespace {
+
+// Peak resident memory of this process image in MiB: VmHWM belongs to the
+// current address space, unlike getrusage's ru_maxrss, which carries over a
+// parent's peak through fork and exec.
+double PeakRssMib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) / 1024.0;
+  }
+  return 0.0;
+}
 
 struct BenchArgs {
   std::string model;
@@ -66,9 +79,7 @@ Status RunBench(const BenchArgs& a) {
   std::sort(ms.begin(), ms.end());
   const double median = ms[ms.size() / 2];
   const double p90 = ms[std::min(ms.size() - 1, ms.size() * 9 / 10)];
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  const double peak_mib = static_cast<double>(ru.ru_maxrss) / 1024.0;
+  const double peak_mib = PeakRssMib();
   const double throughput = 1000.0 * static_cast<double>(a.batch) / median;
   if (a.json) {
     nlohmann::json j;

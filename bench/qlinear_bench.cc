@@ -1,0 +1,90 @@
+// Packed GEMV against OpenBLAS sgemv, in one binary so both run under the same
+// conditions. Counters: GOP/s (2 ops per weight), weight bytes read per second
+// (packed codes for lowbit, fp32 for sgemv). BM_ReadBandwidth is a STREAM-like
+// read of a buffer the size of each weight matrix: the time needed just to
+// read those bytes once.
+#include <cblas.h>
+
+#include <benchmark/benchmark.h>
+
+#include "base/rng.h"
+#include "kernels/qlinear.h"
+
+namespace lowbit {
+namespace {
+
+std::vector<float> Weights(int64_t n, int64_t k) {
+  Rng rng(1);
+  std::vector<float> w(n * k);
+  for (float& v : w) v = static_cast<float>(rng.Laplace(0.05));
+  return w;
+}
+
+void BM_PackedGemv(benchmark::State& state, const char* format) {
+  const int64_t n = state.range(0), k = state.range(1);
+  const std::vector<float> wf = Weights(n, k);
+  FitOptions o;
+  o.granularity = {Granularity::kChannel, 0};
+  o.clip = ClipMethod::kMinMax;  // fitting speed is not what is measured
+  const PackedTensor t = *PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(format), o);
+  const QLinearWeights w = *PrepareQLinear(t);
+  const KernelPath path = *SelectKernelPath();
+  std::vector<float> x(k), y(n);
+  Rng rng(2);
+  for (float& v : x) v = static_cast<float>(rng.Normal());
+  QLinearScratch scratch;
+  for (auto _ : state) {
+    QLinearForward(w, path, x.data(), 1, Epilogue(), &scratch, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GOPs"] = benchmark::Counter(2.0 * n * k, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weight_GBs"] = benchmark::Counter(static_cast<double>(w.tiles.size()),
+                                                    benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(KernelPathName(path));
+}
+
+void BM_Sgemv(benchmark::State& state) {
+  const int64_t n = state.range(0), k = state.range(1);
+  const std::vector<float> w = Weights(n, k);
+  std::vector<float> x(k, 0.5f), y(n);
+  for (auto _ : state) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, 1.0f, w.data(), k, x.data(), 1, 0.0f, y.data(), 1);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GOPs"] = benchmark::Counter(2.0 * n * k, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weight_GBs"] = benchmark::Counter(4.0 * n * k, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Sums a buffer of `bytes` bytes: the floor for any kernel that reads that
+// many bytes once.
+void BM_ReadBandwidth(benchmark::State& state) {
+  const int64_t bytes = state.range(0);
+  std::vector<uint64_t> buf(bytes / 8, 1);
+  for (auto _ : state) {
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i + 4 <= buf.size(); i += 4) {
+      s0 += buf[i];
+      s1 += buf[i + 1];
+      s2 += buf[i + 2];
+      s3 += buf[i + 3];
+    }
+    benchmark::DoNotOptimize(s0 + s1 + s2 + s3);
+  }
+  state.counters["GBs"] = benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+#define SHAPES ->Args({4096, 4096})->Args({16384, 4096})->Unit(benchmark::kMicrosecond)
+BENCHMARK(BM_Sgemv) SHAPES;
+BENCHMARK_CAPTURE(BM_PackedGemv, int8, "int8") SHAPES;
+BENCHMARK_CAPTURE(BM_PackedGemv, int4, "int4") SHAPES;
+BENCHMARK_CAPTURE(BM_PackedGemv, int3, "int3") SHAPES;
+BENCHMARK_CAPTURE(BM_PackedGemv, int2, "int2") SHAPES;
+BENCHMARK_CAPTURE(BM_PackedGemv, int1, "int1") SHAPES;
+BENCHMARK_CAPTURE(BM_PackedGemv, nhot2_4, "nhot2-4") SHAPES;
+// Packed bytes of a 4096 x 4096 matrix at 2, 4, 8 bits, and fp32 (4096^2 * 4).
+BENCHMARK(BM_ReadBandwidth)->Arg(4 << 20)->Arg(8 << 20)->Arg(16 << 20)->Arg(64 << 20)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace lowbit
+
+BENCHMARK_MAIN();

@@ -1,0 +1,213 @@
+#include "kernels/qlinear.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "base/check.h"
+#include "lowbit/bitpack.h"
+
+namespace lowbit {
+namespace {
+
+// The int8 grid of a level table: integers T and a power-of-two `unit` with
+// level = T * unit, or false when the levels are not such a grid in int8.
+bool IntegerGrid(const std::vector<float>& levels, std::vector<int8_t>* t, float* unit) {
+  for (int e = 0; e <= 7; ++e) {
+    const float mul = std::ldexp(1.0f, e);
+    bool ok = true;
+    std::vector<int8_t> out;
+    for (float l : levels) {
+      const float v = l * mul;
+      if (v != std::nearbyint(v) || v < -128 || v > 127) {
+        ok = false;
+        break;
+      }
+      out.push_back(static_cast<int8_t>(v));
+    }
+    if (ok) {
+      *t = std::move(out);
+      *unit = 1.0f / mul;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Bit `i` of the packed little-endian stream `p`.
+inline uint32_t Field(const uint8_t* p, int64_t bit, int bits) {
+  uint32_t v = 0;
+  for (int b = 0; b < bits; ++b) {
+    const int64_t i = bit + b;
+    v |= static_cast<uint32_t>((p[i >> 3] >> (i & 7)) & 1) << b;
+  }
+  return v;
+}
+
+}  // namespace
+
+Result<QLinearWeights> PrepareQLinear(const PackedTensor& t) {
+  const QuantParams& p = t.params();
+  const std::string name = FormatName(p.spec);
+  if (p.spec.family == Family::kFloat) {
+    return Unimplemented("packed linear: ", name, " weights are not low-bit codes");
+  }
+  if (p.granularity.kind == Granularity::kGroup) {
+    return Unimplemented("packed linear: ", name, " with group granularity is not supported yet "
+                         "(tensor or channel scales)");
+  }
+  QLinearWeights w;
+  w.bits = p.spec.bits;
+  w.n = p.rows;
+  w.k = p.cols;
+  w.n_pad = (w.n + 15) / 16 * 16;
+  w.k_pad = (w.k + 3) / 4 * 4;
+  // The table: levels on an int8 grid, with the asymmetric zero point folded
+  // into a per-row offset. Unsigned 8-bit grids (0..255) are shifted by 128 to
+  // fit int8, and the offset shifts with them.
+  std::vector<float> levels = p.levels;
+  int32_t shift = 0;
+  if (!levels.empty() && levels.back() > 127 && levels.front() >= 0) {
+    shift = 128;
+    for (float& l : levels) l -= 128;
+  }
+  std::vector<int8_t> t8;
+  float unit = 1.0f;
+  if (!IntegerGrid(levels, &t8, &unit)) {
+    return Unimplemented("packed linear: the levels of ", name,
+                         " do not lie on an int8 grid (a float-table kernel is needed)");
+  }
+  w.table.assign(int64_t{1} << w.bits, 0);
+  std::copy(t8.begin(), t8.end(), w.table.begin());
+  w.scale.resize(w.n);
+  w.offset.resize(w.n);
+  for (int64_t r = 0; r < w.n; ++r) {
+    const int64_t g = p.granule_of(r, 0);
+    w.scale[r] = p.scales[g] * unit;
+    w.offset[r] = static_cast<int32_t>(std::lround((p.zero_point(g) - shift) / unit));
+  }
+  // Row-major codes (the file layout) and the tiles.
+  w.row_bytes = t.row_bytes();
+  w.codes = t.data();
+  w.tiles.assign(static_cast<size_t>(w.n_pad / 16 * w.steps() * w.tile_bytes()), 0);
+  w.rowsum.assign(w.n, 0);
+  std::vector<uint32_t> row(w.k);
+  for (int64_t r = 0; r < w.n; ++r) {
+    t.UnpackRow(r, row.data());
+    int32_t sum = 0;
+    for (int64_t c = 0; c < w.k; ++c) {
+      sum += w.table[row[c]];
+      // Position in the tile layout.
+      const int64_t tile = r / 16, i = r % 16, pair = i / 2, half = i % 2;
+      const int64_t step = c / 4, j = c % 4;
+      uint8_t* base = w.tiles.data() + (tile * w.steps() + step) * w.tile_bytes() + pair * w.bits;
+      const int64_t bit = (half * 4 + j) * w.bits;
+      for (int b = 0; b < w.bits; ++b) {
+        if ((row[c] >> b) & 1) base[(bit + b) >> 3] |= static_cast<uint8_t>(1u << ((bit + b) & 7));
+      }
+    }
+    w.rowsum[r] = sum;
+  }
+  return w;
+}
+
+ActQuant QuantizeRow(const float* x, int64_t k, int64_t k_pad, uint8_t* u) {
+  float lo = 0.0f, hi = 0.0f;
+  for (int64_t i = 0; i < k; ++i) {
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
+  ActQuant a;
+  a.scale = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+  a.zero = static_cast<int32_t>(std::clamp(std::nearbyint(-lo / a.scale), 0.0f, 255.0f));
+  const float inv = 1.0f / a.scale;
+  int32_t sum = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    const int32_t q = static_cast<int32_t>(std::nearbyint(x[i] * inv)) + a.zero;
+    u[i] = static_cast<uint8_t>(std::clamp(q, 0, 255));
+    sum += u[i];
+  }
+  for (int64_t i = k; i < k_pad; ++i) u[i] = 0;
+  a.sum = sum;
+  return a;
+}
+
+void QLinearDotRef(const QLinearWeights& w, const uint8_t* u, int32_t* dot) {
+  for (int64_t r = 0; r < w.n; ++r) {
+    const uint8_t* row = w.codes.data() + r * w.row_bytes;
+    int32_t acc = 0;
+    for (int64_t c = 0; c < w.k; ++c) {
+      acc += static_cast<int32_t>(w.table[Field(row, c * w.bits, w.bits)]) * u[c];
+    }
+    dot[r] = acc;
+  }
+}
+
+void QLinearEpilogue(const QLinearWeights& w, const ActQuant& a, const int32_t* dot,
+                     const Epilogue& e, float* y) {
+  const int64_t kz = w.k * static_cast<int64_t>(a.zero);
+  for (int64_t r = 0; r < w.n; ++r) {
+    const int64_t acc = static_cast<int64_t>(dot[r]) - static_cast<int64_t>(a.zero) * w.rowsum[r] -
+                        static_cast<int64_t>(w.offset[r]) * a.sum + kz * w.offset[r];
+    float v = w.scale[r] * a.scale * static_cast<float>(acc);
+    if (e.bias != nullptr) v += e.bias[r];
+    if (e.clamp) v = std::min(std::max(v, e.lo), e.hi);
+    y[r] = v;
+  }
+}
+
+const char* KernelPathName(KernelPath p) {
+  switch (p) {
+    case KernelPath::kRef: return "ref";
+    case KernelPath::kAvx512Vnni: return "avx512vnni";
+  }
+  return "?";
+}
+
+bool KernelPathAvailable(KernelPath p) {
+  switch (p) {
+    case KernelPath::kRef: return true;
+    case KernelPath::kAvx512Vnni:
+#if defined(__x86_64__)
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi") &&
+             __builtin_cpu_supports("avx512vnni");
+#else
+      return false;
+#endif
+  }
+  return false;
+}
+
+Result<KernelPath> SelectKernelPath() {
+  const char* env = std::getenv("LOWBIT_KERNEL");
+  if (env != nullptr && *env != '\0') {
+    for (KernelPath p : {KernelPath::kRef, KernelPath::kAvx512Vnni}) {
+      if (std::strcmp(env, KernelPathName(p)) != 0) continue;
+      if (!KernelPathAvailable(p)) {
+        return Unimplemented("LOWBIT_KERNEL=", env, ": this CPU cannot run that kernel path");
+      }
+      return p;
+    }
+    return InvalidArgument("LOWBIT_KERNEL=", env, ": unknown kernel path (ref, avx512vnni)");
+  }
+  return KernelPathAvailable(KernelPath::kAvx512Vnni) ? KernelPath::kAvx512Vnni : KernelPath::kRef;
+}
+
+void QLinearForward(const QLinearWeights& w, KernelPath path, const float* x, int64_t rows,
+                    const Epilogue& e, QLinearScratch* s, float* y) {
+  s->u.resize(w.k_pad);
+  s->dot.resize(w.n_pad);
+  for (int64_t r = 0; r < rows; ++r) {
+    const ActQuant a = QuantizeRow(x + r * w.k, w.k, w.k_pad, s->u.data());
+    if (path == KernelPath::kAvx512Vnni) {
+      QLinearDotAvx512Vnni(w, s->u.data(), s->dot.data());
+    } else {
+      QLinearDotRef(w, s->u.data(), s->dot.data());
+    }
+    QLinearEpilogue(w, a, s->dot.data(), e, y + r * w.n);
+  }
+}
+
+}  // namespace lowbit

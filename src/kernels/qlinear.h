@@ -1,0 +1,98 @@
+// Linear layers on packed low-bit weights: y = W x + b with W stored as b-bit
+// codes (1..8 bits, any format whose levels lie on an integer grid), x
+// quantized to uint8 per row, int32 accumulation, and one fused fp32 epilogue.
+//
+// Arithmetic contract (exact; every kernel produces the same int32 `dot`):
+//   weight (n, k) = scale[n] * (T[code(n, k)] - offset[n])     T: int8 table
+//   input  k      = xs * (u[k] - xz)                            u: uint8
+//   dot[n]  = sum_k T[code(n, k)] * u[k]                         (int32)
+//   y[n]    = scale[n] * xs * (dot[n] - xz * rowsum[n] - offset[n] * usum
+//                               + K * offset[n] * xz) + bias[n], then Relu/Clip
+// where rowsum[n] = sum_k T[code(n, k)] and usum = sum_k u[k].
+//
+// Kernel layout (repacked at load time from the portable row-major file
+// layout; see bitpack.h): output rows in tiles of 16, inputs in steps of 4.
+// One (tile, step) holds 64 codes in exactly 8*b bytes: row pair p of the tile
+// owns bytes [p*b, (p+1)*b), whose bits, LSB first, are the codes of rows
+// 2p and 2p+1 for inputs k..k+3 in the order (row 2p: k..k+3, row 2p+1:
+// k..k+3). Tiles are stored step-major: tile t, step s at byte
+// (t * steps + s) * 8 * b. Rows are padded to a multiple of 16 and inputs to
+// a multiple of 4 with code 0; padded inputs are multiplied by u = 0.
+#ifndef LOWBIT_KERNELS_QLINEAR_H_
+#define LOWBIT_KERNELS_QLINEAR_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lowbit/packed_tensor.h"
+#include "lowbit/status.h"
+
+namespace lowbit {
+
+struct QLinearWeights {
+  int bits = 0;
+  int64_t n = 0, k = 0;          // output rows, inputs
+  int64_t n_pad = 0, k_pad = 0;  // multiples of 16 and 4
+  std::vector<int8_t> table;     // T, one entry per code (2^bits, unused codes 0)
+  std::vector<float> scale;      // per output row
+  std::vector<int32_t> offset;   // per output row
+  std::vector<int32_t> rowsum;   // per output row: sum_k T[code]
+  std::vector<uint8_t> tiles;    // kernel layout, 64-byte aligned start not required
+  std::vector<uint8_t> codes;    // row-major codes as the file stores them (for the reference)
+  int64_t row_bytes = 0;         // of `codes`
+
+  int64_t steps() const { return k_pad / 4; }
+  int64_t tile_bytes() const { return 8 * static_cast<int64_t>(bits); }
+};
+
+// Prepares a packed weight [n, k] for the kernels. Refuses, naming the format,
+// tensors whose levels are not on an int8 grid (a codebook with arbitrary
+// levels), group granularity, and fp formats.
+Result<QLinearWeights> PrepareQLinear(const PackedTensor& w);
+
+// Dynamic asymmetric uint8 quantization of one activation row:
+// xs = (max - min) / 255 with min <= 0 <= max, xz = round(-min / xs).
+struct ActQuant {
+  float scale = 1.0f;
+  int32_t zero = 0;
+  int32_t sum = 0;  // sum of u over the row
+};
+ActQuant QuantizeRow(const float* x, int64_t k, int64_t k_pad, uint8_t* u);
+
+// The int32 dot products dot[0..n) for one quantized row u (k_pad values).
+// `Ref` reads the row-major codes (the specification); the SIMD kernels read
+// the tiles and must match it exactly.
+void QLinearDotRef(const QLinearWeights& w, const uint8_t* u, int32_t* dot);
+
+// The fused epilogue for one row (see the contract above).
+struct Epilogue {
+  const float* bias = nullptr;  // n values, or null
+  bool clamp = false;
+  float lo = 0, hi = 0;
+};
+void QLinearEpilogue(const QLinearWeights& w, const ActQuant& a, const int32_t* dot,
+                     const Epilogue& e, float* y);
+
+// Kernel selection: the best path this CPU supports, or the one named by
+// LOWBIT_KERNEL (ref, avx512vnni) for tests and comparisons.
+enum class KernelPath { kRef, kAvx512Vnni };
+const char* KernelPathName(KernelPath p);
+bool KernelPathAvailable(KernelPath p);
+Result<KernelPath> SelectKernelPath();
+
+// y = W x + b for `rows` input rows (x: rows x k, y: rows x n), dispatching the
+// dot products to `path`. Scratch is sized once by the caller.
+struct QLinearScratch {
+  std::vector<uint8_t> u;
+  std::vector<int32_t> dot;
+};
+void QLinearForward(const QLinearWeights& w, KernelPath path, const float* x, int64_t rows,
+                    const Epilogue& e, QLinearScratch* scratch, float* y);
+
+// The AVX-512 VNNI + VBMI dot products (available when KernelPathAvailable).
+void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* dot);
+
+}  // namespace lowbit
+
+#endif  // LOWBIT_KERNELS_QLINEAR_H_

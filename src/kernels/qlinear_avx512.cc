@@ -1,0 +1,120 @@
+// AVX-512 VNNI + VBMI dot products on packed codes of any width 1..8. Compiled
+// with those extensions enabled for this file only; called only after
+// KernelPathAvailable(kAvx512Vnni) said yes.
+//
+// Per (tile of 16 rows, step of 4 inputs): load 8*b bytes, move each row
+// pair's b bytes into its own qword (vpermb), cut the eight b-bit codes of the
+// pair out of that qword (vpmultishiftqb, then a mask), map codes to int8
+// levels through the table (vpermb / vpermi2b), and multiply-accumulate with
+// the four activation bytes broadcast to every lane (vpdpbusd). Eight
+// independent accumulators (4 tiles x 2 steps) cover vpdpbusd's latency.
+#include <immintrin.h>
+
+#include "kernels/qlinear.h"
+
+namespace lowbit {
+namespace {
+
+struct Unpacker {
+  __m512i spread, shifts, mask;
+  __m512i t0, t1, t2, t3;  // table, 64 entries each
+  __mmask64 load_mask;
+  int bits;
+
+  explicit Unpacker(const QLinearWeights& w) : bits(w.bits) {
+    alignas(64) uint8_t sp[64], sh[64], tb[256] = {};
+    for (int d = 0; d < 64; ++d) {
+      const int p = d / 8, q = d % 8;
+      sp[d] = static_cast<uint8_t>(p * bits + (q < bits ? q : 0));
+      sh[d] = static_cast<uint8_t>(q * bits);
+    }
+    for (size_t i = 0; i < w.table.size(); ++i) tb[i] = static_cast<uint8_t>(w.table[i]);
+    spread = _mm512_load_si512(sp);
+    shifts = _mm512_load_si512(sh);
+    mask = _mm512_set1_epi8(static_cast<char>((1 << bits) - 1));
+    t0 = _mm512_load_si512(tb);
+    t1 = _mm512_load_si512(tb + 64);
+    t2 = _mm512_load_si512(tb + 128);
+    t3 = _mm512_load_si512(tb + 192);
+    load_mask = bits == 8 ? ~__mmask64{0} : ((__mmask64{1} << (8 * bits)) - 1);
+  }
+
+  // The 64 int8 weights of one (tile, step).
+  inline __m512i Load(const uint8_t* p) const {
+    __m512i codes;
+    if (bits == 8) {
+      codes = _mm512_loadu_si512(p);
+    } else {
+      const __m512i raw = _mm512_maskz_loadu_epi8(load_mask, p);
+      const __m512i spreaded = _mm512_permutexvar_epi8(spread, raw);
+      codes = _mm512_and_si512(_mm512_multishift_epi64_epi8(shifts, spreaded), mask);
+    }
+    if (bits <= 6) return _mm512_permutexvar_epi8(codes, t0);
+    if (bits == 7) return _mm512_permutex2var_epi8(t0, codes, t1);
+    // 8 bits: the low 7 bits index a 128-entry half chosen by the top bit.
+    const __m512i lo = _mm512_permutex2var_epi8(t0, codes, t1);
+    const __m512i hi = _mm512_permutex2var_epi8(t2, codes, t3);
+    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(codes), lo, hi);
+  }
+};
+
+}  // namespace
+
+void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* dot) {
+  const Unpacker up(w);
+  const int64_t steps = w.steps();
+  const int64_t tb = w.tile_bytes();
+  const int64_t tiles = w.n_pad / 16;
+  const uint8_t* base = w.tiles.data();
+  int64_t t = 0;
+  for (; t + 4 <= tiles; t += 4) {
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    __m512i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    const uint8_t* p0 = base + (t + 0) * steps * tb;
+    const uint8_t* p1 = base + (t + 1) * steps * tb;
+    const uint8_t* p2 = base + (t + 2) * steps * tb;
+    const uint8_t* p3 = base + (t + 3) * steps * tb;
+    int64_t s = 0;
+    for (; s + 2 <= steps; s += 2) {
+      const __m512i x0 = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(u + 4 * s));
+      const __m512i x1 = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(u + 4 * s + 4));
+      a0 = _mm512_dpbusd_epi32(a0, x0, up.Load(p0 + s * tb));
+      a1 = _mm512_dpbusd_epi32(a1, x0, up.Load(p1 + s * tb));
+      a2 = _mm512_dpbusd_epi32(a2, x0, up.Load(p2 + s * tb));
+      a3 = _mm512_dpbusd_epi32(a3, x0, up.Load(p3 + s * tb));
+      b0 = _mm512_dpbusd_epi32(b0, x1, up.Load(p0 + (s + 1) * tb));
+      b1 = _mm512_dpbusd_epi32(b1, x1, up.Load(p1 + (s + 1) * tb));
+      b2 = _mm512_dpbusd_epi32(b2, x1, up.Load(p2 + (s + 1) * tb));
+      b3 = _mm512_dpbusd_epi32(b3, x1, up.Load(p3 + (s + 1) * tb));
+    }
+    if (s < steps) {
+      const __m512i x0 = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(u + 4 * s));
+      a0 = _mm512_dpbusd_epi32(a0, x0, up.Load(p0 + s * tb));
+      a1 = _mm512_dpbusd_epi32(a1, x0, up.Load(p1 + s * tb));
+      a2 = _mm512_dpbusd_epi32(a2, x0, up.Load(p2 + s * tb));
+      a3 = _mm512_dpbusd_epi32(a3, x0, up.Load(p3 + s * tb));
+    }
+    _mm512_storeu_si512(dot + (t + 0) * 16, _mm512_add_epi32(a0, b0));
+    _mm512_storeu_si512(dot + (t + 1) * 16, _mm512_add_epi32(a1, b1));
+    _mm512_storeu_si512(dot + (t + 2) * 16, _mm512_add_epi32(a2, b2));
+    _mm512_storeu_si512(dot + (t + 3) * 16, _mm512_add_epi32(a3, b3));
+  }
+  for (; t < tiles; ++t) {
+    __m512i a = _mm512_setzero_si512(), b = a;
+    const uint8_t* p = base + t * steps * tb;
+    int64_t s = 0;
+    for (; s + 2 <= steps; s += 2) {
+      a = _mm512_dpbusd_epi32(a, _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(u + 4 * s)),
+                              up.Load(p + s * tb));
+      b = _mm512_dpbusd_epi32(b, _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(u + 4 * s + 4)),
+                              up.Load(p + (s + 1) * tb));
+    }
+    if (s < steps) {
+      a = _mm512_dpbusd_epi32(a, _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(u + 4 * s)),
+                              up.Load(p + s * tb));
+    }
+    _mm512_storeu_si512(dot + t * 16, _mm512_add_epi32(a, b));
+  }
+}
+
+}  // namespace lowbit

@@ -1,0 +1,131 @@
+// Packed linear kernels: the SIMD int32 accumulators equal the scalar
+// reference exactly, on every width, every integer-grid family and shapes
+// around the tile sizes; the fused epilogue equals a float computation on the
+// dequantized weights and activations within a derived rounding bound.
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+#include "kernels/qlinear.h"
+#include "tests/test_util.h"
+
+namespace lowbit {
+namespace {
+
+std::vector<std::string> Formats() {
+  std::vector<std::string> out;
+  for (int b = 1; b <= 8; ++b) {
+    const std::string s = std::to_string(b);
+    out.push_back("int" + s);
+    out.push_back("uint" + s);
+    if (b >= 2) out.push_back("int" + s + "-asym");
+    out.push_back("pow2-" + s);
+    out.push_back("nhot2-" + s);
+  }
+  out.push_back("nhot3-4");
+  return out;
+}
+
+// Formats whose levels are not all on an int8 grid are refused clearly.
+bool OnGrid(const std::string& f) {
+  // pow2 with 5+ bits has levels down to 2^-14 and beyond.
+  return !(f.rfind("pow2-", 0) == 0 && std::stoi(f.substr(5)) >= 5);
+}
+
+TEST(QLinearTest, SimdDotEqualsReferenceExactly) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  if (!KernelPathAvailable(KernelPath::kAvx512Vnni)) GTEST_SKIP() << "no AVX-512 VNNI/VBMI here";
+  Rng rng(seed);
+  const int64_t ns[] = {1, 15, 16, 17, 63, 64, 65, 80};
+  const int64_t ks[] = {1, 3, 4, 5, 7, 8, 9, 63, 64, 65, 513};
+  int checked = 0;
+  for (const std::string& f : Formats()) {
+    if (!OnGrid(f)) continue;
+    for (int64_t n : ns) {
+      for (int64_t k : ks) {
+        if ((n * k) % 3 != 0 && n > 16 && k > 9 && k != 513) continue;  // keep the sweep quick
+        const std::vector<float> wf = testing::Laplace(n * k, seed + n * 1000 + k);
+        FitOptions o;
+        o.granularity = {Granularity::kChannel, 0};
+        Result<PackedTensor> t = PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(f), o);
+        ASSERT_TRUE(t.ok()) << f << ": " << t.status().ToString();
+        Result<QLinearWeights> w = PrepareQLinear(*t);
+        ASSERT_TRUE(w.ok()) << f << ": " << w.status().ToString();
+        std::vector<uint8_t> u(w->k_pad);
+        for (int64_t i = 0; i < k; ++i) u[i] = static_cast<uint8_t>(rng.Below(256));
+        if (rng.Below(4) == 0) std::fill(u.begin(), u.begin() + k, 255);  // extremes
+        std::vector<int32_t> ref(w->n_pad, -1), simd(w->n_pad, -2);
+        QLinearDotRef(*w, u.data(), ref.data());
+        QLinearDotAvx512Vnni(*w, u.data(), simd.data());
+        for (int64_t r = 0; r < n; ++r) {
+          ASSERT_EQ(simd[r], ref[r]) << f << " n " << n << " k " << k << " row " << r;
+        }
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 500);
+}
+
+TEST(QLinearTest, ForwardMatchesDequantizedFloatWithinBound) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  Rng rng(seed + 7);
+  const int64_t n = 37, k = 101, rows = 3;
+  for (const char* f : {"int2", "int4", "int8", "uint4", "int3-asym", "int8-asym", "nhot2-4", "pow2-3"}) {
+    SCOPED_TRACE(f);
+    const std::vector<float> wf = testing::Laplace(n * k, seed + 3);
+    FitOptions o;
+    o.granularity = {Granularity::kChannel, 0};
+    PackedTensor t = *PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(f), o);
+    const QLinearWeights w = *PrepareQLinear(t);
+    std::vector<float> wd(n * k);
+    t.Dequantize(wd.data());
+    std::vector<float> x(rows * k), bias(n);
+    for (float& v : x) v = static_cast<float>(rng.Normal());
+    for (float& v : bias) v = static_cast<float>(rng.Normal());
+    for (KernelPath path : {KernelPath::kRef, KernelPath::kAvx512Vnni}) {
+      if (!KernelPathAvailable(path)) continue;
+      std::vector<float> y(rows * n);
+      QLinearScratch scratch;
+      Epilogue e;
+      e.bias = bias.data();
+      QLinearForward(w, path, x.data(), rows, e, &scratch, y.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        std::vector<uint8_t> u(w.k_pad);
+        const ActQuant a = QuantizeRow(x.data() + r * k, k, w.k_pad, u.data());
+        for (int64_t j = 0; j < n; ++j) {
+          // The same products in double: dequantized weight times dequantized input.
+          double want = bias[j], mag = std::fabs(bias[j]);
+          for (int64_t c = 0; c < k; ++c) {
+            const double xv = a.scale * (static_cast<double>(u[c]) - a.zero);
+            want += static_cast<double>(wd[j * k + c]) * xv;
+            mag += std::fabs(static_cast<double>(wd[j * k + c]) * xv);
+          }
+          // fp32 rounding of the epilogue (a few ulps of the magnitude) and of
+          // the decoded weights (one ulp each).
+          const double bound = 1e-5 * mag + 1e-6;
+          ASSERT_NEAR(y[r * n + j], want, bound) << KernelPathName(path) << " row " << r << " out " << j;
+        }
+      }
+    }
+  }
+}
+
+TEST(QLinearTest, RefusesWhatItCannotRun) {
+  const std::vector<float> wf = testing::Laplace(64, 1);
+  PackedTensor cb = *PackedTensor::Quantize(wf.data(), {4, 16}, *ParseFormat("codebook-3"), FitOptions());
+  Result<QLinearWeights> r = PrepareQLinear(cb);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("codebook-3"), std::string::npos);
+  FitOptions g;
+  g.granularity = {Granularity::kGroup, 8};
+  PackedTensor grouped = *PackedTensor::Quantize(wf.data(), {4, 16}, *ParseFormat("int4"), g);
+  EXPECT_FALSE(PrepareQLinear(grouped).ok());
+  PackedTensor fp = *PackedTensor::Quantize(wf.data(), {4, 16}, *ParseFormat("fp16"), FitOptions());
+  EXPECT_FALSE(PrepareQLinear(fp).ok());
+}
+
+}  // namespace
+}  // namespace lowbit
