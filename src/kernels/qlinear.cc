@@ -87,10 +87,24 @@ Result<QLinearWeights> PrepareQLinear(const PackedTensor& t) {
     w.scale[r] = p.scales[g] * unit;
     w.offset[r] = static_cast<int32_t>(std::lround((p.zero_point(g) - shift) / unit));
   }
+  // Uniform grids at 1, 2, 4, 8 bits use the plane layout (codes are the
+  // unsigned operand; no table lookup).
+  bool affine = t8.size() == (size_t{1} << w.bits);
+  for (size_t c = 0; affine && c < t8.size(); ++c) affine = t8[c] == t8[0] + static_cast<int>(c);
+  if (affine && (w.bits == 1 || w.bits == 2 || w.bits == 4 || w.bits == 8)) {
+    w.layout = QLinearWeights::Layout::kPlanes;
+    const int64_t group = 4 * w.planes_per_byte();
+    w.k_pad = (w.k + group - 1) / group * group;
+    for (int64_t r = 0; r < w.n; ++r) w.offset[r] -= t8[0];
+  }
   // Row-major codes (the file layout) and the tiles.
   w.row_bytes = t.row_bytes();
   w.codes = t.data();
-  w.tiles.assign(static_cast<size_t>(w.n_pad / 16 * w.steps() * w.tile_bytes()), 0);
+  const bool planes = w.layout == QLinearWeights::Layout::kPlanes;
+  const int64_t groups = planes ? w.steps() / w.planes_per_byte() : 0;
+  w.tiles.assign(static_cast<size_t>(planes ? w.n_pad / 16 * groups * 64
+                                            : w.n_pad / 16 * w.steps() * w.tile_bytes()),
+                 0);
   w.rowsum.assign(w.n, 0);
   std::vector<uint32_t> row(w.k);
   for (int64_t r = 0; r < w.n; ++r) {
@@ -98,6 +112,12 @@ Result<QLinearWeights> PrepareQLinear(const PackedTensor& t) {
     int32_t sum = 0;
     for (int64_t c = 0; c < w.k; ++c) {
       sum += w.table[row[c]];
+      if (planes) {
+        const int64_t tile = r / 16, i = r % 16, step = c / 4, j = c % 4;
+        const int64_t grp = step / w.planes_per_byte(), p = step % w.planes_per_byte();
+        w.tiles[(tile * groups + grp) * 64 + 4 * i + j] |= static_cast<uint8_t>(row[c] << (w.bits * p));
+        continue;
+      }
       // Position in the tile layout.
       const int64_t tile = r / 16, i = r % 16, pair = i / 2, half = i % 2;
       const int64_t step = c / 4, j = c % 4;
@@ -133,7 +153,36 @@ ActQuant QuantizeRow(const float* x, int64_t k, int64_t k_pad, uint8_t* u) {
   return a;
 }
 
+ActQuant QuantizeRowSymmetric(const float* x, int64_t k, int64_t k_pad, int8_t* xq) {
+  float amax = 0.0f;
+  for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(x[i]));
+  ActQuant a;
+  a.scale = amax > 0 ? amax / 127.0f : 1.0f;
+  const float inv = 1.0f / a.scale;
+  int32_t sum = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    const int32_t q = std::clamp(static_cast<int32_t>(std::nearbyint(x[i] * inv)), -127, 127);
+    xq[i] = static_cast<int8_t>(q);
+    sum += q;
+  }
+  for (int64_t i = k; i < k_pad; ++i) xq[i] = 0;
+  a.sum = sum;
+  return a;
+}
+
 void QLinearDotRef(const QLinearWeights& w, const uint8_t* u, int32_t* dot) {
+  if (w.layout == QLinearWeights::Layout::kPlanes) {
+    const int8_t* xq = reinterpret_cast<const int8_t*>(u);
+    for (int64_t r = 0; r < w.n; ++r) {
+      const uint8_t* row = w.codes.data() + r * w.row_bytes;
+      int32_t acc = 0;
+      for (int64_t c = 0; c < w.k; ++c) {
+        acc += static_cast<int32_t>(Field(row, c * w.bits, w.bits)) * xq[c];
+      }
+      dot[r] = acc;
+    }
+    return;
+  }
   for (int64_t r = 0; r < w.n; ++r) {
     const uint8_t* row = w.codes.data() + r * w.row_bytes;
     int32_t acc = 0;
@@ -200,7 +249,10 @@ void QLinearForward(const QLinearWeights& w, KernelPath path, const float* x, in
   s->u.resize(w.k_pad);
   s->dot.resize(w.n_pad);
   for (int64_t r = 0; r < rows; ++r) {
-    const ActQuant a = QuantizeRow(x + r * w.k, w.k, w.k_pad, s->u.data());
+    const ActQuant a =
+        w.signed_acts()
+            ? QuantizeRowSymmetric(x + r * w.k, w.k, w.k_pad, reinterpret_cast<int8_t*>(s->u.data()))
+            : QuantizeRow(x + r * w.k, w.k, w.k_pad, s->u.data());
     if (path == KernelPath::kAvx512Vnni) {
       QLinearDotAvx512Vnni(w, s->u.data(), s->dot.data());
     } else {

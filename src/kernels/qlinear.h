@@ -18,6 +18,16 @@
 // k..k+3). Tiles are stored step-major: tile t, step s at byte
 // (t * steps + s) * 8 * b. Rows are padded to a multiple of 16 and inputs to
 // a multiple of 4 with code 0; padded inputs are multiplied by u = 0.
+//
+// Plane layout (uniform grids -- int, uint, int-asym -- at 1, 2, 4 or 8 bits,
+// where T[c] = c + T[0]): the codes themselves are the unsigned operand and the
+// activations are symmetric int8 (xz = 0), so no table lookup is needed:
+//   dot[n] = sum_k code(n, k) * xq[k],   y[n] = scale[n] * xs * (dot[n] -
+//            offset[n] * xsum) + bias[n],   offset[n] = zero point - T[0].
+// A tile (16 rows) covers P = 8 / b steps of 4 inputs in 64 bytes: byte
+// 4*i + j holds, in bits [b*p, b*(p+1)), the code of row i and input
+// 4*(s0 + p) + j; one load, a shift and a mask give each step's 64 weights.
+// Inputs are padded to a multiple of 4 * P.
 #ifndef LOWBIT_KERNELS_QLINEAR_H_
 #define LOWBIT_KERNELS_QLINEAR_H_
 
@@ -31,6 +41,8 @@
 namespace lowbit {
 
 struct QLinearWeights {
+  enum class Layout { kTable, kPlanes };
+  Layout layout = Layout::kTable;
   int bits = 0;
   int64_t n = 0, k = 0;          // output rows, inputs
   int64_t n_pad = 0, k_pad = 0;  // multiples of 16 and 4
@@ -43,7 +55,11 @@ struct QLinearWeights {
   int64_t row_bytes = 0;         // of `codes`
 
   int64_t steps() const { return k_pad / 4; }
+  // Bytes per (tile, step) in the table layout; per (tile, group of P steps),
+  // always 64, in the plane layout.
   int64_t tile_bytes() const { return 8 * static_cast<int64_t>(bits); }
+  int planes_per_byte() const { return 8 / bits; }
+  bool signed_acts() const { return layout == Layout::kPlanes; }
 };
 
 // Prepares a packed weight [n, k] for the kernels. Refuses, naming the format,
@@ -59,6 +75,9 @@ struct ActQuant {
   int32_t sum = 0;  // sum of u over the row
 };
 ActQuant QuantizeRow(const float* x, int64_t k, int64_t k_pad, uint8_t* u);
+// Symmetric int8 quantization (for the plane layout): xs = max|x| / 127,
+// zero = 0, sum = sum of xq.
+ActQuant QuantizeRowSymmetric(const float* x, int64_t k, int64_t k_pad, int8_t* xq);
 
 // The int32 dot products dot[0..n) for one quantized row u (k_pad values).
 // `Ref` reads the row-major codes (the specification); the SIMD kernels read
@@ -91,6 +110,7 @@ void QLinearForward(const QLinearWeights& w, KernelPath path, const float* x, in
                     const Epilogue& e, QLinearScratch* scratch, float* y);
 
 // The AVX-512 VNNI + VBMI dot products (available when KernelPathAvailable).
+// For the plane layout `u` holds int8 activations.
 void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* dot);
 
 }  // namespace lowbit

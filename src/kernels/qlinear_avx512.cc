@@ -58,9 +58,66 @@ struct Unpacker {
   }
 };
 
+
+// Plane layout: each 64-byte load per tile yields P = 8 / B steps of weights,
+// plane p being (v >> B*p) & mask (a 16-bit shift is enough: the mask drops
+// the bits that cross bytes). Codes are the unsigned operand, the int8
+// activations the signed one.
+template <int B>
+void PlanesDot(const QLinearWeights& w, const int8_t* xq, int32_t* dot) {
+  constexpr int P = 8 / B;
+  const __m512i mask = _mm512_set1_epi8(static_cast<char>((1 << B) - 1));
+  const int64_t groups = w.steps() / P;
+  const int64_t tiles = w.n_pad / 16;
+  const uint8_t* base = w.tiles.data();
+  auto plane = [&](__m512i v, int p) {
+    if (B == 8) return v;
+    return _mm512_and_si512(p == 0 ? v : _mm512_srli_epi16(v, B * p), mask);
+  };
+  int64_t t = 0;
+  for (; t + 4 <= tiles; t += 4) {
+    __m512i acc[4][2];
+    for (auto& a : acc) a[0] = a[1] = _mm512_setzero_si512();
+    for (int64_t g = 0; g < groups; ++g) {
+      __m512i v[4];
+      for (int i = 0; i < 4; ++i) v[i] = _mm512_loadu_si512(base + ((t + i) * groups + g) * 64);
+      for (int p = 0; p < P; ++p) {
+        const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(xq + 4 * (g * P + p)));
+        for (int i = 0; i < 4; ++i) {
+          acc[i][p & 1] = _mm512_dpbusd_epi32(acc[i][p & 1], plane(v[i], p), x);
+        }
+      }
+    }
+    for (int i = 0; i < 4; ++i) {
+      _mm512_storeu_si512(dot + (t + i) * 16, _mm512_add_epi32(acc[i][0], acc[i][1]));
+    }
+  }
+  for (; t < tiles; ++t) {
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+    for (int64_t g = 0; g < groups; ++g) {
+      const __m512i v = _mm512_loadu_si512(base + (t * groups + g) * 64);
+      for (int p = 0; p < P; ++p) {
+        const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(xq + 4 * (g * P + p)));
+        if (p & 1) a1 = _mm512_dpbusd_epi32(a1, plane(v, p), x);
+        else a0 = _mm512_dpbusd_epi32(a0, plane(v, p), x);
+      }
+    }
+    _mm512_storeu_si512(dot + t * 16, _mm512_add_epi32(a0, a1));
+  }
+}
+
 }  // namespace
 
 void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* dot) {
+  if (w.layout == QLinearWeights::Layout::kPlanes) {
+    const int8_t* xq = reinterpret_cast<const int8_t*>(u);
+    switch (w.bits) {
+      case 1: PlanesDot<1>(w, xq, dot); return;
+      case 2: PlanesDot<2>(w, xq, dot); return;
+      case 4: PlanesDot<4>(w, xq, dot); return;
+      default: PlanesDot<8>(w, xq, dot); return;
+    }
+  }
   const Unpacker up(w);
   const int64_t steps = w.steps();
   const int64_t tb = w.tile_bytes();

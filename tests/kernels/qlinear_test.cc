@@ -48,6 +48,7 @@ TEST(QLinearTest, SimdDotEqualsReferenceExactly) {
         const std::vector<float> wf = testing::Laplace(n * k, seed + n * 1000 + k);
         FitOptions o;
         o.granularity = {Granularity::kChannel, 0};
+        o.clip = ClipMethod::kMinMax;  // the kernel is under test, not the fit
         Result<PackedTensor> t = PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(f), o);
         ASSERT_TRUE(t.ok()) << f << ": " << t.status().ToString();
         Result<QLinearWeights> w = PrepareQLinear(*t);
@@ -93,13 +94,24 @@ TEST(QLinearTest, ForwardMatchesDequantizedFloatWithinBound) {
       e.bias = bias.data();
       QLinearForward(w, path, x.data(), rows, e, &scratch, y.data());
       for (int64_t r = 0; r < rows; ++r) {
-        std::vector<uint8_t> u(w.k_pad);
-        const ActQuant a = QuantizeRow(x.data() + r * k, k, w.k_pad, u.data());
+        // The activations exactly as the kernel quantizes them (symmetric int8
+        // for the plane layout, asymmetric uint8 for the table layout).
+        std::vector<double> xq(w.k_pad);
+        ActQuant a;
+        if (w.signed_acts()) {
+          std::vector<int8_t> q(w.k_pad);
+          a = QuantizeRowSymmetric(x.data() + r * k, k, w.k_pad, q.data());
+          for (int64_t c = 0; c < k; ++c) xq[c] = q[c];
+        } else {
+          std::vector<uint8_t> q(w.k_pad);
+          a = QuantizeRow(x.data() + r * k, k, w.k_pad, q.data());
+          for (int64_t c = 0; c < k; ++c) xq[c] = q[c];
+        }
         for (int64_t j = 0; j < n; ++j) {
           // The same products in double: dequantized weight times dequantized input.
           double want = bias[j], mag = std::fabs(bias[j]);
           for (int64_t c = 0; c < k; ++c) {
-            const double xv = a.scale * (static_cast<double>(u[c]) - a.zero);
+            const double xv = a.scale * (xq[c] - a.zero);
             want += static_cast<double>(wd[j * k + c]) * xv;
             mag += std::fabs(static_cast<double>(wd[j * k + c]) * xv);
           }
@@ -110,6 +122,16 @@ TEST(QLinearTest, ForwardMatchesDequantizedFloatWithinBound) {
         }
       }
     }
+  }
+}
+
+TEST(QLinearTest, UniformGridsUseThePlaneLayout) {
+  const std::vector<float> wf = testing::Laplace(16 * 64, 2);
+  for (const char* f : {"int1", "int2", "int4", "int8", "uint4", "int4-asym", "int3", "nhot2-4"}) {
+    PackedTensor t = *PackedTensor::Quantize(wf.data(), {16, 64}, *ParseFormat(f), FitOptions());
+    const QLinearWeights w = *PrepareQLinear(t);
+    const bool planes = std::string(f) != "int1" && std::string(f) != "int3" && std::string(f) != "nhot2-4";
+    EXPECT_EQ(w.layout == QLinearWeights::Layout::kPlanes, planes) << f;
   }
 }
 
