@@ -23,6 +23,7 @@ std::vector<float> Weights(int64_t n, int64_t k) {
 
 void BM_PackedGemv(benchmark::State& state, const char* format) {
   const int64_t n = state.range(0), k = state.range(1);
+  ThreadPool pool(static_cast<int>(state.range(2)));
   const std::vector<float> wf = Weights(n, k);
   FitOptions o;
   o.granularity = {Granularity::kChannel, 0};
@@ -35,7 +36,7 @@ void BM_PackedGemv(benchmark::State& state, const char* format) {
   for (float& v : x) v = static_cast<float>(rng.Normal());
   QLinearScratch scratch;
   for (auto _ : state) {
-    QLinearForward(w, path, x.data(), 1, Epilogue(), &scratch, y.data());
+    QLinearForward(w, path, x.data(), 1, Epilogue(), &scratch, y.data(), &pool);
     benchmark::DoNotOptimize(y.data());
   }
   state.counters["GOPs"] = benchmark::Counter(2.0 * n * k, benchmark::Counter::kIsIterationInvariantRate);
@@ -46,6 +47,7 @@ void BM_PackedGemv(benchmark::State& state, const char* format) {
 
 void BM_Sgemv(benchmark::State& state) {
   const int64_t n = state.range(0), k = state.range(1);
+  openblas_set_num_threads(static_cast<int>(state.range(2)));
   const std::vector<float> w = Weights(n, k);
   std::vector<float> x(k, 0.5f), y(n);
   for (auto _ : state) {
@@ -55,6 +57,49 @@ void BM_Sgemv(benchmark::State& state) {
   state.counters["GOPs"] = benchmark::Counter(2.0 * n * k, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["weight_GBs"] = benchmark::Counter(4.0 * n * k, benchmark::Counter::kIsIterationInvariantRate);
 }
+
+void BM_PackedGemm(benchmark::State& state, const char* format) {
+  const int64_t m = state.range(0), n = 4096, k = 4096;
+  ThreadPool pool(static_cast<int>(state.range(1)));
+  const std::vector<float> wf = Weights(n, k);
+  FitOptions o;
+  o.granularity = {Granularity::kChannel, 0};
+  o.clip = ClipMethod::kMinMax;
+  const PackedTensor t = *PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(format), o);
+  const QLinearWeights w = *PrepareQLinear(t);
+  const KernelPath path = *SelectKernelPath();
+  std::vector<float> x(m * k), y(m * n);
+  Rng rng(3);
+  for (float& v : x) v = static_cast<float>(rng.Normal());
+  QLinearScratch scratch;
+  for (auto _ : state) {
+    QLinearForward(w, path, x.data(), m, Epilogue(), &scratch, y.data(), &pool);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GOPs"] = benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(KernelPathName(path));
+}
+
+void BM_Sgemm(benchmark::State& state) {
+  const int64_t m = state.range(0), n = 4096, k = 4096;
+  openblas_set_num_threads(static_cast<int>(state.range(1)));
+  const std::vector<float> w = Weights(n, k);
+  std::vector<float> x(m * k, 0.5f), y(m * n);
+  for (auto _ : state) {
+    // y[m, n] = x[m, k] * W[n, k]^T, as a linear layer computes.
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x.data(), k, w.data(), k,
+                0.0f, y.data(), n);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GOPs"] = benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Args: batch, threads.
+#define GEMM_SHAPES ->ArgsProduct({{8, 64}, {1, 2}})->Unit(benchmark::kMicrosecond)
+BENCHMARK(BM_Sgemm) GEMM_SHAPES;
+BENCHMARK_CAPTURE(BM_PackedGemm, int8, "int8") GEMM_SHAPES;
+BENCHMARK_CAPTURE(BM_PackedGemm, int4, "int4") GEMM_SHAPES;
+BENCHMARK_CAPTURE(BM_PackedGemm, int2, "int2") GEMM_SHAPES;
 
 // Sums a buffer of `bytes` bytes: the floor for any kernel that reads that
 // many bytes once.
@@ -73,7 +118,8 @@ void BM_ReadBandwidth(benchmark::State& state) {
   state.counters["GBs"] = benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-#define SHAPES ->Args({4096, 4096})->Args({16384, 4096})->Unit(benchmark::kMicrosecond)
+// Args: rows, inputs, threads.
+#define SHAPES ->ArgsProduct({{4096, 16384}, {4096}, {1, 2}})->Unit(benchmark::kMicrosecond)
 BENCHMARK(BM_Sgemv) SHAPES;
 BENCHMARK_CAPTURE(BM_PackedGemv, int8, "int8") SHAPES;
 BENCHMARK_CAPTURE(BM_PackedGemv, int4, "int4") SHAPES;

@@ -245,20 +245,43 @@ Result<KernelPath> SelectKernelPath() {
 }
 
 void QLinearForward(const QLinearWeights& w, KernelPath path, const float* x, int64_t rows,
-                    const Epilogue& e, QLinearScratch* s, float* y) {
-  s->u.resize(w.k_pad);
-  s->dot.resize(w.n_pad);
+                    const Epilogue& e, QLinearScratch* s, float* y, ThreadPool* pool) {
+  s->u.resize(static_cast<size_t>(rows * w.k_pad));
+  s->dot.resize(static_cast<size_t>(rows * w.n_pad));
+  std::vector<ActQuant>& acts = s->acts;
+  acts.resize(rows);
   for (int64_t r = 0; r < rows; ++r) {
-    const ActQuant a =
-        w.signed_acts()
-            ? QuantizeRowSymmetric(x + r * w.k, w.k, w.k_pad, reinterpret_cast<int8_t*>(s->u.data()))
-            : QuantizeRow(x + r * w.k, w.k, w.k_pad, s->u.data());
-    if (path == KernelPath::kAvx512Vnni) {
-      QLinearDotAvx512Vnni(w, s->u.data(), s->dot.data());
+    uint8_t* u = s->u.data() + r * w.k_pad;
+    acts[r] = w.signed_acts()
+                  ? QuantizeRowSymmetric(x + r * w.k, w.k, w.k_pad, reinterpret_cast<int8_t*>(u))
+                  : QuantizeRow(x + r * w.k, w.k, w.k_pad, u);
+  }
+  if (path == KernelPath::kAvx512Vnni) {
+    const int64_t tiles = w.n_pad / 16;
+    auto run = [&](int64_t t0, int64_t t1) {
+      if (rows == 1) {
+        QLinearDotAvx512Vnni(w, s->u.data(), s->dot.data(), t0, t1);
+      } else {
+        QLinearDotBatchAvx512Vnni(w, s->u.data(), rows, s->dot.data(), t0, t1);
+      }
+    };
+    if (pool != nullptr && pool->threads() > 1 && tiles >= 2 * pool->threads()) {
+      // Split tiles in multiples of 4 (the kernels' register block).
+      const int parts = pool->threads();
+      const int64_t per = ((tiles + parts - 1) / parts + 3) / 4 * 4;
+      pool->ParallelFor(parts, [&](int64_t a, int64_t b) {
+        for (int64_t p = a; p < b; ++p) run(std::min(tiles, p * per), std::min(tiles, (p + 1) * per));
+      });
     } else {
-      QLinearDotRef(w, s->u.data(), s->dot.data());
+      run(0, tiles);
     }
-    QLinearEpilogue(w, a, s->dot.data(), e, y + r * w.n);
+  } else {
+    for (int64_t r = 0; r < rows; ++r) {
+      QLinearDotRef(w, s->u.data() + r * w.k_pad, s->dot.data() + r * w.n_pad);
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    QLinearEpilogue(w, acts[r], s->dot.data() + r * w.n_pad, e, y + r * w.n);
   }
 }
 

@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "base/thread_pool.h"
 #include "lowbit/packed_tensor.h"
 #include "lowbit/status.h"
 
@@ -101,17 +102,26 @@ bool KernelPathAvailable(KernelPath p);
 Result<KernelPath> SelectKernelPath();
 
 // y = W x + b for `rows` input rows (x: rows x k, y: rows x n), dispatching the
-// dot products to `path`. Scratch is sized once by the caller.
+// dot products to `path`. Scratch grows to the largest `rows` seen, once.
 struct QLinearScratch {
   std::vector<uint8_t> u;
   std::vector<int32_t> dot;
+  std::vector<ActQuant> acts;
 };
+// With a pool, output tiles are split across its threads.
 void QLinearForward(const QLinearWeights& w, KernelPath path, const float* x, int64_t rows,
-                    const Epilogue& e, QLinearScratch* scratch, float* y);
+                    const Epilogue& e, QLinearScratch* scratch, float* y,
+                    ThreadPool* pool = nullptr);
 
 // The AVX-512 VNNI + VBMI dot products (available when KernelPathAvailable).
 // For the plane layout `u` holds int8 activations.
-void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* dot);
+// Computes the outputs of row tiles [t0, t1) (16 rows each).
+void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* dot, int64_t t0,
+                          int64_t t1);
+// `rows` activation rows (stride k_pad) at once, register-blocked so unpacked
+// weights are reused across rows; dot is rows x n_pad.
+void QLinearDotBatchAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int64_t rows,
+                               int32_t* dot, int64_t t0, int64_t t1);
 
 }  // namespace lowbit
 

@@ -64,17 +64,17 @@ struct Unpacker {
 // the bits that cross bytes). Codes are the unsigned operand, the int8
 // activations the signed one.
 template <int B>
-void PlanesDot(const QLinearWeights& w, const int8_t* xq, int32_t* dot) {
+void PlanesDot(const QLinearWeights& w, const int8_t* xq, int32_t* dot, int64_t t0, int64_t t1) {
   constexpr int P = 8 / B;
   const __m512i mask = _mm512_set1_epi8(static_cast<char>((1 << B) - 1));
   const int64_t groups = w.steps() / P;
-  const int64_t tiles = w.n_pad / 16;
+  const int64_t tiles = t1;
   const uint8_t* base = w.tiles.data();
   auto plane = [&](__m512i v, int p) {
     if (B == 8) return v;
     return _mm512_and_si512(p == 0 ? v : _mm512_srli_epi16(v, B * p), mask);
   };
-  int64_t t = 0;
+  int64_t t = t0;
   for (; t + 4 <= tiles; t += 4) {
     __m512i acc[4][2];
     for (auto& a : acc) a[0] = a[1] = _mm512_setzero_si512();
@@ -106,24 +106,126 @@ void PlanesDot(const QLinearWeights& w, const int8_t* xq, int32_t* dot) {
   }
 }
 
+
+// R activation rows at once (GEMM): each unpacked weight vector feeds R
+// vpdpbusd; NT tiles x R rows of accumulators stay in registers (the counts
+// are compile-time so nothing spills).
+template <int B, int R, int NT>
+inline void PlanesDotBlock(const QLinearWeights& w, const int8_t* xq, int64_t ldx, int32_t* dot,
+                           int64_t ldd, int64_t t) {
+  constexpr int P = 8 / B;
+  const __m512i mask = _mm512_set1_epi8(static_cast<char>((1 << B) - 1));
+  const int64_t groups = w.steps() / P;
+  const uint8_t* base = w.tiles.data();
+  __m512i acc[NT][R];
+  for (int i = 0; i < NT; ++i) {
+    for (int r = 0; r < R; ++r) acc[i][r] = _mm512_setzero_si512();
+  }
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512i v[NT];
+    for (int i = 0; i < NT; ++i) v[i] = _mm512_loadu_si512(base + ((t + i) * groups + g) * 64);
+    for (int p = 0; p < P; ++p) {
+      __m512i wv[NT];
+      for (int i = 0; i < NT; ++i) {
+        wv[i] = B == 8 ? v[i] : _mm512_and_si512(p == 0 ? v[i] : _mm512_srli_epi16(v[i], B * p), mask);
+      }
+      const int64_t off = 4 * (g * P + p);
+      for (int r = 0; r < R; ++r) {
+        const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(xq + r * ldx + off));
+        for (int i = 0; i < NT; ++i) acc[i][r] = _mm512_dpbusd_epi32(acc[i][r], wv[i], x);
+      }
+    }
+  }
+  for (int i = 0; i < NT; ++i) {
+    for (int r = 0; r < R; ++r) _mm512_storeu_si512(dot + r * ldd + (t + i) * 16, acc[i][r]);
+  }
+}
+
+template <int B, int R>
+void PlanesDotRows(const QLinearWeights& w, const int8_t* xq, int64_t ldx, int32_t* dot,
+                   int64_t ldd, int64_t t0, int64_t t1) {
+  int64_t t = t0;
+  for (; t + 4 <= t1; t += 4) PlanesDotBlock<B, R, 4>(w, xq, ldx, dot, ldd, t);
+  for (; t < t1; ++t) PlanesDotBlock<B, R, 1>(w, xq, ldx, dot, ldd, t);
+}
+
+template <int B>
+void PlanesDotBatch(const QLinearWeights& w, const int8_t* xq, int64_t rows, int32_t* dot,
+                    int64_t t0, int64_t t1) {
+  const int64_t ldx = w.k_pad, ldd = w.n_pad;
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) PlanesDotRows<B, 4>(w, xq + r * ldx, ldx, dot + r * ldd, ldd, t0, t1);
+  for (; r + 2 <= rows; r += 2) PlanesDotRows<B, 2>(w, xq + r * ldx, ldx, dot + r * ldd, ldd, t0, t1);
+  if (r < rows) PlanesDot<B>(w, xq + r * ldx, dot + r * ldd, t0, t1);
+}
+
+template <int R, int NT>
+inline void TableDotBlock(const QLinearWeights& w, const Unpacker& up, const uint8_t* u,
+                          int64_t ldx, int32_t* dot, int64_t ldd, int64_t t) {
+  const int64_t steps = w.steps(), tb = w.tile_bytes();
+  const uint8_t* base = w.tiles.data();
+  __m512i acc[NT][R];
+  for (int i = 0; i < NT; ++i) {
+    for (int r = 0; r < R; ++r) acc[i][r] = _mm512_setzero_si512();
+  }
+  for (int64_t s = 0; s < steps; ++s) {
+    __m512i wv[NT];
+    for (int i = 0; i < NT; ++i) wv[i] = up.Load(base + ((t + i) * steps + s) * tb);
+    for (int r = 0; r < R; ++r) {
+      const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(u + r * ldx + 4 * s));
+      for (int i = 0; i < NT; ++i) acc[i][r] = _mm512_dpbusd_epi32(acc[i][r], x, wv[i]);
+    }
+  }
+  for (int i = 0; i < NT; ++i) {
+    for (int r = 0; r < R; ++r) _mm512_storeu_si512(dot + r * ldd + (t + i) * 16, acc[i][r]);
+  }
+}
+
+template <int R>
+void TableDotRows(const QLinearWeights& w, const Unpacker& up, const uint8_t* u, int64_t ldx,
+                  int32_t* dot, int64_t ldd, int64_t t0, int64_t t1) {
+  int64_t t = t0;
+  for (; t + 4 <= t1; t += 4) TableDotBlock<R, 4>(w, up, u, ldx, dot, ldd, t);
+  for (; t < t1; ++t) TableDotBlock<R, 1>(w, up, u, ldx, dot, ldd, t);
+}
+
 }  // namespace
 
-void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* dot) {
+void QLinearDotBatchAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int64_t rows,
+                               int32_t* dot, int64_t t0, int64_t t1) {
   if (w.layout == QLinearWeights::Layout::kPlanes) {
     const int8_t* xq = reinterpret_cast<const int8_t*>(u);
     switch (w.bits) {
-      case 1: PlanesDot<1>(w, xq, dot); return;
-      case 2: PlanesDot<2>(w, xq, dot); return;
-      case 4: PlanesDot<4>(w, xq, dot); return;
-      default: PlanesDot<8>(w, xq, dot); return;
+      case 1: PlanesDotBatch<1>(w, xq, rows, dot, t0, t1); return;
+      case 2: PlanesDotBatch<2>(w, xq, rows, dot, t0, t1); return;
+      case 4: PlanesDotBatch<4>(w, xq, rows, dot, t0, t1); return;
+      default: PlanesDotBatch<8>(w, xq, rows, dot, t0, t1); return;
+    }
+  }
+  const Unpacker up(w);
+  const int64_t ldx = w.k_pad, ldd = w.n_pad;
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) TableDotRows<4>(w, up, u + r * ldx, ldx, dot + r * ldd, ldd, t0, t1);
+  for (; r < rows; ++r) QLinearDotAvx512Vnni(w, u + r * ldx, dot + r * ldd, t0, t1);
+}
+
+void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* dot, int64_t t0,
+                          int64_t t1) {
+  if (w.layout == QLinearWeights::Layout::kPlanes) {
+    const int8_t* xq = reinterpret_cast<const int8_t*>(u);
+    switch (w.bits) {
+      case 1: PlanesDot<1>(w, xq, dot, t0, t1); return;
+      case 2: PlanesDot<2>(w, xq, dot, t0, t1); return;
+      case 4: PlanesDot<4>(w, xq, dot, t0, t1); return;
+      default: PlanesDot<8>(w, xq, dot, t0, t1); return;
     }
   }
   const Unpacker up(w);
   const int64_t steps = w.steps();
   const int64_t tb = w.tile_bytes();
-  const int64_t tiles = w.n_pad / 16;
+  const int64_t tiles = t1;
   const uint8_t* base = w.tiles.data();
-  int64_t t = 0;
+  int64_t t = t0;
   for (; t + 4 <= tiles; t += 4) {
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
     __m512i b0 = a0, b1 = a0, b2 = a0, b3 = a0;

@@ -58,7 +58,7 @@ TEST(QLinearTest, SimdDotEqualsReferenceExactly) {
         if (rng.Below(4) == 0) std::fill(u.begin(), u.begin() + k, 255);  // extremes
         std::vector<int32_t> ref(w->n_pad, -1), simd(w->n_pad, -2);
         QLinearDotRef(*w, u.data(), ref.data());
-        QLinearDotAvx512Vnni(*w, u.data(), simd.data());
+        QLinearDotAvx512Vnni(*w, u.data(), simd.data(), 0, w->n_pad / 16);
         for (int64_t r = 0; r < n; ++r) {
           ASSERT_EQ(simd[r], ref[r]) << f << " n " << n << " k " << k << " row " << r;
         }
@@ -67,6 +67,39 @@ TEST(QLinearTest, SimdDotEqualsReferenceExactly) {
     }
   }
   EXPECT_GT(checked, 500);
+}
+
+TEST(QLinearTest, BatchedSimdDotEqualsReferenceExactly) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  if (!KernelPathAvailable(KernelPath::kAvx512Vnni)) GTEST_SKIP() << "no AVX-512 VNNI/VBMI here";
+  Rng rng(seed + 11);
+  for (const char* f : {"int1", "int2", "int3", "int4", "int8", "uint2", "int4-asym", "nhot2-4", "pow2-3"}) {
+    for (int64_t n : {16, 17, 50, 80}) {
+      for (int64_t k : {4, 13, 64, 100}) {
+        for (int64_t rows : {1, 2, 3, 4, 5, 7, 9}) {
+          const std::vector<float> wf = testing::Laplace(n * k, seed + n + k);
+          FitOptions o;
+          o.clip = ClipMethod::kMinMax;
+          const PackedTensor t = *PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(f), o);
+          const QLinearWeights w = *PrepareQLinear(t);
+          std::vector<uint8_t> u(rows * w.k_pad, 0);
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t c = 0; c < k; ++c) u[r * w.k_pad + c] = static_cast<uint8_t>(rng.Below(256));
+          }
+          std::vector<int32_t> ref(rows * w.n_pad), simd(rows * w.n_pad);
+          for (int64_t r = 0; r < rows; ++r) QLinearDotRef(w, u.data() + r * w.k_pad, ref.data() + r * w.n_pad);
+          QLinearDotBatchAvx512Vnni(w, u.data(), rows, simd.data(), 0, w.n_pad / 16);
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t j = 0; j < n; ++j) {
+              ASSERT_EQ(simd[r * w.n_pad + j], ref[r * w.n_pad + j])
+                  << f << " n " << n << " k " << k << " rows " << rows << " at " << r << "," << j;
+            }
+          }
+        }
+      }
+    }
+  }
 }
 
 TEST(QLinearTest, ForwardMatchesDequantizedFloatWithinBound) {
@@ -92,7 +125,8 @@ TEST(QLinearTest, ForwardMatchesDequantizedFloatWithinBound) {
       QLinearScratch scratch;
       Epilogue e;
       e.bias = bias.data();
-      QLinearForward(w, path, x.data(), rows, e, &scratch, y.data());
+      ThreadPool pool(2);
+      QLinearForward(w, path, x.data(), rows, e, &scratch, y.data(), &pool);
       for (int64_t r = 0; r < rows; ++r) {
         // The activations exactly as the kernel quantizes them (symmetric int8
         // for the plane layout, asymmetric uint8 for the table layout).
