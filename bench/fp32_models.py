@@ -87,16 +87,9 @@ def main():
     table = "\n".join(lines)
     print(table)
     if args.update:
-        text = open(args.update).read()
-        begin, end = "<!-- fp32-models:begin -->", "<!-- fp32-models:end -->"
-        if begin in text:
-            a, b = text.index(begin), text.index(end) + len(end)
-            text = text[:a] + begin + "\n" + table + "\n" + end + text[b:]
-        else:
-            text += "\n## fp32 models: lowbit vs ONNX Runtime\n\n" + begin + "\n" + table + "\n" + end + "\n"
-        with open(args.update + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(args.update + ".tmp", args.update)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from markdown import update_section
+        update_section(args.update, "fp32-models", "fp32 models: lowbit vs ONNX Runtime", table)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "bench", "qlinear_bench")
@@ -67,16 +68,9 @@ def main():
     table = "\n".join(lines)
     print(table)
     if args.update:
-        text = open(args.update).read()
-        begin, end = "<!-- kernels:begin -->", "<!-- kernels:end -->"
-        if begin in text:
-            a, b = text.index(begin), text.index(end) + len(end)
-            text = text[:a] + begin + "\n" + table + "\n" + end + text[b:]
-        else:
-            text += "\n## Packed-weight kernels vs OpenBLAS\n\n" + begin + "\n" + table + "\n" + end + "\n"
-        with open(args.update + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(args.update + ".tmp", args.update)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from markdown import update_section
+        update_section(args.update, "kernels", "Packed-weight kernels vs OpenBLAS", table)
 
 
 if __name__ == "__main__":
