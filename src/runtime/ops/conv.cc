@@ -161,12 +161,12 @@ class Conv final : public OpKernel {
           }
         }
       }
+      if (bias == nullptr && !act_.active) continue;  // no epilogue to apply
       float* yn = y + n0 * m_ * osz;
+      const float lo = act_.active ? act_.lo : -INFINITY;
+      const float hi = act_.active ? act_.hi : INFINITY;
       ctx.pool->ParallelFor(nb * m_, [&](int64_t s, int64_t e) {
-        const float lo = act_.active ? act_.lo : -INFINITY;
-        const float hi = act_.active ? act_.hi : INFINITY;
         for (int64_t p = s; p < e; ++p) {
-          if (bias == nullptr && !act_.active) continue;
           BiasClamp(yn + p * osz, osz, bias != nullptr ? bias[p % m_] : 0.0f, lo, hi);
         }
       });
