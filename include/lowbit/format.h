@@ -159,6 +159,13 @@ struct QuantParams {
 Result<QuantParams> Fit(const float* x, int64_t rows, int64_t cols, const FormatSpec& spec,
                         const FitOptions& options);
 
+// The level table a spec implies (int, uint, int-asym, pow2), as Fit would
+// produce it; an error for families whose levels are fitted to data and
+// stored (nhot, codebook) and for floats. Loaders use it to rebuild params.
+Result<std::vector<float>> ImpliedLevels(const FormatSpec& spec);
+// Whether the spec's level table is stored with the tensor.
+bool StoresLevels(const FormatSpec& spec);
+
 // Encodes x (rows x cols) to codes (one uint32 per value). With u = x / scale
 // and effective levels l = level - zero_point: u at or beyond an end level
 // takes that end's code; otherwise the level at the least float distance

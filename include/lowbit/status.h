@@ -68,6 +68,10 @@ Status DataLoss(const Args&... args) {
   return Status(StatusCode::kDataLoss, StrCat(args...));
 }
 template <typename... Args>
+Status Internal(const Args&... args) {
+  return Status(StatusCode::kInternal, StrCat(args...));
+}
+template <typename... Args>
 Status IoError(const Args&... args) {
   return Status(StatusCode::kIoError, StrCat(args...));
 }

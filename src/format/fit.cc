@@ -226,4 +226,18 @@ Result<QuantParams> Fit(const float* x, int64_t rows, int64_t cols, const Format
   return p;
 }
 
+bool StoresLevels(const FormatSpec& spec) {
+  return spec.family != Family::kFloat && OpsFor(spec.family).LevelTableBits(spec, 2) != 0;
+}
+
+Result<std::vector<float>> ImpliedLevels(const FormatSpec& spec) {
+  LOWBIT_RETURN_IF_ERROR(ValidateSpec(spec));
+  if (spec.family == Family::kFloat || StoresLevels(spec)) {
+    return InvalidArgument(FormatName(spec), ": levels are not implied by the format");
+  }
+  LevelFit fit;
+  LOWBIT_ASSIGN_OR_RETURN(fit, OpsFor(spec.family).FitLevels(spec, {}, FitOptions{}));
+  return std::move(fit.levels);
+}
+
 }  // namespace lowbit

@@ -127,7 +127,8 @@ Result<QLinearWeights> PrepareQLinear(const PackedTensor& t) {
         if ((row[c] >> b) & 1) base[(bit + b) >> 3] |= static_cast<uint8_t>(1u << ((bit + b) & 7));
       }
     }
-    w.rowsum[r] = sum;
+    // The plane layout's dot products multiply codes (T - T[0]).
+    w.rowsum[r] = planes ? sum - static_cast<int32_t>(w.k) * t8[0] : sum;
   }
   return w;
 }
@@ -170,6 +171,55 @@ ActQuant QuantizeRowSymmetric(const float* x, int64_t k, int64_t k_pad, int8_t* 
   return a;
 }
 
+ActQuant StaticActParams(float lo, float hi, bool symmetric, bool signed_operand) {
+  lo = std::min(lo, 0.0f);
+  hi = std::max(hi, 0.0f);
+  ActQuant a;
+  if (symmetric) {
+    const float amax = std::max(-lo, hi);
+    a.scale = amax > 0 ? amax / 127.0f : 1.0f;
+    a.zero = 128;
+  } else {
+    a.scale = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+    a.zero = static_cast<int32_t>(std::clamp(std::nearbyint(-lo / a.scale), 0.0f, 255.0f));
+  }
+  if (signed_operand) a.zero -= 128;
+  return a;
+}
+
+ActQuant DynamicActParams(const float* x, int64_t k, bool symmetric, bool signed_operand) {
+  float lo = 0.0f, hi = 0.0f;
+  for (int64_t i = 0; i < k; ++i) {
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
+  return StaticActParams(lo, hi, symmetric, signed_operand);
+}
+
+ActQuant QuantizeRowWith(const float* x, int64_t k, int64_t k_pad, ActQuant a, bool signed_operand,
+                         uint8_t* u) {
+  const float inv = 1.0f / a.scale;
+  const float zero = static_cast<float>(a.zero);
+  int32_t sum = 0;
+  if (signed_operand) {
+    int8_t* xq = reinterpret_cast<int8_t*>(u);
+    for (int64_t i = 0; i < k; ++i) {
+      const float q = std::clamp(std::nearbyint(x[i] * inv) + zero, -128.0f, 127.0f);
+      xq[i] = static_cast<int8_t>(q);
+      sum += xq[i];
+    }
+  } else {
+    for (int64_t i = 0; i < k; ++i) {
+      const float q = std::clamp(std::nearbyint(x[i] * inv) + zero, 0.0f, 255.0f);
+      u[i] = static_cast<uint8_t>(q);
+      sum += u[i];
+    }
+  }
+  for (int64_t i = k; i < k_pad; ++i) u[i] = 0;
+  a.sum = sum;
+  return a;
+}
+
 void QLinearDotRef(const QLinearWeights& w, const uint8_t* u, int32_t* dot) {
   if (w.layout == QLinearWeights::Layout::kPlanes) {
     const int8_t* xq = reinterpret_cast<const int8_t*>(u);
@@ -194,7 +244,7 @@ void QLinearDotRef(const QLinearWeights& w, const uint8_t* u, int32_t* dot) {
 }
 
 void QLinearEpilogue(const QLinearWeights& w, const ActQuant& a, const int32_t* dot,
-                     const Epilogue& e, float* y) {
+                     const Epilogue& e, float* y, int64_t y_stride) {
   const int64_t kz = w.k * static_cast<int64_t>(a.zero);
   for (int64_t r = 0; r < w.n; ++r) {
     const int64_t acc = static_cast<int64_t>(dot[r]) - static_cast<int64_t>(a.zero) * w.rowsum[r] -
@@ -202,7 +252,7 @@ void QLinearEpilogue(const QLinearWeights& w, const ActQuant& a, const int32_t* 
     float v = w.scale[r] * a.scale * static_cast<float>(acc);
     if (e.bias != nullptr) v += e.bias[r];
     if (e.clamp) v = std::min(std::max(v, e.lo), e.hi);
-    y[r] = v;
+    y[r * y_stride] = v;
   }
 }
 
@@ -244,42 +294,66 @@ Result<KernelPath> SelectKernelPath() {
   return KernelPathAvailable(KernelPath::kAvx512Vnni) ? KernelPath::kAvx512Vnni : KernelPath::kRef;
 }
 
+void QLinearDots(const QLinearWeights& w, KernelPath path, const uint8_t* u, int64_t rows,
+                 int32_t* dot, ThreadPool* pool) {
+  if (path != KernelPath::kAvx512Vnni) {
+    auto ref = [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) QLinearDotRef(w, u + r * w.k_pad, dot + r * w.n_pad);
+    };
+    if (pool != nullptr && rows > 1) {
+      pool->ParallelFor(rows, ref);
+    } else {
+      ref(0, rows);
+    }
+    return;
+  }
+  const int64_t tiles = w.n_pad / 16;
+  auto run = [&](const uint8_t* ur, int64_t nr, int32_t* dr, int64_t t0, int64_t t1) {
+    if (nr == 1) {
+      QLinearDotAvx512Vnni(w, ur, dr, t0, t1);
+    } else {
+      QLinearDotBatchAvx512Vnni(w, ur, nr, dr, t0, t1);
+    }
+  };
+  const int parts = pool != nullptr ? pool->threads() : 1;
+  if (parts > 1 && rows >= 16 * parts) {
+    // Many rows (a convolution's pixels): split rows in blocks of 4 so each
+    // thread streams all the (cache-resident) weights over its own rows.
+    const int64_t per = ((rows + parts - 1) / parts + 3) / 4 * 4;
+    pool->ParallelFor(parts, [&](int64_t a, int64_t b) {
+      for (int64_t p = a; p < b; ++p) {
+        const int64_t r0 = std::min(rows, p * per), r1 = std::min(rows, (p + 1) * per);
+        if (r1 > r0) run(u + r0 * w.k_pad, r1 - r0, dot + r0 * w.n_pad, 0, tiles);
+      }
+    });
+  } else if (parts > 1 && tiles >= 2 * parts) {
+    // Split tiles in multiples of 4 (the kernels' register block).
+    const int64_t per = ((tiles + parts - 1) / parts + 3) / 4 * 4;
+    pool->ParallelFor(parts, [&](int64_t a, int64_t b) {
+      for (int64_t p = a; p < b; ++p) {
+        run(u, rows, dot, std::min(tiles, p * per), std::min(tiles, (p + 1) * per));
+      }
+    });
+  } else {
+    run(u, rows, dot, 0, tiles);
+  }
+}
+
 void QLinearForward(const QLinearWeights& w, KernelPath path, const float* x, int64_t rows,
-                    const Epilogue& e, QLinearScratch* s, float* y, ThreadPool* pool) {
+                    const Epilogue& e, QLinearScratch* s, float* y, ThreadPool* pool,
+                    const ActQuant* act, bool symmetric) {
   s->u.resize(static_cast<size_t>(rows * w.k_pad));
   s->dot.resize(static_cast<size_t>(rows * w.n_pad));
   std::vector<ActQuant>& acts = s->acts;
   acts.resize(rows);
   for (int64_t r = 0; r < rows; ++r) {
     uint8_t* u = s->u.data() + r * w.k_pad;
-    acts[r] = w.signed_acts()
-                  ? QuantizeRowSymmetric(x + r * w.k, w.k, w.k_pad, reinterpret_cast<int8_t*>(u))
-                  : QuantizeRow(x + r * w.k, w.k, w.k_pad, u);
+    const float* xr = x + r * w.k;
+    const ActQuant p =
+        act != nullptr ? *act : DynamicActParams(xr, w.k, symmetric, w.signed_acts());
+    acts[r] = QuantizeRowWith(xr, w.k, w.k_pad, p, w.signed_acts(), u);
   }
-  if (path == KernelPath::kAvx512Vnni) {
-    const int64_t tiles = w.n_pad / 16;
-    auto run = [&](int64_t t0, int64_t t1) {
-      if (rows == 1) {
-        QLinearDotAvx512Vnni(w, s->u.data(), s->dot.data(), t0, t1);
-      } else {
-        QLinearDotBatchAvx512Vnni(w, s->u.data(), rows, s->dot.data(), t0, t1);
-      }
-    };
-    if (pool != nullptr && pool->threads() > 1 && tiles >= 2 * pool->threads()) {
-      // Split tiles in multiples of 4 (the kernels' register block).
-      const int parts = pool->threads();
-      const int64_t per = ((tiles + parts - 1) / parts + 3) / 4 * 4;
-      pool->ParallelFor(parts, [&](int64_t a, int64_t b) {
-        for (int64_t p = a; p < b; ++p) run(std::min(tiles, p * per), std::min(tiles, (p + 1) * per));
-      });
-    } else {
-      run(0, tiles);
-    }
-  } else {
-    for (int64_t r = 0; r < rows; ++r) {
-      QLinearDotRef(w, s->u.data() + r * w.k_pad, s->dot.data() + r * w.n_pad);
-    }
-  }
+  QLinearDots(w, path, s->u.data(), rows, s->dot.data(), pool);
   for (int64_t r = 0; r < rows; ++r) {
     QLinearEpilogue(w, acts[r], s->dot.data() + r * w.n_pad, e, y + r * w.n);
   }

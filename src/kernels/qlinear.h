@@ -50,7 +50,7 @@ struct QLinearWeights {
   std::vector<int8_t> table;     // T, one entry per code (2^bits, unused codes 0)
   std::vector<float> scale;      // per output row
   std::vector<int32_t> offset;   // per output row
-  std::vector<int32_t> rowsum;   // per output row: sum_k T[code]
+  std::vector<int32_t> rowsum;   // per output row: sum_k T[code] (planes: sum_k code)
   std::vector<uint8_t> tiles;    // kernel layout, 64-byte aligned start not required
   std::vector<uint8_t> codes;    // row-major codes as the file stores them (for the reference)
   int64_t row_bytes = 0;         // of `codes`
@@ -80,6 +80,21 @@ ActQuant QuantizeRow(const float* x, int64_t k, int64_t k_pad, uint8_t* u);
 // zero = 0, sum = sum of xq.
 ActQuant QuantizeRowSymmetric(const float* x, int64_t k, int64_t k_pad, int8_t* xq);
 
+// Activation quantization, one formulation for both layouts: an 8-bit
+// integer a in [0, 255] with zero point z, x = xs * (a - z). Symmetric
+// ("int8") ranges use z = 128 and xs = max(|lo|, |hi|) / 127; asymmetric
+// ("uint8") ranges xs = (hi - lo) / 255, z = round(-lo / xs), with lo <= 0 <=
+// hi after widening. The table layout reads a as uint8 (zero = z); the plane
+// layout reads a - 128 as int8 (zero = z - 128), since there the codes are
+// vpdpbusd's unsigned operand.
+ActQuant StaticActParams(float lo, float hi, bool symmetric, bool signed_operand);
+// The dynamic range of one row (its min and max), as StaticActParams.
+ActQuant DynamicActParams(const float* x, int64_t k, bool symmetric, bool signed_operand);
+// Quantizes one row with fixed parameters (clamping to the operand's range),
+// padding to k_pad with 0; returns `a` with the row's sum.
+ActQuant QuantizeRowWith(const float* x, int64_t k, int64_t k_pad, ActQuant a, bool signed_operand,
+                         uint8_t* u);
+
 // The int32 dot products dot[0..n) for one quantized row u (k_pad values).
 // `Ref` reads the row-major codes (the specification); the SIMD kernels read
 // the tiles and must match it exactly.
@@ -91,8 +106,9 @@ struct Epilogue {
   bool clamp = false;
   float lo = 0, hi = 0;
 };
+// y[r * y_stride] for output r (a stride of HW writes a conv's NCHW plane).
 void QLinearEpilogue(const QLinearWeights& w, const ActQuant& a, const int32_t* dot,
-                     const Epilogue& e, float* y);
+                     const Epilogue& e, float* y, int64_t y_stride = 1);
 
 // Kernel selection: the best path this CPU supports, or the one named by
 // LOWBIT_KERNEL (ref, avx512vnni) for tests and comparisons.
@@ -108,10 +124,19 @@ struct QLinearScratch {
   std::vector<int32_t> dot;
   std::vector<ActQuant> acts;
 };
-// With a pool, output tiles are split across its threads.
+// With a pool, output tiles are split across its threads. With `act` set
+// (static calibration), rows are quantized with those parameters; otherwise
+// each row gets its own dynamic range (asymmetric unless `symmetric`).
 void QLinearForward(const QLinearWeights& w, KernelPath path, const float* x, int64_t rows,
                     const Epilogue& e, QLinearScratch* scratch, float* y,
-                    ThreadPool* pool = nullptr);
+                    ThreadPool* pool = nullptr, const ActQuant* act = nullptr,
+                    bool symmetric = false);
+
+// The dot products of `rows` already quantized rows (stride k_pad):
+// dot is rows x n_pad. Splits output tiles (or, for many rows, row blocks)
+// across the pool.
+void QLinearDots(const QLinearWeights& w, KernelPath path, const uint8_t* u, int64_t rows,
+                 int32_t* dot, ThreadPool* pool);
 
 // The AVX-512 VNNI + VBMI dot products (available when KernelPathAvailable).
 // For the plane layout `u` holds int8 activations.

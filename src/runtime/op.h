@@ -61,7 +61,8 @@ struct OpRegistration {
   KernelFactory make;
 };
 
-// The registration for a default-domain op at `opset`, or null.
+// The registration for an op of the default domain or of "com.lowbit" at
+// `opset`, or null.
 const OpRegistration* FindOp(const std::string& domain, const std::string& op_type, int opset);
 // All registrations, in ops.inc order.
 const std::vector<OpRegistration>& AllOps();

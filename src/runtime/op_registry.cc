@@ -1,11 +1,13 @@
 #include <algorithm>
 
 #include "runtime/op.h"
+#include "runtime/packed_node.h"
 
 namespace lowbit {
 
 #define X(op, since, factory) std::unique_ptr<OpKernel> factory(const Node& node);
 #include "runtime/ops/ops.inc"
+#include "runtime/ops/lowbit_ops.inc"
 #undef X
 
 const std::vector<OpRegistration>& AllOps() {
@@ -17,7 +19,22 @@ const std::vector<OpRegistration>& AllOps() {
   return kOps;
 }
 
+const std::vector<OpRegistration>& LowbitOps() {
+  static const std::vector<OpRegistration> kOps = {
+#define X(op, since, factory) {op, since, &factory},
+#include "runtime/ops/lowbit_ops.inc"
+#undef X
+  };
+  return kOps;
+}
+
 const OpRegistration* FindOp(const std::string& domain, const std::string& op_type, int opset) {
+  if (domain == kLowbitDomain) {
+    for (const OpRegistration& r : LowbitOps()) {
+      if (op_type == r.op_type && opset >= r.min_opset) return &r;
+    }
+    return nullptr;
+  }
   if (!domain.empty()) return nullptr;
   for (const OpRegistration& r : AllOps()) {
     if (op_type == r.op_type && opset >= r.min_opset) return &r;

@@ -119,27 +119,30 @@ TEST(QLinearTest, ForwardMatchesDequantizedFloatWithinBound) {
     std::vector<float> x(rows * k), bias(n);
     for (float& v : x) v = static_cast<float>(rng.Normal());
     for (float& v : bias) v = static_cast<float>(rng.Normal());
+    for (int mode = 0; mode < 3; ++mode)
     for (KernelPath path : {KernelPath::kRef, KernelPath::kAvx512Vnni}) {
       if (!KernelPathAvailable(path)) continue;
+      // mode 0: dynamic asymmetric, 1: dynamic symmetric, 2: static range.
+      const bool symmetric = mode == 1;
+      const ActQuant fixed = StaticActParams(-1.5f, 2.5f, false, w.signed_acts());
       std::vector<float> y(rows * n);
       QLinearScratch scratch;
       Epilogue e;
       e.bias = bias.data();
       ThreadPool pool(2);
-      QLinearForward(w, path, x.data(), rows, e, &scratch, y.data(), &pool);
+      QLinearForward(w, path, x.data(), rows, e, &scratch, y.data(), &pool,
+                     mode == 2 ? &fixed : nullptr, symmetric);
       for (int64_t r = 0; r < rows; ++r) {
-        // The activations exactly as the kernel quantizes them (symmetric int8
-        // for the plane layout, asymmetric uint8 for the table layout).
+        SCOPED_TRACE(::testing::Message() << "mode " << mode);
+        // The activations exactly as the kernel quantizes them (int8 operand
+        // for the plane layout, uint8 for the table layout).
         std::vector<double> xq(w.k_pad);
-        ActQuant a;
-        if (w.signed_acts()) {
-          std::vector<int8_t> q(w.k_pad);
-          a = QuantizeRowSymmetric(x.data() + r * k, k, w.k_pad, q.data());
-          for (int64_t c = 0; c < k; ++c) xq[c] = q[c];
-        } else {
-          std::vector<uint8_t> q(w.k_pad);
-          a = QuantizeRow(x.data() + r * k, k, w.k_pad, q.data());
-          for (int64_t c = 0; c < k; ++c) xq[c] = q[c];
+        std::vector<uint8_t> q(w.k_pad);
+        const ActQuant p = mode == 2 ? fixed
+                                     : DynamicActParams(x.data() + r * k, k, symmetric, w.signed_acts());
+        const ActQuant a = QuantizeRowWith(x.data() + r * k, k, w.k_pad, p, w.signed_acts(), q.data());
+        for (int64_t c = 0; c < k; ++c) {
+          xq[c] = w.signed_acts() ? static_cast<int8_t>(q[c]) : q[c];
         }
         for (int64_t j = 0; j < n; ++j) {
           // The same products in double: dequantized weight times dequantized input.

@@ -1,0 +1,163 @@
+#include "onnx/onnx_export.h"
+
+#include <onnx/checker.h>
+#include <onnx/onnx_pb.h>
+
+#include <set>
+
+#include "base/npy.h"
+
+namespace lowbit {
+namespace {
+
+int ToOnnxType(DType t) {
+  switch (t) {
+    case DType::kFloat32: return onnx::TensorProto::FLOAT;
+    case DType::kInt64: return onnx::TensorProto::INT64;
+    case DType::kInt32: return onnx::TensorProto::INT32;
+    case DType::kUint8: return onnx::TensorProto::UINT8;
+    case DType::kInt8: return onnx::TensorProto::INT8;
+    case DType::kBool: return onnx::TensorProto::BOOL;
+    case DType::kFloat64: return onnx::TensorProto::DOUBLE;
+  }
+  return onnx::TensorProto::UNDEFINED;
+}
+
+void ToTensorProto(const std::string& name, const Tensor& t, onnx::TensorProto* p) {
+  p->set_name(name);
+  p->set_data_type(ToOnnxType(t.dtype()));
+  for (int64_t d : t.shape()) p->add_dims(d);
+  p->set_raw_data(std::string(static_cast<const char*>(t.raw()), t.bytes()));
+}
+
+void ToValueInfo(const ValueInfo& v, onnx::ValueInfoProto* p) {
+  p->set_name(v.name);
+  auto* tt = p->mutable_type()->mutable_tensor_type();
+  tt->set_elem_type(ToOnnxType(v.dtype));
+  auto* shape = tt->mutable_shape();
+  for (int64_t d : v.shape) {
+    auto* dim = shape->add_dim();
+    if (d >= 0) {
+      dim->set_dim_value(d);
+    } else {
+      dim->set_dim_param("batch");
+    }
+  }
+}
+
+void ToAttribute(const std::string& name, const Attribute& a, onnx::AttributeProto* p) {
+  p->set_name(name);
+  if (const auto* i = std::get_if<int64_t>(&a)) {
+    p->set_type(onnx::AttributeProto::INT);
+    p->set_i(*i);
+  } else if (const auto* f = std::get_if<float>(&a)) {
+    p->set_type(onnx::AttributeProto::FLOAT);
+    p->set_f(*f);
+  } else if (const auto* s = std::get_if<std::string>(&a)) {
+    p->set_type(onnx::AttributeProto::STRING);
+    p->set_s(*s);
+  } else if (const auto* is = std::get_if<std::vector<int64_t>>(&a)) {
+    p->set_type(onnx::AttributeProto::INTS);
+    for (int64_t v : *is) p->add_ints(v);
+  } else if (const auto* fs = std::get_if<std::vector<float>>(&a)) {
+    p->set_type(onnx::AttributeProto::FLOATS);
+    for (float v : *fs) p->add_floats(v);
+  } else if (const auto* t = std::get_if<Tensor>(&a)) {
+    p->set_type(onnx::AttributeProto::TENSOR);
+    ToTensorProto("", *t, p->mutable_t());
+  } else if (const auto* ss = std::get_if<std::vector<std::string>>(&a)) {
+    p->set_type(onnx::AttributeProto::STRINGS);
+    for (const std::string& v : *ss) p->add_strings(v);
+  }
+}
+
+constexpr const char* kActivationAttr = "lowbit.activation";
+
+}  // namespace
+
+Result<std::string> ExportOnnxBytes(const Graph& g, const ExportOptions& options) {
+  onnx::ModelProto model;
+  model.set_ir_version(8);
+  model.set_producer_name("lowbit");
+  model.set_producer_version(options.producer_version);
+  auto* opset = model.add_opset_import();
+  opset->set_domain("");
+  opset->set_version(g.opset);
+  std::set<std::string> domains;
+  for (const Node& n : g.nodes) {
+    if (!n.domain.empty()) domains.insert(n.domain);
+  }
+  for (const std::string& d : domains) {
+    auto* o = model.add_opset_import();
+    o->set_domain(d);
+    int version = 1;
+    for (const Node& n : g.nodes) {
+      if (n.domain == d) version = std::max(version, n.opset);
+    }
+    o->set_version(version);
+  }
+  onnx::GraphProto* gp = model.mutable_graph();
+  gp->set_name(options.graph_name);
+  for (const auto& [name, t] : g.constants) ToTensorProto(name, t, gp->add_initializer());
+  for (const ValueInfo& v : g.inputs) ToValueInfo(v, gp->add_input());
+  for (const ValueInfo& v : g.outputs) ToValueInfo(v, gp->add_output());
+  for (const Node& n : g.nodes) {
+    onnx::NodeProto* np = gp->add_node();
+    np->set_name(n.name);
+    np->set_op_type(n.op_type);
+    if (!n.domain.empty()) np->set_domain(n.domain);
+    for (const std::string& i : n.inputs) np->add_input(i);
+    // A fused activation on a standard node becomes its own node again (the
+    // default domain has no attribute for it); custom nodes keep it.
+    const std::string act = n.GetString(kActivationAttr, "");
+    const bool unfuse = n.domain.empty() && !act.empty();
+    for (size_t i = 0; i < n.outputs.size(); ++i) {
+      np->add_output(unfuse && i == 0 ? n.outputs[0] + "_preact" : n.outputs[i]);
+    }
+    for (const auto& [key, value] : n.attrs) {
+      if (n.domain.empty() && key.rfind("lowbit.", 0) == 0) continue;
+      ToAttribute(key, value, np->add_attribute());
+    }
+    if (!unfuse) continue;
+    onnx::NodeProto* an = gp->add_node();
+    an->set_name(n.name + "_" + act);
+    an->set_op_type(act == "Relu" ? "Relu" : "Clip");
+    an->add_input(n.outputs[0] + "_preact");
+    an->add_output(n.outputs[0]);
+    if (act != "Relu") {
+      const float lo = n.GetFloat("lowbit.clip_min", 0), hi = n.GetFloat("lowbit.clip_max", 0);
+      if (g.opset >= 11) {
+        for (const auto& [suffix, v] : {std::pair<const char*, float>{"_min", lo}, {"_max", hi}}) {
+          const std::string name = n.name + "_clip" + suffix;
+          ToTensorProto(name, Tensor::FromFloats({}, {v}), gp->add_initializer());
+          an->add_input(name);
+        }
+      } else {
+        ToAttribute("min", Attribute(lo), an->add_attribute());
+        ToAttribute("max", Attribute(hi), an->add_attribute());
+      }
+    }
+  }
+  try {
+    onnx::checker::check_model(model);
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    for (char& c : msg) {
+      if (c == '\n') c = ' ';
+    }
+    return Internal("export produced a model the ONNX checker refuses: ", msg);
+  }
+  std::string bytes;
+  if (!model.SerializeToString(&bytes)) {
+    return Internal("export: protobuf serialization failed (model over 2 GiB?)");
+  }
+  return bytes;
+}
+
+Status ExportOnnx(const Graph& g, const std::string& path, const ExportOptions& options) {
+  std::string bytes;
+  LOWBIT_ASSIGN_OR_RETURN(bytes, ExportOnnxBytes(g, options));
+  return WriteFileAtomic(path, bytes);
+}
+
+}  // namespace lowbit

@@ -1,0 +1,449 @@
+// PackedGemm and PackedConv (runtime/packed_node.h): layers whose weights stay
+// packed and run on the low-bit kernels (kernels/qlinear.h). Activations are
+// quantized to 8 bits per row (Gemm) or per image (Conv), statically from a
+// calibrated range or dynamically; products accumulate in int32 and one fused
+// epilogue applies scales, zero-point corrections, bias and the activation.
+//
+// Convolution: the input image is quantized once into an NHWC byte plane, and
+// each output pixel's window is gathered into one row of (kd, kh, kw, c)
+// bytes (contiguous runs of C bytes); the weight's columns are permuted to the
+// same order when the kernel layout is built, so the GEMM is pixels x
+// channels. Depthwise convolution (one input channel per group) has its own
+// integer kernel over a zero-padded int8 plane.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "base/target.h"
+#include "kernels/qlinear.h"
+#include "runtime/activation.h"
+#include "runtime/ops/conv_geometry.h"
+#include "runtime/packed_node.h"
+
+namespace lowbit {
+namespace {
+
+Status LoadWeight(const Node& node, const std::vector<TensorInfo>& in, PackedTensor* w) {
+  if (in.size() < 3 || !in[0].present || !in[1].present || !in[2].present) {
+    return InvalidArgument(node.Describe(), ": expects inputs X, codes and scales");
+  }
+  if (in[1].constant == nullptr || in[2].constant == nullptr) {
+    return Unimplemented(node.Describe(), ": codes and scales must be initializers");
+  }
+  LOWBIT_ASSIGN_OR_RETURN(*w, PackedWeightOf(node, *in[1].constant, *in[2].constant));
+  return OkStatus();
+}
+
+Status CheckBias(const Node& node, const std::vector<TensorInfo>& in, int64_t n, bool* has) {
+  *has = in.size() > 3 && in[3].present;
+  if (!*has) return OkStatus();
+  if (in[3].dtype != DType::kFloat32 || in[3].shape != Shape{n}) {
+    return InvalidArgument(node.Describe(), ": bias ", DTypeName(in[3].dtype), " ",
+                           ShapeToString(in[3].shape), " must be float32 [", n, "]");
+  }
+  return OkStatus();
+}
+
+Epilogue MakeEpilogue(const FusedActivation& act, const float* bias) {
+  Epilogue e;
+  e.bias = bias;
+  e.clamp = act.active;
+  e.lo = act.lo;
+  e.hi = act.hi;
+  return e;
+}
+
+class PackedGemm final : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+
+  Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
+    PackedTensor w;
+    LOWBIT_RETURN_IF_ERROR(LoadWeight(node_, in, &w));
+    LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
+    if (w.shape().size() != 2) {
+      return InvalidArgument(Where(), "weight_shape ", ShapeToString(w.shape()), " must be [N, K]");
+    }
+    const Shape& x = in[0].shape;
+    if (x.empty() || x.back() != w.cols()) {
+      return InvalidArgument(Where(), "X ", ShapeToString(x), " must end in K = ", w.cols());
+    }
+    LOWBIT_RETURN_IF_ERROR(CheckBias(node_, in, w.rows(), &has_bias_));
+    Result<QLinearWeights> q = PrepareQLinear(w);
+    if (!q.ok()) return Status(q.status().code(), Where() + q.status().message());
+    w_ = std::move(q).value();
+    Result<KernelPath> path = SelectKernelPath();
+    if (!path.ok()) return Status(path.status().code(), Where() + path.status().message());
+    path_ = path.value();
+    ActSpec act;
+    LOWBIT_ASSIGN_OR_RETURN(act, ActSpecOf(node_));
+    symmetric_ = act.symmetric;
+    if (act.is_static) {
+      static_act_ = true;
+      act_ = StaticActParams(act.lo, act.hi, act.symmetric, w_.signed_acts());
+    }
+    rows_ = NumElements(x) / w.cols();
+    fused_ = FusedActivation::FromNode(node_);
+    Shape y = x;
+    y.back() = w.rows();
+    (*out)[0] = TensorInfo{true, DType::kFloat32, y, nullptr};
+    return OkStatus();
+  }
+
+  void Run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out,
+           const ExecContext& ctx) override {
+    const Epilogue e = MakeEpilogue(fused_, has_bias_ ? in[3]->data<float>() : nullptr);
+    QLinearForward(w_, path_, in[0]->data<float>(), rows_, e, &scratch_, out[0]->data<float>(),
+                   ctx.pool, static_act_ ? &act_ : nullptr, symmetric_);
+  }
+
+ private:
+  QLinearWeights w_;
+  KernelPath path_ = KernelPath::kRef;
+  bool has_bias_ = false, static_act_ = false, symmetric_ = false;
+  ActQuant act_;
+  int64_t rows_ = 0;
+  FusedActivation fused_;
+  QLinearScratch scratch_;
+};
+
+// Quantizes n values with fixed parameters into bytes (int8 or uint8).
+LOWBIT_VECTORIZE void QuantizeBytes(const float* __restrict x, int64_t n, float inv, float zero,
+                                    float lo, float hi, uint8_t* __restrict q, bool is_signed) {
+  if (is_signed) {
+    int8_t* s = reinterpret_cast<int8_t*>(q);
+    for (int64_t i = 0; i < n; ++i) {
+      s[i] = static_cast<int8_t>(std::min(std::max(std::nearbyint(x[i] * inv), lo), hi));
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      q[i] = static_cast<uint8_t>(std::min(std::max(std::nearbyint(x[i] * inv) + zero, lo), hi));
+    }
+  }
+}
+
+// acc[ow] += w * x[ow * stride] over int8 values.
+LOWBIT_VECTORIZE void MacRow(int32_t* __restrict acc, const int8_t* __restrict x, int32_t w,
+                             int64_t n, int64_t stride) {
+  if (stride == 1) {
+    for (int64_t i = 0; i < n; ++i) acc[i] += w * x[i];
+  } else if (stride == 2) {
+    for (int64_t i = 0; i < n; ++i) acc[i] += w * x[2 * i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) acc[i] += w * x[i * stride];
+  }
+}
+
+class PackedConv final : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+
+  Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
+    PackedTensor w;
+    LOWBIT_RETURN_IF_ERROR(LoadWeight(node_, in, &w));
+    LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
+    const Shape& x = in[0].shape;
+    const Shape& ws = w.shape();
+    if (x.size() < 3 || x.size() > 5 || ws.size() != x.size()) {
+      return InvalidArgument(Where(), "X ", ShapeToString(x), " and weight_shape ", ShapeToString(ws),
+                             " must have the same rank 3..5");
+    }
+    n_ = x[0];
+    c_ = x[1];
+    m_ = ws[0];
+    group_ = node_.GetInt("group", 1);
+    if (group_ < 1 || c_ % group_ != 0 || m_ % group_ != 0 || ws[1] != c_ / group_) {
+      return InvalidArgument(Where(), "group ", group_, " does not fit X ", ShapeToString(x),
+                             " and weight_shape ", ShapeToString(ws));
+    }
+    const Shape kernel(ws.begin() + 2, ws.end());
+    LOWBIT_ASSIGN_OR_RETURN(g_, ComputeWindow(node_, Shape(x.begin() + 2, x.end()), kernel, false));
+    LOWBIT_RETURN_IF_ERROR(CheckBias(node_, in, m_, &has_bias_));
+    cg_ = c_ / group_;
+    mg_ = m_ / group_;
+    taps_ = g_.k[0] * g_.k[1] * g_.k[2];
+    kk_ = cg_ * taps_;
+    depthwise_ = cg_ == 1 && group_ > 1;
+    Result<KernelPath> path = SelectKernelPath();
+    if (!path.ok()) return Status(path.status().code(), Where() + path.status().message());
+    path_ = path.value();
+    LOWBIT_RETURN_IF_ERROR(BuildGroups(w));
+    signed_ = depthwise_ || groups_[0].signed_acts();
+    ActSpec act;
+    LOWBIT_ASSIGN_OR_RETURN(act, ActSpecOf(node_));
+    static_act_ = act.is_static;
+    symmetric_ = act.symmetric;
+    if (static_act_) act_ = StaticActParams(act.lo, act.hi, symmetric_, signed_);
+    fused_ = FusedActivation::FromNode(node_);
+    xq_.assign(static_cast<size_t>(c_ * g_.in_size()), 0);
+    if (!depthwise_) {
+      u_.assign(static_cast<size_t>(g_.out_size() * groups_[0].k_pad), 0);
+      dot_.assign(static_cast<size_t>(g_.out_size() * groups_[0].n_pad), 0);
+      acts_.resize(g_.out_size());
+    }
+    Shape y = {n_, m_};
+    for (int i = 3 - g_.spatial; i < 3; ++i) y.push_back(g_.out[i]);
+    (*out)[0] = TensorInfo{true, DType::kFloat32, y, nullptr};
+    return OkStatus();
+  }
+
+  void Run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out,
+           const ExecContext& ctx) override {
+    const float* x = in[0]->data<float>();
+    const float* bias = has_bias_ ? in[3]->data<float>() : nullptr;
+    float* y = out[0]->data<float>();
+    const int64_t isz = c_ * g_.in_size(), osz = g_.out_size();
+    for (int64_t i = 0; i < n_; ++i) {
+      const ActQuant a =
+          static_act_ ? act_ : DynamicActParams(x + i * isz, isz, symmetric_, signed_);
+      if (depthwise_) {
+        QuantizePlanar(x + i * isz, a, ctx);
+        Depthwise(a, bias, y + i * m_ * osz, ctx);
+        continue;
+      }
+      QuantizeNhwc(x + i * isz, a, ctx);
+      for (int64_t grp = 0; grp < group_; ++grp) {
+        const QLinearWeights& w = groups_[grp];
+        Gather(grp, a, ctx);
+        QLinearDots(w, path_, u_.data(), osz, dot_.data(), ctx.pool);
+        const Epilogue e = MakeEpilogue(fused_, bias != nullptr ? bias + grp * mg_ : nullptr);
+        float* yg = y + (i * m_ + grp * mg_) * osz;
+        ctx.pool->ParallelFor(osz, [&](int64_t p0, int64_t p1) {
+          for (int64_t p = p0; p < p1; ++p) {
+            QLinearEpilogue(w, acts_[p], dot_.data() + p * w.n_pad, e, yg + p, osz);
+          }
+        });
+      }
+    }
+  }
+
+ private:
+  // One QLinearWeights per group; columns permuted from (c, kd, kh, kw) to
+  // (kd, kh, kw, c) to match the gathered rows (depthwise keeps its order).
+  Status BuildGroups(const PackedTensor& w) {
+    const QuantParams& p = w.params();
+    std::vector<uint32_t> row(kk_), perm(mg_ * kk_);
+    for (int64_t grp = 0; grp < group_; ++grp) {
+      QuantParams gp = p;
+      gp.rows = mg_;
+      gp.cols = kk_;
+      if (p.granularity.kind == Granularity::kChannel) {
+        gp.scales.assign(p.scales.begin() + grp * mg_, p.scales.begin() + (grp + 1) * mg_);
+        if (!p.zero_points.empty()) {
+          gp.zero_points.assign(p.zero_points.begin() + grp * mg_,
+                                p.zero_points.begin() + (grp + 1) * mg_);
+        }
+      } else if (p.granularity.kind == Granularity::kGroup) {
+        return Unimplemented(Where(), "group granularity is not supported by the conv kernels");
+      }
+      for (int64_t r = 0; r < mg_; ++r) {
+        w.UnpackRow(grp * mg_ + r, row.data());
+        uint32_t* dst = perm.data() + r * kk_;
+        if (depthwise_) {
+          std::copy(row.begin(), row.end(), dst);
+          continue;
+        }
+        for (int64_t c = 0; c < cg_; ++c) {
+          for (int64_t t = 0; t < taps_; ++t) dst[t * cg_ + c] = row[c * taps_ + t];
+        }
+      }
+      PackedTensor sub;
+      LOWBIT_ASSIGN_OR_RETURN(sub, PackedTensor::FromCodes(gp, {mg_, kk_}, perm.data()));
+      Result<QLinearWeights> q = PrepareQLinear(sub);
+      if (!q.ok()) return Status(q.status().code(), Where() + q.status().message());
+      groups_.push_back(std::move(q).value());
+    }
+    if (depthwise_) {
+      // Depthwise: the kernel reads one int8 value per tap (the level on the
+      // integer grid); 9 bytes per channel.
+      dw_.assign(m_ * taps_, 0);
+      for (int64_t grp = 0; grp < group_; ++grp) {
+        const QLinearWeights& q = groups_[grp];
+        for (int64_t r = 0; r < mg_; ++r) {
+          for (int64_t t = 0; t < taps_; ++t) {
+            const int64_t bit = t * q.bits;
+            const uint8_t* rowp = q.codes.data() + r * q.row_bytes;
+            uint32_t code = 0;
+            for (int b = 0; b < q.bits; ++b) {
+              code |= static_cast<uint32_t>((rowp[(bit + b) >> 3] >> ((bit + b) & 7)) & 1) << b;
+            }
+            dw_[(grp * mg_ + r) * taps_ + t] = q.table[code];
+          }
+        }
+      }
+    }
+    return OkStatus();
+  }
+
+  // x (C planes) -> xq_ as NHWC bytes.
+  void QuantizeNhwc(const float* x, const ActQuant& a, const ExecContext& ctx) {
+    const int64_t hw = g_.in_size();
+    const float inv = 1.0f / a.scale;
+    const float lo = signed_ ? -128.0f : 0.0f, hi = signed_ ? 127.0f : 255.0f;
+    const float zero = static_cast<float>(a.zero);
+    ctx.pool->ParallelFor(c_, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        uint8_t tmp[256];
+        const float* xc = x + c * hw;
+        for (int64_t p0 = 0; p0 < hw; p0 += 256) {
+          const int64_t np = std::min<int64_t>(256, hw - p0);
+          QuantizeBytes(xc + p0, np, inv, zero, lo, hi, tmp, signed_);
+          uint8_t* dst = xq_.data() + p0 * c_ + c;
+          for (int64_t p = 0; p < np; ++p) dst[p * c_] = tmp[p];
+        }
+      }
+    });
+  }
+
+  // Rows of the GEMM: for output pixel p, the window's bytes in (kd, kh, kw,
+  // c) order; out-of-image taps take the zero point; row sums for the epilogue.
+  void Gather(int64_t grp, const ActQuant& a, const ExecContext& ctx) {
+    const QLinearWeights& w = groups_[grp];
+    const auto& g = g_;
+    const uint8_t pad = static_cast<uint8_t>(a.zero);
+    ctx.pool->ParallelFor(g.out_size(), [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t ow = p % g.out[2], oh = (p / g.out[2]) % g.out[1], od = p / (g.out[2] * g.out[1]);
+        uint8_t* row = u_.data() + p * w.k_pad;
+        uint8_t* dst = row;
+        for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+          const int64_t id = od * g.stride[0] - g.pad_begin[0] + kd * g.dilation[0];
+          for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+            const int64_t ih = oh * g.stride[1] - g.pad_begin[1] + kh * g.dilation[1];
+            for (int64_t kw = 0; kw < g.k[2]; ++kw, dst += cg_) {
+              const int64_t iw = ow * g.stride[2] - g.pad_begin[2] + kw * g.dilation[2];
+              if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) {
+                std::memset(dst, pad, cg_);
+              } else {
+                std::memcpy(dst, xq_.data() + ((id * g.in[1] + ih) * g.in[2] + iw) * c_ + grp * cg_,
+                            cg_);
+              }
+            }
+          }
+        }
+        std::memset(dst, 0, w.k_pad - kk_);
+        int32_t sum = 0;
+        if (signed_) {
+          const int8_t* s = reinterpret_cast<const int8_t*>(row);
+          for (int64_t i = 0; i < kk_; ++i) sum += s[i];
+        } else {
+          for (int64_t i = 0; i < kk_; ++i) sum += row[i];
+        }
+        acts_[p] = a;
+        acts_[p].sum = sum;
+      }
+    });
+  }
+
+  // Depthwise input: channel planes of int8 (zero point a.zero).
+  void QuantizePlanar(const float* x, const ActQuant& a, const ExecContext& ctx) {
+    const int64_t n = c_ * g_.in_size();
+    ctx.pool->ParallelFor(n, [&](int64_t s, int64_t e) {
+      QuantizeBytes(x + s, e - s, 1.0f / a.scale, static_cast<float>(a.zero), -128.0f, 127.0f,
+                    xq_.data() + s, true);
+    });
+  }
+
+  // With z the activation zero point (padding holds z, i.e. x = 0):
+  // y[m] = scale[m] * xs * (sum T*xq - z * sum T - offset[m] * (sum xq - taps * z)) + b[m].
+  void Depthwise(const ActQuant& a, const float* bias, float* y, const ExecContext& ctx) {
+    const auto& g = g_;
+    const int64_t ph = (g.out[1] - 1) * g.stride[1] + (g.k[1] - 1) * g.dilation[1] + 1;
+    const int64_t pw = (g.out[2] - 1) * g.stride[2] + (g.k[2] - 1) * g.dilation[2] + 1;
+    const int64_t pd = (g.out[0] - 1) * g.stride[0] + (g.k[0] - 1) * g.dilation[0] + 1;
+    const int threads = ctx.pool->threads();
+    if (static_cast<int>(dw_scratch_.size()) < threads) dw_scratch_.resize(threads);
+    ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        Scratch& s = dw_scratch_[t];
+        const int8_t zero = static_cast<int8_t>(a.zero);
+        s.plane.assign(pd * ph * pw, zero);
+        s.acc.resize(g.out_size());
+        s.sum.resize(g.out_size());
+        const int64_t m0 = m_ * t / threads, m1 = m_ * (t + 1) / threads;
+        for (int64_t m = m0; m < m1; ++m) {
+          const int8_t* xc = reinterpret_cast<const int8_t*>(xq_.data()) + (m / mg_) * g.in_size();
+          for (int64_t d = 0; d < pd; ++d) {
+            for (int64_t r = 0; r < ph; ++r) {
+              int8_t* dst = s.plane.data() + (d * ph + r) * pw;
+              const int64_t id = d - g.pad_begin[0], ih = r - g.pad_begin[1];
+              std::memset(dst, static_cast<uint8_t>(zero), pw);
+              if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1]) continue;
+              const int64_t c0 = std::max<int64_t>(0, g.pad_begin[2]);
+              const int64_t c1 = std::min<int64_t>(pw, g.pad_begin[2] + g.in[2]);
+              if (c1 > c0) {
+                std::memcpy(dst + c0, xc + (id * g.in[1] + ih) * g.in[2] + (c0 - g.pad_begin[2]),
+                            c1 - c0);
+              }
+            }
+          }
+          const QLinearWeights& q = groups_[m / mg_];
+          const int64_t r = m % mg_;
+          // The level is T[code]; the plane layout's offset is relative to codes.
+          const int32_t offset =
+              q.offset[r] + (q.layout == QLinearWeights::Layout::kPlanes ? q.table[0] : 0);
+          std::fill(s.acc.begin(), s.acc.end(), 0);
+          std::fill(s.sum.begin(), s.sum.end(), 0);
+          const int8_t* wm = dw_.data() + m * taps_;
+          int32_t tsum = 0;
+          for (int64_t t = 0; t < taps_; ++t) tsum += wm[t];
+          const bool need_sum = offset != 0;
+          for (int64_t od = 0; od < g.out[0]; ++od) {
+            for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+              int32_t* acc = s.acc.data() + (od * g.out[1] + oh) * g.out[2];
+              int32_t* sum = s.sum.data() + (od * g.out[1] + oh) * g.out[2];
+              for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+                for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+                  const int8_t* xr = s.plane.data() +
+                                     ((od * g.stride[0] + kd * g.dilation[0]) * ph +
+                                      oh * g.stride[1] + kh * g.dilation[1]) * pw;
+                  for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+                    const int8_t* xs = xr + kw * g.dilation[2];
+                    MacRow(acc, xs, wm[(kd * g.k[1] + kh) * g.k[2] + kw], g.out[2], g.stride[2]);
+                    if (need_sum) MacRow(sum, xs, 1, g.out[2], g.stride[2]);
+                  }
+                }
+              }
+            }
+          }
+          const float sc = q.scale[r] * a.scale;
+          const float b = bias != nullptr ? bias[m] : 0.0f;
+          const float lo = fused_.active ? fused_.lo : -INFINITY;
+          const float hi = fused_.active ? fused_.hi : INFINITY;
+          float* ym = y + m * g.out_size();
+          for (int64_t i = 0; i < g.out_size(); ++i) {
+            const int32_t acc = s.acc[i] - a.zero * tsum -
+                                offset * (s.sum[i] - static_cast<int32_t>(taps_) * a.zero);
+            const float v = sc * static_cast<float>(acc) + b;
+            ym[i] = std::min(std::max(v, lo), hi);
+          }
+        }
+      }
+    });
+  }
+
+  struct Scratch {
+    std::vector<int8_t> plane;
+    std::vector<int32_t> acc, sum;
+  };
+  WindowGeometry g_;
+  int64_t n_ = 0, c_ = 0, m_ = 0, group_ = 1, cg_ = 0, mg_ = 0, taps_ = 0, kk_ = 0;
+  bool has_bias_ = false, depthwise_ = false, static_act_ = false, signed_ = false;
+  bool symmetric_ = false;
+  KernelPath path_ = KernelPath::kRef;
+  std::vector<QLinearWeights> groups_;
+  std::vector<int8_t> dw_;
+  ActQuant act_;
+  FusedActivation fused_;
+  std::vector<uint8_t> xq_, u_;
+  std::vector<int32_t> dot_;
+  std::vector<ActQuant> acts_;
+  std::vector<Scratch> dw_scratch_;
+};
+
+}  // namespace
+
+std::unique_ptr<OpKernel> MakePackedGemm(const Node& n) { return std::make_unique<PackedGemm>(n); }
+std::unique_ptr<OpKernel> MakePackedConv(const Node& n) { return std::make_unique<PackedConv>(n); }
+
+}  // namespace lowbit
