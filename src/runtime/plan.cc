@@ -150,6 +150,12 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
   std::set<std::string> pinned;
   for (const ValueInfo& v : plan->inputs_) pinned.insert(v.name);
   for (const std::string& o : plan->outputs_) pinned.insert(root(o));
+  for (const std::string& k : options.keep) {
+    if (!plan->values_.count(k) && !info.count(k)) {
+      return InvalidArgument(graph.source, ": value '", k, "' to keep is not in the graph");
+    }
+    pinned.insert(root(k));
+  }
   for (size_t i = 0; i < plan->steps_.size(); ++i) {
     for (const std::string& v : plan->steps_[i].in) {
       if (!v.empty() && !constant.count(v)) last_use[root(v)] = static_cast<int>(i);

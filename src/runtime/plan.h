@@ -26,6 +26,9 @@ struct PlanOptions {
   // Inputs frozen to these values: they become constants, so the shapes they
   // determine (a Reshape's shape, Squeeze axes, Pad pads) are known.
   std::map<std::string, Tensor> constant_inputs;
+  // Intermediate values kept readable after Run() through value() (their
+  // buffers are not reused), for calibration and per-layer error reports.
+  std::vector<std::string> keep;
 };
 
 class Plan {
@@ -42,6 +45,13 @@ class Plan {
   const Tensor& output(int i) const { return values_.at(outputs_[i]); }
 
   void Run();
+
+  // A value named in PlanOptions::keep (or any graph input, output or
+  // constant), valid after Run(); null when the plan has no such value.
+  const Tensor* value(const std::string& name) const {
+    auto it = values_.find(name);
+    return it == values_.end() ? nullptr : &it->second;
+  }
 
   // Bytes of activation buffers the plan holds (after reuse).
   size_t buffer_bytes() const { return buffer_bytes_; }

@@ -21,6 +21,9 @@ Command AddFormatsCommand(CLI::App& app);
 Command AddEvalCommand(CLI::App& app);
 Command AddRunCommand(CLI::App& app);
 Command AddBenchCommand(CLI::App& app);
+Command AddQuantizeCommand(CLI::App& app);
+Command AddInspectCommand(CLI::App& app);
+Command AddExportCommand(CLI::App& app);
 
 }  // namespace lowbit
 

@@ -12,6 +12,9 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "lowbit 0.1.0");
   const std::vector<lowbit::Command> commands = {
       lowbit::AddFormatsCommand(app),
+      lowbit::AddQuantizeCommand(app),
+      lowbit::AddInspectCommand(app),
+      lowbit::AddExportCommand(app),
       lowbit::AddEvalCommand(app),
       lowbit::AddRunCommand(app),
       lowbit::AddBenchCommand(app),

@@ -113,7 +113,7 @@ LOWBIT_VECTORIZE void QuantizeBytes(const float* __restrict x, int64_t n, float 
   if (is_signed) {
     int8_t* s = reinterpret_cast<int8_t*>(q);
     for (int64_t i = 0; i < n; ++i) {
-      s[i] = static_cast<int8_t>(std::min(std::max(std::nearbyint(x[i] * inv), lo), hi));
+      s[i] = static_cast<int8_t>(std::min(std::max(std::nearbyint(x[i] * inv) + zero, lo), hi));
     }
   } else {
     for (int64_t i = 0; i < n; ++i) {

@@ -1,0 +1,61 @@
+// The quantization plan: which weight format, granularity and activation
+// quantization each layer gets. It is the contract between `lowbit quantize`
+// (--layer, --plan, --write-plan) and the tuner, as JSON:
+//
+//   {"weights": "int4", "granularity": "channel", "acts": "uint8",
+//    "layers": {"conv1": {"weights": "int8"},
+//               "fc*":   {"weights": "int4", "granularity": "group:64"}}}
+//
+// Top-level fields are the defaults; "layers" maps node names or glob
+// patterns (*, ?, [..]) to overrides, applied in order (a later match wins).
+// Weights "float" keeps a layer in fp32. Acts: "uint8" (asymmetric 8-bit),
+// "int8" (symmetric 8-bit).
+#ifndef LOWBIT_QUANT_QUANT_PLAN_H_
+#define LOWBIT_QUANT_QUANT_PLAN_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lowbit/status.h"
+
+namespace lowbit {
+
+struct LayerSettings {
+  std::string weights = "int8";
+  std::string granularity = "channel";
+  std::string acts = "uint8";
+  bool operator==(const LayerSettings&) const = default;
+};
+
+struct LayerRule {
+  std::string pattern;
+  std::optional<std::string> weights, granularity, acts;
+};
+
+struct QuantPlan {
+  LayerSettings defaults;
+  std::vector<LayerRule> rules;
+
+  // Settings for a layer: defaults, then every matching rule in order.
+  LayerSettings Resolve(const std::string& layer) const;
+};
+
+// Checks one layer's settings (format names, granularity, acts); the error
+// names `where`.
+Status ValidateSettings(const LayerSettings& s, const std::string& where);
+
+Result<QuantPlan> ParsePlanJson(const std::string& text, const std::string& source);
+// "PATTERN=FORMAT" (--layer).
+Result<LayerRule> ParseLayerOption(const std::string& text);
+// A plan listing every layer by exact name with all of its settings.
+std::string PlanJson(const LayerSettings& defaults,
+                     const std::vector<std::pair<std::string, LayerSettings>>& layers);
+
+// fnmatch-style glob: *, ? and [...] character classes.
+bool GlobMatch(const std::string& pattern, const std::string& name);
+bool HasGlob(const std::string& pattern);
+
+}  // namespace lowbit
+
+#endif  // LOWBIT_QUANT_QUANT_PLAN_H_

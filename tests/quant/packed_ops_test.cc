@@ -1,0 +1,271 @@
+// Quantized layers end to end on hand-built graphs: QuantizeGraph packs Conv /
+// Gemm / MatMul, the packed operators run them on the low-bit kernels, and
+// their outputs equal the QDQ reference graph (the same integer semantics in
+// fp32 operators) for every kernel path, conv shape and format.
+#include <cmath>
+#include <cstdlib>
+
+#include <gtest/gtest.h>
+
+#include "base/rng.h"
+#include "ir/passes.h"
+#include "quant/qdq_export.h"
+#include "quant/quantize.h"
+#include "runtime/packed_node.h"
+#include "runtime/plan.h"
+#include "kernels/qlinear.h"
+#include "tests/test_util.h"
+
+namespace lowbit {
+namespace {
+
+Tensor Random(Shape shape, Rng& rng, float lo = -1, float hi = 1) {
+  Tensor t(DType::kFloat32, std::move(shape));
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    t.data<float>()[i] = lo + (hi - lo) * static_cast<float>(rng.Uniform());
+  }
+  return t;
+}
+
+Tensor RunGraph(const Graph& g, const Tensor& x, int threads = 1) {
+  PlanOptions po;
+  po.batch = x.shape()[0];
+  po.threads = threads;
+  auto plan = Plan::Create(g, po);
+  EXPECT_TRUE(plan.ok()) << plan.status().ToString();
+  if (!plan.ok()) return Tensor();
+  std::copy_n(x.data<float>(), x.numel(), (*plan)->input(0).data<float>());
+  (*plan)->Run();
+  return (*plan)->output(0).Clone();
+}
+
+double SqnrDb(const Tensor& ref, const Tensor& got) {
+  double s = 0, e = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    const double r = ref.data<float>()[i], d = r - got.data<float>()[i];
+    s += r * r;
+    e += d * d;
+  }
+  return e == 0 ? 999 : 10 * std::log10(s / e);
+}
+
+// Largest |a - b| relative to max |b|.
+double MaxRelDiff(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  double num = 0, den = 1e-30;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    num = std::max(num, static_cast<double>(std::fabs(a.data<float>()[i] - b.data<float>()[i])));
+    den = std::max(den, static_cast<double>(std::fabs(b.data<float>()[i])));
+  }
+  return num / den;
+}
+
+struct ConvCase {
+  int64_t n, c, h, w, m, k, stride, pad, group;
+};
+
+Graph ConvGraph(const ConvCase& cc, Rng& rng, bool relu) {
+  Graph g;
+  g.source = "test";
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, {-1, cc.c, cc.h, cc.w}}};
+  g.outputs = {{"y", DType::kFloat32, {}}};
+  g.constants["W"] = Random({cc.m, cc.c / cc.group, cc.k, cc.k}, rng);
+  g.constants["B"] = Random({cc.m}, rng);
+  Node n;
+  n.name = "conv";
+  n.op_type = "Conv";
+  n.opset = 13;
+  n.inputs = {"x", "W", "B"};
+  n.outputs = {relu ? "c" : "y"};
+  n.attrs["strides"] = std::vector<int64_t>{cc.stride, cc.stride};
+  n.attrs["pads"] = std::vector<int64_t>{cc.pad, cc.pad, cc.pad, cc.pad};
+  n.attrs["group"] = cc.group;
+  g.nodes.push_back(n);
+  if (relu) {
+    Node r;
+    r.name = "relu";
+    r.op_type = "Relu";
+    r.opset = 13;
+    r.inputs = {"c"};
+    r.outputs = {"y"};
+    g.nodes.push_back(r);
+  }
+  EXPECT_TRUE(OptimizeGraph(&g).ok());
+  return g;
+}
+
+Graph GemmGraph(int64_t k, int64_t n, Rng& rng, bool matmul) {
+  Graph g;
+  g.source = "test";
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, {-1, k}}};
+  g.outputs = {{"y", DType::kFloat32, {}}};
+  Node node;
+  node.name = "fc";
+  node.opset = 13;
+  node.outputs = {"y"};
+  if (matmul) {
+    g.constants["W"] = Random({k, n}, rng);
+    node.op_type = "MatMul";
+    node.inputs = {"x", "W"};
+  } else {
+    g.constants["W"] = Random({n, k}, rng);
+    g.constants["B"] = Random({n}, rng);
+    node.op_type = "Gemm";
+    node.inputs = {"x", "W", "B"};
+    node.attrs["transB"] = int64_t{1};
+    node.attrs["alpha"] = 0.5f;
+  }
+  g.nodes.push_back(node);
+  return g;
+}
+
+// Static activation ranges without a dataset: set act_range on every packed node.
+void SetStaticRange(Graph* g, float lo, float hi) {
+  for (Node& n : g->nodes) {
+    if (IsPackedNode(n)) n.attrs["act_range"] = std::vector<float>{lo, hi};
+  }
+}
+
+Graph Quantize(const Graph& g, const std::string& weights, const std::string& acts = "uint8",
+               const std::string& gran = "channel") {
+  QuantizeOptions o;
+  o.plan.defaults.weights = weights;
+  o.plan.defaults.acts = acts;
+  o.plan.defaults.granularity = gran;
+  o.quiet = true;
+  auto r = QuantizeGraph(g, o);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? r->graph : Graph();
+}
+
+class KernelEnv {
+ public:
+  explicit KernelEnv(const char* path) { setenv("LOWBIT_KERNEL", path, 1); }
+  ~KernelEnv() { unsetenv("LOWBIT_KERNEL"); }
+};
+
+std::vector<const char*> Paths() {
+  std::vector<const char*> p = {"ref"};
+  if (KernelPathAvailable(KernelPath::kAvx512Vnni)) p.push_back("avx512vnni");
+  return p;
+}
+
+TEST(PackedOpsTest, ConvMatchesQdqReferenceOnOddShapes) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  Rng rng(seed);
+  const ConvCase cases[] = {
+      {1, 3, 9, 7, 5, 3, 1, 1, 1},     // odd everything
+      {2, 16, 8, 8, 17, 3, 2, 1, 1},   // stride 2, tile + 1 outputs
+      {1, 8, 6, 5, 16, 1, 1, 0, 1},    // pointwise
+      {2, 12, 7, 7, 12, 3, 1, 1, 12},  // depthwise
+      {1, 8, 7, 6, 8, 3, 2, 1, 8},     // depthwise, stride 2
+      {1, 8, 5, 5, 6, 3, 1, 2, 2},     // grouped, pad 2
+  };
+  for (const ConvCase& cc : cases) {
+    for (const char* weights : {"int8", "int4", "int2", "int3", "uint4", "int4-asym", "nhot2-4", "int1"}) {
+      for (const char* acts : {"uint8", "int8"}) {
+        for (bool dynamic : {false, true}) {
+          SCOPED_TRACE(::testing::Message() << "conv c" << cc.c << " m" << cc.m << " k" << cc.k
+                                            << " s" << cc.stride << " g" << cc.group << " " << weights
+                                            << " " << acts << (dynamic ? " dynamic" : " static"));
+          const Graph g = ConvGraph(cc, rng, true);
+          Graph q = Quantize(g, weights, acts);
+          if (!dynamic) SetStaticRange(&q, -0.8f, 1.1f);
+          const Tensor x = Random({cc.n, cc.c, cc.h, cc.w}, rng);
+          const Tensor fp32 = RunGraph(g, x);
+          auto qdq = ToQdqGraph(q);
+          ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
+          // Dynamic conv quantization is per image; the QDQ graph's
+          // DynamicQuantizeLinear is per tensor, so compare one image at a time.
+          for (const char* path : Paths()) {
+            KernelEnv env(path);
+            for (int threads : {1, 2}) {
+              const Tensor got = RunGraph(q, x, threads);
+              // (DynamicQuantizeLinear is asymmetric: only uint8 matches.)
+              if (!dynamic || (cc.n == 1 && std::string(acts) == "uint8")) {
+                const Tensor want = RunGraph(*qdq, x);
+                // Same integers; fp32 summation order differs.
+                EXPECT_LT(MaxRelDiff(got, want), 2e-5) << path << " threads " << threads;
+              }
+              // Static ranges clip this input; dynamic ones see all of it.
+              if (dynamic && std::string(weights) == "int8") EXPECT_GT(SqnrDb(fp32, got), 30) << path;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(PackedOpsTest, GemmAndMatMulMatchQdqReference) {
+  Rng rng(testing::TestSeed() + 1);
+  for (bool matmul : {false, true}) {
+    for (int64_t k : {1, 31, 64, 129}) {
+      for (const char* weights : {"int8", "int4", "int2", "int1", "int3", "pow2-3", "codebook-3"}) {
+        SCOPED_TRACE(::testing::Message() << (matmul ? "MatMul" : "Gemm") << " k " << k << " " << weights);
+        const Graph g = GemmGraph(k, 19, rng, matmul);
+        Graph q = Quantize(g, weights);
+        SetStaticRange(&q, -1.0f, 0.7f);
+        auto qdq = ToQdqGraph(q);
+        ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
+        const Tensor x = Random({3, k}, rng);
+        const Tensor want = RunGraph(*qdq, x);
+        for (const char* path : Paths()) {
+          KernelEnv env(path);
+          EXPECT_LT(MaxRelDiff(RunGraph(q, x), want), 2e-5) << path;
+        }
+        if (std::string(weights) == "int8") {  // dynamic ranges: no clipping
+          EXPECT_GT(SqnrDb(RunGraph(g, x), RunGraph(Quantize(g, weights), x)), 30);
+        }
+      }
+    }
+  }
+}
+
+TEST(PackedOpsTest, PlanFileSettingsApplyPerLayer) {
+  QuantPlan plan;
+  auto parsed = ParsePlanJson(
+      R"({"weights": "int4", "layers": {"conv*": {"weights": "int8"}, "fc": {"granularity": "tensor"}}})",
+      "plan.json");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->Resolve("conv1").weights, "int8");
+  EXPECT_EQ(parsed->Resolve("fc").weights, "int4");
+  EXPECT_EQ(parsed->Resolve("fc").granularity, "tensor");
+  EXPECT_FALSE(ParsePlanJson(R"({"weights": "int9"})", "p").ok());
+  EXPECT_FALSE(ParsePlanJson(R"({"layers": {"a": {"bits": 3}}})", "p").ok());
+  EXPECT_FALSE(ParseLayerOption("conv1").ok());
+  // A pattern naming no layer is refused with the layer names.
+  Rng rng(3);
+  QuantizeOptions o;
+  o.quiet = true;
+  o.plan.rules.push_back(*ParseLayerOption("nosuch=int4"));
+  auto r = QuantizeGraph(GemmGraph(8, 4, rng, false), o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("fc"), std::string::npos) << r.status().message();
+}
+
+TEST(PackedOpsTest, LoadingRefusesInconsistentPackedNodes) {
+  Rng rng(5);
+  Graph q = Quantize(GemmGraph(32, 8, rng, false), "int4");
+  ASSERT_FALSE(q.nodes.empty());
+  const Node& n = q.nodes[0];
+  const Tensor& codes = q.constants.at(n.input(1));
+  const Tensor& scales = q.constants.at(n.input(2));
+  ASSERT_TRUE(PackedWeightOf(n, codes, scales).ok());
+  Tensor short_codes = codes.View(DType::kUint8, {codes.numel() - 1});
+  EXPECT_FALSE(PackedWeightOf(n, short_codes, scales).ok());
+  Tensor few_scales = scales.View(DType::kFloat32, {scales.numel() - 1});
+  EXPECT_FALSE(PackedWeightOf(n, codes, few_scales).ok());
+  Node bad = n;
+  bad.attrs["format"] = std::string("int5x");
+  EXPECT_FALSE(PackedWeightOf(bad, codes, scales).ok());
+  bad = n;
+  bad.attrs["weight_shape"] = std::vector<int64_t>{8, 33};
+  EXPECT_FALSE(PackedWeightOf(bad, codes, scales).ok());
+}
+
+}  // namespace
+}  // namespace lowbit

@@ -1,0 +1,49 @@
+// `lowbit export`: a quantized model as standard ONNX (QDQ) for other runtimes.
+#include <cstdio>
+#include <memory>
+
+#include "commands.h"
+#include "model_util.h"
+#include "onnx/onnx_export.h"
+#include "quant/qdq_export.h"
+#include "runtime/packed_node.h"
+
+namespace lowbit {
+namespace {
+
+struct ExportArgs {
+  std::string model, out, to = "onnx-qdq";
+  bool quiet = false;
+};
+
+Status RunExport(const ExportArgs& a) {
+  if (a.to != "onnx-qdq") return InvalidArgument("--to '", a.to, "': supported: onnx-qdq");
+  Graph g;
+  LOWBIT_ASSIGN_OR_RETURN(g, LoadModel(a.model));
+  bool packed = false;
+  for (const Node& n : g.nodes) packed = packed || IsPackedNode(n);
+  if (!packed) return InvalidArgument(a.model, ": has no quantized layers to export (run lowbit quantize first)");
+  QdqReport report;
+  Graph q;
+  LOWBIT_ASSIGN_OR_RETURN(q, ToQdqGraph(g, &report));
+  LOWBIT_RETURN_IF_ERROR(ExportOnnx(q, a.out));
+  if (!a.quiet) {
+    std::printf("%s -> %s: %d layer(s) as int8 QDQ, %d with decoded fp32 weights\n", a.model.c_str(),
+                a.out.c_str(), report.qdq_weights, report.float_weights);
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Command AddExportCommand(CLI::App& app) {
+  auto args = std::make_shared<ExportArgs>();
+  CLI::App* cmd = app.add_subcommand("export", "Write a quantized model as standard ONNX");
+  cmd->add_option("model", args->model, "Quantized model (.onnx from lowbit quantize)")->required();
+  cmd->add_option("--to", args->to, "Target: onnx-qdq")->capture_default_str();
+  cmd->add_option("-o,--output", args->out, "Output model (.onnx)")->required();
+  cmd->add_flag("--quiet", args->quiet, "Print nothing on success");
+  return {cmd, [args] { return RunExport(*args); }};
+}
+
+}  // namespace lowbit
