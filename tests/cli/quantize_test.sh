@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# `lowbit quantize`, `inspect`, `export` and quantized inference end to end on
+# the shipped models: real files, sizes, determinism, the QDQ export run by
+# ONNX Runtime, and bad input (one clear line, non-zero exit, nothing written).
+set -u
+lowbit=$1
+models=$2
+ort_dir=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+source "$(dirname "$0")/lib.sh"
+py=/usr/bin/python3
+
+cnn=$models/fmnist_cnn.onnx
+mlp=$models/fmnist_mlp.onnx
+calib='fashion-mnist:train[0:256]'
+
+# A quantized model, its plan, and determinism.
+if "$lowbit" quantize "$cnn" -o "$tmp/w4.onnx" --weights int4 --calib "$calib" --quiet \
+     --layer '/features/features.0/Conv=int8' --write-plan "$tmp/plan.json" >"$tmp/out" 2>"$tmp/err" &&
+   [[ -s $tmp/w4.onnx ]] && grep -q '"int8"' "$tmp/plan.json"; then
+  ok "quantize writes the model and the plan"
+else
+  bad "quantize: $(cat "$tmp/out" "$tmp/err")"
+fi
+"$lowbit" quantize "$cnn" -o "$tmp/w4b.onnx" --plan "$tmp/plan.json" --calib "$calib" --quiet >/dev/null 2>&1
+if cmp -s "$tmp/w4.onnx" "$tmp/w4b.onnx"; then
+  ok "the written plan reproduces the model byte for byte"
+else
+  bad "quantize --plan (from --write-plan) gives a different file"
+fi
+
+# inspect: formats, bit-ops, SQNR from calibration.
+if "$lowbit" inspect "$tmp/w4.onnx" --json >"$tmp/inspect" 2>"$tmp/err" &&
+   $py - "$tmp/inspect" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+layers = {l["name"]: l for l in j["layers"]}
+assert layers["/features/features.0/Conv"]["format"] == "int8", layers
+assert layers["/features/features.4/Conv"]["format"] == "int4"
+assert all(l["sqnr_db"] is not None and l["sqnr_db"] > 5 for l in j["layers"]), j["layers"]
+l = layers["/features/features.4/Conv"]
+assert l["bit_ops"] == l["macs"] * 4 * 8 and l["macs"] > 0
+assert j["total"]["compression"] > 5, j["total"]
+EOF
+then
+  ok "inspect --json: formats, MACs, bit-ops, SQNR, compression"
+else
+  bad "inspect: $(cat "$tmp/inspect" "$tmp/err")"
+fi
+
+# Sizes: an int2 MLP is about 1/16 of fp32 plus scales and fp32 biases.
+"$lowbit" quantize "$mlp" -o "$tmp/mlp2.onnx" --weights int2 --quiet >/dev/null 2>&1
+fp32=$(stat -c %s "$mlp")
+q2=$(stat -c %s "$tmp/mlp2.onnx")
+if ((q2 * 16 < fp32 * 11 / 10 + 16 * 8192)); then
+  ok "int2 MLP file: $q2 bytes vs fp32 $fp32"
+else
+  bad "int2 MLP file is $q2 bytes, fp32 $fp32"
+fi
+
+# Quantized inference: run on the packed kernels, and the QDQ export in ONNX
+# Runtime agrees with lowbit on the same QDQ file and with the packed model.
+x=$models/ref/fmnist_cnn_input.npy
+if "$lowbit" run "$tmp/w4.onnx" --input "$x" --output "$tmp/y_packed.npy" >/dev/null 2>"$tmp/err" &&
+   "$lowbit" export "$tmp/w4.onnx" --to onnx-qdq -o "$tmp/qdq.onnx" >"$tmp/out" 2>>"$tmp/err" &&
+   "$lowbit" run "$tmp/qdq.onnx" --input "$x" --output "$tmp/y_qdq.npy" >/dev/null 2>>"$tmp/err"; then
+  ok "run and export --to onnx-qdq"
+else
+  bad "run/export: $(cat "$tmp/out" "$tmp/err")"
+fi
+if [[ ! -d $ort_dir/node_modules/onnxruntime-node ]]; then
+  bad "ONNX Runtime is not installed in $ort_dir (scripts/setup installs it)"
+elif NODE_PATH=$ort_dir/node_modules node "$ort_dir/ort_run.js" "$tmp/qdq.onnx" "$x" "$tmp/y_ort.npy" 2>"$tmp/err" &&
+     $py - "$tmp/y_ort.npy" "$tmp/y_qdq.npy" "$tmp/y_packed.npy" <<'EOF'
+import sys
+import numpy as np
+ort, qdq, packed = (np.load(p) for p in sys.argv[1:])
+scale = np.abs(qdq).max()
+# ORT fuses QDQ into integer kernels; lowbit runs the same QDQ graph in fp32.
+assert np.abs(ort - qdq).max() <= 2e-2 * scale, np.abs(ort - qdq).max() / scale
+assert np.abs(packed - qdq).max() <= 1e-4 * scale, np.abs(packed - qdq).max() / scale
+assert (ort.argmax(1) == packed.argmax(1)).mean() >= 0.99
+EOF
+then
+  ok "ONNX Runtime runs the QDQ export and matches lowbit's reference"
+else
+  bad "ONNX Runtime check: $(cat "$tmp/err")"
+fi
+
+# Bad input.
+expect_error "unknown weight format" "int9" quantize "$cnn" -o "$tmp/bad.onnx" --weights int9
+expect_error "pattern matching no layer" "nosuch.*layers: /features" quantize "$cnn" -o "$tmp/bad.onnx" --layer 'nosuch=int4'
+expect_error "malformed --layer" "PATTERN=FORMAT" quantize "$cnn" -o "$tmp/bad.onnx" --layer 'conv1'
+echo '{"weights": "int4", "layers": {"x": {"bits": 2}}}' >"$tmp/badplan.json"
+expect_error "plan with an unknown key" "badplan.json.*unknown key 'bits'" quantize "$cnn" -o "$tmp/bad.onnx" --plan "$tmp/badplan.json"
+expect_error "calibration data of the wrong shape" "digits.*64 values.*'input'" quantize "$cnn" -o "$tmp/bad.onnx" --calib digits
+expect_error "bad --act-calib" "act-calib 'p99'" quantize "$cnn" -o "$tmp/bad.onnx" --act-calib p99
+expect_error "bad --prune" "prune must be in" quantize "$cnn" -o "$tmp/bad.onnx" --prune 1.5
+if [[ -e $tmp/bad.onnx ]]; then bad "a failed quantize left $tmp/bad.onnx"; else ok "failed runs write nothing"; fi
+head -c 20000 "$tmp/w4.onnx" >"$tmp/truncated.onnx"
+expect_error "truncated quantized model" "truncated.onnx" eval "$tmp/truncated.onnx" --data 'fashion-mnist:test[:10]'
+expect_error "export of an fp32 model" "no quantized layers" export "$cnn" --to onnx-qdq -o "$tmp/bad.onnx"
+expect_error "unknown export target" "--to 'tflite'" export "$tmp/w4.onnx" --to tflite -o "$tmp/bad.onnx"
+
+echo "$pass passed, $fail failed"
+[[ $fail -eq 0 ]]
