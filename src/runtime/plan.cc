@@ -66,9 +66,9 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
     }
     ValueInfo bound = v;
     LOWBIT_ASSIGN_OR_RETURN(bound.shape, BindInputShape(v, options, graph.source));
-    if (bound.dtype != DType::kFloat32 && bound.dtype != DType::kInt64) {
+    if (bound.dtype == DType::kBool || bound.dtype == DType::kFloat64) {
       return Unimplemented(graph.source, ": input '", v.name, "' has element type ",
-                           DTypeName(v.dtype), " (float32 and int64 are supported)");
+                           DTypeName(v.dtype), " (float32, int64, int32, uint8 and int8 are supported)");
     }
     info[v.name] = TensorInfo{true, bound.dtype, bound.shape, nullptr};
     plan->values_[v.name] = Tensor(bound.dtype, bound.shape);
