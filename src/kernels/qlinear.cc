@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "base/check.h"
+#include "base/target.h"
 #include "lowbit/bitpack.h"
 
 namespace lowbit {
@@ -253,6 +254,52 @@ void QLinearEpilogue(const QLinearWeights& w, const ActQuant& a, const int32_t* 
     if (e.bias != nullptr) v += e.bias[r];
     if (e.clamp) v = std::min(std::max(v, e.lo), e.hi);
     y[r * y_stride] = v;
+  }
+}
+
+namespace {
+
+// One 16-row block: y[n * ldy + p] = A[n] * (dot[p][n] + B[n] - C[n] * sum[p]) + bias[n].
+LOWBIT_VECTORIZE void EpilogueBlock(const float* __restrict A, const int32_t* __restrict B,
+                                    const int32_t* __restrict C, const float* __restrict bias,
+                                    int64_t n, const int32_t* __restrict sums,
+                                    const int32_t* __restrict dot, int64_t ldd, int64_t rows,
+                                    float lo, float hi, float* __restrict y, int64_t ldy) {
+  float col[16];
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t p = 0; p < rows; ++p) {
+      col[p] = std::fma(static_cast<float>(dot[p * ldd + j] + B[j] - C[j] * sums[p]), A[j], bias[j]);
+    }
+    float* yj = y + j * ldy;
+    for (int64_t p = 0; p < rows; ++p) yj[p] = std::min(std::max(col[p], lo), hi);
+  }
+}
+
+}  // namespace
+
+void QLinearEpilogueColumns(const QLinearWeights& w, const ActQuant& a, const int32_t* sums,
+                            const int32_t* dot, int64_t rows, const Epilogue& e, float* y,
+                            int64_t ldy) {
+  // Per output constants (int32 is enough: |dot| < K * 128 * 255).
+  std::vector<float> A(w.n), bias(w.n, 0.0f);
+  std::vector<int32_t> B(w.n), C(w.n);
+  for (int64_t r = 0; r < w.n; ++r) {
+    A[r] = w.scale[r] * a.scale;
+    B[r] = -a.zero * w.rowsum[r] + static_cast<int32_t>(w.k) * w.offset[r] * a.zero;
+    C[r] = w.offset[r];
+    if (e.bias != nullptr) bias[r] = e.bias[r];
+  }
+  const float lo = e.clamp ? e.lo : -INFINITY, hi = e.clamp ? e.hi : INFINITY;
+  static const bool avx512 = KernelPathAvailable(KernelPath::kAvx512Vnni);
+  if (avx512) {
+    EpilogueColumnsAvx512(A.data(), B.data(), C.data(), bias.data(), w.n, sums, dot, w.n_pad, rows,
+                          lo, hi, y, ldy);
+    return;
+  }
+  for (int64_t p0 = 0; p0 < rows; p0 += 16) {
+    const int64_t m = std::min<int64_t>(16, rows - p0);
+    EpilogueBlock(A.data(), B.data(), C.data(), bias.data(), w.n, sums + p0, dot + p0 * w.n_pad,
+                  w.n_pad, m, lo, hi, y + p0, ldy);
   }
 }
 

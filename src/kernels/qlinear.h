@@ -110,6 +110,21 @@ struct Epilogue {
 void QLinearEpilogue(const QLinearWeights& w, const ActQuant& a, const int32_t* dot,
                      const Epilogue& e, float* y, int64_t y_stride = 1);
 
+// The epilogue for `rows` rows that share one activation scale and zero point
+// (a convolution's pixels of one image) and differ in their sums, written
+// transposed: y[r' * ldy + p] for output r' and row p (NCHW planes). Works in
+// blocks of 16 rows so the dot products it reads stay in L1 and each output
+// channel gets contiguous stores.
+void QLinearEpilogueColumns(const QLinearWeights& w, const ActQuant& a, const int32_t* sums,
+                            const int32_t* dot, int64_t rows, const Epilogue& e, float* y,
+                            int64_t ldy);
+
+// The AVX-512 body of QLinearEpilogueColumns (same float operations, same
+// order: bit-identical to the portable loop).
+void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, const float* bias,
+                           int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
+                           int64_t rows, float lo, float hi, float* y, int64_t ldy);
+
 // Kernel selection: the best path this CPU supports, or the one named by
 // LOWBIT_KERNEL (ref, avx512vnni) for tests and comparisons.
 enum class KernelPath { kRef, kAvx512Vnni };

@@ -276,4 +276,26 @@ void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* do
   }
 }
 
+void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, const float* bias,
+                           int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
+                           int64_t rows, float lo, float hi, float* y, int64_t ldy) {
+  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                         _mm512_set1_epi32(static_cast<int32_t>(ldd)));
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  for (int64_t p0 = 0; p0 < rows; p0 += 16) {
+    const int64_t m = std::min<int64_t>(16, rows - p0);
+    const __mmask16 mask = static_cast<__mmask16>((1u << m) - 1);
+    const __m512i s = _mm512_maskz_loadu_epi32(mask, sums + p0);
+    const int32_t* d = dot + p0 * ldd;
+    for (int64_t j = 0; j < n; ++j) {
+      const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask, idx, d + j, 4);
+      const __m512i t = _mm512_sub_epi32(_mm512_add_epi32(v, _mm512_set1_epi32(B[j])),
+                                         _mm512_mullo_epi32(_mm512_set1_epi32(C[j]), s));
+      __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_set1_ps(A[j]), _mm512_set1_ps(bias[j]));
+      f = _mm512_min_ps(_mm512_max_ps(f, vlo), vhi);
+      _mm512_mask_storeu_ps(y + j * ldy + p0, mask, f);
+    }
+  }
+}
+
 }  // namespace lowbit

@@ -134,6 +134,17 @@ LOWBIT_VECTORIZE void MacRow(int32_t* __restrict acc, const int8_t* __restrict x
   }
 }
 
+LOWBIT_VECTORIZE int32_t SumBytes(const uint8_t* __restrict p, int64_t n) {
+  int32_t s = 0;
+  for (int64_t i = 0; i < n; ++i) s += p[i];
+  return s;
+}
+LOWBIT_VECTORIZE int32_t SumBytes(const int8_t* __restrict p, int64_t n) {
+  int32_t s = 0;
+  for (int64_t i = 0; i < n; ++i) s += p[i];
+  return s;
+}
+
 class PackedConv final : public OpKernel {
  public:
   using OpKernel::OpKernel;
@@ -179,7 +190,7 @@ class PackedConv final : public OpKernel {
     if (!depthwise_) {
       u_.assign(static_cast<size_t>(g_.out_size() * groups_[0].k_pad), 0);
       dot_.assign(static_cast<size_t>(g_.out_size() * groups_[0].n_pad), 0);
-      acts_.resize(g_.out_size());
+      sums_.resize(g_.out_size());
     }
     Shape y = {n_, m_};
     for (int i = 3 - g_.spatial; i < 3; ++i) y.push_back(g_.out[i]);
@@ -208,10 +219,11 @@ class PackedConv final : public OpKernel {
         QLinearDots(w, path_, u_.data(), osz, dot_.data(), ctx.pool);
         const Epilogue e = MakeEpilogue(fused_, bias != nullptr ? bias + grp * mg_ : nullptr);
         float* yg = y + (i * m_ + grp * mg_) * osz;
-        ctx.pool->ParallelFor(osz, [&](int64_t p0, int64_t p1) {
-          for (int64_t p = p0; p < p1; ++p) {
-            QLinearEpilogue(w, acts_[p], dot_.data() + p * w.n_pad, e, yg + p, osz);
-          }
+        // Blocks of 64 pixels per task; the epilogue writes NCHW planes.
+        ctx.pool->ParallelFor((osz + 63) / 64, [&](int64_t b0, int64_t b1) {
+          const int64_t p0 = b0 * 64, p1 = std::min(osz, b1 * 64);
+          QLinearEpilogueColumns(w, a, sums_.data() + p0, dot_.data() + p0 * w.n_pad, p1 - p0, e,
+                                 yg + p0, osz);
         });
       }
     }
@@ -275,37 +287,56 @@ class PackedConv final : public OpKernel {
     return OkStatus();
   }
 
-  // x (C planes) -> xq_ as NHWC bytes.
+  // x (C planes) -> xq_ as NHWC bytes, in blocks of 64 pixels: each block's
+  // channels are quantized from contiguous reads into a small buffer, then
+  // written out pixel-major.
   void QuantizeNhwc(const float* x, const ActQuant& a, const ExecContext& ctx) {
     const int64_t hw = g_.in_size();
     const float inv = 1.0f / a.scale;
     const float lo = signed_ ? -128.0f : 0.0f, hi = signed_ ? 127.0f : 255.0f;
     const float zero = static_cast<float>(a.zero);
-    ctx.pool->ParallelFor(c_, [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c) {
-        uint8_t tmp[256];
-        const float* xc = x + c * hw;
-        for (int64_t p0 = 0; p0 < hw; p0 += 256) {
-          const int64_t np = std::min<int64_t>(256, hw - p0);
-          QuantizeBytes(xc + p0, np, inv, zero, lo, hi, tmp, signed_);
-          uint8_t* dst = xq_.data() + p0 * c_ + c;
-          for (int64_t p = 0; p < np; ++p) dst[p * c_] = tmp[p];
+    const int threads = ctx.pool->threads();
+    if (static_cast<int>(block_.size()) < threads) block_.resize(threads);
+    ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        std::vector<uint8_t>& tmp = block_[t];
+        tmp.resize(static_cast<size_t>(c_) * 64);
+        const int64_t blocks = (hw + 63) / 64;
+        for (int64_t blk = blocks * t / threads; blk < blocks * (t + 1) / threads; ++blk) {
+          const int64_t p0 = blk * 64, np = std::min<int64_t>(64, hw - p0);
+          for (int64_t c = 0; c < c_; ++c) {
+            QuantizeBytes(x + c * hw + p0, np, inv, zero, lo, hi, tmp.data() + c * 64, signed_);
+          }
+          uint8_t* dst = xq_.data() + p0 * c_;
+          for (int64_t p = 0; p < np; ++p) {
+            for (int64_t c = 0; c < c_; ++c) dst[p * c_ + c] = tmp[c * 64 + p];
+          }
         }
       }
     });
   }
 
   // Rows of the GEMM: for output pixel p, the window's bytes in (kd, kh, kw,
-  // c) order; out-of-image taps take the zero point; row sums for the epilogue.
+  // c) order; out-of-image taps take the zero point. Row sums for the
+  // epilogue come from per-pixel channel sums (taps adds, not K).
   void Gather(int64_t grp, const ActQuant& a, const ExecContext& ctx) {
     const QLinearWeights& w = groups_[grp];
     const auto& g = g_;
     const uint8_t pad = static_cast<uint8_t>(a.zero);
+    const int32_t pad_sum = static_cast<int32_t>(cg_) * (signed_ ? static_cast<int8_t>(pad) : pad);
+    const int64_t in_px = g.in_size();
+    pixel_sum_.resize(in_px);
+    ctx.pool->ParallelFor(in_px, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const uint8_t* src = xq_.data() + p * c_ + grp * cg_;
+        pixel_sum_[p] = signed_ ? SumBytes(reinterpret_cast<const int8_t*>(src), cg_) : SumBytes(src, cg_);
+      }
+    });
     ctx.pool->ParallelFor(g.out_size(), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t ow = p % g.out[2], oh = (p / g.out[2]) % g.out[1], od = p / (g.out[2] * g.out[1]);
-        uint8_t* row = u_.data() + p * w.k_pad;
-        uint8_t* dst = row;
+        uint8_t* dst = u_.data() + p * w.k_pad;
+        int32_t sum = 0;
         for (int64_t kd = 0; kd < g.k[0]; ++kd) {
           const int64_t id = od * g.stride[0] - g.pad_begin[0] + kd * g.dilation[0];
           for (int64_t kh = 0; kh < g.k[1]; ++kh) {
@@ -314,23 +345,22 @@ class PackedConv final : public OpKernel {
               const int64_t iw = ow * g.stride[2] - g.pad_begin[2] + kw * g.dilation[2];
               if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) {
                 std::memset(dst, pad, cg_);
-              } else {
-                std::memcpy(dst, xq_.data() + ((id * g.in[1] + ih) * g.in[2] + iw) * c_ + grp * cg_,
-                            cg_);
+                sum += pad_sum;
+                continue;
               }
+              const int64_t pix = (id * g.in[1] + ih) * g.in[2] + iw;
+              const uint8_t* src = xq_.data() + pix * c_ + grp * cg_;
+              if (cg_ < 16) {
+                for (int64_t i = 0; i < cg_; ++i) dst[i] = src[i];
+              } else {
+                std::memcpy(dst, src, cg_);
+              }
+              sum += pixel_sum_[pix];
             }
           }
         }
-        std::memset(dst, 0, w.k_pad - kk_);
-        int32_t sum = 0;
-        if (signed_) {
-          const int8_t* s = reinterpret_cast<const int8_t*>(row);
-          for (int64_t i = 0; i < kk_; ++i) sum += s[i];
-        } else {
-          for (int64_t i = 0; i < kk_; ++i) sum += row[i];
-        }
-        acts_[p] = a;
-        acts_[p].sum = sum;
+        if (w.k_pad > kk_) std::memset(dst, 0, w.k_pad - kk_);
+        sums_[p] = sum;
       }
     });
   }
@@ -436,8 +466,9 @@ class PackedConv final : public OpKernel {
   ActQuant act_;
   FusedActivation fused_;
   std::vector<uint8_t> xq_, u_;
+  std::vector<std::vector<uint8_t>> block_;
   std::vector<int32_t> dot_;
-  std::vector<ActQuant> acts_;
+  std::vector<int32_t> sums_, pixel_sum_;
   std::vector<Scratch> dw_scratch_;
 };
 

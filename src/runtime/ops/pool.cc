@@ -1,12 +1,39 @@
 // MaxPool, AveragePool (1-3 spatial dims, pads, auto_pad, ceil_mode,
 // count_include_pad, dilations for MaxPool) and GlobalAveragePool.
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
+#include "base/target.h"
 #include "runtime/ops/conv_geometry.h"
 
 namespace lowbit {
 namespace {
+
+// 2-D max pooling of one plane padded with -inf (no bounds checks, so the
+// row loops vectorize): y[oh, ow] = max over the window of xp.
+LOWBIT_VECTORIZE void MaxPlane(const float* __restrict xp, int64_t pw, int64_t kh_n, int64_t kw_n,
+                               int64_t sh, int64_t sw, float* __restrict y, int64_t oh_n,
+                               int64_t ow_n) {
+  for (int64_t oh = 0; oh < oh_n; ++oh) {
+    float* yr = y + oh * ow_n;
+    for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] = -std::numeric_limits<float>::infinity();
+    for (int64_t kh = 0; kh < kh_n; ++kh) {
+      const float* xr = xp + (oh * sh + kh) * pw;
+      for (int64_t kw = 0; kw < kw_n; ++kw) {
+        const float* xs = xr + kw;
+        if (sw == 1) {
+          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] = std::max(yr[ow], xs[ow]);
+        } else if (sw == 2) {
+          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] = std::max(yr[ow], xs[2 * ow]);
+        } else {
+          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] = std::max(yr[ow], xs[ow * sw]);
+        }
+      }
+    }
+  }
+}
 
 class Pool final : public OpKernel {
  public:
@@ -40,6 +67,10 @@ class Pool final : public OpKernel {
     const float* x = in[0]->data<float>();
     float* y = out[0]->data<float>();
     const auto& g = g_;
+    if (max_ && g.in[0] == 1 && g.k[0] == 1 && g.dilation[1] == 1 && g.dilation[2] == 1) {
+      MaxPool2D(x, y, ctx);
+      return;
+    }
     // With explicit pads, count_include_pad counts window cells inside the
     // padded extent; otherwise cells inside the input.
     std::array<int64_t, 3> padded_end{g.in[0], g.in[1], g.in[2]};
@@ -91,7 +122,38 @@ class Pool final : public OpKernel {
     });
   }
 
+  // Each thread copies a plane into a -inf padded scratch plane.
+  void MaxPool2D(const float* x, float* y, const ExecContext& ctx) {
+    const auto& g = g_;
+    const int64_t ph = (g.out[1] - 1) * g.stride[1] + g.k[1];
+    const int64_t pw = (g.out[2] - 1) * g.stride[2] + g.k[2];
+    const int threads = ctx.pool->threads();
+    if (static_cast<int>(scratch_.size()) < threads) scratch_.resize(threads);
+    ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        std::vector<float>& xp = scratch_[t];
+        xp.assign(ph * pw, -std::numeric_limits<float>::infinity());
+        for (int64_t p = planes_ * t / threads; p < planes_ * (t + 1) / threads; ++p) {
+          const float* xc = x + p * g.in_size();
+          for (int64_t r = 0; r < ph; ++r) {
+            const int64_t ih = r - g.pad_begin[1];
+            if (ih < 0 || ih >= g.in[1]) continue;
+            const int64_t c0 = std::max<int64_t>(0, g.pad_begin[2]);
+            const int64_t c1 = std::min<int64_t>(pw, g.pad_begin[2] + g.in[2]);
+            if (c1 > c0) {
+              std::memcpy(xp.data() + r * pw + c0, xc + ih * g.in[2] + (c0 - g.pad_begin[2]),
+                          sizeof(float) * (c1 - c0));
+            }
+          }
+          MaxPlane(xp.data(), pw, g.k[1], g.k[2], g.stride[1], g.stride[2], y + p * g.out_size(),
+                   g.out[1], g.out[2]);
+        }
+      }
+    });
+  }
+
  private:
+  std::vector<std::vector<float>> scratch_;
   bool max_;
   bool count_pad_ = false;
   WindowGeometry g_;
