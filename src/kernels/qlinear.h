@@ -125,6 +125,11 @@ void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, c
                            int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
                            int64_t rows, float lo, float hi, float* y, int64_t ldy);
 
+// Quantizes C planes of hw floats (C a multiple of 16) into NHWC bytes for
+// pixels [p0, p1): q = clamp(round(x * scale_inv) + zero) to int8 or uint8.
+void QuantizeNhwcAvx512(const float* x, int64_t c, int64_t hw, float scale_inv, int32_t zero,
+                        bool is_signed, int64_t p0, int64_t p1, uint8_t* dst);
+
 // Kernel selection: the best path this CPU supports, or the one named by
 // LOWBIT_KERNEL (ref, avx512vnni) for tests and comparisons.
 enum class KernelPath { kRef, kAvx512Vnni };

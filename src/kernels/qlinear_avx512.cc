@@ -276,24 +276,94 @@ void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* do
   }
 }
 
+namespace {
+
+// In-register transpose of a 16 x 16 block of floats (r[i][j] -> r[j][i]).
+inline void Transpose16(__m512 r[16]) {
+  __m512 t[16], u[16], v[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // u[4b + q]: column 4L + q of rows 4b..4b+3, in lane L.
+  for (int b = 0; b < 4; ++b) {
+    const __m512d t0 = _mm512_castps_pd(t[4 * b]), t1 = _mm512_castps_pd(t[4 * b + 1]);
+    const __m512d t2 = _mm512_castps_pd(t[4 * b + 2]), t3 = _mm512_castps_pd(t[4 * b + 3]);
+    u[4 * b + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    u[4 * b + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    u[4 * b + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    u[4 * b + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+  }
+  for (int q = 0; q < 4; ++q) {
+    v[q] = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x88);
+    v[4 + q] = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xdd);
+    v[8 + q] = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x88);
+    v[12 + q] = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xdd);
+  }
+  for (int q = 0; q < 4; ++q) {
+    r[q] = _mm512_shuffle_f32x4(v[q], v[8 + q], 0x88);
+    r[8 + q] = _mm512_shuffle_f32x4(v[q], v[8 + q], 0xdd);
+    r[4 + q] = _mm512_shuffle_f32x4(v[4 + q], v[12 + q], 0x88);
+    r[12 + q] = _mm512_shuffle_f32x4(v[4 + q], v[12 + q], 0xdd);
+  }
+}
+
+}  // namespace
+
+// Blocks of 16 pixels x 16 channels: the epilogue in pixel-major registers
+// (one row of dot products per pixel), then a transpose, then contiguous
+// stores into each channel's plane.
 void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, const float* bias,
                            int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
                            int64_t rows, float lo, float hi, float* y, int64_t ldy) {
-  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                         _mm512_set1_epi32(static_cast<int32_t>(ldd)));
   const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   for (int64_t p0 = 0; p0 < rows; p0 += 16) {
     const int64_t m = std::min<int64_t>(16, rows - p0);
-    const __mmask16 mask = static_cast<__mmask16>((1u << m) - 1);
-    const __m512i s = _mm512_maskz_loadu_epi32(mask, sums + p0);
-    const int32_t* d = dot + p0 * ldd;
-    for (int64_t j = 0; j < n; ++j) {
-      const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask, idx, d + j, 4);
-      const __m512i t = _mm512_sub_epi32(_mm512_add_epi32(v, _mm512_set1_epi32(B[j])),
-                                         _mm512_mullo_epi32(_mm512_set1_epi32(C[j]), s));
-      __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_set1_ps(A[j]), _mm512_set1_ps(bias[j]));
-      f = _mm512_min_ps(_mm512_max_ps(f, vlo), vhi);
-      _mm512_mask_storeu_ps(y + j * ldy + p0, mask, f);
+    const __mmask16 pmask = static_cast<__mmask16>((1u << m) - 1);
+    for (int64_t j0 = 0; j0 < n; j0 += 16) {
+      const int64_t nj = std::min<int64_t>(16, n - j0);
+      const __mmask16 jmask = static_cast<__mmask16>((1u << nj) - 1);
+      const __m512 va = _mm512_maskz_loadu_ps(jmask, A + j0);
+      const __m512i vb = _mm512_maskz_loadu_epi32(jmask, B + j0);
+      const __m512i vc = _mm512_maskz_loadu_epi32(jmask, C + j0);
+      const __m512 vbias = _mm512_maskz_loadu_ps(jmask, bias + j0);
+      __m512 r[16];
+      for (int64_t p = 0; p < 16; ++p) {
+        if (p >= m) {
+          r[p] = _mm512_setzero_ps();
+          continue;
+        }
+        const __m512i d = _mm512_loadu_si512(dot + (p0 + p) * ldd + j0);  // ldd: multiple of 16
+        const __m512i t = _mm512_sub_epi32(_mm512_add_epi32(d, vb),
+                                           _mm512_mullo_epi32(vc, _mm512_set1_epi32(sums[p0 + p])));
+        r[p] = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(t), va, vbias), vlo), vhi);
+      }
+      Transpose16(r);
+      for (int64_t j = 0; j < nj; ++j) _mm512_mask_storeu_ps(y + (j0 + j) * ldy + p0, pmask, r[j]);
+    }
+  }
+}
+
+void QuantizeNhwcAvx512(const float* x, int64_t c, int64_t hw, float scale_inv, int32_t zero,
+                        bool is_signed, int64_t p0, int64_t p1, uint8_t* dst) {
+  const __m512 inv = _mm512_set1_ps(scale_inv);
+  const __m512i z = _mm512_set1_epi32(zero);
+  const __m512i lo = _mm512_set1_epi32(is_signed ? -128 : 0), hi = _mm512_set1_epi32(is_signed ? 127 : 255);
+  for (int64_t pb = p0; pb < p1; pb += 16) {
+    const int64_t m = std::min<int64_t>(16, p1 - pb);
+    const __mmask16 pmask = static_cast<__mmask16>((1u << m) - 1);
+    for (int64_t c0 = 0; c0 < c; c0 += 16) {
+      __m512 r[16];
+      for (int j = 0; j < 16; ++j) r[j] = _mm512_maskz_loadu_ps(pmask, x + (c0 + j) * hw + pb);
+      Transpose16(r);
+      for (int64_t p = 0; p < m; ++p) {
+        // Clamped first so huge values cannot wrap in the conversion.
+        const __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(r[p], inv), _mm512_set1_ps(-1e6f)),
+                                       _mm512_set1_ps(1e6f));
+        __m512i q = _mm512_cvtps_epi32(f);  // round to nearest even
+        q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, z), lo), hi);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (pb + p) * c + c0), _mm512_cvtepi32_epi8(q));
+      }
     }
   }
 }

@@ -160,6 +160,7 @@ TEST(PackedOpsTest, ConvMatchesQdqReferenceOnOddShapes) {
       {1, 3, 9, 7, 5, 3, 1, 1, 1},     // odd everything
       {2, 16, 8, 8, 17, 3, 2, 1, 1},   // stride 2, tile + 1 outputs
       {1, 8, 6, 5, 16, 1, 1, 0, 1},    // pointwise
+      {2, 32, 5, 3, 20, 1, 1, 0, 1},   // pointwise straight from the NHWC bytes
       {2, 12, 7, 7, 12, 3, 1, 1, 12},  // depthwise
       {1, 8, 7, 6, 8, 3, 2, 1, 8},     // depthwise, stride 2
       {1, 8, 5, 5, 6, 3, 1, 2, 2},     // grouped, pad 2

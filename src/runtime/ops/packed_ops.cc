@@ -122,9 +122,12 @@ LOWBIT_VECTORIZE void QuantizeBytes(const float* __restrict x, int64_t n, float 
   }
 }
 
-// acc[ow] += w * x[ow * stride] over int8 values.
-LOWBIT_VECTORIZE void MacRow(int32_t* __restrict acc, const int8_t* __restrict x, int32_t w,
-                             int64_t n, int64_t stride) {
+// acc[ow] += w * x[ow * stride]. The depthwise kernel's operands are small
+// integers held in fp32 (weights T - offset, activations a - z), so every
+// product and sum is exact (|acc| < 2^24 for windows up to 7x7x5) and the
+// result equals int32 accumulation.
+LOWBIT_VECTORIZE void MacRow(float* __restrict acc, const float* __restrict x, float w, int64_t n,
+                             int64_t stride) {
   if (stride == 1) {
     for (int64_t i = 0; i < n; ++i) acc[i] += w * x[i];
   } else if (stride == 2) {
@@ -132,6 +135,43 @@ LOWBIT_VECTORIZE void MacRow(int32_t* __restrict acc, const int8_t* __restrict x
   } else {
     for (int64_t i = 0; i < n; ++i) acc[i] += w * x[i * stride];
   }
+}
+
+// One 2-D plane, every tap, in one function so the row loops vectorize and
+// inline: acc[oh, ow] = sum over taps of w * xp[oh*sh + kh*dh, ow*sw + kw*dw].
+LOWBIT_VECTORIZE void DepthwisePlane(const float* __restrict xp, int64_t pw,
+                                     const float* __restrict w, int64_t kh_n, int64_t kw_n,
+                                     int64_t sh, int64_t sw, int64_t dh, int64_t dw,
+                                     float* __restrict acc, int64_t oh_n, int64_t ow_n) {
+  for (int64_t oh = 0; oh < oh_n; ++oh) {
+    float* yr = acc + oh * ow_n;
+    for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] = 0.0f;
+    for (int64_t kh = 0; kh < kh_n; ++kh) {
+      const float* xr = xp + (oh * sh + kh * dh) * pw;
+      for (int64_t kw = 0; kw < kw_n; ++kw) {
+        const float wv = w[kh * kw_n + kw];
+        const float* xs = xr + kw * dw;
+        if (sw == 1) {
+          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[ow];
+        } else if (sw == 2) {
+          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[2 * ow];
+        } else {
+          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[ow * sw];
+        }
+      }
+    }
+  }
+}
+
+// dst[i] = src[i] - zero, as floats.
+LOWBIT_VECTORIZE void Centered(const int8_t* __restrict src, int64_t n, float zero,
+                               float* __restrict dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]) - zero;
+}
+
+LOWBIT_VECTORIZE void ScaleBiasClamp(const float* __restrict acc, int64_t n, float scale, float b,
+                                     float lo, float hi, float* __restrict y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(acc[i] * scale + b, lo), hi);
 }
 
 LOWBIT_VECTORIZE int32_t SumBytes(const uint8_t* __restrict p, int64_t n) {
@@ -187,8 +227,11 @@ class PackedConv final : public OpKernel {
     if (static_act_) act_ = StaticActParams(act.lo, act.hi, symmetric_, signed_);
     fused_ = FusedActivation::FromNode(node_);
     xq_.assign(static_cast<size_t>(c_ * g_.in_size()), 0);
+    direct_ = !depthwise_ && group_ == 1 && taps_ == 1 && groups_[0].k_pad == c_ &&
+              g_.stride == std::array<int64_t, 3>{1, 1, 1} &&
+              g_.pad_begin == std::array<int64_t, 3>{0, 0, 0} && g_.out == g_.in;
     if (!depthwise_) {
-      u_.assign(static_cast<size_t>(g_.out_size() * groups_[0].k_pad), 0);
+      if (!direct_) u_.assign(static_cast<size_t>(g_.out_size() * groups_[0].k_pad), 0);
       dot_.assign(static_cast<size_t>(g_.out_size() * groups_[0].n_pad), 0);
       sums_.resize(g_.out_size());
     }
@@ -215,8 +258,17 @@ class PackedConv final : public OpKernel {
       QuantizeNhwc(x + i * isz, a, ctx);
       for (int64_t grp = 0; grp < group_; ++grp) {
         const QLinearWeights& w = groups_[grp];
-        Gather(grp, a, ctx);
-        QLinearDots(w, path_, u_.data(), osz, dot_.data(), ctx.pool);
+        const uint8_t* rows = u_.data();
+        if (direct_) {
+          // 1x1, stride 1, no padding, C a multiple of the kernel's input
+          // step: the NHWC bytes are the GEMM rows; sums are pixel sums.
+          PixelSums(grp, ctx);
+          std::copy(pixel_sum_.begin(), pixel_sum_.end(), sums_.begin());
+          rows = xq_.data();
+        } else {
+          Gather(grp, a, ctx);
+        }
+        QLinearDots(w, path_, rows, osz, dot_.data(), ctx.pool);
         const Epilogue e = MakeEpilogue(fused_, bias != nullptr ? bias + grp * mg_ : nullptr);
         float* yg = y + (i * m_ + grp * mg_) * osz;
         // Blocks of 64 pixels per task; the epilogue writes NCHW planes.
@@ -268,7 +320,7 @@ class PackedConv final : public OpKernel {
     if (depthwise_) {
       // Depthwise: the kernel reads one int8 value per tap (the level on the
       // integer grid); 9 bytes per channel.
-      dw_.assign(m_ * taps_, 0);
+      dw_eff_.assign(m_ * taps_, 0.0f);
       for (int64_t grp = 0; grp < group_; ++grp) {
         const QLinearWeights& q = groups_[grp];
         for (int64_t r = 0; r < mg_; ++r) {
@@ -279,7 +331,11 @@ class PackedConv final : public OpKernel {
             for (int b = 0; b < q.bits; ++b) {
               code |= static_cast<uint32_t>((rowp[(bit + b) >> 3] >> ((bit + b) & 7)) & 1) << b;
             }
-            dw_[(grp * mg_ + r) * taps_ + t] = q.table[code];
+            // The level minus the row's offset (the plane layout's offset is
+            // relative to codes, i.e. to T - T[0]).
+            const int32_t offset =
+                q.offset[r] + (q.layout == QLinearWeights::Layout::kPlanes ? q.table[0] : 0);
+            dw_eff_[(grp * mg_ + r) * taps_ + t] = static_cast<float>(q.table[code] - offset);
           }
         }
       }
@@ -296,6 +352,13 @@ class PackedConv final : public OpKernel {
     const float lo = signed_ ? -128.0f : 0.0f, hi = signed_ ? 127.0f : 255.0f;
     const float zero = static_cast<float>(a.zero);
     const int threads = ctx.pool->threads();
+    if (c_ % 16 == 0 && path_ == KernelPath::kAvx512Vnni) {
+      // Same rounding as QuantizeBytes (to nearest even), fused with the transpose.
+      ctx.pool->ParallelFor((hw + 15) / 16, [&](int64_t b0, int64_t b1) {
+        QuantizeNhwcAvx512(x, c_, hw, inv, a.zero, signed_, b0 * 16, std::min(hw, b1 * 16), xq_.data());
+      });
+      return;
+    }
     if (static_cast<int>(block_.size()) < threads) block_.resize(threads);
     ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
@@ -316,6 +379,18 @@ class PackedConv final : public OpKernel {
     });
   }
 
+  // pixel_sum_[p]: the sum of pixel p's bytes in the group's channels.
+  void PixelSums(int64_t grp, const ExecContext& ctx) {
+    const int64_t in_px = g_.in_size();
+    pixel_sum_.resize(in_px);
+    ctx.pool->ParallelFor(in_px, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const uint8_t* src = xq_.data() + p * c_ + grp * cg_;
+        pixel_sum_[p] = signed_ ? SumBytes(reinterpret_cast<const int8_t*>(src), cg_) : SumBytes(src, cg_);
+      }
+    });
+  }
+
   // Rows of the GEMM: for output pixel p, the window's bytes in (kd, kh, kw,
   // c) order; out-of-image taps take the zero point. Row sums for the
   // epilogue come from per-pixel channel sums (taps adds, not K).
@@ -324,14 +399,7 @@ class PackedConv final : public OpKernel {
     const auto& g = g_;
     const uint8_t pad = static_cast<uint8_t>(a.zero);
     const int32_t pad_sum = static_cast<int32_t>(cg_) * (signed_ ? static_cast<int8_t>(pad) : pad);
-    const int64_t in_px = g.in_size();
-    pixel_sum_.resize(in_px);
-    ctx.pool->ParallelFor(in_px, [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {
-        const uint8_t* src = xq_.data() + p * c_ + grp * cg_;
-        pixel_sum_[p] = signed_ ? SumBytes(reinterpret_cast<const int8_t*>(src), cg_) : SumBytes(src, cg_);
-      }
-    });
+    PixelSums(grp, ctx);
     ctx.pool->ParallelFor(g.out_size(), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t ow = p % g.out[2], oh = (p / g.out[2]) % g.out[1], od = p / (g.out[2] * g.out[1]);
@@ -383,86 +451,69 @@ class PackedConv final : public OpKernel {
     const int64_t pd = (g.out[0] - 1) * g.stride[0] + (g.k[0] - 1) * g.dilation[0] + 1;
     const int threads = ctx.pool->threads();
     if (static_cast<int>(dw_scratch_.size()) < threads) dw_scratch_.resize(threads);
+    const float lo = fused_.active ? fused_.lo : -INFINITY;
+    const float hi = fused_.active ? fused_.hi : INFINITY;
     ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         Scratch& s = dw_scratch_[t];
-        const int8_t zero = static_cast<int8_t>(a.zero);
-        s.plane.assign(pd * ph * pw, zero);
+        s.plane.assign(pd * ph * pw, 0.0f);  // padding is x = 0: a - z = 0
         s.acc.resize(g.out_size());
-        s.sum.resize(g.out_size());
         const int64_t m0 = m_ * t / threads, m1 = m_ * (t + 1) / threads;
         for (int64_t m = m0; m < m1; ++m) {
           const int8_t* xc = reinterpret_cast<const int8_t*>(xq_.data()) + (m / mg_) * g.in_size();
           for (int64_t d = 0; d < pd; ++d) {
             for (int64_t r = 0; r < ph; ++r) {
-              int8_t* dst = s.plane.data() + (d * ph + r) * pw;
               const int64_t id = d - g.pad_begin[0], ih = r - g.pad_begin[1];
-              std::memset(dst, static_cast<uint8_t>(zero), pw);
               if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1]) continue;
               const int64_t c0 = std::max<int64_t>(0, g.pad_begin[2]);
               const int64_t c1 = std::min<int64_t>(pw, g.pad_begin[2] + g.in[2]);
               if (c1 > c0) {
-                std::memcpy(dst + c0, xc + (id * g.in[1] + ih) * g.in[2] + (c0 - g.pad_begin[2]),
-                            c1 - c0);
+                Centered(xc + (id * g.in[1] + ih) * g.in[2] + (c0 - g.pad_begin[2]), c1 - c0,
+                         static_cast<float>(a.zero), s.plane.data() + (d * ph + r) * pw + c0);
               }
             }
           }
-          const QLinearWeights& q = groups_[m / mg_];
-          const int64_t r = m % mg_;
-          // The level is T[code]; the plane layout's offset is relative to codes.
-          const int32_t offset =
-              q.offset[r] + (q.layout == QLinearWeights::Layout::kPlanes ? q.table[0] : 0);
-          std::fill(s.acc.begin(), s.acc.end(), 0);
-          std::fill(s.sum.begin(), s.sum.end(), 0);
-          const int8_t* wm = dw_.data() + m * taps_;
-          int32_t tsum = 0;
-          for (int64_t t = 0; t < taps_; ++t) tsum += wm[t];
-          const bool need_sum = offset != 0;
-          for (int64_t od = 0; od < g.out[0]; ++od) {
-            for (int64_t oh = 0; oh < g.out[1]; ++oh) {
-              int32_t* acc = s.acc.data() + (od * g.out[1] + oh) * g.out[2];
-              int32_t* sum = s.sum.data() + (od * g.out[1] + oh) * g.out[2];
-              for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-                for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-                  const int8_t* xr = s.plane.data() +
-                                     ((od * g.stride[0] + kd * g.dilation[0]) * ph +
-                                      oh * g.stride[1] + kh * g.dilation[1]) * pw;
-                  for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-                    const int8_t* xs = xr + kw * g.dilation[2];
-                    MacRow(acc, xs, wm[(kd * g.k[1] + kh) * g.k[2] + kw], g.out[2], g.stride[2]);
-                    if (need_sum) MacRow(sum, xs, 1, g.out[2], g.stride[2]);
+          const float* wm = dw_eff_.data() + m * taps_;
+          if (g.k[0] == 1 && g.out[0] == 1) {
+            DepthwisePlane(s.plane.data(), pw, wm, g.k[1], g.k[2], g.stride[1], g.stride[2],
+                           g.dilation[1], g.dilation[2], s.acc.data(), g.out[1], g.out[2]);
+          } else {
+            std::fill(s.acc.begin(), s.acc.end(), 0.0f);
+            for (int64_t od = 0; od < g.out[0]; ++od) {
+              for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+                float* acc = s.acc.data() + (od * g.out[1] + oh) * g.out[2];
+                for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+                  for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+                    const float* xr = s.plane.data() +
+                                      ((od * g.stride[0] + kd * g.dilation[0]) * ph +
+                                       oh * g.stride[1] + kh * g.dilation[1]) * pw;
+                    for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+                      MacRow(acc, xr + kw * g.dilation[2], wm[(kd * g.k[1] + kh) * g.k[2] + kw],
+                             g.out[2], g.stride[2]);
+                    }
                   }
                 }
               }
             }
           }
-          const float sc = q.scale[r] * a.scale;
-          const float b = bias != nullptr ? bias[m] : 0.0f;
-          const float lo = fused_.active ? fused_.lo : -INFINITY;
-          const float hi = fused_.active ? fused_.hi : INFINITY;
-          float* ym = y + m * g.out_size();
-          for (int64_t i = 0; i < g.out_size(); ++i) {
-            const int32_t acc = s.acc[i] - a.zero * tsum -
-                                offset * (s.sum[i] - static_cast<int32_t>(taps_) * a.zero);
-            const float v = sc * static_cast<float>(acc) + b;
-            ym[i] = std::min(std::max(v, lo), hi);
-          }
+          const QLinearWeights& q = groups_[m / mg_];
+          ScaleBiasClamp(s.acc.data(), g.out_size(), q.scale[m % mg_] * a.scale,
+                         bias != nullptr ? bias[m] : 0.0f, lo, hi, y + m * g.out_size());
         }
       }
     });
   }
 
   struct Scratch {
-    std::vector<int8_t> plane;
-    std::vector<int32_t> acc, sum;
+    std::vector<float> plane, acc;
   };
   WindowGeometry g_;
   int64_t n_ = 0, c_ = 0, m_ = 0, group_ = 1, cg_ = 0, mg_ = 0, taps_ = 0, kk_ = 0;
   bool has_bias_ = false, depthwise_ = false, static_act_ = false, signed_ = false;
-  bool symmetric_ = false;
+  bool symmetric_ = false, direct_ = false;
   KernelPath path_ = KernelPath::kRef;
   std::vector<QLinearWeights> groups_;
-  std::vector<int8_t> dw_;
+  std::vector<float> dw_eff_;
   ActQuant act_;
   FusedActivation fused_;
   std::vector<uint8_t> xq_, u_;
