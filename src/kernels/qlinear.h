@@ -167,6 +167,12 @@ void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* do
 // weights are reused across rows; dot is rows x n_pad.
 void QLinearDotBatchAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int64_t rows,
                                int32_t* dot, int64_t t0, int64_t t1);
+// The general form: row r's inputs 4s..4s+3 are the four bytes at
+// rows[r] + step_off[s] (implicit GEMM: a convolution window read in place
+// from a padded NHWC image). dot is nrows x n_pad.
+void QLinearDotRowsAvx512Vnni(const QLinearWeights& w, const uint8_t* const* rows,
+                              const int32_t* step_off, int64_t nrows, int32_t* dot, int64_t t0,
+                              int64_t t1);
 
 }  // namespace lowbit
 

@@ -110,9 +110,12 @@ void PlanesDot(const QLinearWeights& w, const int8_t* xq, int32_t* dot, int64_t 
 // R activation rows at once (GEMM): each unpacked weight vector feeds R
 // vpdpbusd; NT tiles x R rows of accumulators stay in registers (the counts
 // are compile-time so nothing spills).
+// Rows come as R pointers plus per-step byte offsets (off[s] for inputs
+// 4s..4s+3): dense rows (off[s] = 4s) and convolution windows read straight
+// from an NHWC image (implicit GEMM) take the same path.
 template <int B, int R, int NT>
-inline void PlanesDotBlock(const QLinearWeights& w, const int8_t* xq, int64_t ldx, int32_t* dot,
-                           int64_t ldd, int64_t t) {
+inline void PlanesDotBlock(const QLinearWeights& w, const uint8_t* const* xr, const int32_t* off,
+                           int32_t* dot, int64_t ldd, int64_t t) {
   constexpr int P = 8 / B;
   const __m512i mask = _mm512_set1_epi8(static_cast<char>((1 << B) - 1));
   const int64_t groups = w.steps() / P;
@@ -129,9 +132,9 @@ inline void PlanesDotBlock(const QLinearWeights& w, const int8_t* xq, int64_t ld
       for (int i = 0; i < NT; ++i) {
         wv[i] = B == 8 ? v[i] : _mm512_and_si512(p == 0 ? v[i] : _mm512_srli_epi16(v[i], B * p), mask);
       }
-      const int64_t off = 4 * (g * P + p);
+      const int32_t o = off[g * P + p];
       for (int r = 0; r < R; ++r) {
-        const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(xq + r * ldx + off));
+        const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(xr[r] + o));
         for (int i = 0; i < NT; ++i) acc[i][r] = _mm512_dpbusd_epi32(acc[i][r], wv[i], x);
       }
     }
@@ -142,26 +145,26 @@ inline void PlanesDotBlock(const QLinearWeights& w, const int8_t* xq, int64_t ld
 }
 
 template <int B, int R>
-void PlanesDotRows(const QLinearWeights& w, const int8_t* xq, int64_t ldx, int32_t* dot,
-                   int64_t ldd, int64_t t0, int64_t t1) {
+void PlanesDotRows(const QLinearWeights& w, const uint8_t* const* xr, const int32_t* off,
+                   int32_t* dot, int64_t ldd, int64_t t0, int64_t t1) {
   int64_t t = t0;
-  for (; t + 4 <= t1; t += 4) PlanesDotBlock<B, R, 4>(w, xq, ldx, dot, ldd, t);
-  for (; t < t1; ++t) PlanesDotBlock<B, R, 1>(w, xq, ldx, dot, ldd, t);
+  for (; t + 4 <= t1; t += 4) PlanesDotBlock<B, R, 4>(w, xr, off, dot, ldd, t);
+  for (; t < t1; ++t) PlanesDotBlock<B, R, 1>(w, xr, off, dot, ldd, t);
 }
 
 template <int B>
-void PlanesDotBatch(const QLinearWeights& w, const int8_t* xq, int64_t rows, int32_t* dot,
-                    int64_t t0, int64_t t1) {
-  const int64_t ldx = w.k_pad, ldd = w.n_pad;
+void PlanesDotBatch(const QLinearWeights& w, const uint8_t* const* xr, const int32_t* off,
+                    int64_t rows, int32_t* dot, int64_t t0, int64_t t1) {
+  const int64_t ldd = w.n_pad;
   int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) PlanesDotRows<B, 4>(w, xq + r * ldx, ldx, dot + r * ldd, ldd, t0, t1);
-  for (; r + 2 <= rows; r += 2) PlanesDotRows<B, 2>(w, xq + r * ldx, ldx, dot + r * ldd, ldd, t0, t1);
-  if (r < rows) PlanesDot<B>(w, xq + r * ldx, dot + r * ldd, t0, t1);
+  for (; r + 4 <= rows; r += 4) PlanesDotRows<B, 4>(w, xr + r, off, dot + r * ldd, ldd, t0, t1);
+  for (; r + 2 <= rows; r += 2) PlanesDotRows<B, 2>(w, xr + r, off, dot + r * ldd, ldd, t0, t1);
+  if (r < rows) PlanesDotRows<B, 1>(w, xr + r, off, dot + r * ldd, ldd, t0, t1);
 }
 
 template <int R, int NT>
-inline void TableDotBlock(const QLinearWeights& w, const Unpacker& up, const uint8_t* u,
-                          int64_t ldx, int32_t* dot, int64_t ldd, int64_t t) {
+inline void TableDotBlock(const QLinearWeights& w, const Unpacker& up, const uint8_t* const* xr,
+                          const int32_t* off, int32_t* dot, int64_t ldd, int64_t t) {
   const int64_t steps = w.steps(), tb = w.tile_bytes();
   const uint8_t* base = w.tiles.data();
   __m512i acc[NT][R];
@@ -172,7 +175,7 @@ inline void TableDotBlock(const QLinearWeights& w, const Unpacker& up, const uin
     __m512i wv[NT];
     for (int i = 0; i < NT; ++i) wv[i] = up.Load(base + ((t + i) * steps + s) * tb);
     for (int r = 0; r < R; ++r) {
-      const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(u + r * ldx + 4 * s));
+      const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(xr[r] + off[s]));
       for (int i = 0; i < NT; ++i) acc[i][r] = _mm512_dpbusd_epi32(acc[i][r], x, wv[i]);
     }
   }
@@ -182,31 +185,43 @@ inline void TableDotBlock(const QLinearWeights& w, const Unpacker& up, const uin
 }
 
 template <int R>
-void TableDotRows(const QLinearWeights& w, const Unpacker& up, const uint8_t* u, int64_t ldx,
-                  int32_t* dot, int64_t ldd, int64_t t0, int64_t t1) {
+void TableDotRows(const QLinearWeights& w, const Unpacker& up, const uint8_t* const* xr,
+                  const int32_t* off, int32_t* dot, int64_t ldd, int64_t t0, int64_t t1) {
   int64_t t = t0;
-  for (; t + 4 <= t1; t += 4) TableDotBlock<R, 4>(w, up, u, ldx, dot, ldd, t);
-  for (; t < t1; ++t) TableDotBlock<R, 1>(w, up, u, ldx, dot, ldd, t);
+  for (; t + 4 <= t1; t += 4) TableDotBlock<R, 4>(w, up, xr, off, dot, ldd, t);
+  for (; t < t1; ++t) TableDotBlock<R, 1>(w, up, xr, off, dot, ldd, t);
 }
 
 }  // namespace
 
-void QLinearDotBatchAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int64_t rows,
-                               int32_t* dot, int64_t t0, int64_t t1) {
+void QLinearDotRowsAvx512Vnni(const QLinearWeights& w, const uint8_t* const* rows,
+                              const int32_t* step_off, int64_t nrows, int32_t* dot, int64_t t0,
+                              int64_t t1) {
   if (w.layout == QLinearWeights::Layout::kPlanes) {
-    const int8_t* xq = reinterpret_cast<const int8_t*>(u);
     switch (w.bits) {
-      case 1: PlanesDotBatch<1>(w, xq, rows, dot, t0, t1); return;
-      case 2: PlanesDotBatch<2>(w, xq, rows, dot, t0, t1); return;
-      case 4: PlanesDotBatch<4>(w, xq, rows, dot, t0, t1); return;
-      default: PlanesDotBatch<8>(w, xq, rows, dot, t0, t1); return;
+      case 1: PlanesDotBatch<1>(w, rows, step_off, nrows, dot, t0, t1); return;
+      case 2: PlanesDotBatch<2>(w, rows, step_off, nrows, dot, t0, t1); return;
+      case 4: PlanesDotBatch<4>(w, rows, step_off, nrows, dot, t0, t1); return;
+      default: PlanesDotBatch<8>(w, rows, step_off, nrows, dot, t0, t1); return;
     }
   }
   const Unpacker up(w);
-  const int64_t ldx = w.k_pad, ldd = w.n_pad;
+  const int64_t ldd = w.n_pad;
   int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) TableDotRows<4>(w, up, u + r * ldx, ldx, dot + r * ldd, ldd, t0, t1);
-  for (; r < rows; ++r) QLinearDotAvx512Vnni(w, u + r * ldx, dot + r * ldd, t0, t1);
+  for (; r + 4 <= nrows; r += 4) TableDotRows<4>(w, up, rows + r, step_off, dot + r * ldd, ldd, t0, t1);
+  for (; r < nrows; ++r) TableDotRows<1>(w, up, rows + r, step_off, dot + r * ldd, ldd, t0, t1);
+}
+
+void QLinearDotBatchAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int64_t rows,
+                               int32_t* dot, int64_t t0, int64_t t1) {
+  // Dense rows: pointers every k_pad bytes, steps every 4 bytes.
+  thread_local std::vector<const uint8_t*> ptr;
+  thread_local std::vector<int32_t> off;
+  ptr.resize(rows);
+  for (int64_t r = 0; r < rows; ++r) ptr[r] = u + r * w.k_pad;
+  off.resize(w.steps());
+  for (int64_t s = 0; s < w.steps(); ++s) off[s] = static_cast<int32_t>(4 * s);
+  QLinearDotRowsAvx512Vnni(w, ptr.data(), off.data(), rows, dot, t0, t1);
 }
 
 void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* dot, int64_t t0,

@@ -185,6 +185,24 @@ LOWBIT_VECTORIZE int32_t SumBytes(const int8_t* __restrict p, int64_t n) {
   return s;
 }
 
+// y[o] = sum over k taps of x[o * stride + t * dilation].
+LOWBIT_VECTORIZE void BoxRow(const int32_t* __restrict x, int64_t taps, int64_t stride,
+                             int64_t dilation, int64_t n, int32_t* __restrict y) {
+  for (int64_t o = 0; o < n; ++o) y[o] = 0;
+  for (int64_t t = 0; t < taps; ++t) {
+    const int32_t* xt = x + t * dilation;
+    if (stride == 1) {
+      for (int64_t o = 0; o < n; ++o) y[o] += xt[o];
+    } else {
+      for (int64_t o = 0; o < n; ++o) y[o] += xt[o * stride];
+    }
+  }
+}
+
+LOWBIT_VECTORIZE void AddRow(const int32_t* __restrict x, int64_t n, int32_t* __restrict y) {
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
 class PackedConv final : public OpKernel {
  public:
   using OpKernel::OpKernel;
@@ -213,8 +231,16 @@ class PackedConv final : public OpKernel {
     cg_ = c_ / group_;
     mg_ = m_ / group_;
     taps_ = g_.k[0] * g_.k[1] * g_.k[2];
-    kk_ = cg_ * taps_;
+    
     depthwise_ = cg_ == 1 && group_ > 1;
+    // Images with fewer than 4 channels (or not a multiple of 4) get padding
+    // channels holding the zero point (x = 0), so every input step of 4 lies in
+    // one tap and the implicit GEMM applies; their weights are never read as
+    // non-zero products since a - z = 0 there.
+    cs_ = c_;
+    ck_ = cg_;
+    if (group_ == 1 && !depthwise_ && c_ % 4 != 0) cs_ = ck_ = (c_ + 3) / 4 * 4;
+    kk_ = ck_ * taps_;
     Result<KernelPath> path = SelectKernelPath();
     if (!path.ok()) return Status(path.status().code(), Where() + path.status().message());
     path_ = path.value();
@@ -226,12 +252,22 @@ class PackedConv final : public OpKernel {
     symmetric_ = act.symmetric;
     if (static_act_) act_ = StaticActParams(act.lo, act.hi, symmetric_, signed_);
     fused_ = FusedActivation::FromNode(node_);
-    xq_.assign(static_cast<size_t>(c_ * g_.in_size()), 0);
-    direct_ = !depthwise_ && group_ == 1 && taps_ == 1 && groups_[0].k_pad == c_ &&
+    xq_.assign(static_cast<size_t>(cs_ * g_.in_size()), 0);
+    // Implicit GEMM: windows read in place from a zero-point padded NHWC
+    // image, when every input step of 4 lies inside one tap's channels and
+    // the kernel needs no input padding.
+    // The plane layout's padded inputs have code 0 (a zero product whatever
+    // the activation byte), so there the padding steps may read any window
+    // byte; the table layout needs k_pad == K.
+    implicit_ = !depthwise_ && path_ == KernelPath::kAvx512Vnni && ck_ % 4 == 0 &&
+                (groups_[0].k_pad == kk_ || groups_[0].layout == QLinearWeights::Layout::kPlanes);
+    direct_ = !depthwise_ && group_ == 1 && taps_ == 1 && groups_[0].k_pad == cs_ &&
               g_.stride == std::array<int64_t, 3>{1, 1, 1} &&
               g_.pad_begin == std::array<int64_t, 3>{0, 0, 0} && g_.out == g_.in;
+    if (direct_) implicit_ = false;
+    if (implicit_) SetUpImplicit();
     if (!depthwise_) {
-      if (!direct_) u_.assign(static_cast<size_t>(g_.out_size() * groups_[0].k_pad), 0);
+      if (!direct_ && !implicit_) u_.assign(static_cast<size_t>(g_.out_size() * groups_[0].k_pad), 0);
       dot_.assign(static_cast<size_t>(g_.out_size() * groups_[0].n_pad), 0);
       sums_.resize(g_.out_size());
     }
@@ -265,10 +301,18 @@ class PackedConv final : public OpKernel {
           PixelSums(grp, ctx);
           std::copy(pixel_sum_.begin(), pixel_sum_.end(), sums_.begin());
           rows = xq_.data();
+        } else if (implicit_) {
+          if (g_.k[0] == 1 && g_.in[0] == 1) {
+            WindowSums2D(grp, a, ctx);
+          } else {
+            Gather(grp, a, ctx, /*copy=*/false);
+          }
+          if (grp == 0) PadImage(a, ctx);
+          ImplicitDots(grp, ctx);
         } else {
           Gather(grp, a, ctx);
         }
-        QLinearDots(w, path_, rows, osz, dot_.data(), ctx.pool);
+        if (!implicit_) QLinearDots(w, path_, rows, osz, dot_.data(), ctx.pool);
         const Epilogue e = MakeEpilogue(fused_, bias != nullptr ? bias + grp * mg_ : nullptr);
         float* yg = y + (i * m_ + grp * mg_) * osz;
         // Blocks of 64 pixels per task; the epilogue writes NCHW planes.
@@ -307,8 +351,8 @@ class PackedConv final : public OpKernel {
           std::copy(row.begin(), row.end(), dst);
           continue;
         }
-        for (int64_t c = 0; c < cg_; ++c) {
-          for (int64_t t = 0; t < taps_; ++t) dst[t * cg_ + c] = row[c * taps_ + t];
+        for (int64_t c = 0; c < ck_; ++c) {
+          for (int64_t t = 0; t < taps_; ++t) dst[t * ck_ + c] = c < cg_ ? row[c * taps_ + t] : 0;
         }
       }
       PackedTensor sub;
@@ -370,13 +414,106 @@ class PackedConv final : public OpKernel {
           for (int64_t c = 0; c < c_; ++c) {
             QuantizeBytes(x + c * hw + p0, np, inv, zero, lo, hi, tmp.data() + c * 64, signed_);
           }
-          uint8_t* dst = xq_.data() + p0 * c_;
+          uint8_t* dst = xq_.data() + p0 * cs_;
           for (int64_t p = 0; p < np; ++p) {
-            for (int64_t c = 0; c < c_; ++c) dst[p * c_ + c] = tmp[c * 64 + p];
+            for (int64_t c = 0; c < c_; ++c) dst[p * cs_ + c] = tmp[c * 64 + p];
+            for (int64_t c = c_; c < cs_; ++c) dst[p * cs_ + c] = static_cast<uint8_t>(a.zero);
           }
         }
       }
     });
+  }
+
+  void SetUpImplicit() {
+    const auto& g = g_;
+    for (int d = 0; d < 3; ++d) {
+      padded_[d] = std::max((g.out[d] - 1) * g.stride[d] + (g.k[d] - 1) * g.dilation[d] + 1,
+                            g.pad_begin[d] + 1);
+    }
+    xp_.assign(static_cast<size_t>(padded_[0] * padded_[1] * padded_[2] * cs_), 0);
+    row_start_.resize(g.out_size());
+    for (int64_t p = 0; p < g.out_size(); ++p) {
+      const int64_t ow = p % g.out[2], oh = (p / g.out[2]) % g.out[1], od = p / (g.out[2] * g.out[1]);
+      row_start_[p] = (((od * g.stride[0]) * padded_[1] + oh * g.stride[1]) * padded_[2] +
+                       ow * g.stride[2]) * cs_;
+    }
+    step_off_.assign(groups_[0].k_pad / 4, 0);  // padding steps read the window's first bytes
+    for (int64_t s = 0; s < kk_ / 4; ++s) {
+      const int64_t k = 4 * s, t = k / ck_, c = k % ck_;
+      const int64_t kw = t % g.k[2], kh = (t / g.k[2]) % g.k[1], kd = t / (g.k[2] * g.k[1]);
+      step_off_[s] = static_cast<int32_t>(
+          (((kd * g.dilation[0]) * padded_[1] + kh * g.dilation[1]) * padded_[2] +
+           kw * g.dilation[2]) * cs_ + c);
+    }
+    row_ptr_.resize(g.out_size());
+  }
+
+  // xq_ (NHWC) into the interior of xp_, borders set to the zero point.
+  void PadImage(const ActQuant& a, const ExecContext& ctx) {
+    const auto& g = g_;
+    const int64_t rows = padded_[0] * padded_[1];
+    const int64_t row_bytes = padded_[2] * cs_;
+    ctx.pool->ParallelFor(rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        uint8_t* dst = xp_.data() + r * row_bytes;
+        const int64_t id = r / padded_[1] - g.pad_begin[0], ih = r % padded_[1] - g.pad_begin[1];
+        if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1]) {
+          std::memset(dst, static_cast<uint8_t>(a.zero), row_bytes);
+          continue;
+        }
+        const int64_t c0 = std::min(g.pad_begin[2], padded_[2]);
+        const int64_t c1 = std::min(g.pad_begin[2] + g.in[2], padded_[2]);
+        std::memset(dst, static_cast<uint8_t>(a.zero), c0 * cs_);
+        std::memcpy(dst + c0 * cs_, xq_.data() + ((id * g.in[1] + ih) * g.in[2]) * cs_, (c1 - c0) * cs_);
+        std::memset(dst + c1 * cs_, static_cast<uint8_t>(a.zero), (padded_[2] - c1) * cs_);
+      }
+    });
+  }
+
+  // The GEMM with rows read in place: pixel blocks split across threads.
+  void ImplicitDots(int64_t grp, const ExecContext& ctx) {
+    const QLinearWeights& w = groups_[grp];
+    const int64_t osz = g_.out_size();
+    for (int64_t p = 0; p < osz; ++p) row_ptr_[p] = xp_.data() + row_start_[p] + grp * cg_;
+    const int parts = ctx.pool->threads();
+    const int64_t per = ((osz + parts - 1) / parts + 3) / 4 * 4;
+    ctx.pool->ParallelFor(parts, [&](int64_t a, int64_t b) {
+      for (int64_t t = a; t < b; ++t) {
+        const int64_t r0 = std::min(osz, t * per), r1 = std::min(osz, (t + 1) * per);
+        if (r1 > r0) {
+          QLinearDotRowsAvx512Vnni(w, row_ptr_.data() + r0, step_off_.data(), r1 - r0,
+                                   dot_.data() + r0 * w.n_pad, 0, w.n_pad / 16);
+        }
+      }
+    });
+  }
+
+  // sums_ for a 2-D convolution as a separable box sum over a padded image of
+  // pixel sums (padding pixels count the zero point), no bounds checks.
+  void WindowSums2D(int64_t grp, const ActQuant& a, const ExecContext& ctx) {
+    const auto& g = g_;
+    PixelSums(grp, ctx);
+    const int64_t hp = padded_[1], wp = padded_[2];
+    const uint8_t pad = static_cast<uint8_t>(a.zero);
+    const int32_t pad_sum = static_cast<int32_t>(ck_) * (signed_ ? static_cast<int8_t>(pad) : pad);
+    padded_sum_.assign(hp * wp, pad_sum);
+    for (int64_t ih = 0; ih < g.in[1] && ih + g.pad_begin[1] < hp; ++ih) {
+      const int64_t c1 = std::min(g.in[2], wp - g.pad_begin[2]);
+      std::copy_n(pixel_sum_.data() + ih * g.in[2], std::max<int64_t>(c1, 0),
+                  padded_sum_.data() + (ih + g.pad_begin[1]) * wp + g.pad_begin[2]);
+    }
+    row_sum_.assign(hp * g.out[2], 0);
+    for (int64_t h = 0; h < hp; ++h) {
+      BoxRow(padded_sum_.data() + h * wp, g.k[2], g.stride[2], g.dilation[2], g.out[2],
+             row_sum_.data() + h * g.out[2]);
+    }
+    for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+      int32_t* dst = sums_.data() + oh * g.out[2];
+      std::fill_n(dst, g.out[2], 0);
+      for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+        AddRow(row_sum_.data() + (oh * g.stride[1] + kh * g.dilation[1]) * g.out[2], g.out[2], dst);
+      }
+    }
   }
 
   // pixel_sum_[p]: the sum of pixel p's bytes in the group's channels.
@@ -385,8 +522,8 @@ class PackedConv final : public OpKernel {
     pixel_sum_.resize(in_px);
     ctx.pool->ParallelFor(in_px, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
-        const uint8_t* src = xq_.data() + p * c_ + grp * cg_;
-        pixel_sum_[p] = signed_ ? SumBytes(reinterpret_cast<const int8_t*>(src), cg_) : SumBytes(src, cg_);
+        const uint8_t* src = xq_.data() + p * cs_ + grp * cg_;
+        pixel_sum_[p] = signed_ ? SumBytes(reinterpret_cast<const int8_t*>(src), ck_) : SumBytes(src, ck_);
       }
     });
   }
@@ -394,40 +531,43 @@ class PackedConv final : public OpKernel {
   // Rows of the GEMM: for output pixel p, the window's bytes in (kd, kh, kw,
   // c) order; out-of-image taps take the zero point. Row sums for the
   // epilogue come from per-pixel channel sums (taps adds, not K).
-  void Gather(int64_t grp, const ActQuant& a, const ExecContext& ctx) {
+  // With copy == false only the sums are computed (the implicit GEMM reads
+  // the windows in place).
+  void Gather(int64_t grp, const ActQuant& a, const ExecContext& ctx, bool copy = true) {
     const QLinearWeights& w = groups_[grp];
     const auto& g = g_;
     const uint8_t pad = static_cast<uint8_t>(a.zero);
-    const int32_t pad_sum = static_cast<int32_t>(cg_) * (signed_ ? static_cast<int8_t>(pad) : pad);
+    const int32_t pad_sum = static_cast<int32_t>(ck_) * (signed_ ? static_cast<int8_t>(pad) : pad);
     PixelSums(grp, ctx);
     ctx.pool->ParallelFor(g.out_size(), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t ow = p % g.out[2], oh = (p / g.out[2]) % g.out[1], od = p / (g.out[2] * g.out[1]);
-        uint8_t* dst = u_.data() + p * w.k_pad;
+        uint8_t* dst = copy ? u_.data() + p * w.k_pad : nullptr;
         int32_t sum = 0;
         for (int64_t kd = 0; kd < g.k[0]; ++kd) {
           const int64_t id = od * g.stride[0] - g.pad_begin[0] + kd * g.dilation[0];
           for (int64_t kh = 0; kh < g.k[1]; ++kh) {
             const int64_t ih = oh * g.stride[1] - g.pad_begin[1] + kh * g.dilation[1];
-            for (int64_t kw = 0; kw < g.k[2]; ++kw, dst += cg_) {
+            for (int64_t kw = 0; kw < g.k[2]; ++kw, dst += ck_) {
               const int64_t iw = ow * g.stride[2] - g.pad_begin[2] + kw * g.dilation[2];
               if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) {
-                std::memset(dst, pad, cg_);
+                if (copy) std::memset(dst, pad, ck_);
                 sum += pad_sum;
                 continue;
               }
               const int64_t pix = (id * g.in[1] + ih) * g.in[2] + iw;
-              const uint8_t* src = xq_.data() + pix * c_ + grp * cg_;
-              if (cg_ < 16) {
-                for (int64_t i = 0; i < cg_; ++i) dst[i] = src[i];
-              } else {
-                std::memcpy(dst, src, cg_);
-              }
               sum += pixel_sum_[pix];
+              if (!copy) continue;
+              const uint8_t* src = xq_.data() + pix * cs_ + grp * cg_;
+              if (ck_ < 16) {
+                for (int64_t i = 0; i < ck_; ++i) dst[i] = src[i];
+              } else {
+                std::memcpy(dst, src, ck_);
+              }
             }
           }
         }
-        if (w.k_pad > kk_) std::memset(dst, 0, w.k_pad - kk_);
+        if (copy && w.k_pad > kk_) std::memset(dst, 0, w.k_pad - kk_);
         sums_[p] = sum;
       }
     });
@@ -509,8 +649,17 @@ class PackedConv final : public OpKernel {
   };
   WindowGeometry g_;
   int64_t n_ = 0, c_ = 0, m_ = 0, group_ = 1, cg_ = 0, mg_ = 0, taps_ = 0, kk_ = 0;
+  int64_t cs_ = 0, ck_ = 0;  // pixel stride of the NHWC images; channels per group the kernel sees
   bool has_bias_ = false, depthwise_ = false, static_act_ = false, signed_ = false;
-  bool symmetric_ = false, direct_ = false;
+  bool symmetric_ = false, direct_ = false, implicit_ = false;
+  // Implicit GEMM: the padded image's extents, per-pixel window starts, and
+  // per-step byte offsets within a window.
+  std::array<int64_t, 3> padded_{1, 1, 1};
+  std::vector<uint8_t> xp_;
+  std::vector<int64_t> row_start_;
+  std::vector<int32_t> step_off_;
+  std::vector<const uint8_t*> row_ptr_;
+  std::vector<int32_t> padded_sum_, row_sum_;
   KernelPath path_ = KernelPath::kRef;
   std::vector<QLinearWeights> groups_;
   std::vector<float> dw_eff_;
