@@ -2,7 +2,11 @@
 // Gemm / MatMul, the packed operators run them on the low-bit kernels, and
 // their outputs equal the QDQ reference graph (the same integer semantics in
 // fp32 operators) for every kernel path, conv shape and format.
+#include <malloc.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 
 #include <gtest/gtest.h>
@@ -224,6 +228,36 @@ TEST(PackedOpsTest, GemmAndMatMulMatchQdqReference) {
       }
     }
   }
+}
+
+// Resident memory of this process in bytes.
+int64_t ResidentBytes() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  long size = 0, resident = 0;
+  if (f != nullptr) {
+    if (std::fscanf(f, "%ld %ld", &size, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<int64_t>(resident) * sysconf(_SC_PAGESIZE);
+}
+
+TEST(PackedOpsTest, PlansKeepWeightsPacked) {
+  // A 2048 x 2048 layer: 16 MiB in fp32, 1 MiB at int2. A plan that widened
+  // it to fp32 at load time would grow resident memory by 16 MiB or more.
+  Rng rng(11);
+  Graph q;
+  {
+    const Graph g = GemmGraph(2048, 2048, rng, false);
+    q = Quantize(g, "int2");
+  }
+  malloc_trim(0);  // freed heap pages back to the system, so growth is real
+  const int64_t before = ResidentBytes();
+  PlanOptions po;
+  auto plan = Plan::Create(q, po);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  (*plan)->Run();
+  const int64_t grown = ResidentBytes() - before;
+  EXPECT_LT(grown, 8 << 20) << "plan creation grew resident memory by " << grown << " bytes";
 }
 
 TEST(PackedOpsTest, PlanFileSettingsApplyPerLayer) {
