@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/rng.h"
+#include "ir/tensor.h"
 
 namespace lowbit::testing {
 
@@ -22,6 +23,15 @@ inline std::vector<float> Laplace(int64_t n, uint64_t seed, double b = 1.0) {
   std::vector<float> v(n);
   for (float& x : v) x = static_cast<float>(rng.Laplace(b));
   return v;
+}
+
+// A float32 tensor of uniform values in [lo, hi).
+inline Tensor RandomTensor(Shape shape, Rng& rng, float lo = -1, float hi = 1) {
+  Tensor t(DType::kFloat32, std::move(shape));
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    t.data<float>()[i] = lo + (hi - lo) * static_cast<float>(rng.Uniform());
+  }
+  return t;
 }
 
 }  // namespace lowbit::testing

@@ -42,6 +42,17 @@ Result<double> ParseDouble(std::string_view s, std::string_view what) {
   return v;
 }
 
+Result<std::vector<float>> ParseFloatList(std::string_view s, std::string_view what) {
+  std::vector<float> out;
+  if (s.empty()) return out;
+  for (const std::string& part : Split(s, ',')) {
+    double v;
+    LOWBIT_ASSIGN_OR_RETURN(v, ParseDouble(part, what));
+    out.push_back(static_cast<float>(v));
+  }
+  return out;
+}
+
 Result<std::vector<int>> ParseIntList(std::string_view s, int lo, int hi, std::string_view what) {
   std::vector<int> out;
   for (const std::string& part : Split(s, ',')) {

@@ -18,6 +18,9 @@ Result<int64_t> ParseInt(std::string_view s, std::string_view what);
 // Parses a whole finite decimal number.
 Result<double> ParseDouble(std::string_view s, std::string_view what);
 
+// Parses "0.5" or "0.1,0.2,0.3" (empty text: an empty list).
+Result<std::vector<float>> ParseFloatList(std::string_view s, std::string_view what);
+
 // Parses "2,4", "2..8" or "1,3..5" into a sorted list without duplicates, each
 // within [lo, hi].
 Result<std::vector<int>> ParseIntList(std::string_view s, int lo, int hi, std::string_view what);

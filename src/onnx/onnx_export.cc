@@ -6,6 +6,7 @@
 #include <set>
 
 #include "base/npy.h"
+#include "onnx/checker_message.h"
 
 namespace lowbit {
 namespace {
@@ -138,13 +139,7 @@ Result<std::string> ExportOnnxBytes(const Graph& g, const ExportOptions& options
       }
     }
   }
-  try {
-    onnx::checker::check_model(model);
-  } catch (const std::exception& e) {
-    std::string msg = e.what();
-    for (char& c : msg) {
-      if (c == '\n') c = ' ';
-    }
+  if (std::string msg = CheckerMessage(model); !msg.empty()) {
     return Internal("export produced a model the ONNX checker refuses: ", msg);
   }
   std::string bytes;

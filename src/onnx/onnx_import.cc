@@ -7,6 +7,7 @@
 #include <set>
 
 #include "base/npy.h"
+#include "onnx/checker_message.h"
 
 namespace lowbit {
 namespace {
@@ -176,13 +177,7 @@ Result<Graph> ImportOnnxBytes(const std::string& bytes, const std::string& name,
                     " bytes)");
   }
   if (!model.has_graph()) return DataLoss(name, ": the model has no graph");
-  try {
-    onnx::checker::check_model(model);
-  } catch (const std::exception& e) {
-    std::string msg = e.what();
-    for (char& c : msg) {
-      if (c == '\n') c = ' ';
-    }
+  if (std::string msg = CheckerMessage(model); !msg.empty()) {
     return InvalidArgument(name, ": ONNX checker: ", msg);
   }
   LOWBIT_RETURN_IF_ERROR(CheckOperators(model, name, options));

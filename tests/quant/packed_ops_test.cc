@@ -24,11 +24,7 @@ namespace lowbit {
 namespace {
 
 Tensor Random(Shape shape, Rng& rng, float lo = -1, float hi = 1) {
-  Tensor t(DType::kFloat32, std::move(shape));
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    t.data<float>()[i] = lo + (hi - lo) * static_cast<float>(rng.Uniform());
-  }
-  return t;
+  return testing::RandomTensor(std::move(shape), rng, lo, hi);
 }
 
 Tensor RunGraph(const Graph& g, const Tensor& x, int threads = 1) {

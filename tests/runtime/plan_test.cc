@@ -13,11 +13,7 @@ namespace lowbit {
 namespace {
 
 Tensor Random(Shape shape, Rng& rng, float lo = -1, float hi = 1) {
-  Tensor t(DType::kFloat32, std::move(shape));
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    t.data<float>()[i] = lo + (hi - lo) * static_cast<float>(rng.Uniform());
-  }
-  return t;
+  return testing::RandomTensor(std::move(shape), rng, lo, hi);
 }
 
 Node MakeNode(std::string op, std::vector<std::string> in, std::vector<std::string> out, int opset = 13) {

@@ -28,24 +28,13 @@ struct EvalArgs {
   bool json = false, quiet = false;
 };
 
-Result<std::vector<float>> ParseFloats(const std::string& text, const char* what) {
-  std::vector<float> out;
-  if (text.empty()) return out;
-  for (const std::string& part : Split(text, ',')) {
-    double v;
-    LOWBIT_ASSIGN_OR_RETURN(v, ParseDouble(part, what));
-    out.push_back(static_cast<float>(v));
-  }
-  return out;
-}
-
 Status RunEval(const EvalArgs& a) {
   if (a.batch < 1) return InvalidArgument("--batch must be >= 1, got ", a.batch);
   if (a.threads < 1) return InvalidArgument("--threads must be >= 1, got ", a.threads);
   Preprocess pre;
   pre.scale = a.scale;
-  LOWBIT_ASSIGN_OR_RETURN(pre.mean, ParseFloats(a.mean, "--mean"));
-  LOWBIT_ASSIGN_OR_RETURN(pre.std, ParseFloats(a.std, "--std"));
+  LOWBIT_ASSIGN_OR_RETURN(pre.mean, ParseFloatList(a.mean, "--mean"));
+  LOWBIT_ASSIGN_OR_RETURN(pre.std, ParseFloatList(a.std, "--std"));
   Graph g;
   LOWBIT_ASSIGN_OR_RETURN(g, LoadModel(a.model));
   if (g.inputs.size() != 1) {

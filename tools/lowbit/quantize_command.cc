@@ -29,17 +29,6 @@ struct QuantizeArgs {
   bool no_bias_correction = false, json = false, quiet = false;
 };
 
-Result<std::vector<float>> ParseFloatList(const std::string& text, const char* what) {
-  std::vector<float> out;
-  if (text.empty()) return out;
-  for (const std::string& part : Split(text, ',')) {
-    double v;
-    LOWBIT_ASSIGN_OR_RETURN(v, ParseDouble(part, what));
-    out.push_back(static_cast<float>(v));
-  }
-  return out;
-}
-
 std::string Db(double v) {
   if (std::isnan(v)) return "-";
   if (std::isinf(v)) return "inf";

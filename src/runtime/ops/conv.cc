@@ -9,6 +9,7 @@
 #include "base/target.h"
 #include "runtime/activation.h"
 #include "runtime/ops/conv_geometry.h"
+#include "runtime/ops/planes.h"
 #include "runtime/sgemm.h"
 
 namespace lowbit {
@@ -21,32 +22,6 @@ LOWBIT_VECTORIZE void AxpyRow(float* __restrict y, const float* __restrict x, fl
     for (int64_t i = 0; i < n; ++i) y[i] += w * x[i];
   } else {
     for (int64_t i = 0; i < n; ++i) y[i] += w * x[i * stride];
-  }
-}
-
-// One 2-D depthwise plane from a zero-padded input (no bounds checks):
-// y[oh, ow] = sum over taps of w[kh, kw] * xp[oh*sh + kh*dh, ow*sw + kw*dw].
-LOWBIT_VECTORIZE void DepthwisePlane(const float* __restrict xp, int64_t pw,
-                                     const float* __restrict w, int64_t kh_n, int64_t kw_n,
-                                     int64_t sh, int64_t sw, int64_t dh, int64_t dw,
-                                     float* __restrict y, int64_t oh_n, int64_t ow_n) {
-  for (int64_t oh = 0; oh < oh_n; ++oh) {
-    float* yr = y + oh * ow_n;
-    for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] = 0.0f;
-    for (int64_t kh = 0; kh < kh_n; ++kh) {
-      const float* xr = xp + (oh * sh + kh * dh) * pw;
-      for (int64_t kw = 0; kw < kw_n; ++kw) {
-        const float wv = w[kh * kw_n + kw];
-        const float* xs = xr + kw * dw;
-        if (sw == 1) {
-          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[ow];
-        } else if (sw == 2) {
-          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[2 * ow];
-        } else {
-          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[ow * sw];
-        }
-      }
-    }
   }
 }
 
@@ -65,25 +40,13 @@ class Conv final : public OpKernel {
     }
     LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
     LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[1], "W"));
-    const Shape& x = in[0].shape;
-    const Shape& w = in[1].shape;
-    if (x.size() < 3 || w.size() != x.size()) {
-      return InvalidArgument(Where(), "X ", ShapeToString(x), " and W ", ShapeToString(w),
-                             " must have the same rank >= 3");
-    }
-    n_ = x[0];
-    c_ = x[1];
-    m_ = w[0];
-    group_ = node_.GetInt("group", 1);
-    if (group_ < 1 || c_ % group_ != 0 || m_ % group_ != 0 || w[1] != c_ / group_) {
-      return InvalidArgument(Where(), "group ", group_, " does not fit X ", ShapeToString(x),
-                             " and W ", ShapeToString(w));
-    }
-    const Shape kernel(w.begin() + 2, w.end());
-    if (node_.Has("kernel_shape") && node_.GetInts("kernel_shape") != kernel) {
-      return InvalidArgument(Where(), "kernel_shape differs from W ", ShapeToString(w));
-    }
-    LOWBIT_ASSIGN_OR_RETURN(g_, ComputeWindow(node_, Shape(x.begin() + 2, x.end()), kernel, false));
+    ConvDims d;
+    LOWBIT_ASSIGN_OR_RETURN(d, ComputeConvDims(node_, in[0].shape, in[1].shape, "W"));
+    n_ = d.n;
+    c_ = d.c;
+    m_ = d.m;
+    group_ = d.group;
+    g_ = d.g;
     has_bias_ = in.size() > 2 && in[2].present;
     if (has_bias_) {
       LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[2], "B"));
@@ -277,8 +240,7 @@ class Conv final : public OpKernel {
   // own scratch, sized once) and runs DepthwisePlane on it.
   void Depthwise2D(const float* x, const float* w, float* y, const ExecContext& ctx) {
     const auto& g = g_;
-    const int64_t ph = (g.out[1] - 1) * g.stride[1] + (g.k[1] - 1) * g.dilation[1] + 1;
-    const int64_t pw = (g.out[2] - 1) * g.stride[2] + (g.k[2] - 1) * g.dilation[2] + 1;
+    const int64_t ph = PaddedRows(g), pw = PaddedCols(g);
     const int64_t ksz = g.k[1] * g.k[2];
     const int threads = ctx.pool->threads();
     if (static_cast<int>(pad_scratch_.size()) < threads) pad_scratch_.resize(threads);
@@ -290,16 +252,10 @@ class Conv final : public OpKernel {
         for (int64_t m = m0; m < m1; ++m) {
           const float* xc = x + (m / mg_) * g.in_size();
           // Copy the rows that land inside the padded plane; borders stay 0.
-          for (int64_t r = 0; r < ph; ++r) {
-            const int64_t ih = r - g.pad_begin[1];
-            if (ih < 0 || ih >= g.in[1]) continue;
-            const int64_t c0 = std::max<int64_t>(0, g.pad_begin[2]);
-            const int64_t c1 = std::min<int64_t>(pw, g.pad_begin[2] + g.in[2]);
-            if (c1 > c0) {
-              std::memcpy(xp.data() + r * pw + c0, xc + ih * g.in[2] + (c0 - g.pad_begin[2]),
-                          sizeof(float) * (c1 - c0));
-            }
-          }
+          ForInputRows(g, ph, pw, [&](int64_t r, int64_t ih, int64_t c0, int64_t n) {
+            std::memcpy(xp.data() + r * pw + c0, xc + ih * g.in[2] + (c0 - g.pad_begin[2]),
+                        sizeof(float) * n);
+          });
           DepthwisePlane(xp.data(), pw, w + m * ksz, g.k[1], g.k[2], g.stride[1], g.stride[2],
                          g.dilation[1], g.dilation[2], y + m * g.out_size(), g.out[1], g.out[2]);
         }

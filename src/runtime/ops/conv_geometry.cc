@@ -66,4 +66,28 @@ Result<WindowGeometry> ComputeWindow(const Node& node, const Shape& spatial_in,
   return g;
 }
 
+Result<ConvDims> ComputeConvDims(const Node& node, const Shape& x, const Shape& w,
+                                 const char* wname) {
+  const std::string where = node.Describe() + ": ";
+  if (x.size() < 3 || x.size() > 5 || w.size() != x.size()) {
+    return InvalidArgument(where, "X ", ShapeToString(x), " and ", wname, " ", ShapeToString(w),
+                           " must have the same rank 3..5");
+  }
+  ConvDims d;
+  d.n = x[0];
+  d.c = x[1];
+  d.m = w[0];
+  d.group = node.GetInt("group", 1);
+  if (d.group < 1 || d.c % d.group != 0 || d.m % d.group != 0 || w[1] != d.c / d.group) {
+    return InvalidArgument(where, "group ", d.group, " does not fit X ", ShapeToString(x), " and ",
+                           wname, " ", ShapeToString(w));
+  }
+  const Shape kernel(w.begin() + 2, w.end());
+  if (node.Has("kernel_shape") && node.GetInts("kernel_shape") != kernel) {
+    return InvalidArgument(where, "kernel_shape differs from ", wname, " ", ShapeToString(w));
+  }
+  LOWBIT_ASSIGN_OR_RETURN(d.g, ComputeWindow(node, Shape(x.begin() + 2, x.end()), kernel, false));
+  return d;
+}
+
 }  // namespace lowbit

@@ -28,6 +28,16 @@ struct WindowGeometry {
 Result<WindowGeometry> ComputeWindow(const Node& node, const Shape& spatial_in,
                                      const Shape& kernel, bool allow_ceil_mode);
 
+// A convolution's sizes from X [N, C, spatial...] and its weight shape
+// [M, C/group, kernel...] (`wname` names the weight in errors: "W",
+// "weight_shape"): checks ranks, group and kernel_shape, and computes the window.
+struct ConvDims {
+  int64_t n = 0, c = 0, m = 0, group = 1;
+  WindowGeometry g;
+};
+Result<ConvDims> ComputeConvDims(const Node& node, const Shape& x, const Shape& w,
+                                 const char* wname);
+
 }  // namespace lowbit
 
 #endif  // LOWBIT_RUNTIME_OPS_CONV_GEOMETRY_H_

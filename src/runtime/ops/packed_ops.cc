@@ -18,6 +18,7 @@
 #include "kernels/qlinear.h"
 #include "runtime/activation.h"
 #include "runtime/ops/conv_geometry.h"
+#include "runtime/ops/planes.h"
 #include "runtime/packed_node.h"
 
 namespace lowbit {
@@ -137,32 +138,6 @@ LOWBIT_VECTORIZE void MacRow(float* __restrict acc, const float* __restrict x, f
   }
 }
 
-// One 2-D plane, every tap, in one function so the row loops vectorize and
-// inline: acc[oh, ow] = sum over taps of w * xp[oh*sh + kh*dh, ow*sw + kw*dw].
-LOWBIT_VECTORIZE void DepthwisePlane(const float* __restrict xp, int64_t pw,
-                                     const float* __restrict w, int64_t kh_n, int64_t kw_n,
-                                     int64_t sh, int64_t sw, int64_t dh, int64_t dw,
-                                     float* __restrict acc, int64_t oh_n, int64_t ow_n) {
-  for (int64_t oh = 0; oh < oh_n; ++oh) {
-    float* yr = acc + oh * ow_n;
-    for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] = 0.0f;
-    for (int64_t kh = 0; kh < kh_n; ++kh) {
-      const float* xr = xp + (oh * sh + kh * dh) * pw;
-      for (int64_t kw = 0; kw < kw_n; ++kw) {
-        const float wv = w[kh * kw_n + kw];
-        const float* xs = xr + kw * dw;
-        if (sw == 1) {
-          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[ow];
-        } else if (sw == 2) {
-          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[2 * ow];
-        } else {
-          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[ow * sw];
-        }
-      }
-    }
-  }
-}
-
 // dst[i] = src[i] - zero, as floats.
 LOWBIT_VECTORIZE void Centered(const int8_t* __restrict src, int64_t n, float zero,
                                float* __restrict dst) {
@@ -211,22 +186,13 @@ class PackedConv final : public OpKernel {
     PackedTensor w;
     LOWBIT_RETURN_IF_ERROR(LoadWeight(node_, in, &w));
     LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
-    const Shape& x = in[0].shape;
-    const Shape& ws = w.shape();
-    if (x.size() < 3 || x.size() > 5 || ws.size() != x.size()) {
-      return InvalidArgument(Where(), "X ", ShapeToString(x), " and weight_shape ", ShapeToString(ws),
-                             " must have the same rank 3..5");
-    }
-    n_ = x[0];
-    c_ = x[1];
-    m_ = ws[0];
-    group_ = node_.GetInt("group", 1);
-    if (group_ < 1 || c_ % group_ != 0 || m_ % group_ != 0 || ws[1] != c_ / group_) {
-      return InvalidArgument(Where(), "group ", group_, " does not fit X ", ShapeToString(x),
-                             " and weight_shape ", ShapeToString(ws));
-    }
-    const Shape kernel(ws.begin() + 2, ws.end());
-    LOWBIT_ASSIGN_OR_RETURN(g_, ComputeWindow(node_, Shape(x.begin() + 2, x.end()), kernel, false));
+    ConvDims d;
+    LOWBIT_ASSIGN_OR_RETURN(d, ComputeConvDims(node_, in[0].shape, w.shape(), "weight_shape"));
+    n_ = d.n;
+    c_ = d.c;
+    m_ = d.m;
+    group_ = d.group;
+    g_ = d.g;
     LOWBIT_RETURN_IF_ERROR(CheckBias(node_, in, m_, &has_bias_));
     cg_ = c_ / group_;
     mg_ = m_ / group_;
@@ -586,8 +552,7 @@ class PackedConv final : public OpKernel {
   // y[m] = scale[m] * xs * (sum T*xq - z * sum T - offset[m] * (sum xq - taps * z)) + b[m].
   void Depthwise(const ActQuant& a, const float* bias, float* y, const ExecContext& ctx) {
     const auto& g = g_;
-    const int64_t ph = (g.out[1] - 1) * g.stride[1] + (g.k[1] - 1) * g.dilation[1] + 1;
-    const int64_t pw = (g.out[2] - 1) * g.stride[2] + (g.k[2] - 1) * g.dilation[2] + 1;
+    const int64_t ph = PaddedRows(g), pw = PaddedCols(g);
     const int64_t pd = (g.out[0] - 1) * g.stride[0] + (g.k[0] - 1) * g.dilation[0] + 1;
     const int threads = ctx.pool->threads();
     if (static_cast<int>(dw_scratch_.size()) < threads) dw_scratch_.resize(threads);
@@ -602,16 +567,12 @@ class PackedConv final : public OpKernel {
         for (int64_t m = m0; m < m1; ++m) {
           const int8_t* xc = reinterpret_cast<const int8_t*>(xq_.data()) + (m / mg_) * g.in_size();
           for (int64_t d = 0; d < pd; ++d) {
-            for (int64_t r = 0; r < ph; ++r) {
-              const int64_t id = d - g.pad_begin[0], ih = r - g.pad_begin[1];
-              if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1]) continue;
-              const int64_t c0 = std::max<int64_t>(0, g.pad_begin[2]);
-              const int64_t c1 = std::min<int64_t>(pw, g.pad_begin[2] + g.in[2]);
-              if (c1 > c0) {
-                Centered(xc + (id * g.in[1] + ih) * g.in[2] + (c0 - g.pad_begin[2]), c1 - c0,
-                         static_cast<float>(a.zero), s.plane.data() + (d * ph + r) * pw + c0);
-              }
-            }
+            const int64_t id = d - g.pad_begin[0];
+            if (id < 0 || id >= g.in[0]) continue;
+            ForInputRows(g, ph, pw, [&](int64_t r, int64_t ih, int64_t c0, int64_t n) {
+              Centered(xc + (id * g.in[1] + ih) * g.in[2] + (c0 - g.pad_begin[2]), n,
+                       static_cast<float>(a.zero), s.plane.data() + (d * ph + r) * pw + c0);
+            });
           }
           const float* wm = dw_eff_.data() + m * taps_;
           if (g.k[0] == 1 && g.out[0] == 1) {

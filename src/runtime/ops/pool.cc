@@ -7,6 +7,7 @@
 
 #include "base/target.h"
 #include "runtime/ops/conv_geometry.h"
+#include "runtime/ops/planes.h"
 
 namespace lowbit {
 namespace {
@@ -125,8 +126,7 @@ class Pool final : public OpKernel {
   // Each thread copies a plane into a -inf padded scratch plane.
   void MaxPool2D(const float* x, float* y, const ExecContext& ctx) {
     const auto& g = g_;
-    const int64_t ph = (g.out[1] - 1) * g.stride[1] + g.k[1];
-    const int64_t pw = (g.out[2] - 1) * g.stride[2] + g.k[2];
+    const int64_t ph = PaddedRows(g), pw = PaddedCols(g);
     const int threads = ctx.pool->threads();
     if (static_cast<int>(scratch_.size()) < threads) scratch_.resize(threads);
     ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
@@ -135,16 +135,10 @@ class Pool final : public OpKernel {
         xp.assign(ph * pw, -std::numeric_limits<float>::infinity());
         for (int64_t p = planes_ * t / threads; p < planes_ * (t + 1) / threads; ++p) {
           const float* xc = x + p * g.in_size();
-          for (int64_t r = 0; r < ph; ++r) {
-            const int64_t ih = r - g.pad_begin[1];
-            if (ih < 0 || ih >= g.in[1]) continue;
-            const int64_t c0 = std::max<int64_t>(0, g.pad_begin[2]);
-            const int64_t c1 = std::min<int64_t>(pw, g.pad_begin[2] + g.in[2]);
-            if (c1 > c0) {
-              std::memcpy(xp.data() + r * pw + c0, xc + ih * g.in[2] + (c0 - g.pad_begin[2]),
-                          sizeof(float) * (c1 - c0));
-            }
-          }
+          ForInputRows(g, ph, pw, [&](int64_t r, int64_t ih, int64_t c0, int64_t n) {
+            std::memcpy(xp.data() + r * pw + c0, xc + ih * g.in[2] + (c0 - g.pad_begin[2]),
+                        sizeof(float) * n);
+          });
           MaxPlane(xp.data(), pw, g.k[1], g.k[2], g.stride[1], g.stride[2], y + p * g.out_size(),
                    g.out[1], g.out[2]);
         }

@@ -1,0 +1,31 @@
+#include "runtime/ops/planes.h"
+
+#include "base/target.h"
+
+namespace lowbit {
+
+LOWBIT_VECTORIZE void DepthwisePlane(const float* __restrict xp, int64_t pw,
+                                     const float* __restrict w, int64_t kh_n, int64_t kw_n,
+                                     int64_t sh, int64_t sw, int64_t dh, int64_t dw,
+                                     float* __restrict y, int64_t oh_n, int64_t ow_n) {
+  for (int64_t oh = 0; oh < oh_n; ++oh) {
+    float* yr = y + oh * ow_n;
+    for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] = 0.0f;
+    for (int64_t kh = 0; kh < kh_n; ++kh) {
+      const float* xr = xp + (oh * sh + kh * dh) * pw;
+      for (int64_t kw = 0; kw < kw_n; ++kw) {
+        const float wv = w[kh * kw_n + kw];
+        const float* xs = xr + kw * dw;
+        if (sw == 1) {
+          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[ow];
+        } else if (sw == 2) {
+          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[2 * ow];
+        } else {
+          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[ow * sw];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace lowbit
