@@ -1,0 +1,58 @@
+#!/usr/bin/python3
+"""ResNet-18's 3x3 convolutions at batch 1: lowbit fp32 and packed W8A8/W4A8/W2A8
+(whole operator: activation quantization, implicit GEMM, epilogue) against the
+register-only vpdpbusd ceiling measured in the same run.
+
+usage: bench/conv.py [--repetitions 3] [--update BENCHMARKS.md]
+"""
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "build", "bench")
+
+
+def run(binary, reps):
+    env = dict(os.environ, OPENBLAS_CORETYPE="SkylakeX")
+    r = subprocess.run([os.path.join(BENCH, binary), "--benchmark_format=json",
+                        f"--benchmark_repetitions={reps}", "--benchmark_report_aggregates_only=true",
+                        "--benchmark_min_time=0.3"], capture_output=True, text=True, env=env, check=True)
+    return {b["run_name"]: b for b in json.loads(r.stdout)["benchmarks"] if b["aggregate_name"] == "median"}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repetitions", type=int, default=3)
+    ap.add_argument("--update")
+    args = ap.parse_args()
+    ceiling = list(run("vnni_ceiling", args.repetitions).values())[0]["GMAC/s"]
+    conv = run("conv_bench", args.repetitions)
+    shapes = [(64, 56), (128, 28), (256, 14), (512, 7)]
+    lines = [f"Command: `bench/conv.py --repetitions {args.repetitions}` ({datetime.date.today()}; medians). "
+             f"Ceiling (`vnni_ceiling`, 16 independent zmm vpdpbusd, no memory): **{ceiling:.0f} GMAC/s** per core. "
+             "GMAC/s of the whole operator at batch 1; % of the 1-thread ceiling; 2T/1T = two-thread speedup.", "",
+             "| layer | fp32 GMAC/s | W8A8 | W4A8 | W2A8 | W8A8 % ceiling | W4A8 % ceiling | W2A8 % ceiling | W4A8 2T/1T |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c, hw in shapes:
+        rate = {}
+        for f in ["fp32", "int8", "int4", "int2"]:
+            for t in (1, 2):
+                rate[(f, t)] = conv[f"BM_Conv/{f}/{c}/{hw}/1/{t}/real_time"]["GMAC/s"]
+        lines.append(f"| {c}->{c} @ {hw}x{hw}, 3x3 | {rate[('fp32', 1)]:.0f} | {rate[('int8', 1)]:.0f} | "
+                     f"{rate[('int4', 1)]:.0f} | {rate[('int2', 1)]:.0f} | "
+                     f"{100 * rate[('int8', 1)] / ceiling:.0f}% | {100 * rate[('int4', 1)] / ceiling:.0f}% | "
+                     f"{100 * rate[('int2', 1)] / ceiling:.0f}% | {rate[('int4', 2)] / rate[('int4', 1)]:.2f}x |")
+    table = "\n".join(lines)
+    print(table)
+    if args.update:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from markdown import update_section
+        update_section(args.update, "conv", "Packed convolutions vs the VNNI ceiling", table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+// ResNet-18's convolutions, batch 1, as lowbit runs them: fp32 (im2col +
+// OpenBLAS) and packed W8A8 / W4A8 / W2A8 (implicit GEMM on the VNNI plane
+// kernels, static activation range). Reports GMAC/s; compare with
+// vnni_ceiling's register-only rate (444 GMAC/s per core here).
+//
+// Args: channels, spatial size, stride, threads.
+#include <benchmark/benchmark.h>
+
+#include "base/rng.h"
+#include "ir/passes.h"
+#include "quant/quantize.h"
+#include "runtime/packed_node.h"
+#include "runtime/plan.h"
+
+namespace lowbit {
+namespace {
+
+Graph ConvGraph(int64_t c, int64_t hw, int64_t stride) {
+  Rng rng(1);
+  Graph g;
+  g.source = "conv_bench";
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, {1, c, hw * stride, hw * stride}}};
+  g.outputs = {{"y", DType::kFloat32, {}}};
+  Tensor w(DType::kFloat32, {c, c, 3, 3});
+  for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = static_cast<float>(rng.Normal()) * 0.05f;
+  g.constants["W"] = w;
+  Node n;
+  n.name = "conv";
+  n.op_type = "Conv";
+  n.opset = 13;
+  n.inputs = {"x", "W"};
+  n.outputs = {"y"};
+  n.attrs["strides"] = std::vector<int64_t>{stride, stride};
+  n.attrs["pads"] = std::vector<int64_t>{1, 1, 1, 1};
+  g.nodes.push_back(n);
+  return g;
+}
+
+void BM_Conv(benchmark::State& state, const char* weights) {
+  const int64_t c = state.range(0), hw = state.range(1), stride = state.range(2);
+  const int threads = static_cast<int>(state.range(3));
+  Graph g = ConvGraph(c, hw, stride);
+  if (std::string(weights) != "fp32") {
+    QuantizeOptions o;
+    o.plan.defaults.weights = weights;
+    o.quiet = true;
+    auto q = QuantizeGraph(g, o);
+    if (!q.ok()) {
+      state.SkipWithError(q.status().ToString().c_str());
+      return;
+    }
+    g = q->graph;
+    for (Node& n : g.nodes) {
+      if (IsPackedNode(n)) n.attrs["act_range"] = std::vector<float>{-3.0f, 3.0f};
+    }
+  }
+  PlanOptions po;
+  po.threads = threads;
+  auto plan = Plan::Create(g, po);
+  if (!plan.ok()) {
+    state.SkipWithError(plan.status().ToString().c_str());
+    return;
+  }
+  Rng rng(2);
+  Tensor& x = (*plan)->input(0);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(rng.Normal());
+  for (auto _ : state) (*plan)->Run();
+  const double macs = static_cast<double>(c) * c * 9 * hw * hw;
+  state.counters["GMAC/s"] = benchmark::Counter(macs * state.iterations() / 1e9,
+                                                benchmark::Counter::kIsRate);
+}
+
+// ResNet-18's 3x3 stages (64 @ 56, 128 @ 28, 256 @ 14, 512 @ 7), 1 and 2 threads.
+#define RESNET_SHAPES                                                                   \
+  ->Args({64, 56, 1, 1})->Args({128, 28, 1, 1})->Args({256, 14, 1, 1})->Args({512, 7, 1, 1}) \
+      ->Args({64, 56, 1, 2})->Args({128, 28, 1, 2})->Args({256, 14, 1, 2})              \
+      ->Args({512, 7, 1, 2})->Unit(benchmark::kMicrosecond)->UseRealTime()
+
+BENCHMARK_CAPTURE(BM_Conv, fp32, "fp32") RESNET_SHAPES;
+BENCHMARK_CAPTURE(BM_Conv, int8, "int8") RESNET_SHAPES;
+BENCHMARK_CAPTURE(BM_Conv, int4, "int4") RESNET_SHAPES;
+BENCHMARK_CAPTURE(BM_Conv, int2, "int2") RESNET_SHAPES;
+
+}  // namespace
+}  // namespace lowbit
+
+BENCHMARK_MAIN();
