@@ -47,11 +47,11 @@ def main():
             row = [fmt, gran]
             for name in names:
                 acc, _ = top1(os.path.join(ROOT, "models", name + ".onnx"),
-                              ["--weights", fmt, "--granularity", gran], work)
+                              ["--weights", fmt, "--granularity", gran, "--weight-clip", "mse"], work)
                 row.append(f"{acc:.2f}" if acc is not None else "n/a")
             rows.append(row)
             print(" ".join(row), flush=True)
-    recipes = [("int4, channel, --weight-clip minmax", ["--weights", "int4", "--weight-clip", "minmax"], False),
+    recipes = [("int4, channel, --weight-clip auto (minmax at 4 bits)", ["--weights", "int4"], False),
                ("int2, channel, first/last int8", ["--weights", "int2"], True),
                ("int2-asym, channel, first/last int8", ["--weights", "int2-asym"], True),
                ("nhot2-2, channel, first/last int8", ["--weights", "nhot2-2"], True)]

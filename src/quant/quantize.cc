@@ -370,6 +370,7 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
       LOWBIT_ASSIGN_OR_RETURN(fo.granularity, ParseGranularity(s.granularity));
       FormatSpec spec;
       LOWBIT_ASSIGN_OR_RETURN(spec, ParseFormat(s.weights));
+      if (o.weight_clip_auto) fo.clip = spec.bits >= 4 ? ClipMethod::kMinMax : ClipMethod::kMse;
       Result<PackedTensor> packed = PackedTensor::Quantize(c.w.data(), c.wshape, spec, fo, o.prune);
       if (!packed.ok()) return Status(packed.status().code(), where + ": " + packed.status().message());
       PackedTensor pt = std::move(packed).value();

@@ -36,8 +36,12 @@ struct QuantizeOptions {
   int64_t calib_batch = 32;
   ActCalib act_calib = ActCalib::kMse;
   double act_percentile = 99.99;
-  // Weight fitting: clip method (MSE search by default), codebook init, seed.
+  // Weight fitting: clip method, codebook init, seed. With weight_clip_auto
+  // the clip method is chosen per layer: min/max (keep every weight in range)
+  // at 4 bits and more, MSE search below (measured on the bundled models:
+  // at 4 bits clipping costs the CNN 0.3 points, at 2-3 bits it gains 1-10).
   FitOptions weight_fit;
+  bool weight_clip_auto = false;
   bool bias_correction = true;
   double prune = 0.0;  // magnitude pruning ratio per layer, [0, 1)
   int threads = 1;

@@ -19,8 +19,7 @@ FIRST_LAST = {
 # name, quantize options, (max drop in points or None, min top-1 or None)
 RECIPES = [
     ("W8A8", ["--weights", "int8"], 0.2, None),
-    ("W4A8 per channel", ["--weights", "int4", "--granularity", "channel", "--weight-clip", "minmax"],
-     0.5, None),
+    ("W4A8 per channel", ["--weights", "int4", "--granularity", "channel"], 0.5, None),
     ("W2A8 (int2-asym, first/last int8)", ["--weights", "int2-asym"], None, 87.0),
 ]
 

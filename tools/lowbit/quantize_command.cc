@@ -19,7 +19,7 @@ namespace {
 
 struct QuantizeArgs {
   std::string model, out, weights, granularity, acts, calib, act_calib = "mse";
-  std::string weight_clip = "mse", codebook_init = "dp", plan, write_plan;
+  std::string weight_clip = "auto", codebook_init = "dp", plan, write_plan;
   std::vector<std::string> layers;
   int64_t calib_batch = 32;
   double prune = 0, scale = -1;
@@ -70,7 +70,11 @@ Status RunQuantize(const QuantizeArgs& a) {
   } else {
     return InvalidArgument("--act-calib '", a.act_calib, "' (minmax, mse or percentile:P)");
   }
-  LOWBIT_RETURN_IF_ERROR(ParseClip(a.weight_clip, &o.weight_fit));
+  if (a.weight_clip == "auto") {
+    o.weight_clip_auto = true;
+  } else {
+    LOWBIT_RETURN_IF_ERROR(ParseClip(a.weight_clip, &o.weight_fit));
+  }
   LOWBIT_ASSIGN_OR_RETURN(o.weight_fit.codebook_init, ParseCodebookInit(a.codebook_init));
   o.weight_fit.seed = a.seed;
   o.prune = a.prune;
@@ -162,7 +166,7 @@ Command AddQuantizeCommand(CLI::App& app) {
   cmd->add_option("--calib-batch", args->calib_batch, "Calibration batch size")->capture_default_str();
   cmd->add_option("--act-calib", args->act_calib, "Activation ranges: minmax, mse or percentile:P")
       ->capture_default_str();
-  cmd->add_option("--weight-clip", args->weight_clip, "Weight ranges: minmax, mse or percentile:P")
+  cmd->add_option("--weight-clip", args->weight_clip, "Weight ranges: auto (minmax at >= 4 bits, mse below), minmax, mse or percentile:P")
       ->capture_default_str();
   cmd->add_option("--codebook-init", args->codebook_init, "Codebook centroids: dp, kmeans++ or pso")
       ->capture_default_str();
