@@ -212,9 +212,10 @@ double Sqnr(const float* ref, const float* got, int64_t n) {
 }
 
 // Runs `plan` over the calibration set, calling f(plan, samples) per batch.
+// With an observer, every produced value is passed to it as the plan runs.
 template <typename F>
 Status ForCalibBatches(Plan* plan, const QuantizeOptions& o, int64_t limit, const std::string& label,
-                       F f) {
+                       F f, const Plan::Observer& observe = {}, int64_t* samples = nullptr) {
   Dataset& ds = *o.calib;
   Tensor& input = plan->input(0);
   const int64_t batch = o.calib_batch;
@@ -228,7 +229,12 @@ Status ForCalibBatches(Plan* plan, const QuantizeOptions& o, int64_t limit, cons
     LOWBIT_RETURN_IF_ERROR(ds.Read(i, m, x, nullptr));
     LOWBIT_RETURN_IF_ERROR(ApplyPreprocess(o.preprocess, ds.default_scale(), m, per_sample, channels, x));
     std::fill(x + m * per_sample, x + batch * per_sample, 0.0f);
-    plan->Run();
+    if (samples != nullptr) *samples = m;
+    if (observe) {
+      plan->Run([&](const std::string& name, const Tensor& t) { observe(name, t); });
+    } else {
+      plan->Run();
+    }
     f(m);
     progress.Advance();
   }
@@ -294,35 +300,35 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
     PlanOptions po;
     po.batch = o.calib_batch;
     po.threads = o.threads;
-    for (const Candidate& c : cands) {
-      po.keep.push_back(c.x);
-      po.keep.push_back(graph.nodes[c.node].outputs[0]);
-      stats[c.x].channel_axis = c.channel_axis;
-    }
+    for (const Candidate& c : cands) stats[c.x].channel_axis = c.channel_axis;
     LOWBIT_ASSIGN_OR_RETURN(fp32_plan, Plan::Create(graph, po));
     LOWBIT_RETURN_IF_ERROR(CheckCalibInput(fp32_plan.get(), graph, o));
     const int64_t n = o.calib->size();
     result.calib_samples = n;
-    auto pass1 = [&](int64_t m) {
-      for (auto& [name, s] : stats) {
-        const Tensor& t = *fp32_plan->value(name);
-        ForSamples(t, o.calib_batch, m, [&](const float* x, int64_t used) {
-          const int rank = t.rank();
-          const int axis = s.channel_axis < 0 ? rank - 1 : std::min(s.channel_axis, rank - 1);
-          const int64_t ch = rank > 0 ? t.shape()[axis] : 1;
-          int64_t inner = 1;
-          for (int d = axis + 1; d < rank; ++d) inner *= t.shape()[d];
-          if (s.channel_sum.empty()) s.channel_sum.assign(ch, 0.0);
-          for (int64_t i = 0; i < used; ++i) {
-            s.lo = std::min(s.lo, x[i]);
-            s.hi = std::max(s.hi, x[i]);
-            s.channel_sum[(i / inner) % ch] += x[i];
-          }
-          s.per_channel += used / ch;
-        });
-      }
+    // Statistics are taken from each layer input as the plan produces it, so
+    // calibration holds no more activations than inference does.
+    int64_t samples = 0;  // of the batch being run
+    auto pass1 = [&](const std::string& name, const Tensor& t) {
+      auto it = stats.find(name);
+      if (it == stats.end()) return;
+      InputStats& s = it->second;
+      ForSamples(t, o.calib_batch, samples, [&](const float* x, int64_t used) {
+        const int rank = t.rank();
+        const int axis = s.channel_axis < 0 ? rank - 1 : std::min(s.channel_axis, rank - 1);
+        const int64_t ch = rank > 0 ? t.shape()[axis] : 1;
+        int64_t inner = 1;
+        for (int d = axis + 1; d < rank; ++d) inner *= t.shape()[d];
+        if (s.channel_sum.empty()) s.channel_sum.assign(ch, 0.0);
+        for (int64_t i = 0; i < used; ++i) {
+          s.lo = std::min(s.lo, x[i]);
+          s.hi = std::max(s.hi, x[i]);
+          s.channel_sum[(i / inner) % ch] += x[i];
+        }
+        s.per_channel += used / ch;
+      });
     };
-    LOWBIT_RETURN_IF_ERROR(ForCalibBatches(fp32_plan.get(), o, n, "calibrate (ranges)", pass1));
+    LOWBIT_RETURN_IF_ERROR(ForCalibBatches(fp32_plan.get(), o, n, "calibrate (ranges)",
+                                           [](int64_t) {}, pass1, &samples));
     if (o.act_calib != ActCalib::kMinMax) {
       for (auto& [name, s] : stats) {
         s.h_lo = std::min(s.lo, 0.0f);
@@ -330,18 +336,20 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
         if (s.h_hi <= s.h_lo) s.h_hi = s.h_lo + 1.0f;
         s.hist.assign(kBins, 0.0);
       }
-      auto pass2 = [&](int64_t m) {
-        for (auto& [name, s] : stats) {
-          const float inv = kBins / (s.h_hi - s.h_lo);
-          ForSamples(*fp32_plan->value(name), o.calib_batch, m, [&](const float* x, int64_t used) {
-            for (int64_t i = 0; i < used; ++i) {
-              const int b = std::clamp(static_cast<int>((x[i] - s.h_lo) * inv), 0, kBins - 1);
-              s.hist[b] += 1;
-            }
-          });
-        }
+      auto pass2 = [&](const std::string& name, const Tensor& t) {
+        auto it = stats.find(name);
+        if (it == stats.end()) return;
+        InputStats& s = it->second;
+        const float inv = kBins / (s.h_hi - s.h_lo);
+        ForSamples(t, o.calib_batch, samples, [&](const float* x, int64_t used) {
+          for (int64_t i = 0; i < used; ++i) {
+            const int b = std::clamp(static_cast<int>((x[i] - s.h_lo) * inv), 0, kBins - 1);
+            s.hist[b] += 1;
+          }
+        });
       };
-      LOWBIT_RETURN_IF_ERROR(ForCalibBatches(fp32_plan.get(), o, n, "calibrate (histograms)", pass2));
+      LOWBIT_RETURN_IF_ERROR(ForCalibBatches(fp32_plan.get(), o, n, "calibrate (histograms)",
+                                             [](int64_t) {}, pass2, &samples));
     }
   }
 
@@ -454,30 +462,35 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
     it = used.count(it->first) || out.IsOutput(it->first) ? std::next(it) : out.constants.erase(it);
   }
 
-  // Per-layer output SQNR on the first calibration batch.
+  // Per-layer output SQNR on the first few calibration samples (a small batch,
+  // so the copies of every layer output stay small).
   if (fp32_plan != nullptr) {
+    fp32_plan.reset();
+    QuantizeOptions so = o;
+    so.calib_batch = std::min<int64_t>(8, o.calib->size());
     PlanOptions po;
-    po.batch = o.calib_batch;
+    po.batch = so.calib_batch;
     po.threads = o.threads;
-    for (const Candidate& c : cands) po.keep.push_back(graph.nodes[c.node].outputs[0]);
-    std::unique_ptr<Plan> qplan;
-    Result<std::unique_ptr<Plan>> made = Plan::Create(out, po);
-    if (!made.ok()) return Status(made.status().code(), "quantized model: " + made.status().message());
-    qplan = std::move(made).value();
-    const int64_t m = std::min(o.calib_batch, o.calib->size());
-    auto record = [&](Plan* p, std::map<std::string, std::vector<float>>* dst) {
-      return [&, p, dst](int64_t) {
-        for (const Candidate& c : cands) {
-          const std::string& y = graph.nodes[c.node].outputs[0];
-          ForSamples(*p->value(y), o.calib_batch, m, [&](const float* v, int64_t used) {
-            (*dst)[y].assign(v, v + used);
-          });
-        }
+    std::set<std::string> outputs;
+    for (const Candidate& c : cands) outputs.insert(graph.nodes[c.node].outputs[0]);
+    auto record = [&](std::map<std::string, std::vector<float>>* dst) {
+      return [&, dst](const std::string& name, const Tensor& t) {
+        if (!outputs.count(name)) return;
+        ForSamples(t, so.calib_batch, so.calib_batch,
+                   [&](const float* v, int64_t used) { (*dst)[name].assign(v, v + used); });
       };
     };
     std::map<std::string, std::vector<float>> ref, got;
-    LOWBIT_RETURN_IF_ERROR(ForCalibBatches(fp32_plan.get(), o, m, "layer SQNR (fp32)", record(fp32_plan.get(), &ref)));
-    LOWBIT_RETURN_IF_ERROR(ForCalibBatches(qplan.get(), o, m, "layer SQNR (quantized)", record(qplan.get(), &got)));
+    for (int pass = 0; pass < 2; ++pass) {
+      Result<std::unique_ptr<Plan>> made = Plan::Create(pass == 0 ? graph : out, po);
+      if (!made.ok()) {
+        return Status(made.status().code(),
+                      std::string(pass == 0 ? "" : "quantized model: ") + made.status().message());
+      }
+      LOWBIT_RETURN_IF_ERROR(ForCalibBatches(made->get(), so, so.calib_batch,
+                                             pass == 0 ? "layer SQNR (fp32)" : "layer SQNR (quantized)",
+                                             [](int64_t) {}, record(pass == 0 ? &ref : &got)));
+    }
     for (size_t ci = 0; ci < cands.size(); ++ci) {
       const std::string& y = graph.nodes[cands[ci].node].outputs[0];
       const double db = Sqnr(ref[y].data(), got[y].data(), static_cast<int64_t>(ref[y].size()));

@@ -7,6 +7,7 @@
 #ifndef LOWBIT_RUNTIME_PLAN_H_
 #define LOWBIT_RUNTIME_PLAN_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -45,6 +46,11 @@ class Plan {
   const Tensor& output(int i) const { return values_.at(outputs_[i]); }
 
   void Run();
+  // Runs and calls observe(name, value) for every graph input and every value
+  // a step produces, right after it is produced (before its buffer can be
+  // reused): calibration statistics without keeping every intermediate.
+  using Observer = std::function<void(const std::string& name, const Tensor& value)>;
+  void Run(const Observer& observe);
 
   // A value named in PlanOptions::keep (or any graph input, output or
   // constant), valid after Run(); null when the plan has no such value.
