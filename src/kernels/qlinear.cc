@@ -306,6 +306,7 @@ void QLinearEpilogueColumns(const QLinearWeights& w, const ActQuant& a, const in
 const char* KernelPathName(KernelPath p) {
   switch (p) {
     case KernelPath::kRef: return "ref";
+    case KernelPath::kAvx2: return "avx2";
     case KernelPath::kAvx512Vnni: return "avx512vnni";
   }
   return "?";
@@ -314,6 +315,12 @@ const char* KernelPathName(KernelPath p) {
 bool KernelPathAvailable(KernelPath p) {
   switch (p) {
     case KernelPath::kRef: return true;
+    case KernelPath::kAvx2:
+#if defined(__x86_64__)
+      return __builtin_cpu_supports("avx2");
+#else
+      return false;
+#endif
     case KernelPath::kAvx512Vnni:
 #if defined(__x86_64__)
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -329,20 +336,58 @@ bool KernelPathAvailable(KernelPath p) {
 Result<KernelPath> SelectKernelPath() {
   const char* env = std::getenv("LOWBIT_KERNEL");
   if (env != nullptr && *env != '\0') {
-    for (KernelPath p : {KernelPath::kRef, KernelPath::kAvx512Vnni}) {
+    for (KernelPath p : {KernelPath::kRef, KernelPath::kAvx2, KernelPath::kAvx512Vnni}) {
       if (std::strcmp(env, KernelPathName(p)) != 0) continue;
       if (!KernelPathAvailable(p)) {
         return Unimplemented("LOWBIT_KERNEL=", env, ": this CPU cannot run that kernel path");
       }
       return p;
     }
-    return InvalidArgument("LOWBIT_KERNEL=", env, ": unknown kernel path (ref, avx512vnni)");
+    return InvalidArgument("LOWBIT_KERNEL=", env, ": unknown kernel path (ref, avx2, avx512vnni)");
   }
-  return KernelPathAvailable(KernelPath::kAvx512Vnni) ? KernelPath::kAvx512Vnni : KernelPath::kRef;
+  for (KernelPath p : {KernelPath::kAvx512Vnni, KernelPath::kAvx2}) {
+    if (KernelPathAvailable(p)) return p;
+  }
+  return KernelPath::kRef;
+}
+
+void QLinearDotRows(const QLinearWeights& w, KernelPath path, const uint8_t* const* rows,
+                    const int32_t* step_off, int64_t nrows, int32_t* dot, int64_t t0, int64_t t1) {
+  if (path == KernelPath::kAvx512Vnni) {
+    QLinearDotRowsAvx512Vnni(w, rows, step_off, nrows, dot, t0, t1);
+  } else {
+    QLinearDotRowsAvx2(w, rows, step_off, nrows, dot, t0, t1);
+  }
 }
 
 void QLinearDots(const QLinearWeights& w, KernelPath path, const uint8_t* u, int64_t rows,
                  int32_t* dot, ThreadPool* pool) {
+  if (path == KernelPath::kAvx2 && RowKernelAvailable(w, path)) {
+    std::vector<const uint8_t*> ptr(rows);
+    for (int64_t r = 0; r < rows; ++r) ptr[r] = u + r * w.k_pad;
+    std::vector<int32_t> off(w.steps());
+    for (int64_t s = 0; s < w.steps(); ++s) off[s] = static_cast<int32_t>(4 * s);
+    const int64_t tiles = w.n_pad / 16;
+    const int parts = pool != nullptr ? pool->threads() : 1;
+    if (parts > 1 && rows >= 4 * parts) {
+      const int64_t per = ((rows + parts - 1) / parts + 3) / 4 * 4;
+      pool->ParallelFor(parts, [&](int64_t a, int64_t b) {
+        for (int64_t p = a; p < b; ++p) {
+          const int64_t r0 = std::min(rows, p * per), r1 = std::min(rows, (p + 1) * per);
+          if (r1 > r0) QLinearDotRowsAvx2(w, ptr.data() + r0, off.data(), r1 - r0, dot + r0 * w.n_pad, 0, tiles);
+        }
+      });
+    } else if (parts > 1 && tiles >= parts) {
+      pool->ParallelFor(parts, [&](int64_t a, int64_t b) {
+        for (int64_t p = a; p < b; ++p) {
+          QLinearDotRowsAvx2(w, ptr.data(), off.data(), rows, dot, tiles * p / parts, tiles * (p + 1) / parts);
+        }
+      });
+    } else {
+      QLinearDotRowsAvx2(w, ptr.data(), off.data(), rows, dot, 0, tiles);
+    }
+    return;
+  }
   if (path != KernelPath::kAvx512Vnni) {
     auto ref = [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) QLinearDotRef(w, u + r * w.k_pad, dot + r * w.n_pad);

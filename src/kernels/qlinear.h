@@ -130,9 +130,11 @@ void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, c
 void QuantizeNhwcAvx512(const float* x, int64_t c, int64_t hw, float scale_inv, int32_t zero,
                         bool is_signed, int64_t p0, int64_t p1, uint8_t* dst);
 
-// Kernel selection: the best path this CPU supports, or the one named by
-// LOWBIT_KERNEL (ref, avx512vnni) for tests and comparisons.
-enum class KernelPath { kRef, kAvx512Vnni };
+// Kernel selection: the best path this CPU supports (avx512vnni, then avx2,
+// then ref), or the one named by LOWBIT_KERNEL (ref, avx2, avx512vnni) for
+// tests and comparisons. The avx2 path covers the plane layout; table-layout
+// weights run the reference there.
+enum class KernelPath { kRef, kAvx2, kAvx512Vnni };
 const char* KernelPathName(KernelPath p);
 bool KernelPathAvailable(KernelPath p);
 Result<KernelPath> SelectKernelPath();
@@ -167,6 +169,19 @@ void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* do
 // weights are reused across rows; dot is rows x n_pad.
 void QLinearDotBatchAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int64_t rows,
                                int32_t* dot, int64_t t0, int64_t t1);
+// AVX2 (plane layout only): the general row-pointer form below.
+void QLinearDotRowsAvx2(const QLinearWeights& w, const uint8_t* const* rows,
+                        const int32_t* step_off, int64_t nrows, int32_t* dot, int64_t t0,
+                        int64_t t1);
+// Whether `path` runs w with SIMD through the row-pointer entry points.
+inline bool RowKernelAvailable(const QLinearWeights& w, KernelPath path) {
+  return path == KernelPath::kAvx512Vnni ||
+         (path == KernelPath::kAvx2 && w.layout == QLinearWeights::Layout::kPlanes);
+}
+// Dispatches the row-pointer form to `path` (RowKernelAvailable must hold).
+void QLinearDotRows(const QLinearWeights& w, KernelPath path, const uint8_t* const* rows,
+                    const int32_t* step_off, int64_t nrows, int32_t* dot, int64_t t0, int64_t t1);
+
 // The general form: row r's inputs 4s..4s+3 are the four bytes at
 // rows[r] + step_off[s] (implicit GEMM: a convolution window read in place
 // from a padded NHWC image). dot is nrows x n_pad.

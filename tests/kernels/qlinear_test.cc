@@ -96,6 +96,18 @@ TEST(QLinearTest, BatchedSimdDotEqualsReferenceExactly) {
                   << f << " n " << n << " k " << k << " rows " << rows << " at " << r << "," << j;
             }
           }
+          // The AVX2 plane kernel through QLinearDots (dense rows, 2 threads).
+          if (KernelPathAvailable(KernelPath::kAvx2) && RowKernelAvailable(w, KernelPath::kAvx2)) {
+            std::vector<int32_t> avx2(rows * w.n_pad);
+            ThreadPool pool(2);
+            QLinearDots(w, KernelPath::kAvx2, u.data(), rows, avx2.data(), &pool);
+            for (int64_t r = 0; r < rows; ++r) {
+              for (int64_t j = 0; j < n; ++j) {
+                ASSERT_EQ(avx2[r * w.n_pad + j], ref[r * w.n_pad + j])
+                    << "avx2 " << f << " n " << n << " k " << k << " rows " << rows << " at " << r << "," << j;
+              }
+            }
+          }
         }
       }
     }
@@ -120,7 +132,7 @@ TEST(QLinearTest, ForwardMatchesDequantizedFloatWithinBound) {
     for (float& v : x) v = static_cast<float>(rng.Normal());
     for (float& v : bias) v = static_cast<float>(rng.Normal());
     for (int mode = 0; mode < 3; ++mode)
-    for (KernelPath path : {KernelPath::kRef, KernelPath::kAvx512Vnni}) {
+    for (KernelPath path : {KernelPath::kRef, KernelPath::kAvx2, KernelPath::kAvx512Vnni}) {
       if (!KernelPathAvailable(path)) continue;
       // mode 0: dynamic asymmetric, 1: dynamic symmetric, 2: static range.
       const bool symmetric = mode == 1;

@@ -225,7 +225,7 @@ class PackedConv final : public OpKernel {
     // The plane layout's padded inputs have code 0 (a zero product whatever
     // the activation byte), so there the padding steps may read any window
     // byte; the table layout needs k_pad == K.
-    implicit_ = !depthwise_ && path_ == KernelPath::kAvx512Vnni && ck_ % 4 == 0 &&
+    implicit_ = !depthwise_ && RowKernelAvailable(groups_[0], path_) && ck_ % 4 == 0 &&
                 (groups_[0].k_pad == kk_ || groups_[0].layout == QLinearWeights::Layout::kPlanes);
     direct_ = !depthwise_ && group_ == 1 && taps_ == 1 && groups_[0].k_pad == cs_ &&
               g_.stride == std::array<int64_t, 3>{1, 1, 1} &&
@@ -447,8 +447,8 @@ class PackedConv final : public OpKernel {
       for (int64_t t = a; t < b; ++t) {
         const int64_t r0 = std::min(osz, t * per), r1 = std::min(osz, (t + 1) * per);
         if (r1 > r0) {
-          QLinearDotRowsAvx512Vnni(w, row_ptr_.data() + r0, step_off_.data(), r1 - r0,
-                                   dot_.data() + r0 * w.n_pad, 0, w.n_pad / 16);
+          QLinearDotRows(w, path_, row_ptr_.data() + r0, step_off_.data(), r1 - r0,
+                         dot_.data() + r0 * w.n_pad, 0, w.n_pad / 16);
         }
       }
     });

@@ -1,0 +1,90 @@
+// AVX2 dot products for the plane layout (uniform grids at 1, 2, 4, 8 bits),
+// for CPUs without AVX-512. Compiled with -mavx2 for this file only.
+//
+// A tile's 64 bytes per group are two ymm (rows 0-7, rows 8-15; 4 bytes per
+// row). Plane p is (v >> B*p) & mask: unsigned codes <= 15, so vpmaddubsw
+// (u8 x s8 pairs into int16) cannot saturate (2 * 15 * 128 < 2^15), and
+// vpmaddwd with ones adds the pairs into one int32 per row. 8-bit codes are
+// split into nibbles (lo + 16 * hi) for the same reason. Results equal the
+// scalar reference exactly.
+#include <immintrin.h>
+
+#include "kernels/qlinear.h"
+
+namespace lowbit {
+namespace {
+
+inline __m256i DotQuad(__m256i w, __m256i x, __m256i ones) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones);
+}
+
+// R rows (pointers + per-step offsets) x one tile of 16 outputs.
+template <int B, int R>
+inline void PlanesTile(const QLinearWeights& w, const uint8_t* const* xr, const int32_t* off,
+                       int32_t* dot, int64_t ldd, int64_t t) {
+  constexpr int P = 8 / B;
+  const __m256i mask = _mm256_set1_epi8(static_cast<char>(B == 8 ? 0x0F : (1 << B) - 1));
+  const __m256i ones = _mm256_set1_epi16(1);
+  const int64_t groups = w.steps() / P;
+  const uint8_t* base = w.tiles.data() + t * groups * 64;
+  __m256i acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  for (int64_t g = 0; g < groups; ++g) {
+    const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + g * 64));
+    const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + g * 64 + 32));
+    for (int p = 0; p < P; ++p) {
+      __m256i w0, w1, h0, h1;
+      if (B == 8) {
+        w0 = _mm256_and_si256(v0, mask);
+        w1 = _mm256_and_si256(v1, mask);
+        h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), mask);
+        h1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), mask);
+      } else {
+        w0 = _mm256_and_si256(p == 0 ? v0 : _mm256_srli_epi16(v0, B * p), mask);
+        w1 = _mm256_and_si256(p == 0 ? v1 : _mm256_srli_epi16(v1, B * p), mask);
+      }
+      const int32_t o = off[g * P + p];
+      for (int r = 0; r < R; ++r) {
+        const __m256i x = _mm256_set1_epi32(*reinterpret_cast<const int32_t*>(xr[r] + o));
+        acc[r][0] = _mm256_add_epi32(acc[r][0], DotQuad(w0, x, ones));
+        acc[r][1] = _mm256_add_epi32(acc[r][1], DotQuad(w1, x, ones));
+        if (B == 8) {
+          acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_slli_epi32(DotQuad(h0, x, ones), 4));
+          acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_slli_epi32(DotQuad(h1, x, ones), 4));
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dot + r * ldd + t * 16), acc[r][0]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dot + r * ldd + t * 16 + 8), acc[r][1]);
+  }
+}
+
+template <int B>
+void PlanesRows(const QLinearWeights& w, const uint8_t* const* xr, const int32_t* off, int64_t rows,
+                int32_t* dot, int64_t t0, int64_t t1) {
+  const int64_t ldd = w.n_pad;
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    for (int64_t t = t0; t < t1; ++t) PlanesTile<B, 4>(w, xr + r, off, dot + r * ldd, ldd, t);
+  }
+  for (; r < rows; ++r) {
+    for (int64_t t = t0; t < t1; ++t) PlanesTile<B, 1>(w, xr + r, off, dot + r * ldd, ldd, t);
+  }
+}
+
+}  // namespace
+
+void QLinearDotRowsAvx2(const QLinearWeights& w, const uint8_t* const* rows,
+                        const int32_t* step_off, int64_t nrows, int32_t* dot, int64_t t0,
+                        int64_t t1) {
+  switch (w.bits) {
+    case 1: PlanesRows<1>(w, rows, step_off, nrows, dot, t0, t1); return;
+    case 2: PlanesRows<2>(w, rows, step_off, nrows, dot, t0, t1); return;
+    case 4: PlanesRows<4>(w, rows, step_off, nrows, dot, t0, t1); return;
+    default: PlanesRows<8>(w, rows, step_off, nrows, dot, t0, t1); return;
+  }
+}
+
+}  // namespace lowbit
