@@ -134,44 +134,6 @@ Result<QLinearWeights> PrepareQLinear(const PackedTensor& t) {
   return w;
 }
 
-ActQuant QuantizeRow(const float* x, int64_t k, int64_t k_pad, uint8_t* u) {
-  float lo = 0.0f, hi = 0.0f;
-  for (int64_t i = 0; i < k; ++i) {
-    lo = std::min(lo, x[i]);
-    hi = std::max(hi, x[i]);
-  }
-  ActQuant a;
-  a.scale = hi > lo ? (hi - lo) / 255.0f : 1.0f;
-  a.zero = static_cast<int32_t>(std::clamp(std::nearbyint(-lo / a.scale), 0.0f, 255.0f));
-  const float inv = 1.0f / a.scale;
-  int32_t sum = 0;
-  for (int64_t i = 0; i < k; ++i) {
-    const int32_t q = static_cast<int32_t>(std::nearbyint(x[i] * inv)) + a.zero;
-    u[i] = static_cast<uint8_t>(std::clamp(q, 0, 255));
-    sum += u[i];
-  }
-  for (int64_t i = k; i < k_pad; ++i) u[i] = 0;
-  a.sum = sum;
-  return a;
-}
-
-ActQuant QuantizeRowSymmetric(const float* x, int64_t k, int64_t k_pad, int8_t* xq) {
-  float amax = 0.0f;
-  for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(x[i]));
-  ActQuant a;
-  a.scale = amax > 0 ? amax / 127.0f : 1.0f;
-  const float inv = 1.0f / a.scale;
-  int32_t sum = 0;
-  for (int64_t i = 0; i < k; ++i) {
-    const int32_t q = std::clamp(static_cast<int32_t>(std::nearbyint(x[i] * inv)), -127, 127);
-    xq[i] = static_cast<int8_t>(q);
-    sum += q;
-  }
-  for (int64_t i = k; i < k_pad; ++i) xq[i] = 0;
-  a.sum = sum;
-  return a;
-}
-
 ActQuant StaticActParams(float lo, float hi, bool symmetric, bool signed_operand) {
   lo = std::min(lo, 0.0f);
   hi = std::max(hi, 0.0f);
@@ -245,7 +207,7 @@ void QLinearDotRef(const QLinearWeights& w, const uint8_t* u, int32_t* dot) {
 }
 
 void QLinearEpilogue(const QLinearWeights& w, const ActQuant& a, const int32_t* dot,
-                     const Epilogue& e, float* y, int64_t y_stride) {
+                     const Epilogue& e, float* y) {
   const int64_t kz = w.k * static_cast<int64_t>(a.zero);
   for (int64_t r = 0; r < w.n; ++r) {
     const int64_t acc = static_cast<int64_t>(dot[r]) - static_cast<int64_t>(a.zero) * w.rowsum[r] -
@@ -253,7 +215,7 @@ void QLinearEpilogue(const QLinearWeights& w, const ActQuant& a, const int32_t* 
     float v = w.scale[r] * a.scale * static_cast<float>(acc);
     if (e.bias != nullptr) v += e.bias[r];
     if (e.clamp) v = std::min(std::max(v, e.lo), e.hi);
-    y[r * y_stride] = v;
+    y[r] = v;
   }
 }
 
@@ -360,35 +322,61 @@ void QLinearDotRows(const QLinearWeights& w, KernelPath path, const uint8_t* con
   }
 }
 
+namespace {
+
+// Dense rows in the row-pointer form: row r at u + r * k_pad, step s at 4s.
+struct DenseRows {
+  std::vector<const uint8_t*> ptr;
+  std::vector<int32_t> off;
+  DenseRows(const QLinearWeights& w, const uint8_t* u, int64_t rows) : ptr(rows), off(w.steps()) {
+    for (int64_t r = 0; r < rows; ++r) ptr[r] = u + r * w.k_pad;
+    for (int64_t s = 0; s < w.steps(); ++s) off[s] = static_cast<int32_t>(4 * s);
+  }
+};
+
+// Splits run(r0, r1, t0, t1) across the pool: many rows (a convolution's
+// pixels) in blocks of 4 rows per thread, so each thread streams all the
+// cache-resident weights over its own rows; otherwise output tiles in
+// multiples of 4 (the kernels' register block).
+template <typename Run>
+void SplitDots(int64_t rows, int64_t tiles, ThreadPool* pool, Run run) {
+  const int parts = pool != nullptr ? pool->threads() : 1;
+  if (parts > 1 && rows >= 16 * parts) {
+    const int64_t per = ((rows + parts - 1) / parts + 3) / 4 * 4;
+    pool->ParallelFor(parts, [&](int64_t a, int64_t b) {
+      for (int64_t p = a; p < b; ++p) {
+        const int64_t r0 = std::min(rows, p * per), r1 = std::min(rows, (p + 1) * per);
+        if (r1 > r0) run(r0, r1, 0, tiles);
+      }
+    });
+  } else if (parts > 1 && tiles >= 2 * parts) {
+    const int64_t per = ((tiles + parts - 1) / parts + 3) / 4 * 4;
+    pool->ParallelFor(parts, [&](int64_t a, int64_t b) {
+      for (int64_t p = a; p < b; ++p) run(0, rows, std::min(tiles, p * per), std::min(tiles, (p + 1) * per));
+    });
+  } else {
+    run(0, rows, 0, tiles);
+  }
+}
+
+}  // namespace
+
+void QLinearDotBatchAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int64_t rows,
+                               int32_t* dot, int64_t t0, int64_t t1) {
+  const DenseRows d(w, u, rows);
+  QLinearDotRowsAvx512Vnni(w, d.ptr.data(), d.off.data(), rows, dot, t0, t1);
+}
+
+void QLinearDotsRows(const QLinearWeights& w, KernelPath path, const uint8_t* const* rows,
+                     const int32_t* step_off, int64_t nrows, int32_t* dot, ThreadPool* pool) {
+  SplitDots(nrows, w.n_pad / 16, pool, [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+    QLinearDotRows(w, path, rows + r0, step_off, r1 - r0, dot + r0 * w.n_pad, t0, t1);
+  });
+}
+
 void QLinearDots(const QLinearWeights& w, KernelPath path, const uint8_t* u, int64_t rows,
                  int32_t* dot, ThreadPool* pool) {
-  if (path == KernelPath::kAvx2 && RowKernelAvailable(w, path)) {
-    std::vector<const uint8_t*> ptr(rows);
-    for (int64_t r = 0; r < rows; ++r) ptr[r] = u + r * w.k_pad;
-    std::vector<int32_t> off(w.steps());
-    for (int64_t s = 0; s < w.steps(); ++s) off[s] = static_cast<int32_t>(4 * s);
-    const int64_t tiles = w.n_pad / 16;
-    const int parts = pool != nullptr ? pool->threads() : 1;
-    if (parts > 1 && rows >= 4 * parts) {
-      const int64_t per = ((rows + parts - 1) / parts + 3) / 4 * 4;
-      pool->ParallelFor(parts, [&](int64_t a, int64_t b) {
-        for (int64_t p = a; p < b; ++p) {
-          const int64_t r0 = std::min(rows, p * per), r1 = std::min(rows, (p + 1) * per);
-          if (r1 > r0) QLinearDotRowsAvx2(w, ptr.data() + r0, off.data(), r1 - r0, dot + r0 * w.n_pad, 0, tiles);
-        }
-      });
-    } else if (parts > 1 && tiles >= parts) {
-      pool->ParallelFor(parts, [&](int64_t a, int64_t b) {
-        for (int64_t p = a; p < b; ++p) {
-          QLinearDotRowsAvx2(w, ptr.data(), off.data(), rows, dot, tiles * p / parts, tiles * (p + 1) / parts);
-        }
-      });
-    } else {
-      QLinearDotRowsAvx2(w, ptr.data(), off.data(), rows, dot, 0, tiles);
-    }
-    return;
-  }
-  if (path != KernelPath::kAvx512Vnni) {
+  if (!RowKernelAvailable(w, path)) {
     auto ref = [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) QLinearDotRef(w, u + r * w.k_pad, dot + r * w.n_pad);
     };
@@ -399,36 +387,14 @@ void QLinearDots(const QLinearWeights& w, KernelPath path, const uint8_t* u, int
     }
     return;
   }
-  const int64_t tiles = w.n_pad / 16;
-  auto run = [&](const uint8_t* ur, int64_t nr, int32_t* dr, int64_t t0, int64_t t1) {
-    if (nr == 1) {
-      QLinearDotAvx512Vnni(w, ur, dr, t0, t1);
-    } else {
-      QLinearDotBatchAvx512Vnni(w, ur, nr, dr, t0, t1);
-    }
-  };
-  const int parts = pool != nullptr ? pool->threads() : 1;
-  if (parts > 1 && rows >= 16 * parts) {
-    // Many rows (a convolution's pixels): split rows in blocks of 4 so each
-    // thread streams all the (cache-resident) weights over its own rows.
-    const int64_t per = ((rows + parts - 1) / parts + 3) / 4 * 4;
-    pool->ParallelFor(parts, [&](int64_t a, int64_t b) {
-      for (int64_t p = a; p < b; ++p) {
-        const int64_t r0 = std::min(rows, p * per), r1 = std::min(rows, (p + 1) * per);
-        if (r1 > r0) run(u + r0 * w.k_pad, r1 - r0, dot + r0 * w.n_pad, 0, tiles);
-      }
+  if (rows == 1 && path == KernelPath::kAvx512Vnni) {  // GEMV: the single-row kernel
+    SplitDots(1, w.n_pad / 16, pool, [&](int64_t, int64_t, int64_t t0, int64_t t1) {
+      QLinearDotAvx512Vnni(w, u, dot, t0, t1);
     });
-  } else if (parts > 1 && tiles >= 2 * parts) {
-    // Split tiles in multiples of 4 (the kernels' register block).
-    const int64_t per = ((tiles + parts - 1) / parts + 3) / 4 * 4;
-    pool->ParallelFor(parts, [&](int64_t a, int64_t b) {
-      for (int64_t p = a; p < b; ++p) {
-        run(u, rows, dot, std::min(tiles, p * per), std::min(tiles, (p + 1) * per));
-      }
-    });
-  } else {
-    run(u, rows, dot, 0, tiles);
+    return;
   }
+  const DenseRows d(w, u, rows);
+  QLinearDotsRows(w, path, d.ptr.data(), d.off.data(), rows, dot, pool);
 }
 
 void QLinearForward(const QLinearWeights& w, KernelPath path, const float* x, int64_t rows,

@@ -68,17 +68,13 @@ struct QLinearWeights {
 // levels), group granularity, and fp formats.
 Result<QLinearWeights> PrepareQLinear(const PackedTensor& w);
 
-// Dynamic asymmetric uint8 quantization of one activation row:
-// xs = (max - min) / 255 with min <= 0 <= max, xz = round(-min / xs).
+// Quantization parameters of one activation row (see below) and the sum of
+// its quantized values.
 struct ActQuant {
   float scale = 1.0f;
   int32_t zero = 0;
   int32_t sum = 0;  // sum of u over the row
 };
-ActQuant QuantizeRow(const float* x, int64_t k, int64_t k_pad, uint8_t* u);
-// Symmetric int8 quantization (for the plane layout): xs = max|x| / 127,
-// zero = 0, sum = sum of xq.
-ActQuant QuantizeRowSymmetric(const float* x, int64_t k, int64_t k_pad, int8_t* xq);
 
 // Activation quantization, one formulation for both layouts: an 8-bit
 // integer a in [0, 255] with zero point z, x = xs * (a - z). Symmetric
@@ -106,9 +102,8 @@ struct Epilogue {
   bool clamp = false;
   float lo = 0, hi = 0;
 };
-// y[r * y_stride] for output r (a stride of HW writes a conv's NCHW plane).
 void QLinearEpilogue(const QLinearWeights& w, const ActQuant& a, const int32_t* dot,
-                     const Epilogue& e, float* y, int64_t y_stride = 1);
+                     const Epilogue& e, float* y);
 
 // The epilogue for `rows` rows that share one activation scale and zero point
 // (a convolution's pixels of one image) and differ in their sums, written
@@ -159,6 +154,10 @@ void QLinearForward(const QLinearWeights& w, KernelPath path, const float* x, in
 // across the pool.
 void QLinearDots(const QLinearWeights& w, KernelPath path, const uint8_t* u, int64_t rows,
                  int32_t* dot, ThreadPool* pool);
+// The same for rows in the row-pointer form (QLinearDotRows below);
+// RowKernelAvailable(w, path) must hold.
+void QLinearDotsRows(const QLinearWeights& w, KernelPath path, const uint8_t* const* rows,
+                     const int32_t* step_off, int64_t nrows, int32_t* dot, ThreadPool* pool);
 
 // The AVX-512 VNNI + VBMI dot products (available when KernelPathAvailable).
 // For the plane layout `u` holds int8 activations.

@@ -212,18 +212,6 @@ void QLinearDotRowsAvx512Vnni(const QLinearWeights& w, const uint8_t* const* row
   for (; r < nrows; ++r) TableDotRows<1>(w, up, rows + r, step_off, dot + r * ldd, ldd, t0, t1);
 }
 
-void QLinearDotBatchAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int64_t rows,
-                               int32_t* dot, int64_t t0, int64_t t1) {
-  // Dense rows: pointers every k_pad bytes, steps every 4 bytes.
-  thread_local std::vector<const uint8_t*> ptr;
-  thread_local std::vector<int32_t> off;
-  ptr.resize(rows);
-  for (int64_t r = 0; r < rows; ++r) ptr[r] = u + r * w.k_pad;
-  off.resize(w.steps());
-  for (int64_t s = 0; s < w.steps(); ++s) off[s] = static_cast<int32_t>(4 * s);
-  QLinearDotRowsAvx512Vnni(w, ptr.data(), off.data(), rows, dot, t0, t1);
-}
-
 void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* dot, int64_t t0,
                           int64_t t1) {
   if (w.layout == QLinearWeights::Layout::kPlanes) {

@@ -441,17 +441,7 @@ class PackedConv final : public OpKernel {
     const QLinearWeights& w = groups_[grp];
     const int64_t osz = g_.out_size();
     for (int64_t p = 0; p < osz; ++p) row_ptr_[p] = xp_.data() + row_start_[p] + grp * cg_;
-    const int parts = ctx.pool->threads();
-    const int64_t per = ((osz + parts - 1) / parts + 3) / 4 * 4;
-    ctx.pool->ParallelFor(parts, [&](int64_t a, int64_t b) {
-      for (int64_t t = a; t < b; ++t) {
-        const int64_t r0 = std::min(osz, t * per), r1 = std::min(osz, (t + 1) * per);
-        if (r1 > r0) {
-          QLinearDotRows(w, path_, row_ptr_.data() + r0, step_off_.data(), r1 - r0,
-                         dot_.data() + r0 * w.n_pad, 0, w.n_pad / 16);
-        }
-      }
-    });
+    QLinearDotsRows(w, path_, row_ptr_.data(), step_off_.data(), osz, dot_.data(), ctx.pool);
   }
 
   // sums_ for a 2-D convolution as a separable box sum over a padded image of
