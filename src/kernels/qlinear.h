@@ -121,7 +121,8 @@ void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, c
                            int64_t rows, float lo, float hi, float* y, int64_t ldy);
 
 // Quantizes C planes of hw floats (C a multiple of 16) into NHWC bytes for
-// pixels [p0, p1): q = clamp(round(x * scale_inv) + zero) to int8 or uint8.
+// pixels [p0, p1), pixel p at dst + (p - p0) * C:
+// q = clamp(round(x * scale_inv) + zero) to int8 or uint8.
 void QuantizeNhwcAvx512(const float* x, int64_t c, int64_t hw, float scale_inv, int32_t zero,
                         bool is_signed, int64_t p0, int64_t p1, uint8_t* dst);
 

@@ -365,7 +365,7 @@ void QuantizeNhwcAvx512(const float* x, int64_t c, int64_t hw, float scale_inv, 
                                        _mm512_set1_ps(1e6f));
         __m512i q = _mm512_cvtps_epi32(f);  // round to nearest even
         q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, z), lo), hi);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (pb + p) * c + c0), _mm512_cvtepi32_epi8(q));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (pb - p0 + p) * c + c0), _mm512_cvtepi32_epi8(q));
       }
     }
   }

@@ -15,16 +15,6 @@
 namespace lowbit {
 namespace {
 
-// y[i] += w * x[i * stride] for i in [0, n).
-LOWBIT_VECTORIZE void AxpyRow(float* __restrict y, const float* __restrict x, float w, int64_t n,
-                              int64_t stride) {
-  if (stride == 1) {
-    for (int64_t i = 0; i < n; ++i) y[i] += w * x[i];
-  } else {
-    for (int64_t i = 0; i < n; ++i) y[i] += w * x[i * stride];
-  }
-}
-
 // y[i] = clamp(y[i] + b, lo, hi).
 LOWBIT_VECTORIZE void BiasClamp(float* __restrict y, int64_t n, float b, float lo, float hi) {
   for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(y[i] + b, lo), hi);
@@ -70,9 +60,7 @@ class Conv final : public OpKernel {
     if (chunk_ > 1) out_.assign(mg_ * g_.out_size() * chunk_, 0.0f);
     ComputeColumnRanges(&col_lo_, &col_hi_);
     act_ = FusedActivation::FromNode(node_);
-    Shape y = {n_, m_};
-    for (int i = 3 - g_.spatial; i < 3; ++i) y.push_back(g_.out[i]);
-    (*out)[0] = TensorInfo{true, DType::kFloat32, y, nullptr};
+    (*out)[0] = TensorInfo{true, DType::kFloat32, g_.OutputShape(n_, m_), nullptr};
     return OkStatus();
   }
 

@@ -21,6 +21,12 @@ struct WindowGeometry {
   std::array<int64_t, 3> out{1, 1, 1};
   int64_t in_size() const { return in[0] * in[1] * in[2]; }
   int64_t out_size() const { return out[0] * out[1] * out[2]; }
+  // [n, c, out...] with the model's spatial rank.
+  Shape OutputShape(int64_t n, int64_t c) const {
+    Shape y = {n, c};
+    for (int i = 3 - spatial; i < 3; ++i) y.push_back(out[i]);
+    return y;
+  }
 };
 
 // Reads kernel_shape (or `kernel` from the weight), strides, dilations, pads,

@@ -4,13 +4,17 @@
 // calibrated range or dynamically; products accumulate in int32 and one fused
 // epilogue applies scales, zero-point corrections, bias and the activation.
 //
-// Convolution: the input image is quantized once into an NHWC byte plane, and
-// each output pixel's window is gathered into one row of (kd, kh, kw, c)
-// bytes (contiguous runs of C bytes); the weight's columns are permuted to the
-// same order when the kernel layout is built, so the GEMM is pixels x
-// channels. Depthwise convolution (one input channel per group) has its own
-// integer kernel over a zero-padded int8 plane.
+// Convolution: each image is quantized once into an NHWC byte image padded
+// with the zero point (x = 0), so no window needs a bounds check. The weight's
+// columns are permuted to (kd, kh, kw, c) when the kernel layout is built, and
+// the GEMM is output pixels x output channels, with each pixel's window read
+// in place (implicit GEMM: a row pointer per pixel, a byte offset per input
+// step), straight from the image (1x1, stride 1), or gathered into rows when
+// the kernel needs that (table layout with padded inputs, the reference path).
+// Depthwise convolution (one input channel per group) has its own kernel on
+// small exact integers held in fp32 lanes.
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
 
@@ -24,27 +28,6 @@
 namespace lowbit {
 namespace {
 
-Status LoadWeight(const Node& node, const std::vector<TensorInfo>& in, PackedTensor* w) {
-  if (in.size() < 3 || !in[0].present || !in[1].present || !in[2].present) {
-    return InvalidArgument(node.Describe(), ": expects inputs X, codes and scales");
-  }
-  if (in[1].constant == nullptr || in[2].constant == nullptr) {
-    return Unimplemented(node.Describe(), ": codes and scales must be initializers");
-  }
-  LOWBIT_ASSIGN_OR_RETURN(*w, PackedWeightOf(node, *in[1].constant, *in[2].constant));
-  return OkStatus();
-}
-
-Status CheckBias(const Node& node, const std::vector<TensorInfo>& in, int64_t n, bool* has) {
-  *has = in.size() > 3 && in[3].present;
-  if (!*has) return OkStatus();
-  if (in[3].dtype != DType::kFloat32 || in[3].shape != Shape{n}) {
-    return InvalidArgument(node.Describe(), ": bias ", DTypeName(in[3].dtype), " ",
-                           ShapeToString(in[3].shape), " must be float32 [", n, "]");
-  }
-  return OkStatus();
-}
-
 Epilogue MakeEpilogue(const FusedActivation& act, const float* bias) {
   Epilogue e;
   e.bias = bias;
@@ -54,14 +37,59 @@ Epilogue MakeEpilogue(const FusedActivation& act, const float* bias) {
   return e;
 }
 
-class PackedGemm final : public OpKernel {
+// What PackedGemm and PackedConv share: inputs (X, codes, scales, B?), the
+// packed weight, the kernel path, activation settings, the fused activation.
+class PackedKernel : public OpKernel {
  public:
   using OpKernel::OpKernel;
 
+ protected:
+  Status PrepareCommon(const std::vector<TensorInfo>& in, PackedTensor* w) {
+    if (in.size() < 3 || !in[0].present || !in[1].present || !in[2].present) {
+      return InvalidArgument(Where(), "expects inputs X, codes and scales");
+    }
+    if (in[1].constant == nullptr || in[2].constant == nullptr) {
+      return Unimplemented(Where(), "codes and scales must be initializers");
+    }
+    LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
+    LOWBIT_ASSIGN_OR_RETURN(*w, PackedWeightOf(node_, *in[1].constant, *in[2].constant));
+    has_bias_ = in.size() > 3 && in[3].present;
+    if (has_bias_ && (in[3].dtype != DType::kFloat32 || in[3].shape != Shape{w->rows()})) {
+      return InvalidArgument(Where(), "bias ", DTypeName(in[3].dtype), " ",
+                             ShapeToString(in[3].shape), " must be float32 [", w->rows(), "]");
+    }
+    Result<KernelPath> path = SelectKernelPath();
+    if (!path.ok()) return Status(path.status().code(), Where() + path.status().message());
+    path_ = path.value();
+    LOWBIT_ASSIGN_OR_RETURN(act_spec_, ActSpecOf(node_));
+    fused_ = FusedActivation::FromNode(node_);
+    return OkStatus();
+  }
+
+  // The kernel layout of a packed weight, errors naming this node.
+  Result<QLinearWeights> Layout(const PackedTensor& w) const {
+    Result<QLinearWeights> q = PrepareQLinear(w);
+    if (!q.ok()) return Status(q.status().code(), Where() + q.status().message());
+    return q;
+  }
+
+  const float* Bias(const std::vector<const Tensor*>& in) const {
+    return has_bias_ ? in[3]->data<float>() : nullptr;
+  }
+
+  KernelPath path_ = KernelPath::kRef;
+  bool has_bias_ = false;
+  ActSpec act_spec_;
+  FusedActivation fused_;
+};
+
+class PackedGemm final : public PackedKernel {
+ public:
+  using PackedKernel::PackedKernel;
+
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
     PackedTensor w;
-    LOWBIT_RETURN_IF_ERROR(LoadWeight(node_, in, &w));
-    LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
+    LOWBIT_RETURN_IF_ERROR(PrepareCommon(in, &w));
     if (w.shape().size() != 2) {
       return InvalidArgument(Where(), "weight_shape ", ShapeToString(w.shape()), " must be [N, K]");
     }
@@ -69,22 +97,11 @@ class PackedGemm final : public OpKernel {
     if (x.empty() || x.back() != w.cols()) {
       return InvalidArgument(Where(), "X ", ShapeToString(x), " must end in K = ", w.cols());
     }
-    LOWBIT_RETURN_IF_ERROR(CheckBias(node_, in, w.rows(), &has_bias_));
-    Result<QLinearWeights> q = PrepareQLinear(w);
-    if (!q.ok()) return Status(q.status().code(), Where() + q.status().message());
-    w_ = std::move(q).value();
-    Result<KernelPath> path = SelectKernelPath();
-    if (!path.ok()) return Status(path.status().code(), Where() + path.status().message());
-    path_ = path.value();
-    ActSpec act;
-    LOWBIT_ASSIGN_OR_RETURN(act, ActSpecOf(node_));
-    symmetric_ = act.symmetric;
-    if (act.is_static) {
-      static_act_ = true;
-      act_ = StaticActParams(act.lo, act.hi, act.symmetric, w_.signed_acts());
+    LOWBIT_ASSIGN_OR_RETURN(w_, Layout(w));
+    if (act_spec_.is_static) {
+      act_ = StaticActParams(act_spec_.lo, act_spec_.hi, act_spec_.symmetric, w_.signed_acts());
     }
     rows_ = NumElements(x) / w.cols();
-    fused_ = FusedActivation::FromNode(node_);
     Shape y = x;
     y.back() = w.rows();
     (*out)[0] = TensorInfo{true, DType::kFloat32, y, nullptr};
@@ -93,18 +110,15 @@ class PackedGemm final : public OpKernel {
 
   void Run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out,
            const ExecContext& ctx) override {
-    const Epilogue e = MakeEpilogue(fused_, has_bias_ ? in[3]->data<float>() : nullptr);
-    QLinearForward(w_, path_, in[0]->data<float>(), rows_, e, &scratch_, out[0]->data<float>(),
-                   ctx.pool, static_act_ ? &act_ : nullptr, symmetric_);
+    QLinearForward(w_, path_, in[0]->data<float>(), rows_, MakeEpilogue(fused_, Bias(in)),
+                   &scratch_, out[0]->data<float>(), ctx.pool,
+                   act_spec_.is_static ? &act_ : nullptr, act_spec_.symmetric);
   }
 
  private:
   QLinearWeights w_;
-  KernelPath path_ = KernelPath::kRef;
-  bool has_bias_ = false, static_act_ = false, symmetric_ = false;
   ActQuant act_;
   int64_t rows_ = 0;
-  FusedActivation fused_;
   QLinearScratch scratch_;
 };
 
@@ -120,21 +134,6 @@ LOWBIT_VECTORIZE void QuantizeBytes(const float* __restrict x, int64_t n, float 
     for (int64_t i = 0; i < n; ++i) {
       q[i] = static_cast<uint8_t>(std::min(std::max(std::nearbyint(x[i] * inv) + zero, lo), hi));
     }
-  }
-}
-
-// acc[ow] += w * x[ow * stride]. The depthwise kernel's operands are small
-// integers held in fp32 (weights T - offset, activations a - z), so every
-// product and sum is exact (|acc| < 2^24 for windows up to 7x7x5) and the
-// result equals int32 accumulation.
-LOWBIT_VECTORIZE void MacRow(float* __restrict acc, const float* __restrict x, float w, int64_t n,
-                             int64_t stride) {
-  if (stride == 1) {
-    for (int64_t i = 0; i < n; ++i) acc[i] += w * x[i];
-  } else if (stride == 2) {
-    for (int64_t i = 0; i < n; ++i) acc[i] += w * x[2 * i];
-  } else {
-    for (int64_t i = 0; i < n; ++i) acc[i] += w * x[i * stride];
   }
 }
 
@@ -160,32 +159,13 @@ LOWBIT_VECTORIZE int32_t SumBytes(const int8_t* __restrict p, int64_t n) {
   return s;
 }
 
-// y[o] = sum over k taps of x[o * stride + t * dilation].
-LOWBIT_VECTORIZE void BoxRow(const int32_t* __restrict x, int64_t taps, int64_t stride,
-                             int64_t dilation, int64_t n, int32_t* __restrict y) {
-  for (int64_t o = 0; o < n; ++o) y[o] = 0;
-  for (int64_t t = 0; t < taps; ++t) {
-    const int32_t* xt = x + t * dilation;
-    if (stride == 1) {
-      for (int64_t o = 0; o < n; ++o) y[o] += xt[o];
-    } else {
-      for (int64_t o = 0; o < n; ++o) y[o] += xt[o * stride];
-    }
-  }
-}
-
-LOWBIT_VECTORIZE void AddRow(const int32_t* __restrict x, int64_t n, int32_t* __restrict y) {
-  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
-}
-
-class PackedConv final : public OpKernel {
+class PackedConv final : public PackedKernel {
  public:
-  using OpKernel::OpKernel;
+  using PackedKernel::PackedKernel;
 
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
     PackedTensor w;
-    LOWBIT_RETURN_IF_ERROR(LoadWeight(node_, in, &w));
-    LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
+    LOWBIT_RETURN_IF_ERROR(PrepareCommon(in, &w));
     ConvDims d;
     LOWBIT_ASSIGN_OR_RETURN(d, ComputeConvDims(node_, in[0].shape, w.shape(), "weight_shape"));
     n_ = d.n;
@@ -193,92 +173,64 @@ class PackedConv final : public OpKernel {
     m_ = d.m;
     group_ = d.group;
     g_ = d.g;
-    LOWBIT_RETURN_IF_ERROR(CheckBias(node_, in, m_, &has_bias_));
     cg_ = c_ / group_;
     mg_ = m_ / group_;
     taps_ = g_.k[0] * g_.k[1] * g_.k[2];
-    
     depthwise_ = cg_ == 1 && group_ > 1;
-    // Images with fewer than 4 channels (or not a multiple of 4) get padding
-    // channels holding the zero point (x = 0), so every input step of 4 lies in
-    // one tap and the implicit GEMM applies; their weights are never read as
-    // non-zero products since a - z = 0 there.
-    cs_ = c_;
-    ck_ = cg_;
-    if (group_ == 1 && !depthwise_ && c_ % 4 != 0) cs_ = ck_ = (c_ + 3) / 4 * 4;
-    kk_ = ck_ * taps_;
-    Result<KernelPath> path = SelectKernelPath();
-    if (!path.ok()) return Status(path.status().code(), Where() + path.status().message());
-    path_ = path.value();
-    LOWBIT_RETURN_IF_ERROR(BuildGroups(w));
-    signed_ = depthwise_ || groups_[0].signed_acts();
-    ActSpec act;
-    LOWBIT_ASSIGN_OR_RETURN(act, ActSpecOf(node_));
-    static_act_ = act.is_static;
-    symmetric_ = act.symmetric;
-    if (static_act_) act_ = StaticActParams(act.lo, act.hi, symmetric_, signed_);
-    fused_ = FusedActivation::FromNode(node_);
-    xq_.assign(static_cast<size_t>(cs_ * g_.in_size()), 0);
-    // Implicit GEMM: windows read in place from a zero-point padded NHWC
-    // image, when every input step of 4 lies inside one tap's channels and
-    // the kernel needs no input padding.
-    // The plane layout's padded inputs have code 0 (a zero product whatever
-    // the activation byte), so there the padding steps may read any window
-    // byte; the table layout needs k_pad == K.
-    implicit_ = !depthwise_ && RowKernelAvailable(groups_[0], path_) && ck_ % 4 == 0 &&
-                (groups_[0].k_pad == kk_ || groups_[0].layout == QLinearWeights::Layout::kPlanes);
-    direct_ = !depthwise_ && group_ == 1 && taps_ == 1 && groups_[0].k_pad == cs_ &&
-              g_.stride == std::array<int64_t, 3>{1, 1, 1} &&
-              g_.pad_begin == std::array<int64_t, 3>{0, 0, 0} && g_.out == g_.in;
-    if (direct_) implicit_ = false;
-    if (implicit_) SetUpImplicit();
-    if (!depthwise_) {
-      if (!direct_ && !implicit_) u_.assign(static_cast<size_t>(g_.out_size() * groups_[0].k_pad), 0);
-      dot_.assign(static_cast<size_t>(g_.out_size() * groups_[0].n_pad), 0);
-      sums_.resize(g_.out_size());
+    if (depthwise_) {
+      LOWBIT_RETURN_IF_ERROR(BuildDepthwise(w));
+      signed_ = true;
+      planes_.assign(static_cast<size_t>(c_ * g_.in_size()), 0);
+    } else {
+      // Images with a channel count that is not a multiple of 4 get padding
+      // channels holding the zero point (x = 0), so every input step of 4
+      // lies in one tap and the implicit GEMM applies; a - z = 0 there, so
+      // their weights never contribute.
+      cs_ = c_;
+      ck_ = cg_;
+      if (group_ == 1 && c_ % 4 != 0) cs_ = ck_ = (c_ + 3) / 4 * 4;
+      kk_ = ck_ * taps_;
+      LOWBIT_RETURN_IF_ERROR(BuildGroups(w));
+      signed_ = groups_[0].signed_acts();
+      SetUpImage();
     }
-    Shape y = {n_, m_};
-    for (int i = 3 - g_.spatial; i < 3; ++i) y.push_back(g_.out[i]);
-    (*out)[0] = TensorInfo{true, DType::kFloat32, y, nullptr};
+    if (act_spec_.is_static) {
+      act_ = StaticActParams(act_spec_.lo, act_spec_.hi, act_spec_.symmetric, signed_);
+    }
+    (*out)[0] = TensorInfo{true, DType::kFloat32, g_.OutputShape(n_, m_), nullptr};
     return OkStatus();
   }
 
   void Run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out,
            const ExecContext& ctx) override {
     const float* x = in[0]->data<float>();
-    const float* bias = has_bias_ ? in[3]->data<float>() : nullptr;
+    const float* bias = Bias(in);
     float* y = out[0]->data<float>();
     const int64_t isz = c_ * g_.in_size(), osz = g_.out_size();
     for (int64_t i = 0; i < n_; ++i) {
-      const ActQuant a =
-          static_act_ ? act_ : DynamicActParams(x + i * isz, isz, symmetric_, signed_);
+      const ActQuant a = act_spec_.is_static
+                             ? act_
+                             : DynamicActParams(x + i * isz, isz, act_spec_.symmetric, signed_);
       if (depthwise_) {
         QuantizePlanar(x + i * isz, a, ctx);
         Depthwise(a, bias, y + i * m_ * osz, ctx);
         continue;
       }
-      QuantizeNhwc(x + i * isz, a, ctx);
+      QuantizeImage(x + i * isz, a, ctx);
       for (int64_t grp = 0; grp < group_; ++grp) {
         const QLinearWeights& w = groups_[grp];
-        const uint8_t* rows = u_.data();
+        WindowSums(grp, ctx);
         if (direct_) {
-          // 1x1, stride 1, no padding, C a multiple of the kernel's input
-          // step: the NHWC bytes are the GEMM rows; sums are pixel sums.
-          PixelSums(grp, ctx);
-          std::copy(pixel_sum_.begin(), pixel_sum_.end(), sums_.begin());
-          rows = xq_.data();
+          QLinearDots(w, path_, image_.data(), osz, dot_.data(), ctx.pool);
         } else if (implicit_) {
-          if (g_.k[0] == 1 && g_.in[0] == 1) {
-            WindowSums2D(grp, a, ctx);
-          } else {
-            Gather(grp, a, ctx, /*copy=*/false);
+          for (int64_t p = 0; p < osz; ++p) {
+            row_ptr_[p] = image_.data() + row_pix_[p] * cs_ + grp * cg_;
           }
-          if (grp == 0) PadImage(a, ctx);
-          ImplicitDots(grp, ctx);
+          QLinearDotsRows(w, path_, row_ptr_.data(), step_off_.data(), osz, dot_.data(), ctx.pool);
         } else {
-          Gather(grp, a, ctx);
+          Gather(grp, ctx);
+          QLinearDots(w, path_, u_.data(), osz, dot_.data(), ctx.pool);
         }
-        if (!implicit_) QLinearDots(w, path_, rows, osz, dot_.data(), ctx.pool);
         const Epilogue e = MakeEpilogue(fused_, bias != nullptr ? bias + grp * mg_ : nullptr);
         float* yg = y + (i * m_ + grp * mg_) * osz;
         // Blocks of 64 pixels per task; the epilogue writes NCHW planes.
@@ -293,10 +245,13 @@ class PackedConv final : public OpKernel {
 
  private:
   // One QLinearWeights per group; columns permuted from (c, kd, kh, kw) to
-  // (kd, kh, kw, c) to match the gathered rows (depthwise keeps its order).
+  // (kd, kh, kw, c) to match the image's windows, padding channels included.
   Status BuildGroups(const PackedTensor& w) {
     const QuantParams& p = w.params();
-    std::vector<uint32_t> row(kk_), perm(mg_ * kk_);
+    if (p.granularity.kind == Granularity::kGroup) {
+      return Unimplemented(Where(), "group granularity is not supported by the conv kernels");
+    }
+    std::vector<uint32_t> row(w.cols()), perm(mg_ * kk_);
     for (int64_t grp = 0; grp < group_; ++grp) {
       QuantParams gp = p;
       gp.rows = mg_;
@@ -307,224 +262,166 @@ class PackedConv final : public OpKernel {
           gp.zero_points.assign(p.zero_points.begin() + grp * mg_,
                                 p.zero_points.begin() + (grp + 1) * mg_);
         }
-      } else if (p.granularity.kind == Granularity::kGroup) {
-        return Unimplemented(Where(), "group granularity is not supported by the conv kernels");
       }
       for (int64_t r = 0; r < mg_; ++r) {
         w.UnpackRow(grp * mg_ + r, row.data());
         uint32_t* dst = perm.data() + r * kk_;
-        if (depthwise_) {
-          std::copy(row.begin(), row.end(), dst);
-          continue;
-        }
         for (int64_t c = 0; c < ck_; ++c) {
           for (int64_t t = 0; t < taps_; ++t) dst[t * ck_ + c] = c < cg_ ? row[c * taps_ + t] : 0;
         }
       }
       PackedTensor sub;
       LOWBIT_ASSIGN_OR_RETURN(sub, PackedTensor::FromCodes(gp, {mg_, kk_}, perm.data()));
-      Result<QLinearWeights> q = PrepareQLinear(sub);
-      if (!q.ok()) return Status(q.status().code(), Where() + q.status().message());
-      groups_.push_back(std::move(q).value());
-    }
-    if (depthwise_) {
-      // Depthwise: the kernel reads one int8 value per tap (the level on the
-      // integer grid); 9 bytes per channel.
-      dw_eff_.assign(m_ * taps_, 0.0f);
-      for (int64_t grp = 0; grp < group_; ++grp) {
-        const QLinearWeights& q = groups_[grp];
-        for (int64_t r = 0; r < mg_; ++r) {
-          for (int64_t t = 0; t < taps_; ++t) {
-            const int64_t bit = t * q.bits;
-            const uint8_t* rowp = q.codes.data() + r * q.row_bytes;
-            uint32_t code = 0;
-            for (int b = 0; b < q.bits; ++b) {
-              code |= static_cast<uint32_t>((rowp[(bit + b) >> 3] >> ((bit + b) & 7)) & 1) << b;
-            }
-            // The level minus the row's offset (the plane layout's offset is
-            // relative to codes, i.e. to T - T[0]).
-            const int32_t offset =
-                q.offset[r] + (q.layout == QLinearWeights::Layout::kPlanes ? q.table[0] : 0);
-            dw_eff_[(grp * mg_ + r) * taps_ + t] = static_cast<float>(q.table[code] - offset);
-          }
-        }
-      }
+      QLinearWeights q;
+      LOWBIT_ASSIGN_OR_RETURN(q, Layout(sub));
+      groups_.push_back(std::move(q));
     }
     return OkStatus();
   }
 
-  // x (C planes) -> xq_ as NHWC bytes, in blocks of 64 pixels: each block's
-  // channels are quantized from contiguous reads into a small buffer, then
-  // written out pixel-major.
-  void QuantizeNhwc(const float* x, const ActQuant& a, const ExecContext& ctx) {
-    const int64_t hw = g_.in_size();
+  // Depthwise weights as small integers T[code] - offset (one per tap) and a
+  // scale per channel, from the kernel layout of the whole [M, taps] tensor.
+  Status BuildDepthwise(const PackedTensor& w) {
+    QLinearWeights q;
+    LOWBIT_ASSIGN_OR_RETURN(q, Layout(w));
+    dw_weight_.resize(m_ * taps_);
+    std::vector<uint32_t> codes(taps_);
+    for (int64_t m = 0; m < m_; ++m) {
+      w.UnpackRow(m, codes.data());
+      // The plane layout's offset is relative to codes, i.e. to T - T[0].
+      const int32_t offset =
+          q.offset[m] + (q.layout == QLinearWeights::Layout::kPlanes ? q.table[0] : 0);
+      for (int64_t t = 0; t < taps_; ++t) {
+        dw_weight_[m * taps_ + t] = static_cast<float>(q.table[codes[t]] - offset);
+      }
+    }
+    dw_scale_ = q.scale;
+    return OkStatus();
+  }
+
+  // The zero-point padded NHWC image every non-depthwise path reads: big
+  // enough for every window and for the whole input; each output pixel's
+  // window starts at row_pix_[p] and tap t adds tap_pix_[t] (in pixels).
+  void SetUpImage() {
+    const auto& g = g_;
+    for (int d = 0; d < 3; ++d) {
+      padded_[d] = std::max((g.out[d] - 1) * g.stride[d] + (g.k[d] - 1) * g.dilation[d] + 1,
+                            g.pad_begin[d] + g.in[d]);
+    }
+    const int64_t padded_px = padded_[0] * padded_[1] * padded_[2];
+    image_.assign(static_cast<size_t>(padded_px * cs_), 0);
+    image_zero_ = INT_MIN;
+    pixel_sum_.resize(padded_px);
+    row_pix_.resize(g.out_size());
+    for (int64_t p = 0; p < g.out_size(); ++p) {
+      const int64_t ow = p % g.out[2], oh = (p / g.out[2]) % g.out[1], od = p / (g.out[2] * g.out[1]);
+      row_pix_[p] = ((od * g.stride[0]) * padded_[1] + oh * g.stride[1]) * padded_[2] + ow * g.stride[2];
+    }
+    tap_pix_.resize(taps_);
+    for (int64_t t = 0; t < taps_; ++t) {
+      const int64_t kw = t % g.k[2], kh = (t / g.k[2]) % g.k[1], kd = t / (g.k[2] * g.k[1]);
+      tap_pix_[t] = ((kd * g.dilation[0]) * padded_[1] + kh * g.dilation[1]) * padded_[2] +
+                    kw * g.dilation[2];
+    }
+    const QLinearWeights& w0 = groups_[0];
+    // 1x1, stride 1, no padding, rows exactly the kernel's input length: the
+    // image's pixels are the GEMM rows.
+    direct_ = group_ == 1 && taps_ == 1 && w0.k_pad == cs_ && g.out == g.in &&
+              g.stride == std::array<int64_t, 3>{1, 1, 1} &&
+              g.pad_begin == std::array<int64_t, 3>{0, 0, 0};
+    // Implicit GEMM: every input step of 4 lies in one tap's channels; the
+    // plane layout's padded inputs have code 0 (a zero product whatever the
+    // byte), so there the padding steps may read any window byte, while the
+    // table layout needs k_pad == K.
+    implicit_ = !direct_ && RowKernelAvailable(w0, path_) && ck_ % 4 == 0 &&
+                (w0.k_pad == kk_ || w0.layout == QLinearWeights::Layout::kPlanes);
+    if (implicit_) {
+      step_off_.assign(w0.k_pad / 4, 0);
+      for (int64_t s = 0; s < kk_ / 4; ++s) {
+        step_off_[s] = static_cast<int32_t>(tap_pix_[4 * s / ck_] * cs_ + 4 * s % ck_);
+      }
+      row_ptr_.resize(g.out_size());
+    } else if (!direct_) {
+      u_.assign(static_cast<size_t>(g.out_size() * w0.k_pad), 0);
+    }
+    dot_.assign(static_cast<size_t>(g.out_size() * w0.n_pad), 0);
+    sums_.resize(g.out_size());
+  }
+
+  // One image into the interior of image_, row by row; the borders (and any
+  // padding channels) hold the zero point, refreshed when it changes.
+  void QuantizeImage(const float* x, const ActQuant& a, const ExecContext& ctx) {
+    const auto& g = g_;
+    if (a.zero != image_zero_) {
+      std::memset(image_.data(), static_cast<uint8_t>(a.zero), image_.size());
+      image_zero_ = a.zero;
+    }
+    const int64_t hw = g.in_size();
     const float inv = 1.0f / a.scale;
     const float lo = signed_ ? -128.0f : 0.0f, hi = signed_ ? 127.0f : 255.0f;
     const float zero = static_cast<float>(a.zero);
+    const bool simd = c_ % 16 == 0 && path_ == KernelPath::kAvx512Vnni;
     const int threads = ctx.pool->threads();
-    if (c_ % 16 == 0 && path_ == KernelPath::kAvx512Vnni) {
-      // Same rounding as QuantizeBytes (to nearest even), fused with the transpose.
-      ctx.pool->ParallelFor((hw + 15) / 16, [&](int64_t b0, int64_t b1) {
-        QuantizeNhwcAvx512(x, c_, hw, inv, a.zero, signed_, b0 * 16, std::min(hw, b1 * 16), xq_.data());
-      });
-      return;
-    }
     if (static_cast<int>(block_.size()) < threads) block_.resize(threads);
+    const int64_t rows = g.in[0] * g.in[1];
     ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         std::vector<uint8_t>& tmp = block_[t];
         tmp.resize(static_cast<size_t>(c_) * 64);
-        const int64_t blocks = (hw + 63) / 64;
-        for (int64_t blk = blocks * t / threads; blk < blocks * (t + 1) / threads; ++blk) {
-          const int64_t p0 = blk * 64, np = std::min<int64_t>(64, hw - p0);
-          for (int64_t c = 0; c < c_; ++c) {
-            QuantizeBytes(x + c * hw + p0, np, inv, zero, lo, hi, tmp.data() + c * 64, signed_);
+        for (int64_t r = rows * t / threads; r < rows * (t + 1) / threads; ++r) {
+          const int64_t d = r / g.in[1], h = r % g.in[1];
+          uint8_t* dst = image_.data() +
+                         (((d + g.pad_begin[0]) * padded_[1] + h + g.pad_begin[1]) * padded_[2] +
+                          g.pad_begin[2]) * cs_;
+          const int64_t p0 = r * g.in[2];
+          if (simd) {
+            // Same rounding as QuantizeBytes (to nearest even), fused with the transpose.
+            QuantizeNhwcAvx512(x, c_, hw, inv, a.zero, signed_, p0, p0 + g.in[2], dst);
+            continue;
           }
-          uint8_t* dst = xq_.data() + p0 * cs_;
-          for (int64_t p = 0; p < np; ++p) {
-            for (int64_t c = 0; c < c_; ++c) dst[p * cs_ + c] = tmp[c * 64 + p];
-            for (int64_t c = c_; c < cs_; ++c) dst[p * cs_ + c] = static_cast<uint8_t>(a.zero);
-          }
-        }
-      }
-    });
-  }
-
-  void SetUpImplicit() {
-    const auto& g = g_;
-    for (int d = 0; d < 3; ++d) {
-      padded_[d] = std::max((g.out[d] - 1) * g.stride[d] + (g.k[d] - 1) * g.dilation[d] + 1,
-                            g.pad_begin[d] + 1);
-    }
-    xp_.assign(static_cast<size_t>(padded_[0] * padded_[1] * padded_[2] * cs_), 0);
-    row_start_.resize(g.out_size());
-    for (int64_t p = 0; p < g.out_size(); ++p) {
-      const int64_t ow = p % g.out[2], oh = (p / g.out[2]) % g.out[1], od = p / (g.out[2] * g.out[1]);
-      row_start_[p] = (((od * g.stride[0]) * padded_[1] + oh * g.stride[1]) * padded_[2] +
-                       ow * g.stride[2]) * cs_;
-    }
-    step_off_.assign(groups_[0].k_pad / 4, 0);  // padding steps read the window's first bytes
-    for (int64_t s = 0; s < kk_ / 4; ++s) {
-      const int64_t k = 4 * s, t = k / ck_, c = k % ck_;
-      const int64_t kw = t % g.k[2], kh = (t / g.k[2]) % g.k[1], kd = t / (g.k[2] * g.k[1]);
-      step_off_[s] = static_cast<int32_t>(
-          (((kd * g.dilation[0]) * padded_[1] + kh * g.dilation[1]) * padded_[2] +
-           kw * g.dilation[2]) * cs_ + c);
-    }
-    row_ptr_.resize(g.out_size());
-  }
-
-  // xq_ (NHWC) into the interior of xp_, borders set to the zero point.
-  void PadImage(const ActQuant& a, const ExecContext& ctx) {
-    const auto& g = g_;
-    const int64_t rows = padded_[0] * padded_[1];
-    const int64_t row_bytes = padded_[2] * cs_;
-    ctx.pool->ParallelFor(rows, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        uint8_t* dst = xp_.data() + r * row_bytes;
-        const int64_t id = r / padded_[1] - g.pad_begin[0], ih = r % padded_[1] - g.pad_begin[1];
-        if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1]) {
-          std::memset(dst, static_cast<uint8_t>(a.zero), row_bytes);
-          continue;
-        }
-        const int64_t c0 = std::min(g.pad_begin[2], padded_[2]);
-        const int64_t c1 = std::min(g.pad_begin[2] + g.in[2], padded_[2]);
-        std::memset(dst, static_cast<uint8_t>(a.zero), c0 * cs_);
-        std::memcpy(dst + c0 * cs_, xq_.data() + ((id * g.in[1] + ih) * g.in[2]) * cs_, (c1 - c0) * cs_);
-        std::memset(dst + c1 * cs_, static_cast<uint8_t>(a.zero), (padded_[2] - c1) * cs_);
-      }
-    });
-  }
-
-  // The GEMM with rows read in place: pixel blocks split across threads.
-  void ImplicitDots(int64_t grp, const ExecContext& ctx) {
-    const QLinearWeights& w = groups_[grp];
-    const int64_t osz = g_.out_size();
-    for (int64_t p = 0; p < osz; ++p) row_ptr_[p] = xp_.data() + row_start_[p] + grp * cg_;
-    QLinearDotsRows(w, path_, row_ptr_.data(), step_off_.data(), osz, dot_.data(), ctx.pool);
-  }
-
-  // sums_ for a 2-D convolution as a separable box sum over a padded image of
-  // pixel sums (padding pixels count the zero point), no bounds checks.
-  void WindowSums2D(int64_t grp, const ActQuant& a, const ExecContext& ctx) {
-    const auto& g = g_;
-    PixelSums(grp, ctx);
-    const int64_t hp = padded_[1], wp = padded_[2];
-    const uint8_t pad = static_cast<uint8_t>(a.zero);
-    const int32_t pad_sum = static_cast<int32_t>(ck_) * (signed_ ? static_cast<int8_t>(pad) : pad);
-    padded_sum_.assign(hp * wp, pad_sum);
-    for (int64_t ih = 0; ih < g.in[1] && ih + g.pad_begin[1] < hp; ++ih) {
-      const int64_t c1 = std::min(g.in[2], wp - g.pad_begin[2]);
-      std::copy_n(pixel_sum_.data() + ih * g.in[2], std::max<int64_t>(c1, 0),
-                  padded_sum_.data() + (ih + g.pad_begin[1]) * wp + g.pad_begin[2]);
-    }
-    row_sum_.assign(hp * g.out[2], 0);
-    for (int64_t h = 0; h < hp; ++h) {
-      BoxRow(padded_sum_.data() + h * wp, g.k[2], g.stride[2], g.dilation[2], g.out[2],
-             row_sum_.data() + h * g.out[2]);
-    }
-    for (int64_t oh = 0; oh < g.out[1]; ++oh) {
-      int32_t* dst = sums_.data() + oh * g.out[2];
-      std::fill_n(dst, g.out[2], 0);
-      for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-        AddRow(row_sum_.data() + (oh * g.stride[1] + kh * g.dilation[1]) * g.out[2], g.out[2], dst);
-      }
-    }
-  }
-
-  // pixel_sum_[p]: the sum of pixel p's bytes in the group's channels.
-  void PixelSums(int64_t grp, const ExecContext& ctx) {
-    const int64_t in_px = g_.in_size();
-    pixel_sum_.resize(in_px);
-    ctx.pool->ParallelFor(in_px, [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {
-        const uint8_t* src = xq_.data() + p * cs_ + grp * cg_;
-        pixel_sum_[p] = signed_ ? SumBytes(reinterpret_cast<const int8_t*>(src), ck_) : SumBytes(src, ck_);
-      }
-    });
-  }
-
-  // Rows of the GEMM: for output pixel p, the window's bytes in (kd, kh, kw,
-  // c) order; out-of-image taps take the zero point. Row sums for the
-  // epilogue come from per-pixel channel sums (taps adds, not K).
-  // With copy == false only the sums are computed (the implicit GEMM reads
-  // the windows in place).
-  void Gather(int64_t grp, const ActQuant& a, const ExecContext& ctx, bool copy = true) {
-    const QLinearWeights& w = groups_[grp];
-    const auto& g = g_;
-    const uint8_t pad = static_cast<uint8_t>(a.zero);
-    const int32_t pad_sum = static_cast<int32_t>(ck_) * (signed_ ? static_cast<int8_t>(pad) : pad);
-    PixelSums(grp, ctx);
-    ctx.pool->ParallelFor(g.out_size(), [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t ow = p % g.out[2], oh = (p / g.out[2]) % g.out[1], od = p / (g.out[2] * g.out[1]);
-        uint8_t* dst = copy ? u_.data() + p * w.k_pad : nullptr;
-        int32_t sum = 0;
-        for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-          const int64_t id = od * g.stride[0] - g.pad_begin[0] + kd * g.dilation[0];
-          for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-            const int64_t ih = oh * g.stride[1] - g.pad_begin[1] + kh * g.dilation[1];
-            for (int64_t kw = 0; kw < g.k[2]; ++kw, dst += ck_) {
-              const int64_t iw = ow * g.stride[2] - g.pad_begin[2] + kw * g.dilation[2];
-              if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) {
-                if (copy) std::memset(dst, pad, ck_);
-                sum += pad_sum;
-                continue;
-              }
-              const int64_t pix = (id * g.in[1] + ih) * g.in[2] + iw;
-              sum += pixel_sum_[pix];
-              if (!copy) continue;
-              const uint8_t* src = xq_.data() + pix * cs_ + grp * cg_;
-              if (ck_ < 16) {
-                for (int64_t i = 0; i < ck_; ++i) dst[i] = src[i];
-              } else {
-                std::memcpy(dst, src, ck_);
-              }
+          for (int64_t b = 0; b < g.in[2]; b += 64) {
+            const int64_t np = std::min<int64_t>(64, g.in[2] - b);
+            for (int64_t c = 0; c < c_; ++c) {
+              QuantizeBytes(x + c * hw + p0 + b, np, inv, zero, lo, hi, tmp.data() + c * 64, signed_);
+            }
+            for (int64_t p = 0; p < np; ++p) {
+              for (int64_t c = 0; c < c_; ++c) dst[(b + p) * cs_ + c] = tmp[c * 64 + p];
             }
           }
         }
-        if (copy && w.k_pad > kk_) std::memset(dst, 0, w.k_pad - kk_);
+      }
+    });
+  }
+
+  // sums_[p]: the sum of output pixel p's window bytes in the group's
+  // channels, from per-pixel sums over the padded image (taps adds, not K).
+  void WindowSums(int64_t grp, const ExecContext& ctx) {
+    ctx.pool->ParallelFor(static_cast<int64_t>(pixel_sum_.size()), [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const uint8_t* src = image_.data() + p * cs_ + grp * cg_;
+        pixel_sum_[p] = signed_ ? SumBytes(reinterpret_cast<const int8_t*>(src), ck_) : SumBytes(src, ck_);
+      }
+    });
+    ctx.pool->ParallelFor(g_.out_size(), [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        int32_t sum = 0;
+        for (int64_t t = 0; t < taps_; ++t) sum += pixel_sum_[row_pix_[p] + tap_pix_[t]];
         sums_[p] = sum;
+      }
+    });
+  }
+
+  // Rows of the GEMM for kernels that need them contiguous: output pixel p's
+  // window bytes in (kd, kh, kw, c) order, then zeros up to k_pad.
+  void Gather(int64_t grp, const ExecContext& ctx) {
+    const int64_t k_pad = groups_[grp].k_pad;
+    ctx.pool->ParallelFor(g_.out_size(), [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        uint8_t* dst = u_.data() + p * k_pad;
+        for (int64_t t = 0; t < taps_; ++t, dst += ck_) {
+          std::memcpy(dst, image_.data() + (row_pix_[p] + tap_pix_[t]) * cs_ + grp * cg_, ck_);
+        }
+        std::memset(dst, 0, k_pad - kk_);
       }
     });
   }
@@ -534,12 +431,13 @@ class PackedConv final : public OpKernel {
     const int64_t n = c_ * g_.in_size();
     ctx.pool->ParallelFor(n, [&](int64_t s, int64_t e) {
       QuantizeBytes(x + s, e - s, 1.0f / a.scale, static_cast<float>(a.zero), -128.0f, 127.0f,
-                    xq_.data() + s, true);
+                    planes_.data() + s, true);
     });
   }
 
-  // With z the activation zero point (padding holds z, i.e. x = 0):
-  // y[m] = scale[m] * xs * (sum T*xq - z * sum T - offset[m] * (sum xq - taps * z)) + b[m].
+  // y[m] = scale[m] * xs * sum over taps of (T - offset[m]) * (a - z) + b[m],
+  // on a plane of a - z (padding 0) in fp32 lanes: every product and sum is
+  // an exact small integer (|acc| < 2^24 for windows up to 7x7x5).
   void Depthwise(const ActQuant& a, const float* bias, float* y, const ExecContext& ctx) {
     const auto& g = g_;
     const int64_t ph = PaddedRows(g), pw = PaddedCols(g);
@@ -551,11 +449,11 @@ class PackedConv final : public OpKernel {
     ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         Scratch& s = dw_scratch_[t];
-        s.plane.assign(pd * ph * pw, 0.0f);  // padding is x = 0: a - z = 0
+        s.plane.assign(pd * ph * pw, 0.0f);
         s.acc.resize(g.out_size());
         const int64_t m0 = m_ * t / threads, m1 = m_ * (t + 1) / threads;
         for (int64_t m = m0; m < m1; ++m) {
-          const int8_t* xc = reinterpret_cast<const int8_t*>(xq_.data()) + (m / mg_) * g.in_size();
+          const int8_t* xc = reinterpret_cast<const int8_t*>(planes_.data()) + (m / mg_) * g.in_size();
           for (int64_t d = 0; d < pd; ++d) {
             const int64_t id = d - g.pad_begin[0];
             if (id < 0 || id >= g.in[0]) continue;
@@ -564,7 +462,7 @@ class PackedConv final : public OpKernel {
                        static_cast<float>(a.zero), s.plane.data() + (d * ph + r) * pw + c0);
             });
           }
-          const float* wm = dw_eff_.data() + m * taps_;
+          const float* wm = dw_weight_.data() + m * taps_;
           if (g.k[0] == 1 && g.out[0] == 1) {
             DepthwisePlane(s.plane.data(), pw, wm, g.k[1], g.k[2], g.stride[1], g.stride[2],
                            g.dilation[1], g.dilation[2], s.acc.data(), g.out[1], g.out[2]);
@@ -579,16 +477,15 @@ class PackedConv final : public OpKernel {
                                       ((od * g.stride[0] + kd * g.dilation[0]) * ph +
                                        oh * g.stride[1] + kh * g.dilation[1]) * pw;
                     for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-                      MacRow(acc, xr + kw * g.dilation[2], wm[(kd * g.k[1] + kh) * g.k[2] + kw],
-                             g.out[2], g.stride[2]);
+                      AxpyRow(acc, xr + kw * g.dilation[2], wm[(kd * g.k[1] + kh) * g.k[2] + kw],
+                              g.out[2], g.stride[2]);
                     }
                   }
                 }
               }
             }
           }
-          const QLinearWeights& q = groups_[m / mg_];
-          ScaleBiasClamp(s.acc.data(), g.out_size(), q.scale[m % mg_] * a.scale,
+          ScaleBiasClamp(s.acc.data(), g.out_size(), dw_scale_[m] * a.scale,
                          bias != nullptr ? bias[m] : 0.0f, lo, hi, y + m * g.out_size());
         }
       }
@@ -600,26 +497,21 @@ class PackedConv final : public OpKernel {
   };
   WindowGeometry g_;
   int64_t n_ = 0, c_ = 0, m_ = 0, group_ = 1, cg_ = 0, mg_ = 0, taps_ = 0, kk_ = 0;
-  int64_t cs_ = 0, ck_ = 0;  // pixel stride of the NHWC images; channels per group the kernel sees
-  bool has_bias_ = false, depthwise_ = false, static_act_ = false, signed_ = false;
-  bool symmetric_ = false, direct_ = false, implicit_ = false;
-  // Implicit GEMM: the padded image's extents, per-pixel window starts, and
-  // per-step byte offsets within a window.
-  std::array<int64_t, 3> padded_{1, 1, 1};
-  std::vector<uint8_t> xp_;
-  std::vector<int64_t> row_start_;
-  std::vector<int32_t> step_off_;
-  std::vector<const uint8_t*> row_ptr_;
-  std::vector<int32_t> padded_sum_, row_sum_;
-  KernelPath path_ = KernelPath::kRef;
-  std::vector<QLinearWeights> groups_;
-  std::vector<float> dw_eff_;
+  int64_t cs_ = 0, ck_ = 0;  // pixel stride of the image; channels per group the kernel sees
+  bool depthwise_ = false, signed_ = false, direct_ = false, implicit_ = false;
   ActQuant act_;
-  FusedActivation fused_;
-  std::vector<uint8_t> xq_, u_;
+  // Non-depthwise: kernel layouts per group, the padded image, window maps.
+  std::vector<QLinearWeights> groups_;
+  std::array<int64_t, 3> padded_{1, 1, 1};
+  std::vector<uint8_t> image_, u_;
+  int32_t image_zero_ = INT_MIN;  // the zero point the image's borders hold
   std::vector<std::vector<uint8_t>> block_;
-  std::vector<int32_t> dot_;
-  std::vector<int32_t> sums_, pixel_sum_;
+  std::vector<int64_t> row_pix_, tap_pix_;
+  std::vector<int32_t> step_off_, dot_, sums_, pixel_sum_;
+  std::vector<const uint8_t*> row_ptr_;
+  // Depthwise.
+  std::vector<float> dw_weight_, dw_scale_;
+  std::vector<uint8_t> planes_;
   std::vector<Scratch> dw_scratch_;
 };
 

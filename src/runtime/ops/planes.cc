@@ -4,6 +4,17 @@
 
 namespace lowbit {
 
+LOWBIT_VECTORIZE void AxpyRow(float* __restrict y, const float* __restrict x, float w, int64_t n,
+                              int64_t stride) {
+  if (stride == 1) {
+    for (int64_t i = 0; i < n; ++i) y[i] += w * x[i];
+  } else if (stride == 2) {
+    for (int64_t i = 0; i < n; ++i) y[i] += w * x[2 * i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] += w * x[i * stride];
+  }
+}
+
 LOWBIT_VECTORIZE void DepthwisePlane(const float* __restrict xp, int64_t pw,
                                      const float* __restrict w, int64_t kh_n, int64_t kw_n,
                                      int64_t sh, int64_t sw, int64_t dh, int64_t dw,

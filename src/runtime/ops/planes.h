@@ -36,6 +36,9 @@ void ForInputRows(const WindowGeometry& g, int64_t ph, int64_t pw, F copy) {
   }
 }
 
+// y[i] += w * x[i * stride] for i in [0, n).
+void AxpyRow(float* y, const float* x, float w, int64_t n, int64_t stride);
+
 // y[oh, ow] = sum over taps of w[kh, kw] * xp[oh*sh + kh*dh, ow*sw + kw*dw]
 // on a padded plane of row length pw.
 void DepthwisePlane(const float* xp, int64_t pw, const float* w, int64_t kh_n, int64_t kw_n,

@@ -57,9 +57,7 @@ class Pool final : public OpKernel {
     count_pad_ = node_.GetInt("count_include_pad", 0) != 0;
     pad_end_ = node_.GetInts("pads", std::vector<int64_t>(2 * g_.spatial, 0));
     planes_ = x[0] * x[1];
-    Shape y = {x[0], x[1]};
-    for (int i = 3 - g_.spatial; i < 3; ++i) y.push_back(g_.out[i]);
-    (*out)[0] = TensorInfo{true, DType::kFloat32, y, nullptr};
+    (*out)[0] = TensorInfo{true, DType::kFloat32, g_.OutputShape(x[0], x[1]), nullptr};
     return OkStatus();
   }
 
