@@ -1,6 +1,7 @@
 #include "quant/quantize.h"
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -107,14 +108,6 @@ struct InputStats {
 };
 constexpr int kBins = 2048;
 
-// Visits the first `samples` samples of a kept value (batch on dim 0).
-template <typename F>
-void ForSamples(const Tensor& t, int64_t batch, int64_t samples, F f) {
-  const int64_t n = t.numel();
-  const int64_t used = (!t.shape().empty() && t.shape()[0] == batch) ? n / batch * samples : n;
-  f(t.data<float>(), used);
-}
-
 // Quantization error of a histogram under an 8-bit quantizer over [lo, hi].
 double RangeError(const InputStats& s, float lo, float hi, bool symmetric) {
   const ActQuant a = StaticActParams(lo, hi, symmetric, false);
@@ -211,11 +204,14 @@ double Sqnr(const float* ref, const float* got, int64_t n) {
   return 10.0 * std::log10(std::max(s, 1e-30) / e);
 }
 
-// Runs `plan` over the calibration set, calling f(plan, samples) per batch.
-// With an observer, every produced value is passed to it as the plan runs.
-template <typename F>
+// observe(name, value, x, used) for every float value the plan produces,
+// x being its first `used` elements: those of the batch's real samples.
+using SampleObserver =
+    std::function<void(const std::string& name, const Tensor& value, const float* x, int64_t used)>;
+
+// Runs `plan` over the first `limit` calibration samples in batches.
 Status ForCalibBatches(Plan* plan, const QuantizeOptions& o, int64_t limit, const std::string& label,
-                       F f, const Plan::Observer& observe = {}, int64_t* samples = nullptr) {
+                       const SampleObserver& observe) {
   Dataset& ds = *o.calib;
   Tensor& input = plan->input(0);
   const int64_t batch = o.calib_batch;
@@ -229,13 +225,11 @@ Status ForCalibBatches(Plan* plan, const QuantizeOptions& o, int64_t limit, cons
     LOWBIT_RETURN_IF_ERROR(ds.Read(i, m, x, nullptr));
     LOWBIT_RETURN_IF_ERROR(ApplyPreprocess(o.preprocess, ds.default_scale(), m, per_sample, channels, x));
     std::fill(x + m * per_sample, x + batch * per_sample, 0.0f);
-    if (samples != nullptr) *samples = m;
-    if (observe) {
-      plan->Run([&](const std::string& name, const Tensor& t) { observe(name, t); });
-    } else {
-      plan->Run();
-    }
-    f(m);
+    plan->Run([&](const std::string& name, const Tensor& t) {
+      if (t.dtype() != DType::kFloat32) return;
+      const int64_t used = !t.shape().empty() && t.shape()[0] == batch ? t.numel() / batch * m : t.numel();
+      observe(name, t, t.data<float>(), used);
+    });
     progress.Advance();
   }
   return OkStatus();
@@ -307,28 +301,24 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
     result.calib_samples = n;
     // Statistics are taken from each layer input as the plan produces it, so
     // calibration holds no more activations than inference does.
-    int64_t samples = 0;  // of the batch being run
-    auto pass1 = [&](const std::string& name, const Tensor& t) {
+    auto pass1 = [&](const std::string& name, const Tensor& t, const float* x, int64_t used) {
       auto it = stats.find(name);
       if (it == stats.end()) return;
       InputStats& s = it->second;
-      ForSamples(t, o.calib_batch, samples, [&](const float* x, int64_t used) {
-        const int rank = t.rank();
-        const int axis = s.channel_axis < 0 ? rank - 1 : std::min(s.channel_axis, rank - 1);
-        const int64_t ch = rank > 0 ? t.shape()[axis] : 1;
-        int64_t inner = 1;
-        for (int d = axis + 1; d < rank; ++d) inner *= t.shape()[d];
-        if (s.channel_sum.empty()) s.channel_sum.assign(ch, 0.0);
-        for (int64_t i = 0; i < used; ++i) {
-          s.lo = std::min(s.lo, x[i]);
-          s.hi = std::max(s.hi, x[i]);
-          s.channel_sum[(i / inner) % ch] += x[i];
-        }
-        s.per_channel += used / ch;
-      });
+      const int rank = t.rank();
+      const int axis = s.channel_axis < 0 ? rank - 1 : std::min(s.channel_axis, rank - 1);
+      const int64_t ch = rank > 0 ? t.shape()[axis] : 1;
+      int64_t inner = 1;
+      for (int d = axis + 1; d < rank; ++d) inner *= t.shape()[d];
+      if (s.channel_sum.empty()) s.channel_sum.assign(ch, 0.0);
+      for (int64_t i = 0; i < used; ++i) {
+        s.lo = std::min(s.lo, x[i]);
+        s.hi = std::max(s.hi, x[i]);
+        s.channel_sum[(i / inner) % ch] += x[i];
+      }
+      s.per_channel += used / ch;
     };
-    LOWBIT_RETURN_IF_ERROR(ForCalibBatches(fp32_plan.get(), o, n, "calibrate (ranges)",
-                                           [](int64_t) {}, pass1, &samples));
+    LOWBIT_RETURN_IF_ERROR(ForCalibBatches(fp32_plan.get(), o, n, "calibrate (ranges)", pass1));
     if (o.act_calib != ActCalib::kMinMax) {
       for (auto& [name, s] : stats) {
         s.h_lo = std::min(s.lo, 0.0f);
@@ -336,20 +326,16 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
         if (s.h_hi <= s.h_lo) s.h_hi = s.h_lo + 1.0f;
         s.hist.assign(kBins, 0.0);
       }
-      auto pass2 = [&](const std::string& name, const Tensor& t) {
+      auto pass2 = [&](const std::string& name, const Tensor&, const float* x, int64_t used) {
         auto it = stats.find(name);
         if (it == stats.end()) return;
         InputStats& s = it->second;
         const float inv = kBins / (s.h_hi - s.h_lo);
-        ForSamples(t, o.calib_batch, samples, [&](const float* x, int64_t used) {
-          for (int64_t i = 0; i < used; ++i) {
-            const int b = std::clamp(static_cast<int>((x[i] - s.h_lo) * inv), 0, kBins - 1);
-            s.hist[b] += 1;
-          }
-        });
+        for (int64_t i = 0; i < used; ++i) {
+          s.hist[std::clamp(static_cast<int>((x[i] - s.h_lo) * inv), 0, kBins - 1)] += 1;
+        }
       };
-      LOWBIT_RETURN_IF_ERROR(ForCalibBatches(fp32_plan.get(), o, n, "calibrate (histograms)",
-                                             [](int64_t) {}, pass2, &samples));
+      LOWBIT_RETURN_IF_ERROR(ForCalibBatches(fp32_plan.get(), o, n, "calibrate (histograms)", pass2));
     }
   }
 
@@ -473,15 +459,9 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
     po.threads = o.threads;
     std::set<std::string> outputs;
     for (const Candidate& c : cands) outputs.insert(graph.nodes[c.node].outputs[0]);
-    auto record = [&](std::map<std::string, std::vector<float>>* dst) {
-      return [&, dst](const std::string& name, const Tensor& t) {
-        if (!outputs.count(name)) return;
-        ForSamples(t, so.calib_batch, so.calib_batch,
-                   [&](const float* v, int64_t used) { (*dst)[name].assign(v, v + used); });
-      };
-    };
     std::map<std::string, std::vector<float>> ref, got;
     for (int pass = 0; pass < 2; ++pass) {
+      std::map<std::string, std::vector<float>>& dst = pass == 0 ? ref : got;
       Result<std::unique_ptr<Plan>> made = Plan::Create(pass == 0 ? graph : out, po);
       if (!made.ok()) {
         return Status(made.status().code(),
@@ -489,7 +469,10 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
       }
       LOWBIT_RETURN_IF_ERROR(ForCalibBatches(made->get(), so, so.calib_batch,
                                              pass == 0 ? "layer SQNR (fp32)" : "layer SQNR (quantized)",
-                                             [](int64_t) {}, record(pass == 0 ? &ref : &got)));
+                                             [&](const std::string& name, const Tensor&,
+                                                 const float* x, int64_t used) {
+                                               if (outputs.count(name)) dst[name].assign(x, x + used);
+                                             }));
     }
     for (size_t ci = 0; ci < cands.size(); ++ci) {
       const std::string& y = graph.nodes[cands[ci].node].outputs[0];

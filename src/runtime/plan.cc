@@ -215,26 +215,22 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
 }
 
 void Plan::Run(const Observer& observe) {
+  // Our pool parallelises GEMMs itself (see sgemm.h); OpenBLAS's own threads
+  // would compete with it for the same cores.
   openblas_set_num_threads(1);
   const ExecContext ctx{pool_.get(), threads_};
-  for (const ValueInfo& v : inputs_) observe(v.name, values_.at(v.name));
+  if (observe) {
+    for (const ValueInfo& v : inputs_) observe(v.name, values_.at(v.name));
+  }
   for (Step& st : steps_) {
     if (!st.kernel->IsAlias()) st.kernel->Run(st.in_ptr, st.out_ptr, ctx);
+    if (!observe) continue;
     for (size_t i = 0; i < st.out.size(); ++i) {
       if (st.out_ptr[i] != nullptr) observe(st.out[i], *st.out_ptr[i]);
     }
   }
 }
 
-void Plan::Run() {
-  // Our pool parallelises GEMMs itself (see sgemm.h); OpenBLAS's own threads
-  // would compete with it for the same cores.
-  openblas_set_num_threads(1);
-  const ExecContext ctx{pool_.get(), threads_};
-  for (Step& st : steps_) {
-    if (st.kernel->IsAlias()) continue;
-    st.kernel->Run(st.in_ptr, st.out_ptr, ctx);
-  }
-}
+void Plan::Run() { Run(Observer()); }
 
 }  // namespace lowbit
