@@ -59,9 +59,13 @@ Result<Graph> ToQdqGraph(const Graph& g, QdqReport* report) {
       return m;
     };
     // Activations: a QuantizeLinear/DequantizeLinear pair with the calibrated
-    // parameters, or DynamicQuantizeLinear when the model quantizes dynamically.
-    const std::string xq = base + "/x_quantized", xd = base + "/x_dequantized";
-    if (act.is_static) {
+    // parameters, DynamicQuantizeLinear when the model quantizes dynamically,
+    // nothing for weight-only layers.
+    const std::string xq = base + "/x_quantized";
+    const std::string xd = act.weight_only ? n.input(0) : base + "/x_dequantized";
+    if (act.weight_only) {
+      // Weight-only: the activations stay fp32.
+    } else if (act.is_static) {
       if (g.opset < 10) return Unimplemented(where, "QDQ export needs opset >= 10, the model has ", g.opset);
       const ActQuant a = StaticActParams(act.lo, act.hi, act.symmetric, false);
       out.constants[base + "/x_scale"] = Tensor::FromFloats({}, {a.scale});

@@ -38,8 +38,8 @@ Status ValidateSettings(const LayerSettings& s, const std::string& where) {
   }
   Result<GranularitySpec> g = ParseGranularity(s.granularity);
   if (!g.ok()) return InvalidArgument(where, ": granularity: ", g.status().message());
-  if (s.acts != "uint8" && s.acts != "int8") {
-    return InvalidArgument(where, ": acts '", s.acts, "' (uint8 or int8)");
+  if (s.acts != "uint8" && s.acts != "int8" && s.acts != "float") {
+    return InvalidArgument(where, ": acts '", s.acts, "' (uint8, int8 or float)");
   }
   return OkStatus();
 }

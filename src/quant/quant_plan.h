@@ -9,7 +9,8 @@
 // Top-level fields are the defaults; "layers" maps node names or glob
 // patterns (*, ?, [..]) to overrides, applied in order (a later match wins).
 // Weights "float" keeps a layer in fp32. Acts: "uint8" (asymmetric 8-bit),
-// "int8" (symmetric 8-bit).
+// "int8" (symmetric 8-bit), "float" (weight-only: fp32 activations; any
+// weight format, codebooks keep their fitted levels).
 #ifndef LOWBIT_QUANT_QUANT_PLAN_H_
 #define LOWBIT_QUANT_QUANT_PLAN_H_
 

@@ -368,14 +368,20 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
       Result<PackedTensor> packed = PackedTensor::Quantize(c.w.data(), c.wshape, spec, fo, o.prune);
       if (!packed.ok()) return Status(packed.status().code(), where + ": " + packed.status().message());
       PackedTensor pt = std::move(packed).value();
-      if (spec.family == Family::kCodebook) {
+      // 8-bit activations run on integer kernels, which need levels on an
+      // int8 grid; weight-only layers (acts float) decode any levels.
+      const bool weight_only = s.acts == "float";
+      if (spec.family == Family::kCodebook && !weight_only) {
         Result<PackedTensor> snapped = SnapToInt8Grid(pt, c.w, o.prune);
         if (!snapped.ok()) return Status(snapped.status().code(), where + ": " + snapped.status().message());
         pt = std::move(snapped).value();
       }
-      Result<QLinearWeights> runnable = PrepareQLinear(pt);
-      if (!runnable.ok()) {
-        return Status(runnable.status().code(), where + ": " + runnable.status().message());
+      if (!weight_only) {
+        Result<QLinearWeights> runnable = PrepareQLinear(pt);
+        if (!runnable.ok()) {
+          return Status(runnable.status().code(), where + ": " + runnable.status().message() +
+                                                      " (--acts float runs any format)");
+        }
       }
       std::vector<float> wd(c.w.size());
       pt.Dequantize(wd.data());
@@ -421,7 +427,7 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
       Tensor codes, scales;
       SetPackedWeight(pt, &q, &codes, &scales);
       q.attrs["act"] = s.acts;
-      if (calibrated) {
+      if (calibrated && !weight_only) {
         const auto [lo, hi] = ChooseRange(st->second, o, symmetric);
         q.attrs["act_range"] = std::vector<float>{lo, hi};
         rep.static_acts = true;

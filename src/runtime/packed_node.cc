@@ -82,13 +82,17 @@ void SetPackedWeight(const PackedTensor& w, Node* node, Tensor* codes, Tensor* s
 
 Result<ActSpec> ActSpecOf(const Node& node) {
   const std::string act = node.GetString("act", "uint8");
-  if (act != "int8" && act != "uint8") {
-    return InvalidArgument(node.Describe(), ": attribute act '", act, "' (int8 or uint8)");
+  if (act != "int8" && act != "uint8" && act != "float") {
+    return InvalidArgument(node.Describe(), ": attribute act '", act, "' (int8, uint8 or float)");
   }
   ActSpec a;
   a.symmetric = act == "int8";
+  a.weight_only = act == "float";
   auto it = node.attrs.find("act_range");
   if (it == node.attrs.end()) return a;
+  if (a.weight_only) {
+    return InvalidArgument(node.Describe(), ": attribute act_range is for 8-bit activations, act is 'float'");
+  }
   const auto* r = std::get_if<std::vector<float>>(&it->second);
   if (r == nullptr || r->size() != 2 || !std::isfinite((*r)[0]) || !std::isfinite((*r)[1]) ||
       (*r)[0] > (*r)[1]) {

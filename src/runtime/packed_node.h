@@ -9,8 +9,9 @@
 // Attributes: format ("int4", ...), granularity ("channel", ...), weight_shape
 // (Conv [M, C/group, kh, kw...], Gemm [N, K]), levels (floats, only formats
 // that store them), zero_points (ints, asymmetric formats), act ("int8" or
-// "uint8": 8-bit activations), act_range (floats [lo, hi]: static
-// calibration; absent: dynamic per row / per image), the fused activation
+// "uint8": 8-bit activations; "float": weight-only, fp32 activations and any
+// packed format), act_range (floats [lo, hi]: static calibration of 8-bit
+// activations; absent: dynamic per row / per image), the fused activation
 // (runtime/activation.h) and, from calibration, sqnr_db of the layer output.
 // PackedConv also keeps Conv's attributes (strides, pads, dilations, group,
 // auto_pad, kernel_shape).
@@ -44,6 +45,7 @@ void SetPackedWeight(const PackedTensor& w, Node* node, Tensor* codes, Tensor* s
 // The activation quantization a node asks for.
 struct ActSpec {
   bool symmetric = false;  // act "int8"; "uint8" is asymmetric
+  bool weight_only = false;  // act "float"
   bool is_static = false;
   float lo = 0, hi = 0;
 };

@@ -88,6 +88,30 @@ else
   bad "ONNX Runtime check: $(cat "$tmp/err")"
 fi
 
+# Weight-only (fp32 activations): a codebook in groups of 32, which the 8-bit
+# kernels cannot run, decodes on the fly; its QDQ export holds the decoded
+# weights, and ONNX Runtime agrees with the packed model.
+if "$lowbit" quantize "$cnn" -o "$tmp/wo.onnx" --weights codebook-3 --granularity group:32 --acts float \
+     --quiet >/dev/null 2>"$tmp/err" &&
+   "$lowbit" inspect "$tmp/wo.onnx" --json >"$tmp/wo.json" 2>>"$tmp/err" &&
+   "$lowbit" run "$tmp/wo.onnx" --input "$x" --output "$tmp/y_wo.npy" >/dev/null 2>>"$tmp/err" &&
+   "$lowbit" export "$tmp/wo.onnx" --to onnx-qdq -o "$tmp/wo_qdq.onnx" >/dev/null 2>>"$tmp/err" &&
+   NODE_PATH=$ort_dir/node_modules node "$ort_dir/ort_run.js" "$tmp/wo_qdq.onnx" "$x" "$tmp/y_wo_ort.npy" 2>>"$tmp/err" &&
+   $py - "$tmp/y_wo.npy" "$tmp/y_wo_ort.npy" "$tmp/wo.json" <<'EOF'
+import json
+import sys
+import numpy as np
+packed, ort = np.load(sys.argv[1]), np.load(sys.argv[2])
+assert np.abs(packed - ort).max() <= 1e-4 * np.abs(ort).max(), np.abs(packed - ort).max()
+layers = json.load(open(sys.argv[3]))["layers"]
+assert all(l["act_bits"] == 32 and l["format"] == "codebook-3" for l in layers), layers
+EOF
+then
+  ok "weight-only codebook-3 group:32: runs, exports, matches ONNX Runtime"
+else
+  bad "weight-only: $(cat "$tmp/err")"
+fi
+
 # Bad input.
 expect_error "unknown weight format" "int9" quantize "$cnn" -o "$tmp/bad.onnx" --weights int9
 expect_error "pattern matching no layer" "nosuch.*layers: /features" quantize "$cnn" -o "$tmp/bad.onnx" --layer 'nosuch=int4'
@@ -97,6 +121,8 @@ expect_error "plan with an unknown key" "badplan.json.*unknown key 'bits'" quant
 expect_error "calibration data of the wrong shape" "digits.*64 values.*'input'" quantize "$cnn" -o "$tmp/bad.onnx" --calib digits
 expect_error "bad --act-calib" "act-calib 'p99'" quantize "$cnn" -o "$tmp/bad.onnx" --act-calib p99
 expect_error "bad --prune" "prune must be in" quantize "$cnn" -o "$tmp/bad.onnx" --prune 1.5
+expect_error "group scales with 8-bit activations" "group.*--acts float" quantize "$cnn" -o "$tmp/bad.onnx" --granularity group:32
+expect_error "bad --acts" "acts 'fp16'.*float" quantize "$cnn" -o "$tmp/bad.onnx" --acts fp16
 if [[ -e $tmp/bad.onnx ]]; then bad "a failed quantize left $tmp/bad.onnx"; else ok "failed runs write nothing"; fi
 head -c 20000 "$tmp/w4.onnx" >"$tmp/truncated.onnx"
 expect_error "truncated quantized model" "truncated.onnx" eval "$tmp/truncated.onnx" --data 'fashion-mnist:test[:10]'

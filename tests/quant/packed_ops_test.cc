@@ -193,7 +193,9 @@ TEST(PackedOpsTest, ConvMatchesQdqReferenceOnOddShapes) {
                 EXPECT_LT(MaxRelDiff(got, want), 2e-5) << path << " threads " << threads;
               }
               // Static ranges clip this input; dynamic ones see all of it.
-              if (dynamic && std::string(weights) == "int8") EXPECT_GT(SqnrDb(fp32, got), 30) << path;
+              if (dynamic && std::string(weights) == "int8") {
+                EXPECT_GT(SqnrDb(fp32, got), 30) << path;
+              }
             }
           }
         }
@@ -227,6 +229,63 @@ TEST(PackedOpsTest, GemmAndMatMulMatchQdqReference) {
   }
 }
 
+// Weight-only layers (acts "float") equal fp32 layers on the decoded weights
+// (the QDQ export): every bit width and family, group granularity, decoded
+// tiles smaller than the layer, GEMV and GEMM batches.
+TEST(PackedOpsTest, WeightOnlyLayersMatchDecodedReference) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  Rng rng(seed + 7);
+  const ConvCase cases[] = {
+      {1, 3, 9, 7, 5, 3, 1, 1, 1},      // odd everything
+      {2, 16, 8, 8, 17, 3, 2, 1, 1},    // stride 2, two images
+      {2, 8, 6, 5, 16, 1, 1, 0, 1},     // pointwise
+      {2, 12, 7, 7, 12, 3, 1, 1, 12},   // depthwise
+      {1, 8, 5, 5, 6, 3, 1, 2, 2},      // grouped, pad 2
+      {1, 600, 4, 4, 40, 3, 1, 1, 1},   // 5400 inputs: 16-row tiles, three of them
+  };
+  const char* formats[] = {"int8", "int5", "int4", "int3", "int2", "int1", "uint4", "int4-asym",
+                           "pow2-4", "nhot2-4", "codebook-3", "codebook-6"};
+  for (const ConvCase& cc : cases) {
+    for (const char* weights : formats) {
+      for (const char* gran : {"channel", "tensor", "group:8"}) {
+        SCOPED_TRACE(::testing::Message() << "conv c" << cc.c << " m" << cc.m << " g" << cc.group << " "
+                                          << weights << " " << gran);
+        const Graph g = ConvGraph(cc, rng, true);
+        const Graph q = Quantize(g, weights, "float", gran);
+        auto qdq = ToQdqGraph(q);
+        ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
+        const Tensor x = Random({cc.n, cc.c, cc.h, cc.w}, rng);
+        const Tensor want = RunGraph(*qdq, x);
+        for (int threads : {1, 2}) EXPECT_LT(MaxRelDiff(RunGraph(q, x, threads), want), 2e-5) << threads;
+      }
+    }
+  }
+  for (int64_t batch : {1, 4, 7}) {
+    for (int64_t k : {1, 31, 129}) {
+      for (const char* weights : formats) {
+        for (bool matmul : {false, true}) {
+          SCOPED_TRACE(::testing::Message() << "fc batch " << batch << " k " << k << " " << weights);
+          const Graph g = GemmGraph(k, 37, rng, matmul);
+          const Graph q = Quantize(g, weights, "float", k % 8 == 1 && k > 1 ? "group:16" : "channel");
+          auto qdq = ToQdqGraph(q);
+          ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
+          const Tensor x = Random({batch, k}, rng);
+          const Tensor want = RunGraph(*qdq, x);
+          for (int threads : {1, 2}) EXPECT_LT(MaxRelDiff(RunGraph(q, x, threads), want), 2e-5) << threads;
+        }
+      }
+    }
+  }
+  // Weight-only layers keep fp32 activations: no act_range.
+  Graph q = Quantize(GemmGraph(8, 4, rng, false), "int4", "float");
+  ASSERT_FALSE(q.nodes.empty());
+  q.nodes[0].attrs["act_range"] = std::vector<float>{-1.0f, 1.0f};
+  auto plan = Plan::Create(q, PlanOptions());
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("act_range"), std::string::npos) << plan.status().message();
+}
+
 // Resident memory of this process in bytes.
 int64_t ResidentBytes() {
   FILE* f = std::fopen("/proc/self/statm", "r");
@@ -240,21 +299,25 @@ int64_t ResidentBytes() {
 
 TEST(PackedOpsTest, PlansKeepWeightsPacked) {
   // A 2048 x 2048 layer: 16 MiB in fp32, 1 MiB at int2. A plan that widened
-  // it to fp32 at load time would grow resident memory by 16 MiB or more.
-  Rng rng(11);
-  Graph q;
-  {
-    const Graph g = GemmGraph(2048, 2048, rng, false);
-    q = Quantize(g, "int2");
+  // it to fp32 at load time (or, weight-only, at run time) would grow resident
+  // memory by 16 MiB or more.
+  for (const char* acts : {"uint8", "float"}) {
+    SCOPED_TRACE(acts);
+    Rng rng(11);
+    Graph q;
+    {
+      const Graph g = GemmGraph(2048, 2048, rng, false);
+      q = Quantize(g, "int2", acts);
+    }
+    malloc_trim(0);  // freed heap pages back to the system, so growth is real
+    const int64_t before = ResidentBytes();
+    PlanOptions po;
+    auto plan = Plan::Create(q, po);
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    (*plan)->Run();
+    const int64_t grown = ResidentBytes() - before;
+    EXPECT_LT(grown, 8 << 20) << "plan creation grew resident memory by " << grown << " bytes";
   }
-  malloc_trim(0);  // freed heap pages back to the system, so growth is real
-  const int64_t before = ResidentBytes();
-  PlanOptions po;
-  auto plan = Plan::Create(q, po);
-  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
-  (*plan)->Run();
-  const int64_t grown = ResidentBytes() - before;
-  EXPECT_LT(grown, 8 << 20) << "plan creation grew resident memory by " << grown << " bytes";
 }
 
 TEST(PackedOpsTest, PlanFileSettingsApplyPerLayer) {

@@ -60,7 +60,7 @@ Status RunInspect(const InspectArgs& a) {
       r.format = FormatName(w.params().spec);
       r.granularity = GranularityName(w.params().granularity);
       r.wbits = w.bits();
-      r.abits = 8;
+      r.abits = n.GetString("act", "uint8") == "float" ? 32 : 8;
       r.params = w.numel();
       r.bytes = w.bytes().total();
       if (n.Has("sqnr_db")) r.sqnr = n.GetFloat("sqnr_db", 0);

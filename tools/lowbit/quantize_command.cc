@@ -44,10 +44,6 @@ Status RunQuantize(const QuantizeArgs& a) {
     LOWBIT_ASSIGN_OR_RETURN(text, ReadFile(a.plan));
     LOWBIT_ASSIGN_OR_RETURN(o.plan, ParsePlanJson(text, a.plan));
   }
-  if (a.acts == "float") {
-    return Unimplemented("--acts float: weight-only layers need a float-activation kernel, which "
-                         "lowbit does not have yet; use --acts uint8 or int8");
-  }
   if (!a.weights.empty()) o.plan.defaults.weights = a.weights;
   if (!a.granularity.empty()) o.plan.defaults.granularity = a.granularity;
   if (!a.acts.empty()) o.plan.defaults.acts = a.acts;
@@ -159,7 +155,8 @@ Command AddQuantizeCommand(CLI::App& app) {
                   "Weight format for every layer: int8, int4, int2, uint4, int3-asym, pow2-4, "
                   "nhot2-4, codebook-3, ... (default int8, or the plan's)");
   cmd->add_option("--granularity", args->granularity, "tensor, channel (default) or group:G");
-  cmd->add_option("--acts", args->acts, "Activations: uint8 (asymmetric, default) or int8 (symmetric)");
+  cmd->add_option("--acts", args->acts, "Activations: uint8 (asymmetric, default), int8 (symmetric) or float (weight-only: "
+                  "fp32 activations, any weight format)");
   cmd->add_option("--calib", args->calib,
                   "Calibration data (as eval's --data, e.g. fashion-mnist:train[0:1000]); "
                   "without it activations are quantized dynamically");

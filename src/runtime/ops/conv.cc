@@ -1,15 +1,21 @@
 // Conv (1-3 spatial dims, groups, dilations, every auto_pad): im2col feeding
 // OpenBLAS sgemm per image and group; depthwise convolution (one input channel
 // per group) as a direct loop. Bias and a fused activation are applied in place.
+//
+// The same kernel runs weight-only PackedConv (act "float", runtime/
+// packed_node.h): its weights stay packed and are decoded a tile of output
+// channels at a time (kernels/weight_decode.h) just before that tile's GEMM.
 #include <algorithm>
 #include <cstring>
 
 #include <cmath>
 
 #include "base/target.h"
+#include "kernels/weight_decode.h"
 #include "runtime/activation.h"
 #include "runtime/ops/conv_geometry.h"
 #include "runtime/ops/planes.h"
+#include "runtime/packed_node.h"
 #include "runtime/sgemm.h"
 
 namespace lowbit {
@@ -20,28 +26,42 @@ LOWBIT_VECTORIZE void BiasClamp(float* __restrict y, int64_t n, float b, float l
   for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(y[i] + b, lo), hi);
 }
 
+// A thread's buffer for decoded weights, shared by every layer it runs.
+std::vector<float>& DecodeScratch(int64_t n) {
+  thread_local std::vector<float> buf;
+  if (static_cast<int64_t>(buf.size()) < n) buf.resize(n);
+  return buf;
+}
+
 class Conv final : public OpKernel {
  public:
-  using OpKernel::OpKernel;
+  Conv(const Node& n, bool packed) : OpKernel(n), packed_(packed) {}
 
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
-    if (in.size() < 2 || !in[0].present || !in[1].present) {
-      return InvalidArgument(Where(), "expects inputs X and W");
+    Shape wshape;
+    if (packed_) {
+      LOWBIT_ASSIGN_OR_RETURN(wshape, PreparePacked(in));
+    } else {
+      if (in.size() < 2 || !in[0].present || !in[1].present) {
+        return InvalidArgument(Where(), "expects inputs X and W");
+      }
+      LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[1], "W"));
+      wshape = in[1].shape;
     }
     LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
-    LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[1], "W"));
     ConvDims d;
-    LOWBIT_ASSIGN_OR_RETURN(d, ComputeConvDims(node_, in[0].shape, in[1].shape, "W"));
+    LOWBIT_ASSIGN_OR_RETURN(d, ComputeConvDims(node_, in[0].shape, wshape, packed_ ? "weight_shape" : "W"));
     n_ = d.n;
     c_ = d.c;
     m_ = d.m;
     group_ = d.group;
     g_ = d.g;
-    has_bias_ = in.size() > 2 && in[2].present;
+    bias_in_ = packed_ ? 3 : 2;
+    has_bias_ = static_cast<int>(in.size()) > bias_in_ && in[bias_in_].present;
     if (has_bias_) {
-      LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[2], "B"));
-      if (in[2].shape != Shape{m_}) {
-        return InvalidArgument(Where(), "bias ", ShapeToString(in[2].shape), " must be [", m_, "]");
+      LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[bias_in_], "B"));
+      if (in[bias_in_].shape != Shape{m_}) {
+        return InvalidArgument(Where(), "bias ", ShapeToString(in[bias_in_].shape), " must be [", m_, "]");
       }
     }
     cg_ = c_ / group_;
@@ -60,6 +80,7 @@ class Conv final : public OpKernel {
     if (chunk_ > 1) out_.assign(mg_ * g_.out_size() * chunk_, 0.0f);
     ComputeColumnRanges(&col_lo_, &col_hi_);
     act_ = FusedActivation::FromNode(node_);
+    if (packed_) tile_rows_ = DecodeTileRows(mg_, kk_);
     (*out)[0] = TensorInfo{true, DType::kFloat32, g_.OutputShape(n_, m_), nullptr};
     return OkStatus();
   }
@@ -67,8 +88,14 @@ class Conv final : public OpKernel {
   void Run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out,
            const ExecContext& ctx) override {
     const float* x = in[0]->data<float>();
-    const float* w = in[1]->data<float>();
-    const float* bias = has_bias_ ? in[2]->data<float>() : nullptr;
+    const float* w = packed_ ? nullptr : in[1]->data<float>();
+    if (packed_ && depthwise_) {
+      // Depthwise weights are m x taps, a few KiB: decode them whole.
+      std::vector<float>& dw = DecodeScratch(m_ * kk_);
+      decoder_.DecodeRows(0, m_, dw.data(), kk_);
+      w = dw.data();
+    }
+    const float* bias = has_bias_ ? in[bias_in_]->data<float>() : nullptr;
     float* y = out[0]->data<float>();
     const int64_t isz = g_.in_size(), osz = g_.out_size();
     for (int64_t n0 = 0; n0 < n_; n0 += chunk_) {
@@ -77,7 +104,7 @@ class Conv final : public OpKernel {
         Depthwise(x + n0 * c_ * isz, w, y + n0 * m_ * osz, ctx);
       } else {
         for (int64_t grp = 0; grp < group_; ++grp) {
-          const float* wg = w + grp * mg_ * kk_;
+          const float* wg = packed_ ? nullptr : w + grp * mg_ * kk_;
           if (nb == 1) {
             const float* xg = x + (n0 * c_ + grp * cg_) * isz;
             const float* col = xg;
@@ -85,8 +112,7 @@ class Conv final : public OpKernel {
               Im2Col(xg, col_.data(), osz, ctx);
               col = col_.data();
             }
-            Sgemm(ctx, false, false, mg_, osz, kk_, 1.0f, wg, kk_, col, osz, 0.0f,
-                  y + (n0 * m_ + grp * mg_) * osz, osz);
+            Gemm(grp, wg, col, osz, y + (n0 * m_ + grp * mg_) * osz, ctx);
             continue;
           }
           // Several images: col is [kk, nb * osz], image i in columns
@@ -102,8 +128,7 @@ class Conv final : public OpKernel {
               Im2Col(xg, col_.data() + i * osz, ld, ctx);
             }
           }
-          Sgemm(ctx, false, false, mg_, ld, kk_, 1.0f, wg, kk_, col_.data(), ld, 0.0f, out_.data(),
-                ld);
+          Gemm(grp, wg, col_.data(), ld, out_.data(), ctx);
           for (int64_t i = 0; i < nb; ++i) {
             for (int64_t r = 0; r < mg_; ++r) {
               std::memcpy(y + ((n0 + i) * m_ + grp * mg_ + r) * osz, out_.data() + r * ld + i * osz,
@@ -121,6 +146,44 @@ class Conv final : public OpKernel {
           BiasClamp(yn + p * osz, osz, bias != nullptr ? bias[p % m_] : 0.0f, lo, hi);
         }
       });
+    }
+  }
+
+  // PackedConv with act "float": the packed weight, refusing formats that
+  // have no levels to decode. Returns the weight's shape.
+  Result<Shape> PreparePacked(const std::vector<TensorInfo>& in) {
+    if (in.size() < 3 || !in[0].present || !in[1].present || !in[2].present) {
+      return InvalidArgument(Where(), "expects inputs X, codes and scales");
+    }
+    if (in[1].constant == nullptr || in[2].constant == nullptr) {
+      return Unimplemented(Where(), "codes and scales must be initializers");
+    }
+    LOWBIT_RETURN_IF_ERROR(ActSpecOf(node_).status());
+    PackedTensor w;
+    LOWBIT_ASSIGN_OR_RETURN(w, PackedWeightOf(node_, *in[1].constant, *in[2].constant));
+    if (w.params().spec.family == Family::kFloat) {
+      return Unimplemented(Where(), "format ", FormatName(w.params().spec), " is not a packed format");
+    }
+    Shape shape = w.shape();
+    decoder_ = WeightDecoder(std::move(w));
+    return shape;
+  }
+
+  // y[mg, ld] = W_grp[mg, kk] * col[kk, ld]: one sgemm on fp32 weights, or
+  // per tile of decoded rows for packed weights.
+  void Gemm(int64_t grp, const float* wg, const float* col, int64_t ld, float* y,
+            const ExecContext& ctx) {
+    if (!packed_) {
+      Sgemm(ctx, false, false, mg_, ld, kk_, 1.0f, wg, kk_, col, ld, 0.0f, y, ld);
+      return;
+    }
+    std::vector<float>& tile = DecodeScratch(tile_rows_ * kk_);
+    for (int64_t r0 = 0; r0 < mg_; r0 += tile_rows_) {
+      const int64_t rows = std::min(tile_rows_, mg_ - r0), first = grp * mg_ + r0;
+      ctx.pool->ParallelFor(rows, [&](int64_t s, int64_t e) {
+        decoder_.DecodeRows(first + s, first + e, tile.data() + s * kk_, kk_);
+      });
+      Sgemm(ctx, false, false, rows, ld, kk_, 1.0f, tile.data(), kk_, col, ld, 0.0f, y + r0 * ld, ld);
     }
   }
 
@@ -251,6 +314,10 @@ class Conv final : public OpKernel {
     });
   }
 
+  const bool packed_;
+  WeightDecoder decoder_;  // packed_
+  int64_t tile_rows_ = 0;  // packed_: output channels decoded per GEMM
+  int bias_in_ = 2;
   std::vector<std::vector<float>> pad_scratch_;
   WindowGeometry g_;
   int64_t n_ = 0, c_ = 0, m_ = 0, group_ = 1, cg_ = 0, mg_ = 0, kk_ = 0;
@@ -263,6 +330,7 @@ class Conv final : public OpKernel {
 
 }  // namespace
 
-std::unique_ptr<OpKernel> MakeConv(const Node& n) { return std::make_unique<Conv>(n); }
+std::unique_ptr<OpKernel> MakeConv(const Node& n) { return std::make_unique<Conv>(n, false); }
+std::unique_ptr<OpKernel> MakeWeightOnlyConv(const Node& n) { return std::make_unique<Conv>(n, true); }
 
 }  // namespace lowbit

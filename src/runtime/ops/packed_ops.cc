@@ -20,12 +20,17 @@
 
 #include "base/target.h"
 #include "kernels/qlinear.h"
+#include "kernels/weight_decode.h"
 #include "runtime/activation.h"
 #include "runtime/ops/conv_geometry.h"
 #include "runtime/ops/planes.h"
 #include "runtime/packed_node.h"
+#include "runtime/sgemm.h"
 
 namespace lowbit {
+
+std::unique_ptr<OpKernel> MakeWeightOnlyConv(const Node& n);  // conv.cc
+
 namespace {
 
 Epilogue MakeEpilogue(const FusedActivation& act, const float* bias) {
@@ -120,6 +125,109 @@ class PackedGemm final : public PackedKernel {
   ActQuant act_;
   int64_t rows_ = 0;
   QLinearScratch scratch_;
+};
+
+LOWBIT_VECTORIZE float DotF32(const float* __restrict a, const float* __restrict b, int64_t n) {
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+LOWBIT_VECTORIZE void BiasClampRow(float* __restrict y, int64_t n, const float* __restrict bias,
+                                   float lo, float hi) {
+  if (bias != nullptr) {
+    for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(y[i] + bias[i], lo), hi);
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(y[i], lo), hi);
+  }
+}
+
+// PackedGemm with act "float" (weight-only): fp32 activations, weights
+// decoded per tile of output rows (kernels/weight_decode.h). A few input rows
+// (GEMV): each thread decodes 16 output rows into its own cache-resident
+// buffer and takes the dot products at once. More rows: a shared tile of
+// decoded rows feeds sgemm.
+class WeightOnlyGemm final : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+
+  Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
+    if (in.size() < 3 || !in[0].present || !in[1].present || !in[2].present) {
+      return InvalidArgument(Where(), "expects inputs X, codes and scales");
+    }
+    if (in[1].constant == nullptr || in[2].constant == nullptr) {
+      return Unimplemented(Where(), "codes and scales must be initializers");
+    }
+    LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
+    LOWBIT_RETURN_IF_ERROR(ActSpecOf(node_).status());
+    PackedTensor w;
+    LOWBIT_ASSIGN_OR_RETURN(w, PackedWeightOf(node_, *in[1].constant, *in[2].constant));
+    if (w.params().spec.family == Family::kFloat) {
+      return Unimplemented(Where(), "format ", FormatName(w.params().spec), " is not a packed format");
+    }
+    if (w.shape().size() != 2) {
+      return InvalidArgument(Where(), "weight_shape ", ShapeToString(w.shape()), " must be [N, K]");
+    }
+    const Shape& x = in[0].shape;
+    if (x.empty() || x.back() != w.cols()) {
+      return InvalidArgument(Where(), "X ", ShapeToString(x), " must end in K = ", w.cols());
+    }
+    has_bias_ = in.size() > 3 && in[3].present;
+    if (has_bias_ && (in[3].dtype != DType::kFloat32 || in[3].shape != Shape{w.rows()})) {
+      return InvalidArgument(Where(), "bias ", DTypeName(in[3].dtype), " ", ShapeToString(in[3].shape),
+                             " must be float32 [", w.rows(), "]");
+    }
+    rows_ = NumElements(x) / w.cols();
+    Shape y = x;
+    y.back() = w.rows();
+    decoder_ = WeightDecoder(std::move(w));
+    tile_rows_ = DecodeTileRows(decoder_.rows(), decoder_.cols());
+    fused_ = FusedActivation::FromNode(node_);
+    (*out)[0] = TensorInfo{true, DType::kFloat32, y, nullptr};
+    return OkStatus();
+  }
+
+  void Run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out,
+           const ExecContext& ctx) override {
+    const int64_t n = decoder_.rows(), k = decoder_.cols();
+    const float* x = in[0]->data<float>();
+    const float* bias = has_bias_ ? in[3]->data<float>() : nullptr;
+    float* y = out[0]->data<float>();
+    if (rows_ <= 4) {
+      constexpr int64_t kBlock = 16;
+      ctx.pool->ParallelFor((n + kBlock - 1) / kBlock, [&](int64_t s, int64_t e) {
+        thread_local std::vector<float> buf;
+        buf.resize(kBlock * k);
+        for (int64_t b = s; b < e; ++b) {
+          const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
+          decoder_.DecodeRows(r0, r1, buf.data(), k);
+          for (int64_t i = 0; i < rows_; ++i) {
+            for (int64_t r = r0; r < r1; ++r) y[i * n + r] = DotF32(buf.data() + (r - r0) * k, x + i * k, k);
+          }
+        }
+      });
+    } else {
+      thread_local std::vector<float> scratch;  // the caller's; workers write into it
+      scratch.resize(tile_rows_ * k);
+      float* tile = scratch.data();
+      for (int64_t r0 = 0; r0 < n; r0 += tile_rows_) {
+        const int64_t rows = std::min(tile_rows_, n - r0);
+        ctx.pool->ParallelFor(rows, [&](int64_t s, int64_t e) {
+          decoder_.DecodeRows(r0 + s, r0 + e, tile + s * k, k);
+        });
+        Sgemm(ctx, false, true, rows_, rows, k, 1.0f, x, k, tile, k, 0.0f, y + r0, n);
+      }
+    }
+    if (bias == nullptr && !fused_.active) return;
+    const float lo = fused_.active ? fused_.lo : -INFINITY, hi = fused_.active ? fused_.hi : INFINITY;
+    for (int64_t i = 0; i < rows_; ++i) BiasClampRow(y + i * n, n, bias, lo, hi);
+  }
+
+ private:
+  WeightDecoder decoder_;
+  int64_t rows_ = 0, tile_rows_ = 0;
+  bool has_bias_ = false;
+  FusedActivation fused_;
 };
 
 // Quantizes n values with fixed parameters into bytes (int8 or uint8).
@@ -517,7 +625,14 @@ class PackedConv final : public PackedKernel {
 
 }  // namespace
 
-std::unique_ptr<OpKernel> MakePackedGemm(const Node& n) { return std::make_unique<PackedGemm>(n); }
-std::unique_ptr<OpKernel> MakePackedConv(const Node& n) { return std::make_unique<PackedConv>(n); }
+// act "float" selects the weight-only kernels.
+std::unique_ptr<OpKernel> MakePackedGemm(const Node& n) {
+  if (n.GetString("act", "") == "float") return std::make_unique<WeightOnlyGemm>(n);
+  return std::make_unique<PackedGemm>(n);
+}
+std::unique_ptr<OpKernel> MakePackedConv(const Node& n) {
+  if (n.GetString("act", "") == "float") return MakeWeightOnlyConv(n);
+  return std::make_unique<PackedConv>(n);
+}
 
 }  // namespace lowbit
