@@ -6,6 +6,8 @@
 
 #include "base/rng.h"
 #include "ir/passes.h"
+#include "kernels/depthwise.h"
+#include "runtime/ops/planes.h"
 #include "runtime/plan.h"
 #include "tests/test_util.h"
 
@@ -188,6 +190,34 @@ TEST(PlanTest, BadBindingsAreRefusedByName) {
   ASSERT_FALSE(plan.ok());
   EXPECT_NE(plan.status().message().find("Frobnicate 'Relu_y' (opset 13)"), std::string::npos)
       << plan.status().message();
+}
+
+// The AVX-512 3x3 depthwise kernel against the portable loop: small-integer
+// planes (exact sums in any order), strides 1 and 2, every row length up to
+// 40 (whole registers, partial ones, both), and its fused epilogue.
+TEST(DepthwiseTest, Avx512KernelMatchesPortableLoop) {
+  if (!Depthwise3x3Available()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  Rng rng(seed);
+  auto small = [&] { return static_cast<float>(static_cast<int>(rng.Next() % 255) - 127); };
+  for (int64_t stride : {1, 2}) {
+    for (int64_t ow_n = 1; ow_n <= 40; ++ow_n) {
+      const int64_t oh_n = 1 + ow_n % 5, pw = (ow_n - 1) * stride + 3, ph = (oh_n - 1) * stride + 3;
+      std::vector<float> xp(ph * pw), w(9), want(oh_n * ow_n), got(oh_n * ow_n, -1.0f);
+      for (float& v : xp) v = small();
+      for (float& v : w) v = small();
+      DepthwisePlaneRef(xp.data(), pw, w.data(), 3, 3, stride, stride, 1, 1, want.data(), oh_n, ow_n);
+      Depthwise3x3Avx512(xp.data(), pw, w.data(), stride, got.data(), oh_n, ow_n);
+      EXPECT_EQ(got, want) << "stride " << stride << " ow " << ow_n;
+      const float scale = 0.01f, bias = 0.5f, lo = -20.0f, hi = 30.0f;
+      Depthwise3x3Avx512(xp.data(), pw, w.data(), stride, got.data(), oh_n, ow_n, scale, bias, lo, hi);
+      for (size_t i = 0; i < want.size(); ++i) {
+        const float e = std::min(std::max(std::fma(want[i], scale, bias), lo), hi);
+        ASSERT_EQ(got[i], e) << "stride " << stride << " ow " << ow_n << " at " << i;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "base/target.h"
+#include "kernels/depthwise.h"
 #include "kernels/qlinear.h"
 #include "kernels/weight_decode.h"
 #include "runtime/activation.h"
@@ -245,10 +246,13 @@ LOWBIT_VECTORIZE void QuantizeBytes(const float* __restrict x, int64_t n, float 
   }
 }
 
-// dst[i] = src[i] - zero, as floats.
-LOWBIT_VECTORIZE void Centered(const int8_t* __restrict src, int64_t n, float zero,
-                               float* __restrict dst) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]) - zero;
+// dst[i] = q - zero with q = x[i] quantized to int8 (zero point `zero`):
+// the centered integer, as a float.
+LOWBIT_VECTORIZE void QuantizeCentered(const float* __restrict x, int64_t n, float inv, float zero,
+                                       float* __restrict dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    dst[i] = std::min(std::max(std::nearbyint(x[i] * inv) + zero, -128.0f), 127.0f) - zero;
+  }
 }
 
 LOWBIT_VECTORIZE void ScaleBiasClamp(const float* __restrict acc, int64_t n, float scale, float b,
@@ -288,7 +292,6 @@ class PackedConv final : public PackedKernel {
     if (depthwise_) {
       LOWBIT_RETURN_IF_ERROR(BuildDepthwise(w));
       signed_ = true;
-      planes_.assign(static_cast<size_t>(c_ * g_.in_size()), 0);
     } else {
       // Images with a channel count that is not a multiple of 4 get padding
       // channels holding the zero point (x = 0), so every input step of 4
@@ -320,8 +323,7 @@ class PackedConv final : public PackedKernel {
                              ? act_
                              : DynamicActParams(x + i * isz, isz, act_spec_.symmetric, signed_);
       if (depthwise_) {
-        QuantizePlanar(x + i * isz, a, ctx);
-        Depthwise(a, bias, y + i * m_ * osz, ctx);
+        Depthwise(x + i * isz, a, bias, y + i * m_ * osz, ctx);
         continue;
       }
       QuantizeImage(x + i * isz, a, ctx);
@@ -534,19 +536,11 @@ class PackedConv final : public PackedKernel {
     });
   }
 
-  // Depthwise input: channel planes of int8 (zero point a.zero).
-  void QuantizePlanar(const float* x, const ActQuant& a, const ExecContext& ctx) {
-    const int64_t n = c_ * g_.in_size();
-    ctx.pool->ParallelFor(n, [&](int64_t s, int64_t e) {
-      QuantizeBytes(x + s, e - s, 1.0f / a.scale, static_cast<float>(a.zero), -128.0f, 127.0f,
-                    planes_.data() + s, true);
-    });
-  }
-
   // y[m] = scale[m] * xs * sum over taps of (T - offset[m]) * (a - z) + b[m],
   // on a plane of a - z (padding 0) in fp32 lanes: every product and sum is
   // an exact small integer (|acc| < 2^24 for windows up to 7x7x5).
-  void Depthwise(const ActQuant& a, const float* bias, float* y, const ExecContext& ctx) {
+  void Depthwise(const float* x, const ActQuant& a, const float* bias, float* y,
+                 const ExecContext& ctx) {
     const auto& g = g_;
     const int64_t ph = PaddedRows(g), pw = PaddedCols(g);
     const int64_t pd = (g.out[0] - 1) * g.stride[0] + (g.k[0] - 1) * g.dilation[0] + 1;
@@ -554,6 +548,9 @@ class PackedConv final : public PackedKernel {
     if (static_cast<int>(dw_scratch_.size()) < threads) dw_scratch_.resize(threads);
     const float lo = fused_.active ? fused_.lo : -INFINITY;
     const float hi = fused_.active ? fused_.hi : INFINITY;
+    const bool fast3x3 = g.k[0] == 1 && g.out[0] == 1 && g.k[1] == 3 && g.k[2] == 3 &&
+                         g.dilation[1] == 1 && g.dilation[2] == 1 && g.stride[1] == g.stride[2] &&
+                         (g.stride[1] == 1 || g.stride[1] == 2) && Depthwise3x3Available();
     ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         Scratch& s = dw_scratch_[t];
@@ -561,16 +558,24 @@ class PackedConv final : public PackedKernel {
         s.acc.resize(g.out_size());
         const int64_t m0 = m_ * t / threads, m1 = m_ * (t + 1) / threads;
         for (int64_t m = m0; m < m1; ++m) {
-          const int8_t* xc = reinterpret_cast<const int8_t*>(planes_.data()) + (m / mg_) * g.in_size();
+          const float* xc = x + (m / mg_) * g.in_size();
           for (int64_t d = 0; d < pd; ++d) {
             const int64_t id = d - g.pad_begin[0];
             if (id < 0 || id >= g.in[0]) continue;
             ForInputRows(g, ph, pw, [&](int64_t r, int64_t ih, int64_t c0, int64_t n) {
-              Centered(xc + (id * g.in[1] + ih) * g.in[2] + (c0 - g.pad_begin[2]), n,
-                       static_cast<float>(a.zero), s.plane.data() + (d * ph + r) * pw + c0);
+              QuantizeCentered(xc + (id * g.in[1] + ih) * g.in[2] + (c0 - g.pad_begin[2]), n,
+                               1.0f / a.scale, static_cast<float>(a.zero),
+                               s.plane.data() + (d * ph + r) * pw + c0);
             });
           }
           const float* wm = dw_weight_.data() + m * taps_;
+          const float scale = dw_scale_[m] * a.scale, b = bias != nullptr ? bias[m] : 0.0f;
+          if (fast3x3) {
+            // Sum and epilogue in one pass.
+            Depthwise3x3Avx512(s.plane.data(), pw, wm, g.stride[1], y + m * g.out_size(), g.out[1],
+                               g.out[2], scale, b, lo, hi);
+            continue;
+          }
           if (g.k[0] == 1 && g.out[0] == 1) {
             DepthwisePlane(s.plane.data(), pw, wm, g.k[1], g.k[2], g.stride[1], g.stride[2],
                            g.dilation[1], g.dilation[2], s.acc.data(), g.out[1], g.out[2]);
@@ -593,8 +598,7 @@ class PackedConv final : public PackedKernel {
               }
             }
           }
-          ScaleBiasClamp(s.acc.data(), g.out_size(), dw_scale_[m] * a.scale,
-                         bias != nullptr ? bias[m] : 0.0f, lo, hi, y + m * g.out_size());
+          ScaleBiasClamp(s.acc.data(), g.out_size(), scale, b, lo, hi, y + m * g.out_size());
         }
       }
     });
@@ -619,7 +623,6 @@ class PackedConv final : public PackedKernel {
   std::vector<const uint8_t*> row_ptr_;
   // Depthwise.
   std::vector<float> dw_weight_, dw_scale_;
-  std::vector<uint8_t> planes_;
   std::vector<Scratch> dw_scratch_;
 };
 

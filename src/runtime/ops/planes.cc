@@ -1,6 +1,7 @@
 #include "runtime/ops/planes.h"
 
 #include "base/target.h"
+#include "kernels/depthwise.h"
 
 namespace lowbit {
 
@@ -15,10 +16,22 @@ LOWBIT_VECTORIZE void AxpyRow(float* __restrict y, const float* __restrict x, fl
   }
 }
 
-LOWBIT_VECTORIZE void DepthwisePlane(const float* __restrict xp, int64_t pw,
+void DepthwisePlane(const float* __restrict xp, int64_t pw,
                                      const float* __restrict w, int64_t kh_n, int64_t kw_n,
                                      int64_t sh, int64_t sw, int64_t dh, int64_t dw,
                                      float* __restrict y, int64_t oh_n, int64_t ow_n) {
+  if (kh_n == 3 && kw_n == 3 && dh == 1 && dw == 1 && sh == sw && (sh == 1 || sh == 2) &&
+      Depthwise3x3Available()) {
+    Depthwise3x3Avx512(xp, pw, w, sh, y, oh_n, ow_n);
+    return;
+  }
+  DepthwisePlaneRef(xp, pw, w, kh_n, kw_n, sh, sw, dh, dw, y, oh_n, ow_n);
+}
+
+LOWBIT_VECTORIZE void DepthwisePlaneRef(const float* __restrict xp, int64_t pw,
+                                        const float* __restrict w, int64_t kh_n, int64_t kw_n,
+                                        int64_t sh, int64_t sw, int64_t dh, int64_t dw,
+                                        float* __restrict y, int64_t oh_n, int64_t ow_n) {
   for (int64_t oh = 0; oh < oh_n; ++oh) {
     float* yr = y + oh * ow_n;
     for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] = 0.0f;

@@ -40,10 +40,15 @@ void ForInputRows(const WindowGeometry& g, int64_t ph, int64_t pw, F copy) {
 void AxpyRow(float* y, const float* x, float w, int64_t n, int64_t stride);
 
 // y[oh, ow] = sum over taps of w[kh, kw] * xp[oh*sh + kh*dh, ow*sw + kw*dw]
-// on a padded plane of row length pw.
+// on a padded plane of row length pw. 3x3 kernels at stride 1 or 2 run on
+// kernels/depthwise.h where the CPU has AVX-512.
 void DepthwisePlane(const float* xp, int64_t pw, const float* w, int64_t kh_n, int64_t kw_n,
                     int64_t sh, int64_t sw, int64_t dh, int64_t dw, float* y, int64_t oh_n,
                     int64_t ow_n);
+// The portable loop, every shape.
+void DepthwisePlaneRef(const float* xp, int64_t pw, const float* w, int64_t kh_n, int64_t kw_n,
+                       int64_t sh, int64_t sw, int64_t dh, int64_t dw, float* y, int64_t oh_n,
+                       int64_t ow_n);
 
 }  // namespace lowbit
 

@@ -1,0 +1,65 @@
+#include <immintrin.h>
+
+#include "kernels/depthwise.h"
+
+namespace lowbit {
+namespace {
+
+__mmask16 FirstLanes(int64_t n) {
+  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
+}
+
+// Inputs x[j], j in [0, n), as two registers of 16 (lanes past n zero).
+inline void Load32(const float* x, int64_t n, __m512* lo, __m512* hi) {
+  *lo = _mm512_maskz_loadu_ps(FirstLanes(n), x);
+  *hi = _mm512_maskz_loadu_ps(FirstLanes(n - 16), x + 16);
+}
+
+}  // namespace
+
+bool Depthwise3x3Available() {
+  static const bool ok = __builtin_cpu_supports("avx512f");
+  return ok;
+}
+
+void Depthwise3x3Avx512(const float* xp, int64_t pw, const float* w, int64_t stride, float* y,
+                        int64_t oh_n, int64_t ow_n, float scale, float bias, float lo, float hi) {
+  const __m512 vs = _mm512_set1_ps(scale), vb = _mm512_set1_ps(bias);
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  __m512 wv[9];
+  for (int t = 0; t < 9; ++t) wv[t] = _mm512_set1_ps(w[t]);
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  for (int64_t oh = 0; oh < oh_n; ++oh) {
+    const float* x0 = xp + oh * stride * pw;
+    float* yr = y + oh * ow_n;
+    for (int64_t ow = 0; ow < ow_n; ow += 16) {
+      const int64_t n = ow_n - ow;  // outputs left in this row
+      const __mmask16 m = FirstLanes(n);
+      __m512 acc = _mm512_setzero_ps();
+      for (int kh = 0; kh < 3; ++kh) {
+        const float* x = x0 + kh * pw;
+        if (stride == 1) {
+          // Outputs ow..ow+15 read x[ow + kw + j].
+          for (int kw = 0; kw < 3; ++kw) {
+            acc = _mm512_fmadd_ps(wv[kh * 3 + kw], _mm512_maskz_loadu_ps(m, x + ow + kw), acc);
+          }
+        } else {
+          // Outputs read x[2 * (ow + j) + kw]: kw 0 and 1 are the even and
+          // odd inputs from 2 * ow, kw 2 the even ones from 2 * ow + 2.
+          const int64_t need = 2 * (n < 16 ? n : 16);  // inputs per kw, rounded up to pairs
+          __m512 a, b, c, d;
+          Load32(x + 2 * ow, need, &a, &b);
+          Load32(x + 2 * ow + 2, need - 1, &c, &d);
+          acc = _mm512_fmadd_ps(wv[kh * 3 + 0], _mm512_permutex2var_ps(a, even, b), acc);
+          acc = _mm512_fmadd_ps(wv[kh * 3 + 1], _mm512_permutex2var_ps(a, odd, b), acc);
+          acc = _mm512_fmadd_ps(wv[kh * 3 + 2], _mm512_permutex2var_ps(c, even, d), acc);
+        }
+      }
+      acc = _mm512_maskz_min_ps(m, _mm512_maskz_max_ps(m, _mm512_fmadd_ps(acc, vs, vb), vlo), vhi);
+      _mm512_mask_storeu_ps(yr + ow, m, acc);
+    }
+  }
+}
+
+}  // namespace lowbit
