@@ -109,6 +109,41 @@ int FoldBatchNorms(Graph* g) {
   return folded;
 }
 
+int FuseResidualAdds(Graph* g) {
+  int fused = 0;
+  for (size_t i = 0; i < g->nodes.size(); ++i) {
+    const Node& add = g->nodes[i];
+    if (!add.domain.empty() || add.op_type != "Add" || add.inputs.size() != 2) continue;
+    for (int side = 0; side < 2; ++side) {
+      const std::string& mine = add.inputs[side];
+      const std::string& other = add.inputs[1 - side];
+      const int p = g->Producer(mine);
+      // The other operand must be computed (a constant would broadcast like
+      // a bias) and not the conv's own output.
+      if (p < 0 || other == mine || g->constants.count(other) || other.empty()) continue;
+      if (SoleReader(*g, mine) != static_cast<int>(i)) continue;
+      const Node& prod = g->nodes[p];
+      if (!prod.domain.empty() || prod.op_type != "Conv" || prod.Has("lowbit.activation") ||
+          prod.Has("lowbit.residual") || prod.outputs.size() != 1) {
+        continue;
+      }
+      // The fused conv takes the Add's place: its own inputs come earlier
+      // still, and so does the other operand.
+      Node conv = prod;
+      conv.inputs.resize(3);  // X, W, B ("" when absent)
+      conv.inputs.push_back(other);
+      conv.attrs["lowbit.residual"] = int64_t{1};
+      conv.outputs[0] = add.outputs[0];
+      g->nodes[i] = std::move(conv);
+      g->nodes.erase(g->nodes.begin() + p);
+      --i;
+      ++fused;
+      break;
+    }
+  }
+  return fused;
+}
+
 int FuseActivations(Graph* g) {
   int fused = 0;
   for (size_t i = 0; i < g->nodes.size(); ++i) {
@@ -184,6 +219,7 @@ int RemoveDeadNodes(Graph* g) {
 Status OptimizeGraph(Graph* g) {
   RemoveIdentities(g);
   FoldBatchNorms(g);
+  FuseResidualAdds(g);
   FuseActivations(g);
   RemoveDeadNodes(g);
   return VerifyGraph(g);

@@ -12,6 +12,11 @@ int RemoveIdentities(Graph* g);
 // Folds BatchNormalization into a preceding Conv (or Gemm with transB = 1)
 // whose weights are constants and whose output only BN reads.
 int FoldBatchNorms(Graph* g);
+// Fuses Add(Conv(...), R) into the Conv when only the Add reads the conv's
+// output and R is computed (not a constant): R becomes the Conv's input 3
+// (after B, "" when absent) with attribute lowbit.residual = 1, and the conv
+// adds it to its output before any fused activation.
+int FuseResidualAdds(Graph* g);
 // Fuses Relu, and Clip with constant bounds, into a preceding Conv, Gemm or
 // MatMul whose output only the activation reads (attributes lowbit.*).
 int FuseActivations(Graph* g);

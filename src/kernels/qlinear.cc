@@ -226,11 +226,15 @@ LOWBIT_VECTORIZE void EpilogueBlock(const float* __restrict A, const int32_t* __
                                     const int32_t* __restrict C, const float* __restrict bias,
                                     int64_t n, const int32_t* __restrict sums,
                                     const int32_t* __restrict dot, int64_t ldd, int64_t rows,
-                                    float lo, float hi, float* __restrict y, int64_t ldy) {
+                                    const float* __restrict residual, float lo, float hi,
+                                    float* __restrict y, int64_t ldy) {
   float col[16];
   for (int64_t j = 0; j < n; ++j) {
     for (int64_t p = 0; p < rows; ++p) {
       col[p] = std::fma(static_cast<float>(dot[p * ldd + j] + B[j] - C[j] * sums[p]), A[j], bias[j]);
+    }
+    if (residual != nullptr) {
+      for (int64_t p = 0; p < rows; ++p) col[p] += residual[j * ldy + p];
     }
     float* yj = y + j * ldy;
     for (int64_t p = 0; p < rows; ++p) yj[p] = std::min(std::max(col[p], lo), hi);
@@ -239,29 +243,36 @@ LOWBIT_VECTORIZE void EpilogueBlock(const float* __restrict A, const int32_t* __
 
 }  // namespace
 
-void QLinearEpilogueColumns(const QLinearWeights& w, const ActQuant& a, const int32_t* sums,
-                            const int32_t* dot, int64_t rows, const Epilogue& e, float* y,
-                            int64_t ldy) {
+void PrepareColumnEpilogue(const QLinearWeights& w, const ActQuant& a, const Epilogue& e,
+                           KernelPath path, ColumnEpilogue* c) {
   // Per output constants (int32 is enough: |dot| < K * 128 * 255).
-  std::vector<float> A(w.n), bias(w.n, 0.0f);
-  std::vector<int32_t> B(w.n), C(w.n);
+  c->A.resize(w.n);
+  c->bias.assign(w.n, 0.0f);
+  c->B.resize(w.n);
+  c->C.resize(w.n);
   for (int64_t r = 0; r < w.n; ++r) {
-    A[r] = w.scale[r] * a.scale;
-    B[r] = -a.zero * w.rowsum[r] + static_cast<int32_t>(w.k) * w.offset[r] * a.zero;
-    C[r] = w.offset[r];
-    if (e.bias != nullptr) bias[r] = e.bias[r];
+    c->A[r] = w.scale[r] * a.scale;
+    c->B[r] = -a.zero * w.rowsum[r] + static_cast<int32_t>(w.k) * w.offset[r] * a.zero;
+    c->C[r] = w.offset[r];
+    if (e.bias != nullptr) c->bias[r] = e.bias[r];
   }
-  const float lo = e.clamp ? e.lo : -INFINITY, hi = e.clamp ? e.hi : INFINITY;
-  static const bool avx512 = KernelPathAvailable(KernelPath::kAvx512Vnni);
-  if (avx512) {
-    EpilogueColumnsAvx512(A.data(), B.data(), C.data(), bias.data(), w.n, sums, dot, w.n_pad, rows,
-                          lo, hi, y, ldy);
+  c->lo = e.clamp ? e.lo : -INFINITY;
+  c->hi = e.clamp ? e.hi : INFINITY;
+  c->avx512 = path == KernelPath::kAvx512Vnni && KernelPathAvailable(path);
+}
+
+void QLinearEpilogueColumns(const QLinearWeights& w, const ColumnEpilogue& c, const int32_t* sums,
+                            const int32_t* dot, int64_t rows, const float* residual, float* y,
+                            int64_t ldy) {
+  if (c.avx512) {
+    EpilogueColumnsAvx512(c.A.data(), c.B.data(), c.C.data(), c.bias.data(), w.n, sums, dot, w.n_pad,
+                          rows, residual, c.lo, c.hi, y, ldy);
     return;
   }
   for (int64_t p0 = 0; p0 < rows; p0 += 16) {
     const int64_t m = std::min<int64_t>(16, rows - p0);
-    EpilogueBlock(A.data(), B.data(), C.data(), bias.data(), w.n, sums + p0, dot + p0 * w.n_pad,
-                  w.n_pad, m, lo, hi, y + p0, ldy);
+    EpilogueBlock(c.A.data(), c.B.data(), c.C.data(), c.bias.data(), w.n, sums + p0, dot + p0 * w.n_pad,
+                  w.n_pad, m, residual != nullptr ? residual + p0 : nullptr, c.lo, c.hi, y + p0, ldy);
   }
 }
 

@@ -105,20 +105,12 @@ struct Epilogue {
 void QLinearEpilogue(const QLinearWeights& w, const ActQuant& a, const int32_t* dot,
                      const Epilogue& e, float* y);
 
-// The epilogue for `rows` rows that share one activation scale and zero point
-// (a convolution's pixels of one image) and differ in their sums, written
-// transposed: y[r' * ldy + p] for output r' and row p (NCHW planes). Works in
-// blocks of 16 rows so the dot products it reads stay in L1 and each output
-// channel gets contiguous stores.
-void QLinearEpilogueColumns(const QLinearWeights& w, const ActQuant& a, const int32_t* sums,
-                            const int32_t* dot, int64_t rows, const Epilogue& e, float* y,
-                            int64_t ldy);
-
 // The AVX-512 body of QLinearEpilogueColumns (same float operations, same
 // order: bit-identical to the portable loop).
 void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, const float* bias,
                            int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
-                           int64_t rows, float lo, float hi, float* y, int64_t ldy);
+                           int64_t rows, const float* residual, float lo, float hi, float* y,
+                           int64_t ldy);
 
 // Quantizes C planes of hw floats (C a multiple of 16) into NHWC bytes for
 // pixels [p0, p1), pixel p at dst + (p - p0) * C:
@@ -131,6 +123,26 @@ void QuantizeNhwcAvx512(const float* x, int64_t c, int64_t hw, float scale_inv, 
 // tests and comparisons. The avx2 path covers the plane layout; table-layout
 // weights run the reference there.
 enum class KernelPath { kRef, kAvx2, kAvx512Vnni };
+
+// The epilogue for rows that share one activation scale and zero point (a
+// convolution's pixels of one image) and differ in their sums, written
+// transposed: y[r' * ldy + p] for output r' and row p (NCHW planes). Works in
+// blocks of 16 rows so the dot products it reads stay in L1 and each output
+// channel gets contiguous stores. The per-output constants are prepared once
+// per activation quantization; the AVX-512 body runs on the kAvx512Vnni path.
+struct ColumnEpilogue {
+  std::vector<float> A, bias;
+  std::vector<int32_t> B, C;
+  float lo = 0, hi = 0;
+  bool avx512 = false;
+};
+void PrepareColumnEpilogue(const QLinearWeights& w, const ActQuant& a, const Epilogue& e,
+                           KernelPath path, ColumnEpilogue* c);
+// residual: added before the clamp, laid out like y, or null.
+void QLinearEpilogueColumns(const QLinearWeights& w, const ColumnEpilogue& c, const int32_t* sums,
+                            const int32_t* dot, int64_t rows, const float* residual, float* y,
+                            int64_t ldy);
+
 const char* KernelPathName(KernelPath p);
 bool KernelPathAvailable(KernelPath p);
 Result<KernelPath> SelectKernelPath();

@@ -318,7 +318,8 @@ inline void Transpose16(__m512 r[16]) {
 // stores into each channel's plane.
 void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, const float* bias,
                            int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
-                           int64_t rows, float lo, float hi, float* y, int64_t ldy) {
+                           int64_t rows, const float* residual, float lo, float hi, float* y,
+                           int64_t ldy) {
   const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   for (int64_t p0 = 0; p0 < rows; p0 += 16) {
     const int64_t m = std::min<int64_t>(16, rows - p0);
@@ -339,9 +340,16 @@ void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, c
         const __m512i d = _mm512_loadu_si512(dot + (p0 + p) * ldd + j0);  // ldd: multiple of 16
         const __m512i t = _mm512_sub_epi32(_mm512_add_epi32(d, vb),
                                            _mm512_mullo_epi32(vc, _mm512_set1_epi32(sums[p0 + p])));
-        r[p] = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(t), va, vbias), vlo), vhi);
+        r[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), va, vbias);
+        if (residual == nullptr) r[p] = _mm512_min_ps(_mm512_max_ps(r[p], vlo), vhi);
       }
       Transpose16(r);
+      if (residual != nullptr) {  // added per output channel, then the clamp
+        for (int64_t j = 0; j < nj; ++j) {
+          const __m512 v = _mm512_maskz_loadu_ps(pmask, residual + (j0 + j) * ldy + p0);
+          r[j] = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r[j], v), vlo), vhi);
+        }
+      }
       for (int64_t j = 0; j < nj; ++j) _mm512_mask_storeu_ps(y + (j0 + j) * ldy + p0, pmask, r[j]);
     }
   }

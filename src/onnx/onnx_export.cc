@@ -73,6 +73,7 @@ void ToAttribute(const std::string& name, const Attribute& a, onnx::AttributePro
 }
 
 constexpr const char* kActivationAttr = "lowbit.activation";
+constexpr const char* kResidualAttr = "lowbit.residual";
 
 }  // namespace
 
@@ -107,17 +108,30 @@ Result<std::string> ExportOnnxBytes(const Graph& g, const ExportOptions& options
     np->set_name(n.name);
     np->set_op_type(n.op_type);
     if (!n.domain.empty()) np->set_domain(n.domain);
-    for (const std::string& i : n.inputs) np->add_input(i);
-    // A fused activation on a standard node becomes its own node again (the
-    // default domain has no attribute for it); custom nodes keep it.
+    // A fused residual and a fused activation on a standard node become
+    // their own nodes again (Add, then Relu or Clip): the default domain has
+    // no form for them. Custom nodes keep both.
+    const bool residual = n.domain.empty() && n.Has(kResidualAttr) && n.inputs.size() > 3;
     const std::string act = n.GetString(kActivationAttr, "");
     const bool unfuse = n.domain.empty() && !act.empty();
+    size_t inputs = residual ? 3 : n.inputs.size();
+    while (residual && inputs > 0 && n.inputs[inputs - 1].empty()) --inputs;  // no trailing ""
+    for (size_t i = 0; i < inputs; ++i) np->add_input(n.inputs[i]);
+    const std::string preact = unfuse ? n.outputs[0] + "_preact" : n.outputs[0];
     for (size_t i = 0; i < n.outputs.size(); ++i) {
-      np->add_output(unfuse && i == 0 ? n.outputs[0] + "_preact" : n.outputs[i]);
+      np->add_output(i > 0 ? n.outputs[i] : residual ? n.outputs[0] + "_conv" : preact);
     }
     for (const auto& [key, value] : n.attrs) {
       if (n.domain.empty() && key.rfind("lowbit.", 0) == 0) continue;
       ToAttribute(key, value, np->add_attribute());
+    }
+    if (residual) {
+      onnx::NodeProto* add = gp->add_node();
+      add->set_name(n.name + "_residual");
+      add->set_op_type("Add");
+      add->add_input(n.outputs[0] + "_conv");
+      add->add_input(n.inputs[3]);
+      add->add_output(preact);
     }
     if (!unfuse) continue;
     onnx::NodeProto* an = gp->add_node();

@@ -151,6 +151,10 @@ Result<Graph> ToQdqGraph(const Graph& g, QdqReport* report) {
       }
       c.inputs = {xd, wname};
       if (!n.input(3).empty()) c.inputs.push_back(n.input(3));
+      if (!n.input(4).empty()) {  // a fused residual: Conv input 3
+        c.inputs.resize(3);
+        c.inputs.push_back(n.input(4));
+      }
       c.outputs = n.outputs;
       out.nodes.push_back(c);
       continue;

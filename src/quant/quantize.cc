@@ -442,6 +442,10 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
         out.constants[base + ".bias"] = Tensor::FromFloats({static_cast<int64_t>(bias.size())}, bias);
         q.inputs.push_back(base + ".bias");
       }
+      if (!old.input(3).empty()) {  // a fused residual (Conv input 3, PackedConv input 4)
+        q.inputs.resize(4);
+        q.inputs.push_back(old.input(3));
+      }
       out.nodes[c.node] = std::move(q);
       result.layers.push_back(rep);
       progress.Advance();

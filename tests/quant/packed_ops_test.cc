@@ -286,6 +286,99 @@ TEST(PackedOpsTest, WeightOnlyLayersMatchDecodedReference) {
   EXPECT_NE(plan.status().message().find("act_range"), std::string::npos) << plan.status().message();
 }
 
+// x -> conv a; x -> conv b; Add(b, a or GlobalAveragePool(x)) -> Relu: the
+// residual adds FuseResidualAdds folds into conv b (same shape, or a [N, C,
+// 1, 1] residual that broadcasts). `depthwise` makes conv b depthwise.
+Graph ResidualGraph(int64_t c, bool broadcast, bool depthwise, Rng& rng, bool optimize) {
+  Graph g;
+  g.source = "test";
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, {-1, c, 7, 6}}};
+  g.outputs = {{"y", DType::kFloat32, {}}};
+  auto conv = [&](const std::string& name, int64_t group, const std::string& out) {
+    g.constants[name + ".W"] = Random({c, c / group, 3, 3}, rng);
+    g.constants[name + ".B"] = Random({c}, rng);
+    Node n;
+    n.name = name;
+    n.op_type = "Conv";
+    n.opset = 13;
+    n.inputs = {"x", name + ".W", name + ".B"};
+    n.outputs = {out};
+    n.attrs["pads"] = std::vector<int64_t>{1, 1, 1, 1};
+    n.attrs["group"] = group;
+    g.nodes.push_back(n);
+  };
+  auto node = [&](const std::string& op, std::vector<std::string> in, const std::string& out) {
+    Node n;
+    n.name = op + "_" + out;
+    n.op_type = op;
+    n.opset = 13;
+    n.inputs = std::move(in);
+    n.outputs = {out};
+    g.nodes.push_back(n);
+  };
+  if (broadcast) {
+    node("GlobalAveragePool", {"x"}, "a");
+  } else {
+    conv("conv_a", 1, "a");
+  }
+  conv("conv_b", depthwise ? c : 1, "b");
+  node("Add", {"b", "a"}, "s");
+  node("Relu", {"s"}, "y");
+  if (optimize) EXPECT_TRUE(OptimizeGraph(&g).ok());
+  return g;
+}
+
+TEST(PackedOpsTest, FusedResidualAddsMatchUnfusedGraphs) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  for (bool broadcast : {false, true}) {
+    for (bool depthwise : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << (broadcast ? "broadcast" : "same shape")
+                                        << (depthwise ? " depthwise" : ""));
+      Rng rng(seed + 13), rng2(seed + 13);
+      const Graph plain = ResidualGraph(20, broadcast, depthwise, rng, false);
+      const Graph g = ResidualGraph(20, broadcast, depthwise, rng2, true);
+      // conv b took the Add's place, with the residual as input 3 and the Relu.
+      const Node& fused = g.nodes.back();
+      ASSERT_EQ(fused.op_type, "Conv");
+      EXPECT_EQ(fused.input(3), "a");
+      EXPECT_EQ(fused.GetString("lowbit.activation", ""), "Relu");
+      EXPECT_EQ(g.nodes.size(), 2u);
+      Rng xr(seed);
+      const Tensor x = Random({2, 20, 7, 6}, xr);
+      EXPECT_LT(MaxRelDiff(RunGraph(g, x), RunGraph(plain, x)), 1e-6);
+      for (const char* acts : {"uint8", "float"}) {
+        Graph q = Quantize(g, "int4", acts);
+        if (std::string(acts) != "float") SetStaticRange(&q, -1.0f, 1.0f);
+        auto qdq = ToQdqGraph(q);
+        ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
+        const Tensor want = RunGraph(*qdq, x);
+        for (const char* path : Paths()) {
+          KernelEnv env(path);
+          for (int threads : {1, 2}) {
+            EXPECT_LT(MaxRelDiff(RunGraph(q, x, threads), want), 2e-5) << acts << " " << path << " " << threads;
+          }
+        }
+      }
+    }
+  }
+  // Not fused: a constant operand (it would broadcast like a bias), and an
+  // activation between the conv and the Add.
+  Rng rng(seed);
+  Graph g = ResidualGraph(8, false, false, rng, false);
+  g.constants["k"] = Random({8, 1, 1}, rng);
+  g.nodes[2].inputs[1] = "k";
+  EXPECT_EQ(FuseResidualAdds(&g), 0);
+  g = ResidualGraph(8, true, false, rng, false);  // the other operand: GlobalAveragePool
+  std::swap(g.nodes[2].op_type, g.nodes[3].op_type);  // Conv -> Relu -> Add
+  std::swap(g.nodes[2].inputs, g.nodes[3].inputs);
+  g.nodes[2].inputs = {"b"};
+  g.nodes[3].inputs = {"s", "a"};
+  g.nodes[2].outputs = {"s"};
+  EXPECT_EQ(FuseResidualAdds(&g), 0);
+}
+
 // Resident memory of this process in bytes.
 int64_t ResidentBytes() {
   FILE* f = std::fopen("/proc/self/statm", "r");

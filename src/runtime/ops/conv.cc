@@ -26,6 +26,12 @@ LOWBIT_VECTORIZE void BiasClamp(float* __restrict y, int64_t n, float b, float l
   for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(y[i] + b, lo), hi);
 }
 
+// y[i] = clamp(y[i] + b + r[i], lo, hi): bias, a fused residual, activation.
+LOWBIT_VECTORIZE void BiasResidualClamp(float* __restrict y, int64_t n, float b,
+                                        const float* __restrict r, float lo, float hi) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max((y[i] + b) + r[i], lo), hi);
+}
+
 // A thread's buffer for decoded weights, shared by every layer it runs.
 std::vector<float>& DecodeScratch(int64_t n) {
   thread_local std::vector<float> buf;
@@ -81,7 +87,9 @@ class Conv final : public OpKernel {
     ComputeColumnRanges(&col_lo_, &col_hi_);
     act_ = FusedActivation::FromNode(node_);
     if (packed_) tile_rows_ = DecodeTileRows(mg_, kk_);
-    (*out)[0] = TensorInfo{true, DType::kFloat32, g_.OutputShape(n_, m_), nullptr};
+    out_shape_ = g_.OutputShape(n_, m_);
+    LOWBIT_RETURN_IF_ERROR(residual_.Prepare(*this, in, bias_in_ + 1, out_shape_));
+    (*out)[0] = TensorInfo{true, DType::kFloat32, out_shape_, nullptr};
     return OkStatus();
   }
 
@@ -137,15 +145,28 @@ class Conv final : public OpKernel {
           }
         }
       }
-      if (bias == nullptr && !act_.active) continue;  // no epilogue to apply
+      // Epilogue: bias, the residual when it has the output's shape, the
+      // activation (after a broadcast residual, which is added below).
+      const bool act_now = act_.active && (!residual_.present || residual_.same_shape);
+      const float* res = residual_.same_shape ? in[bias_in_ + 1]->data<float>() + n0 * m_ * osz : nullptr;
+      if (bias == nullptr && !act_now && res == nullptr) continue;  // no epilogue to apply
       float* yn = y + n0 * m_ * osz;
-      const float lo = act_.active ? act_.lo : -INFINITY;
-      const float hi = act_.active ? act_.hi : INFINITY;
+      const float lo = act_now ? act_.lo : -INFINITY;
+      const float hi = act_now ? act_.hi : INFINITY;
       ctx.pool->ParallelFor(nb * m_, [&](int64_t s, int64_t e) {
         for (int64_t p = s; p < e; ++p) {
-          BiasClamp(yn + p * osz, osz, bias != nullptr ? bias[p % m_] : 0.0f, lo, hi);
+          const float b = bias != nullptr ? bias[p % m_] : 0.0f;
+          if (res != nullptr) {
+            BiasResidualClamp(yn + p * osz, osz, b, res + p * osz, lo, hi);
+          } else {
+            BiasClamp(yn + p * osz, osz, b, lo, hi);
+          }
         }
       });
+    }
+    if (residual_.present && !residual_.same_shape) {
+      residual_.AddTo(in[bias_in_ + 1]->data<float>(), y, out_shape_,
+                      act_.active ? act_.lo : -INFINITY, act_.active ? act_.hi : INFINITY);
     }
   }
 
@@ -315,6 +336,8 @@ class Conv final : public OpKernel {
   }
 
   const bool packed_;
+  Residual residual_;
+  Shape out_shape_;
   WeightDecoder decoder_;  // packed_
   int64_t tile_rows_ = 0;  // packed_: output channels decoded per GEMM
   int bias_in_ = 2;

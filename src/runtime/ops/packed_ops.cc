@@ -260,6 +260,16 @@ LOWBIT_VECTORIZE void ScaleBiasClamp(const float* __restrict acc, int64_t n, flo
   for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(acc[i] * scale + b, lo), hi);
 }
 
+// y[i] += x[i * stride].
+LOWBIT_VECTORIZE void AddStrided(int32_t* __restrict y, const int32_t* __restrict x, int64_t n,
+                                 int64_t stride) {
+  if (stride == 1) {
+    for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] += x[i * stride];
+  }
+}
+
 LOWBIT_VECTORIZE int32_t SumBytes(const uint8_t* __restrict p, int64_t n) {
   int32_t s = 0;
   for (int64_t i = 0; i < n; ++i) s += p[i];
@@ -308,7 +318,9 @@ class PackedConv final : public PackedKernel {
     if (act_spec_.is_static) {
       act_ = StaticActParams(act_spec_.lo, act_spec_.hi, act_spec_.symmetric, signed_);
     }
-    (*out)[0] = TensorInfo{true, DType::kFloat32, g_.OutputShape(n_, m_), nullptr};
+    out_shape_ = g_.OutputShape(n_, m_);
+    LOWBIT_RETURN_IF_ERROR(residual_.Prepare(*this, in, 4, out_shape_));
+    (*out)[0] = TensorInfo{true, DType::kFloat32, out_shape_, nullptr};
     return OkStatus();
   }
 
@@ -318,38 +330,59 @@ class PackedConv final : public PackedKernel {
     const float* bias = Bias(in);
     float* y = out[0]->data<float>();
     const int64_t isz = c_ * g_.in_size(), osz = g_.out_size();
+    // A fused residual of the output's shape is added in the epilogue before
+    // the activation; otherwise (broadcast, depthwise) after it, and the
+    // activation with it.
+    const float* res = residual_.present ? in[4]->data<float>() : nullptr;
+    const bool late_residual = residual_.present && (!residual_.same_shape || depthwise_);
     for (int64_t i = 0; i < n_; ++i) {
       const ActQuant a = act_spec_.is_static
                              ? act_
                              : DynamicActParams(x + i * isz, isz, act_spec_.symmetric, signed_);
       if (depthwise_) {
-        Depthwise(x + i * isz, a, bias, y + i * m_ * osz, ctx);
+        Depthwise(x + i * isz, a, bias, !late_residual, y + i * m_ * osz, ctx);
         continue;
       }
       QuantizeImage(x + i * isz, a, ctx);
       for (int64_t grp = 0; grp < group_; ++grp) {
         const QLinearWeights& w = groups_[grp];
         WindowSums(grp, ctx);
-        if (direct_) {
-          QLinearDots(w, path_, image_.data(), osz, dot_.data(), ctx.pool);
-        } else if (implicit_) {
+        if (implicit_) {
           for (int64_t p = 0; p < osz; ++p) {
             row_ptr_[p] = image_.data() + row_pix_[p] * cs_ + grp * cg_;
           }
-          QLinearDotsRows(w, path_, row_ptr_.data(), step_off_.data(), osz, dot_.data(), ctx.pool);
-        } else {
+        } else if (!direct_) {
           Gather(grp, ctx);
-          QLinearDots(w, path_, u_.data(), osz, dot_.data(), ctx.pool);
         }
-        const Epilogue e = MakeEpilogue(fused_, bias != nullptr ? bias + grp * mg_ : nullptr);
+        Epilogue e = MakeEpilogue(fused_, bias != nullptr ? bias + grp * mg_ : nullptr);
+        if (late_residual) e.clamp = false;
+        PrepareColumnEpilogue(w, a, e, path_, &epilogue_);
         float* yg = y + (i * m_ + grp * mg_) * osz;
-        // Blocks of 64 pixels per task; the epilogue writes NCHW planes.
-        ctx.pool->ParallelFor((osz + 63) / 64, [&](int64_t b0, int64_t b1) {
-          const int64_t p0 = b0 * 64, p1 = std::min(osz, b1 * 64);
-          QLinearEpilogueColumns(w, a, sums_.data() + p0, dot_.data() + p0 * w.n_pad, p1 - p0, e,
-                                 yg + p0, osz);
+        const float* rg = res != nullptr && !late_residual ? res + (i * m_ + grp * mg_) * osz : nullptr;
+        // Blocks of at most 64 pixels, split across threads: each block's dot
+        // products go through the epilogue (NCHW planes) while still in cache.
+        const int threads = ctx.pool->threads();
+        const int64_t blk = std::clamp<int64_t>(((osz + threads - 1) / threads + 15) / 16 * 16, 16, 64);
+        ctx.pool->ParallelFor((osz + blk - 1) / blk, [&](int64_t b0, int64_t b1) {
+          for (int64_t b = b0; b < b1; ++b) {
+            const int64_t p0 = b * blk, n = std::min(osz, p0 + blk) - p0;
+            int32_t* dot = dot_.data() + p0 * w.n_pad;
+            if (direct_) {
+              QLinearDots(w, path_, image_.data() + p0 * cs_, n, dot, nullptr);
+            } else if (implicit_) {
+              QLinearDotsRows(w, path_, row_ptr_.data() + p0, step_off_.data(), n, dot, nullptr);
+            } else {
+              QLinearDots(w, path_, u_.data() + p0 * w.k_pad, n, dot, nullptr);
+            }
+            QLinearEpilogueColumns(w, epilogue_, sums_.data() + p0, dot, n,
+                                   rg != nullptr ? rg + p0 : nullptr, yg + p0, osz);
+          }
         });
       }
+    }
+    if (late_residual) {
+      residual_.AddTo(res, y, out_shape_, fused_.active ? fused_.lo : -INFINITY,
+                      fused_.active ? fused_.hi : INFINITY);
     }
   }
 
@@ -512,11 +545,16 @@ class PackedConv final : public PackedKernel {
         pixel_sum_[p] = signed_ ? SumBytes(reinterpret_cast<const int8_t*>(src), ck_) : SumBytes(src, ck_);
       }
     });
-    ctx.pool->ParallelFor(g_.out_size(), [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {
-        int32_t sum = 0;
-        for (int64_t t = 0; t < taps_; ++t) sum += pixel_sum_[row_pix_[p] + tap_pix_[t]];
-        sums_[p] = sum;
+    // Per output row: the row's windows start stride pixels apart, so each
+    // tap adds a strided run of pixel sums.
+    const int64_t ow_n = g_.out[2], sw = g_.stride[2];
+    ctx.pool->ParallelFor(g_.out_size() / ow_n, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        int32_t* dst = sums_.data() + r * ow_n;
+        std::fill_n(dst, ow_n, 0);
+        for (int64_t t = 0; t < taps_; ++t) {
+          AddStrided(dst, pixel_sum_.data() + row_pix_[r * ow_n] + tap_pix_[t], ow_n, sw);
+        }
       }
     });
   }
@@ -539,15 +577,15 @@ class PackedConv final : public PackedKernel {
   // y[m] = scale[m] * xs * sum over taps of (T - offset[m]) * (a - z) + b[m],
   // on a plane of a - z (padding 0) in fp32 lanes: every product and sum is
   // an exact small integer (|acc| < 2^24 for windows up to 7x7x5).
-  void Depthwise(const float* x, const ActQuant& a, const float* bias, float* y,
+  void Depthwise(const float* x, const ActQuant& a, const float* bias, bool activation, float* y,
                  const ExecContext& ctx) {
     const auto& g = g_;
     const int64_t ph = PaddedRows(g), pw = PaddedCols(g);
     const int64_t pd = (g.out[0] - 1) * g.stride[0] + (g.k[0] - 1) * g.dilation[0] + 1;
     const int threads = ctx.pool->threads();
     if (static_cast<int>(dw_scratch_.size()) < threads) dw_scratch_.resize(threads);
-    const float lo = fused_.active ? fused_.lo : -INFINITY;
-    const float hi = fused_.active ? fused_.hi : INFINITY;
+    const float lo = activation && fused_.active ? fused_.lo : -INFINITY;
+    const float hi = activation && fused_.active ? fused_.hi : INFINITY;
     const bool fast3x3 = g.k[0] == 1 && g.out[0] == 1 && g.k[1] == 3 && g.k[2] == 3 &&
                          g.dilation[1] == 1 && g.dilation[2] == 1 && g.stride[1] == g.stride[2] &&
                          (g.stride[1] == 1 || g.stride[1] == 2) && Depthwise3x3Available();
@@ -608,6 +646,9 @@ class PackedConv final : public PackedKernel {
     std::vector<float> plane, acc;
   };
   WindowGeometry g_;
+  Shape out_shape_;
+  Residual residual_;  // input 4
+  ColumnEpilogue epilogue_;
   int64_t n_ = 0, c_ = 0, m_ = 0, group_ = 1, cg_ = 0, mg_ = 0, taps_ = 0, kk_ = 0;
   int64_t cs_ = 0, ck_ = 0;  // pixel stride of the image; channels per group the kernel sees
   bool depthwise_ = false, signed_ = false, direct_ = false, implicit_ = false;

@@ -5,6 +5,48 @@
 
 namespace lowbit {
 
+Status Residual::Prepare(const OpKernel& op, const std::vector<TensorInfo>& in, size_t index,
+                         const Shape& out) {
+  present = in.size() > index && in[index].present;
+  if (!present) return OkStatus();
+  LOWBIT_RETURN_IF_ERROR(ExpectFloat(op, in[index], "residual"));
+  shape = in[index].shape;
+  same_shape = shape == out;
+  bool ok = shape.size() <= out.size();
+  for (size_t i = 0; ok && i < shape.size(); ++i) {
+    const int64_t d = shape[shape.size() - 1 - i], o = out[out.size() - 1 - i];
+    ok = d == o || d == 1;
+  }
+  if (!ok) {
+    return InvalidArgument(op.node().Describe(), ": residual ", ShapeToString(shape),
+                           " does not broadcast to the output ", ShapeToString(out));
+  }
+  return OkStatus();
+}
+
+void Residual::AddTo(const float* r, float* y, const Shape& out, float lo, float hi) const {
+  const int rank = static_cast<int>(out.size());
+  // Strides of r over the output's dimensions (0 where r broadcasts).
+  std::vector<int64_t> stride(rank, 0);
+  int64_t s = 1;
+  for (int i = static_cast<int>(shape.size()) - 1, j = rank - 1; i >= 0; --i, --j) {
+    stride[j] = shape[i] == 1 ? 0 : s;
+    s *= shape[i];
+  }
+  const int64_t n = NumElements(out);
+  std::vector<int64_t> idx(rank, 0);
+  int64_t off = 0;
+  for (int64_t e = 0; e < n; ++e) {
+    y[e] = std::min(std::max(y[e] + r[off], lo), hi);
+    for (int d = rank - 1; d >= 0; --d) {  // next index, r's offset with it
+      off += stride[d];
+      if (++idx[d] < out[d]) break;
+      off -= stride[d] * out[d];
+      idx[d] = 0;
+    }
+  }
+}
+
 LOWBIT_VECTORIZE void AxpyRow(float* __restrict y, const float* __restrict x, float w, int64_t n,
                               int64_t stride) {
   if (stride == 1) {

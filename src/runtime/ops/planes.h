@@ -8,8 +8,24 @@
 #include <cstdint>
 
 #include "runtime/ops/conv_geometry.h"
+#include "runtime/op.h"
 
 namespace lowbit {
+
+// A fused residual (ir/passes.h FuseResidualAdds): input `index` of a conv
+// node, added to its output before the fused activation. Same shape as the
+// output (added in the epilogue) or broadcastable to it (added afterwards).
+struct Residual {
+  bool present = false;
+  bool same_shape = false;
+  Shape shape;
+
+  // Checks the input against the output shape; errors name the node.
+  Status Prepare(const OpKernel& op, const std::vector<TensorInfo>& in, size_t index,
+                 const Shape& out);
+  // y = clamp(y + r, lo, hi) over the whole output, r broadcast.
+  void AddTo(const float* r, float* y, const Shape& out, float lo, float hi) const;
+};
 
 // The padded plane a 2-D window op reads: rows and columns for every output,
 // the input placed at (pad_begin[1], pad_begin[2]).
