@@ -1,7 +1,8 @@
 // The quantized model file's operators: ONNX nodes in the custom domain
 // "com.lowbit" that carry packed weights (see docs/model-file.md).
 //
-//   PackedConv(X, codes, scales[, B]) -> Y     Conv semantics, NCHW
+//   PackedConv(X, codes, scales[, B[, R]]) -> Y  Conv semantics, NCHW, plus a
+//                                               fused residual R (ir/passes.h)
 //   PackedGemm(X, codes, scales[, B]) -> Y     Y[..., n] = sum_k W[n, k] X[..., k] + B[n]
 //
 // codes:  uint8 [rows, row_bytes], the packed tensor's bytes (bitpack.h)
