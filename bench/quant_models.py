@@ -26,6 +26,7 @@ RECIPES = {  # name -> quantize options
     "W8A8": ["--weights", "int8"],
     "W4A8": ["--weights", "int4"],
     "W2A8": ["--weights", "int2"],
+    "W4 weight-only": ["--weights", "int4", "--acts", "float"],
 }
 
 
@@ -71,7 +72,7 @@ def main():
         run([LOWBIT, "export", variants[(m, "W8A8")][0], "--to", "onnx-qdq", "-o", qdq, "--quiet"])
         variants[(m, "ORT int8")] = (qdq, "ort")
         print(f"prepared {m}", flush=True)
-    order = ["fp32", "W8A8", "W4A8", "W2A8", "ORT fp32", "ORT int8"]
+    order = ["fp32", "W8A8", "W4A8", "W2A8", "W4 weight-only", "ORT fp32", "ORT int8"]
     configs = [(m, int(b), int(t)) for m in models for b in args.batches.split(",")
                for t in args.threads.split(",")]
     results = {}
