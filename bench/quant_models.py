@@ -65,7 +65,7 @@ def main():
         variants[(m, "fp32")] = (paths[m], "lowbit")
         variants[(m, "ORT fp32")] = (paths[m], "ort")
         for v, opts in RECIPES.items():
-            out = os.path.join(work, f"{m}_{v}.onnx")
+            out = os.path.join(work, f"{m}_{v.replace(' ', '_')}.onnx")
             run([LOWBIT, "quantize", paths[m], "-o", out, "--quiet", "--threads", "2"] + calib + opts)
             variants[(m, v)] = (out, "lowbit")
         qdq = os.path.join(work, f"{m}_W8A8_qdq.onnx")

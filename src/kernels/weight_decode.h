@@ -29,14 +29,38 @@ class WeightDecoder {
   // dst[(r - r0) * ld + c] = w(r, c) for rows [r0, r1), every column.
   void DecodeRows(int64_t r0, int64_t r1, float* dst, int64_t ld) const;
 
+  // One input vector (GEMV). Prepare once per x, then y[r] = sum_c w(r, c)
+  // x[c] for any row ranges. Where the CPU has AVX-512 and codes pack whole
+  // (1, 2 or 4 bits) with one scale per row or tensor, codes are looked up
+  // in a register-held level table (vpermps) and multiplied in registers;
+  // otherwise rows are decoded into a small buffer and dotted.
+  struct GemvInput {
+    const float* x = nullptr;
+    float sum = 0;             // sum of x
+    std::vector<float> phase;  // x[i * P + j] at phase[j * bytes + i], P = codes per byte
+  };
+  void PrepareGemv(const float* x, GemvInput* in) const;
+  void Gemv(const GemvInput& in, int64_t r0, int64_t r1, float* y) const;
+
  private:
   void DecodeRow(int64_t r, float* dst) const;
 
   PackedTensor w_;
+  bool vector_gemv_ = false;
   int per_byte_ = 0;          // codes per byte when bits divide 8, else 0
   std::vector<float> lut_;    // per_byte_ > 0: levels of each byte's codes, 256 x per_byte_
   std::vector<float> levels_; // levels padded to 2^bits (bits < 32)
 };
+
+// sum_i a[i] * b[i] (vectorized partial sums).
+float DotF32(const float* a, const float* b, int64_t n);
+
+// The AVX-512 body of WeightDecoder::Gemv for one row of `bytes` code bytes
+// (bits 1, 2 or 4): sum over its codes of levels[code] * x[column], with x as
+// GemvInput::phase (zero past the last column).
+bool WeightGemvAvx512Available();
+float LevelDotAvx512(const uint8_t* codes, int bits, const float* levels16, const float* phase,
+                     int64_t bytes);
 
 // Rows per decoded tile for a layer with `cols` inputs: a multiple of 16 (or
 // all rows) whose fp32 tile fits in about 256 KiB.

@@ -128,12 +128,6 @@ class PackedGemm final : public PackedKernel {
   QLinearScratch scratch_;
 };
 
-LOWBIT_VECTORIZE float DotF32(const float* __restrict a, const float* __restrict b, int64_t n) {
-  float s = 0;
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
 LOWBIT_VECTORIZE void BiasClampRow(float* __restrict y, int64_t n, const float* __restrict bias,
                                    float lo, float hi) {
   if (bias != nullptr) {
@@ -143,11 +137,10 @@ LOWBIT_VECTORIZE void BiasClampRow(float* __restrict y, int64_t n, const float* 
   }
 }
 
-// PackedGemm with act "float" (weight-only): fp32 activations, weights
-// decoded per tile of output rows (kernels/weight_decode.h). A few input rows
-// (GEMV): each thread decodes 16 output rows into its own cache-resident
-// buffer and takes the dot products at once. More rows: a shared tile of
-// decoded rows feeds sgemm.
+// PackedGemm with act "float" (weight-only): fp32 activations and packed
+// weights (kernels/weight_decode.h). A few input rows: GEMV per row, codes
+// looked up and multiplied in registers. More rows: a shared tile of decoded
+// rows feeds sgemm.
 class WeightOnlyGemm final : public OpKernel {
  public:
   using OpKernel::OpKernel;
@@ -195,18 +188,13 @@ class WeightOnlyGemm final : public OpKernel {
     const float* bias = has_bias_ ? in[3]->data<float>() : nullptr;
     float* y = out[0]->data<float>();
     if (rows_ <= 4) {
-      constexpr int64_t kBlock = 16;
-      ctx.pool->ParallelFor((n + kBlock - 1) / kBlock, [&](int64_t s, int64_t e) {
-        thread_local std::vector<float> buf;
-        buf.resize(kBlock * k);
-        for (int64_t b = s; b < e; ++b) {
-          const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
-          decoder_.DecodeRows(r0, r1, buf.data(), k);
-          for (int64_t i = 0; i < rows_; ++i) {
-            for (int64_t r = r0; r < r1; ++r) y[i * n + r] = DotF32(buf.data() + (r - r0) * k, x + i * k, k);
-          }
-        }
-      });
+      // GEMV per input row: threads take blocks of 16 output rows.
+      for (int64_t i = 0; i < rows_; ++i) {
+        decoder_.PrepareGemv(x + i * k, &gemv_);
+        ctx.pool->ParallelFor((n + 15) / 16, [&](int64_t b0, int64_t b1) {
+          decoder_.Gemv(gemv_, b0 * 16, std::min(n, b1 * 16), y + i * n + b0 * 16);
+        });
+      }
     } else {
       thread_local std::vector<float> scratch;  // the caller's; workers write into it
       scratch.resize(tile_rows_ * k);
@@ -226,6 +214,7 @@ class WeightOnlyGemm final : public OpKernel {
 
  private:
   WeightDecoder decoder_;
+  WeightDecoder::GemvInput gemv_;
   int64_t rows_ = 0, tile_rows_ = 0;
   bool has_bias_ = false;
   FusedActivation fused_;
@@ -359,10 +348,12 @@ class PackedConv final : public PackedKernel {
         PrepareColumnEpilogue(w, a, e, path_, &epilogue_);
         float* yg = y + (i * m_ + grp * mg_) * osz;
         const float* rg = res != nullptr && !late_residual ? res + (i * m_ + grp * mg_) * osz : nullptr;
-        // Blocks of at most 64 pixels, split across threads: each block's dot
+        // Blocks of at most 64 pixels (multiples of 4, the kernels' row
+        // block), as many per thread and of near equal size: each block's dot
         // products go through the epilogue (NCHW planes) while still in cache.
-        const int threads = ctx.pool->threads();
-        const int64_t blk = std::clamp<int64_t>(((osz + threads - 1) / threads + 15) / 16 * 16, 16, 64);
+        const int64_t threads = ctx.pool->threads();
+        const int64_t nblk = threads * ((osz + threads * 64 - 1) / (threads * 64));
+        const int64_t blk = ((osz + nblk - 1) / nblk + 3) / 4 * 4;
         ctx.pool->ParallelFor((osz + blk - 1) / blk, [&](int64_t b0, int64_t b1) {
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t p0 = b * blk, n = std::min(osz, p0 + blk) - p0;
