@@ -37,15 +37,18 @@ def main():
 
     lines = ["Command: `bench/kernels.py` (Google Benchmark `build/bench/qlinear_bench`, medians of "
              f"{args.repetitions} repetitions, OPENBLAS_CORETYPE=SkylakeX). Weights Laplace-distributed, "
-             "per-channel scales; activations quantized per row inside the timed call.", "",
+             "per-channel scales; activations quantized per row inside the timed call (weight-only rows: "
+             "fp32 activations, codes looked up in registers).", "",
              "GEMV (batch 1):", "",
              "| shape | threads | fp32 sgemv us | format | packed us | speed-up | weight GB/s | read floor us | floor / time |",
              "|---|---|---|---|---|---|---|---|---|"]
     for n in (4096, 16384):
         for th in (1, 2):
             base = t(f"BM_Sgemv/{n}/4096/{th}")
-            for fmt, bits in (("int8", 8), ("int4", 4), ("nhot2_4", 4), ("int3", 3), ("int2", 2), ("int1", 1)):
-                name = f"BM_PackedGemv/{fmt}/{n}/4096/{th}"
+            for fmt, bits in (("int8", 8), ("int4", 4), ("nhot2_4", 4), ("int3", 3), ("int2", 2), ("int1", 1),
+                              ("int4 weight-only", 4), ("int2 weight-only", 2)):
+                bm = "BM_WeightOnlyGemv" if "weight-only" in fmt else "BM_PackedGemv"
+                name = f"{bm}/{fmt.split()[0]}/{n}/4096/{th}"
                 if name not in rows:
                     continue
                 us = t(name)

@@ -10,6 +10,7 @@
 #include "base/rng.h"
 #include "base/target.h"
 #include "kernels/qlinear.h"
+#include "kernels/weight_decode.h"
 
 namespace lowbit {
 namespace {
@@ -118,6 +119,29 @@ void BM_ReadBandwidth(benchmark::State& state) {
   state.counters["GBs"] = benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Weight-only GEMV: fp32 x, packed weights looked up in registers
+// (kernels/weight_decode.h), threads over blocks of 16 rows.
+void BM_WeightOnlyGemv(benchmark::State& state, const char* format) {
+  const int64_t n = state.range(0), k = state.range(1);
+  ThreadPool pool(static_cast<int>(state.range(2)));
+  const std::vector<float> wf = Weights(n, k);
+  FitOptions o;
+  o.granularity = {Granularity::kChannel, 0};
+  o.clip = ClipMethod::kMinMax;
+  const WeightDecoder d(*PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(format), o));
+  std::vector<float> x(k), y(n);
+  Rng rng(2);
+  for (float& v : x) v = static_cast<float>(rng.Normal());
+  WeightDecoder::GemvInput in;
+  for (auto _ : state) {
+    d.PrepareGemv(x.data(), &in);
+    pool.ParallelFor((n + 15) / 16, [&](int64_t b0, int64_t b1) {
+      d.Gemv(in, b0 * 16, std::min(n, b1 * 16), y.data() + b0 * 16);
+    });
+    benchmark::DoNotOptimize(y.data());
+  }
+}
+
 // Args: rows, inputs, threads.
 #define SHAPES ->ArgsProduct({{4096, 16384}, {4096}, {1, 2}})->Unit(benchmark::kMicrosecond)
 BENCHMARK(BM_Sgemv) SHAPES;
@@ -127,6 +151,8 @@ BENCHMARK_CAPTURE(BM_PackedGemv, int3, "int3") SHAPES;
 BENCHMARK_CAPTURE(BM_PackedGemv, int2, "int2") SHAPES;
 BENCHMARK_CAPTURE(BM_PackedGemv, int1, "int1") SHAPES;
 BENCHMARK_CAPTURE(BM_PackedGemv, nhot2_4, "nhot2-4") SHAPES;
+BENCHMARK_CAPTURE(BM_WeightOnlyGemv, int4, "int4") SHAPES;
+BENCHMARK_CAPTURE(BM_WeightOnlyGemv, int2, "int2") SHAPES;
 // Packed bytes of a 4096 x 4096 matrix at 2, 4, 8 bits, and fp32 (4096^2 * 4).
 BENCHMARK(BM_ReadBandwidth)->Arg(4 << 20)->Arg(8 << 20)->Arg(16 << 20)->Arg(64 << 20)->Unit(benchmark::kMicrosecond);
 
