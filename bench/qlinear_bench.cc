@@ -22,14 +22,19 @@ std::vector<float> Weights(int64_t n, int64_t k) {
   return w;
 }
 
-void BM_PackedGemv(benchmark::State& state, const char* format) {
-  const int64_t n = state.range(0), k = state.range(1);
-  ThreadPool pool(static_cast<int>(state.range(2)));
+// The benchmark weight n x k packed in `format`, per-channel scales.
+PackedTensor PackedWeights(int64_t n, int64_t k, const char* format) {
   const std::vector<float> wf = Weights(n, k);
   FitOptions o;
   o.granularity = {Granularity::kChannel, 0};
   o.clip = ClipMethod::kMinMax;  // fitting speed is not what is measured
-  const PackedTensor t = *PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(format), o);
+  return *PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(format), o);
+}
+
+void BM_PackedGemv(benchmark::State& state, const char* format) {
+  const int64_t n = state.range(0), k = state.range(1);
+  ThreadPool pool(static_cast<int>(state.range(2)));
+  const PackedTensor t = PackedWeights(n, k, format);
   const QLinearWeights w = *PrepareQLinear(t);
   const KernelPath path = *SelectKernelPath();
   std::vector<float> x(k), y(n);
@@ -62,11 +67,7 @@ void BM_Sgemv(benchmark::State& state) {
 void BM_PackedGemm(benchmark::State& state, const char* format) {
   const int64_t m = state.range(0), n = 4096, k = 4096;
   ThreadPool pool(static_cast<int>(state.range(1)));
-  const std::vector<float> wf = Weights(n, k);
-  FitOptions o;
-  o.granularity = {Granularity::kChannel, 0};
-  o.clip = ClipMethod::kMinMax;
-  const PackedTensor t = *PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(format), o);
+  const PackedTensor t = PackedWeights(n, k, format);
   const QLinearWeights w = *PrepareQLinear(t);
   const KernelPath path = *SelectKernelPath();
   std::vector<float> x(m * k), y(m * n);
@@ -124,11 +125,7 @@ void BM_ReadBandwidth(benchmark::State& state) {
 void BM_WeightOnlyGemv(benchmark::State& state, const char* format) {
   const int64_t n = state.range(0), k = state.range(1);
   ThreadPool pool(static_cast<int>(state.range(2)));
-  const std::vector<float> wf = Weights(n, k);
-  FitOptions o;
-  o.granularity = {Granularity::kChannel, 0};
-  o.clip = ClipMethod::kMinMax;
-  const WeightDecoder d(*PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(format), o));
+  const WeightDecoder d(PackedWeights(n, k, format));
   std::vector<float> x(k), y(n);
   Rng rng(2);
   for (float& v : x) v = static_cast<float>(rng.Normal());
