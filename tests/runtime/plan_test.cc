@@ -9,6 +9,7 @@
 #include "kernels/depthwise.h"
 #include "runtime/ops/planes.h"
 #include "runtime/plan.h"
+#include "runtime/sgemm.h"
 #include "tests/test_util.h"
 
 namespace lowbit {
@@ -215,6 +216,31 @@ TEST(DepthwiseTest, Avx512KernelMatchesPortableLoop) {
       for (size_t i = 0; i < want.size(); ++i) {
         const float e = std::min(std::max(std::fma(want[i], scale, bias), lo), hi);
         ASSERT_EQ(got[i], e) << "stride " << stride << " ow " << ow_n << " at " << i;
+      }
+    }
+  }
+}
+
+// One row against a weight large enough for the sgemv path, B stored [n, k]
+// and [k, n], x strided (trans_a) or not, against a plain double loop.
+TEST(SgemmTest, OneRowMatchesReference) {
+  Rng rng(testing::TestSeed());
+  const int64_t n = 1031, k = 1025;  // n * k >= 2^20
+  std::vector<float> a(2 * k), b(n * k), c(n, 1.0f);
+  for (float& v : a) v = static_cast<float>(rng.Normal());
+  for (float& v : b) v = static_cast<float>(rng.Normal());
+  const ExecContext ctx{nullptr, 1};
+  for (bool trans_a : {false, true}) {
+    for (bool trans_b : {false, true}) {
+      std::fill(c.begin(), c.end(), 1.0f);
+      Sgemm(ctx, trans_a, trans_b, 1, n, k, 0.5f, a.data(), trans_a ? 2 : k, b.data(), trans_b ? k : n,
+            2.0f, c.data(), n);
+      for (int64_t j = 0; j < n; ++j) {
+        double want = 2.0;
+        for (int64_t i = 0; i < k; ++i) {
+          want += 0.5 * a[trans_a ? i * 2 : i] * (trans_b ? b[j * k + i] : b[i * n + j]);
+        }
+        ASSERT_NEAR(c[j], want, 1e-3 * (1 + std::fabs(want))) << trans_a << trans_b << " at " << j;
       }
     }
   }
