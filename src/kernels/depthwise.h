@@ -16,6 +16,11 @@ namespace lowbit {
 
 // Whether this CPU runs Depthwise3x3Avx512.
 bool Depthwise3x3Available();
+// Whether a 2-D depthwise window (kernel, strides, dilations) runs on it here.
+inline bool Depthwise3x3Applies(int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh, int64_t dw) {
+  return kh == 3 && kw == 3 && dh == 1 && dw == 1 && sh == sw && (sh == 1 || sh == 2) &&
+         Depthwise3x3Available();
+}
 
 // Requires Depthwise3x3Available() and stride 1 or 2. The sum over taps runs
 // in the order (kh, kw), one fused multiply-add each, so small-integer inputs

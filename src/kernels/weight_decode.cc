@@ -126,6 +126,12 @@ void WeightDecoder::Gemv(const GemvInput& in, int64_t r0, int64_t r1, float* y) 
   }
 }
 
+float* DecodeBuffer(int64_t n) {
+  thread_local std::vector<float> buf;
+  if (static_cast<int64_t>(buf.size()) < n) buf.resize(n);
+  return buf.data();
+}
+
 int64_t DecodeTileRows(int64_t rows, int64_t cols) {
   const int64_t fit = (int64_t{128} << 10) / std::max<int64_t>(cols, 1);
   const int64_t t = std::max<int64_t>(64, fit / 16 * 16);

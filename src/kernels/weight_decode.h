@@ -62,6 +62,11 @@ bool WeightGemvAvx512Available();
 float LevelDotAvx512(const uint8_t* codes, int bits, const float* levels16, const float* phase,
                      int64_t bytes);
 
+// The calling thread's buffer of at least n floats for decoded weights,
+// shared by every layer it runs (so only one tile per thread is ever fp32).
+// Pool workers may write into the caller's buffer.
+float* DecodeBuffer(int64_t n);
+
 // Rows per decoded tile for a layer with `cols` inputs: a multiple of 16 (or
 // all rows) whose fp32 tile fits in about 256 KiB.
 int64_t DecodeTileRows(int64_t rows, int64_t cols);

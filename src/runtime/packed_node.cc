@@ -66,6 +66,23 @@ Result<PackedTensor> PackedWeightOf(const Node& node, const Tensor& codes, const
   return t;
 }
 
+Result<PackedTensor> PreparePackedInputs(const OpKernel& op, const std::vector<TensorInfo>& in) {
+  const std::string where = op.node().Describe() + ": ";
+  if (in.size() < 3 || !in[0].present || !in[1].present || !in[2].present) {
+    return InvalidArgument(where, "expects inputs X, codes and scales");
+  }
+  if (in[1].constant == nullptr || in[2].constant == nullptr) {
+    return Unimplemented(where, "codes and scales must be initializers");
+  }
+  LOWBIT_RETURN_IF_ERROR(ExpectFloat(op, in[0], "X"));
+  LOWBIT_RETURN_IF_ERROR(ActSpecOf(op.node()).status());
+  Result<PackedTensor> w = PackedWeightOf(op.node(), *in[1].constant, *in[2].constant);
+  if (w.ok() && w->params().spec.family == Family::kFloat) {
+    return Unimplemented(where, "format ", FormatName(w->params().spec), " is not a packed format");
+  }
+  return w;
+}
+
 void SetPackedWeight(const PackedTensor& w, Node* node, Tensor* codes, Tensor* scales) {
   const QuantParams& p = w.params();
   node->attrs["format"] = FormatName(p.spec);

@@ -23,6 +23,7 @@
 
 #include "ir/graph.h"
 #include "lowbit/packed_tensor.h"
+#include "runtime/op.h"
 
 namespace lowbit {
 
@@ -38,6 +39,11 @@ inline bool IsPackedNode(const Node& n) {
 // Rebuilds and validates the packed weight of a node from its attributes and
 // its codes and scales tensors; errors name the node and the mismatch.
 Result<PackedTensor> PackedWeightOf(const Node& node, const Tensor& codes, const Tensor& scales);
+
+// The packed weight of a PackedConv/PackedGemm kernel from its inputs X,
+// codes, scales (constants), with X float32 and the node's act valid; errors
+// name the node. Float formats are refused (nothing to decode).
+Result<PackedTensor> PreparePackedInputs(const OpKernel& op, const std::vector<TensorInfo>& in);
 
 // Writes a packed weight into a node's attributes and returns the codes and
 // scales tensors to store as its inputs 1 and 2.

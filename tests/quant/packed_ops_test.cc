@@ -325,7 +325,9 @@ Graph ResidualGraph(int64_t c, bool broadcast, bool depthwise, Rng& rng, bool op
   conv("conv_b", depthwise ? c : 1, "b");
   node("Add", {"b", "a"}, "s");
   node("Relu", {"s"}, "y");
-  if (optimize) EXPECT_TRUE(OptimizeGraph(&g).ok());
+  if (optimize) {
+    EXPECT_TRUE(OptimizeGraph(&g).ok());
+  }
   return g;
 }
 

@@ -32,13 +32,6 @@ LOWBIT_VECTORIZE void BiasResidualClamp(float* __restrict y, int64_t n, float b,
   for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max((y[i] + b) + r[i], lo), hi);
 }
 
-// A thread's buffer for decoded weights, shared by every layer it runs.
-std::vector<float>& DecodeScratch(int64_t n) {
-  thread_local std::vector<float> buf;
-  if (static_cast<int64_t>(buf.size()) < n) buf.resize(n);
-  return buf;
-}
-
 class Conv final : public OpKernel {
  public:
   Conv(const Node& n, bool packed) : OpKernel(n), packed_(packed) {}
@@ -99,9 +92,9 @@ class Conv final : public OpKernel {
     const float* w = packed_ ? nullptr : in[1]->data<float>();
     if (packed_ && depthwise_) {
       // Depthwise weights are m x taps, a few KiB: decode them whole.
-      std::vector<float>& dw = DecodeScratch(m_ * kk_);
-      decoder_.DecodeRows(0, m_, dw.data(), kk_);
-      w = dw.data();
+      float* dw = DecodeBuffer(m_ * kk_);
+      decoder_.DecodeRows(0, m_, dw, kk_);
+      w = dw;
     }
     const float* bias = has_bias_ ? in[bias_in_]->data<float>() : nullptr;
     float* y = out[0]->data<float>();
@@ -173,18 +166,8 @@ class Conv final : public OpKernel {
   // PackedConv with act "float": the packed weight, refusing formats that
   // have no levels to decode. Returns the weight's shape.
   Result<Shape> PreparePacked(const std::vector<TensorInfo>& in) {
-    if (in.size() < 3 || !in[0].present || !in[1].present || !in[2].present) {
-      return InvalidArgument(Where(), "expects inputs X, codes and scales");
-    }
-    if (in[1].constant == nullptr || in[2].constant == nullptr) {
-      return Unimplemented(Where(), "codes and scales must be initializers");
-    }
-    LOWBIT_RETURN_IF_ERROR(ActSpecOf(node_).status());
     PackedTensor w;
-    LOWBIT_ASSIGN_OR_RETURN(w, PackedWeightOf(node_, *in[1].constant, *in[2].constant));
-    if (w.params().spec.family == Family::kFloat) {
-      return Unimplemented(Where(), "format ", FormatName(w.params().spec), " is not a packed format");
-    }
+    LOWBIT_ASSIGN_OR_RETURN(w, PreparePackedInputs(*this, in));
     Shape shape = w.shape();
     decoder_ = WeightDecoder(std::move(w));
     return shape;
@@ -198,13 +181,13 @@ class Conv final : public OpKernel {
       Sgemm(ctx, false, false, mg_, ld, kk_, 1.0f, wg, kk_, col, ld, 0.0f, y, ld);
       return;
     }
-    std::vector<float>& tile = DecodeScratch(tile_rows_ * kk_);
+    float* tile = DecodeBuffer(tile_rows_ * kk_);
     for (int64_t r0 = 0; r0 < mg_; r0 += tile_rows_) {
       const int64_t rows = std::min(tile_rows_, mg_ - r0), first = grp * mg_ + r0;
       ctx.pool->ParallelFor(rows, [&](int64_t s, int64_t e) {
-        decoder_.DecodeRows(first + s, first + e, tile.data() + s * kk_, kk_);
+        decoder_.DecodeRows(first + s, first + e, tile + s * kk_, kk_);
       });
-      Sgemm(ctx, false, false, rows, ld, kk_, 1.0f, tile.data(), kk_, col, ld, 0.0f, y + r0 * ld, ld);
+      Sgemm(ctx, false, false, rows, ld, kk_, 1.0f, tile, kk_, col, ld, 0.0f, y + r0 * ld, ld);
     }
   }
 

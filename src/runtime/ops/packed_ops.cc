@@ -51,14 +51,7 @@ class PackedKernel : public OpKernel {
 
  protected:
   Status PrepareCommon(const std::vector<TensorInfo>& in, PackedTensor* w) {
-    if (in.size() < 3 || !in[0].present || !in[1].present || !in[2].present) {
-      return InvalidArgument(Where(), "expects inputs X, codes and scales");
-    }
-    if (in[1].constant == nullptr || in[2].constant == nullptr) {
-      return Unimplemented(Where(), "codes and scales must be initializers");
-    }
-    LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
-    LOWBIT_ASSIGN_OR_RETURN(*w, PackedWeightOf(node_, *in[1].constant, *in[2].constant));
+    LOWBIT_ASSIGN_OR_RETURN(*w, PreparePackedInputs(*this, in));
     has_bias_ = in.size() > 3 && in[3].present;
     if (has_bias_ && (in[3].dtype != DType::kFloat32 || in[3].shape != Shape{w->rows()})) {
       return InvalidArgument(Where(), "bias ", DTypeName(in[3].dtype), " ",
@@ -146,19 +139,8 @@ class WeightOnlyGemm final : public OpKernel {
   using OpKernel::OpKernel;
 
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
-    if (in.size() < 3 || !in[0].present || !in[1].present || !in[2].present) {
-      return InvalidArgument(Where(), "expects inputs X, codes and scales");
-    }
-    if (in[1].constant == nullptr || in[2].constant == nullptr) {
-      return Unimplemented(Where(), "codes and scales must be initializers");
-    }
-    LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
-    LOWBIT_RETURN_IF_ERROR(ActSpecOf(node_).status());
     PackedTensor w;
-    LOWBIT_ASSIGN_OR_RETURN(w, PackedWeightOf(node_, *in[1].constant, *in[2].constant));
-    if (w.params().spec.family == Family::kFloat) {
-      return Unimplemented(Where(), "format ", FormatName(w.params().spec), " is not a packed format");
-    }
+    LOWBIT_ASSIGN_OR_RETURN(w, PreparePackedInputs(*this, in));
     if (w.shape().size() != 2) {
       return InvalidArgument(Where(), "weight_shape ", ShapeToString(w.shape()), " must be [N, K]");
     }
@@ -196,9 +178,7 @@ class WeightOnlyGemm final : public OpKernel {
         });
       }
     } else {
-      thread_local std::vector<float> scratch;  // the caller's; workers write into it
-      scratch.resize(tile_rows_ * k);
-      float* tile = scratch.data();
+      float* tile = DecodeBuffer(tile_rows_ * k);
       for (int64_t r0 = 0; r0 < n; r0 += tile_rows_) {
         const int64_t rows = std::min(tile_rows_, n - r0);
         ctx.pool->ParallelFor(rows, [&](int64_t s, int64_t e) {
@@ -577,9 +557,9 @@ class PackedConv final : public PackedKernel {
     if (static_cast<int>(dw_scratch_.size()) < threads) dw_scratch_.resize(threads);
     const float lo = activation && fused_.active ? fused_.lo : -INFINITY;
     const float hi = activation && fused_.active ? fused_.hi : INFINITY;
-    const bool fast3x3 = g.k[0] == 1 && g.out[0] == 1 && g.k[1] == 3 && g.k[2] == 3 &&
-                         g.dilation[1] == 1 && g.dilation[2] == 1 && g.stride[1] == g.stride[2] &&
-                         (g.stride[1] == 1 || g.stride[1] == 2) && Depthwise3x3Available();
+    const bool fast3x3 = g.k[0] == 1 && g.out[0] == 1 &&
+                         Depthwise3x3Applies(g.k[1], g.k[2], g.stride[1], g.stride[2], g.dilation[1],
+                                             g.dilation[2]);
     ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         Scratch& s = dw_scratch_[t];

@@ -62,15 +62,14 @@ void DepthwisePlane(const float* __restrict xp, int64_t pw,
                                      const float* __restrict w, int64_t kh_n, int64_t kw_n,
                                      int64_t sh, int64_t sw, int64_t dh, int64_t dw,
                                      float* __restrict y, int64_t oh_n, int64_t ow_n) {
-  if (kh_n == 3 && kw_n == 3 && dh == 1 && dw == 1 && sh == sw && (sh == 1 || sh == 2) &&
-      Depthwise3x3Available()) {
+  if (Depthwise3x3Applies(kh_n, kw_n, sh, sw, dh, dw)) {
     Depthwise3x3Avx512(xp, pw, w, sh, y, oh_n, ow_n);
     return;
   }
   DepthwisePlaneRef(xp, pw, w, kh_n, kw_n, sh, sw, dh, dw, y, oh_n, ow_n);
 }
 
-LOWBIT_VECTORIZE void DepthwisePlaneRef(const float* __restrict xp, int64_t pw,
+void DepthwisePlaneRef(const float* __restrict xp, int64_t pw,
                                         const float* __restrict w, int64_t kh_n, int64_t kw_n,
                                         int64_t sh, int64_t sw, int64_t dh, int64_t dw,
                                         float* __restrict y, int64_t oh_n, int64_t ow_n) {
@@ -80,15 +79,7 @@ LOWBIT_VECTORIZE void DepthwisePlaneRef(const float* __restrict xp, int64_t pw,
     for (int64_t kh = 0; kh < kh_n; ++kh) {
       const float* xr = xp + (oh * sh + kh * dh) * pw;
       for (int64_t kw = 0; kw < kw_n; ++kw) {
-        const float wv = w[kh * kw_n + kw];
-        const float* xs = xr + kw * dw;
-        if (sw == 1) {
-          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[ow];
-        } else if (sw == 2) {
-          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[2 * ow];
-        } else {
-          for (int64_t ow = 0; ow < ow_n; ++ow) yr[ow] += wv * xs[ow * sw];
-        }
+        AxpyRow(yr, xr + kw * dw, w[kh * kw_n + kw], ow_n, sw);
       }
     }
   }
