@@ -276,6 +276,45 @@ void QLinearEpilogueColumns(const QLinearWeights& w, const ColumnEpilogue& c, co
   }
 }
 
+namespace {
+
+// One 16-row block of QLinearEpilogueRowsBytes.
+void EpilogueRowsBytesBlock(const float* A, const int32_t* B, const int32_t* C, const float* bias,
+                            int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
+                            int64_t rows, const RowResidual& r, int64_t p0, float lo, float hi,
+                            ByteOutput o, uint8_t* y, int64_t ldy) {
+  for (int64_t p = 0; p < rows; ++p) {
+    const int32_t* d = dot + p * ldd;
+    uint8_t* yp = y + p * ldy;
+    for (int64_t j = 0; j < n; ++j) {
+      float v = std::fma(static_cast<float>(d[j] + B[j] - C[j] * sums[p]), A[j], bias[j]);
+      if (r.planes != nullptr) v += r.planes[j * r.ld + p0 + p];
+      if (r.bytes != nullptr) v += r.scale * static_cast<float>(r.bytes[(p0 + p) * r.ld + j] - r.zero);
+      v = std::min(std::max(v, lo), hi);
+      const float t = std::min(std::max(v * o.inv, -1e6f), 1e6f);
+      const int32_t q = static_cast<int32_t>(std::nearbyint(t)) + o.zero;
+      yp[j] = static_cast<uint8_t>(std::min(std::max(q, 0), 255));
+    }
+  }
+}
+
+}  // namespace
+
+void QLinearEpilogueRowsBytes(const QLinearWeights& w, const ColumnEpilogue& c, const int32_t* sums,
+                              const int32_t* dot, int64_t rows, const RowResidual& r, ByteOutput o,
+                              uint8_t* y, int64_t ldy) {
+  if (c.avx512) {
+    EpilogueRowsBytesAvx512(c.A.data(), c.B.data(), c.C.data(), c.bias.data(), w.n, sums, dot, w.n_pad,
+                            rows, r, c.lo, c.hi, o, y, ldy);
+    return;
+  }
+  for (int64_t p0 = 0; p0 < rows; p0 += 16) {
+    const int64_t m = std::min<int64_t>(16, rows - p0);
+    EpilogueRowsBytesBlock(c.A.data(), c.B.data(), c.C.data(), c.bias.data(), w.n, sums + p0,
+                           dot + p0 * w.n_pad, w.n_pad, m, r, p0, c.lo, c.hi, o, y + p0 * ldy, ldy);
+  }
+}
+
 const char* KernelPathName(KernelPath p) {
   switch (p) {
     case KernelPath::kRef: return "ref";

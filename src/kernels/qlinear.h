@@ -143,6 +143,36 @@ void QLinearEpilogueColumns(const QLinearWeights& w, const ColumnEpilogue& c, co
                             const int32_t* dot, int64_t rows, const float* residual, float* y,
                             int64_t ldy);
 
+// Requantized 8-bit output for the next quantized layer: q = clamp(round(y *
+// inv) + zero, 0, 255), with y the value the fp32 epilogue would write and the
+// rounding of the activation quantizers (to nearest even), so a consumer that
+// copies q gets exactly the bytes it would have quantized from y. Bytes are in
+// the canonical unsigned form (StaticActParams(..., signed_operand = false)).
+struct ByteOutput {
+  float inv = 1.0f;
+  int32_t zero = 0;
+};
+// The residual the row epilogue adds before the clamp: fp32 planes (r[j * ld +
+// p], the NCHW output layout) or canonical 8-bit pixels, scale * (q[p * ld + j]
+// - zero).
+struct RowResidual {
+  const float* planes = nullptr;
+  const uint8_t* bytes = nullptr;
+  int64_t ld = 0;
+  float scale = 1.0f;
+  int32_t zero = 0;
+};
+// The ColumnEpilogue's values written as bytes per row (NHWC pixels): row p's
+// n outputs at y + p * ldy.
+void QLinearEpilogueRowsBytes(const QLinearWeights& w, const ColumnEpilogue& c, const int32_t* sums,
+                              const int32_t* dot, int64_t rows, const RowResidual& r, ByteOutput o,
+                              uint8_t* y, int64_t ldy);
+// The AVX-512 body (bit-identical to the portable loop).
+void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C, const float* bias,
+                             int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
+                             int64_t rows, const RowResidual& r, float lo, float hi, ByteOutput o,
+                             uint8_t* y, int64_t ldy);
+
 const char* KernelPathName(KernelPath p);
 bool KernelPathAvailable(KernelPath p);
 Result<KernelPath> SelectKernelPath();

@@ -355,6 +355,53 @@ void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, c
   }
 }
 
+void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C, const float* bias,
+                             int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
+                             int64_t rows, const RowResidual& res, float lo, float hi, ByteOutput o,
+                             uint8_t* y, int64_t ldy) {
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), inv = _mm512_set1_ps(o.inv);
+  const __m512 big = _mm512_set1_ps(1e6f), rscale = _mm512_set1_ps(res.scale);
+  const __m512i z = _mm512_set1_epi32(o.zero), rzero = _mm512_set1_epi32(res.zero);
+  const __m512i q_lo = _mm512_setzero_si512(), q_hi = _mm512_set1_epi32(255);
+  for (int64_t p0 = 0; p0 < rows; p0 += 16) {
+    const int64_t m = std::min<int64_t>(16, rows - p0);
+    const __mmask16 pmask = static_cast<__mmask16>((1u << m) - 1);
+    for (int64_t j0 = 0; j0 < n; j0 += 16) {
+      const int64_t nj = std::min<int64_t>(16, n - j0);
+      const __mmask16 jmask = static_cast<__mmask16>((1u << nj) - 1);
+      const __m512 va = _mm512_maskz_loadu_ps(jmask, A + j0);
+      const __m512i vb = _mm512_maskz_loadu_epi32(jmask, B + j0);
+      const __m512i vc = _mm512_maskz_loadu_epi32(jmask, C + j0);
+      const __m512 vbias = _mm512_maskz_loadu_ps(jmask, bias + j0);
+      __m512 rp[16];
+      if (res.planes != nullptr) {  // NCHW planes: 16 channels x 16 pixels, transposed
+        for (int64_t j = 0; j < 16; ++j) {
+          rp[j] = j < nj ? _mm512_maskz_loadu_ps(pmask, res.planes + (j0 + j) * res.ld + p0)
+                         : _mm512_setzero_ps();
+        }
+        Transpose16(rp);
+      }
+      for (int64_t p = 0; p < m; ++p) {
+        const __m512i d = _mm512_loadu_si512(dot + (p0 + p) * ldd + j0);  // ldd: multiple of 16
+        const __m512i t = _mm512_sub_epi32(_mm512_add_epi32(d, vb),
+                                           _mm512_mullo_epi32(vc, _mm512_set1_epi32(sums[p0 + p])));
+        __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), va, vbias);
+        if (res.planes != nullptr) v = _mm512_add_ps(v, rp[p]);
+        if (res.bytes != nullptr) {
+          const __m128i rb = _mm_maskz_loadu_epi8(jmask, res.bytes + (p0 + p) * res.ld + j0);
+          const __m512i ri = _mm512_sub_epi32(_mm512_cvtepu8_epi32(rb), rzero);
+          v = _mm512_add_ps(v, _mm512_mul_ps(rscale, _mm512_cvtepi32_ps(ri)));
+        }
+        v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);
+        const __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), _mm512_sub_ps(_mm512_setzero_ps(), big)), big);
+        __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), z);  // round to nearest even
+        q = _mm512_min_epi32(_mm512_max_epi32(q, q_lo), q_hi);
+        _mm512_mask_cvtepi32_storeu_epi8(y + (p0 + p) * ldy + j0, jmask, q);
+      }
+    }
+  }
+}
+
 void QuantizeNhwcAvx512(const float* x, int64_t c, int64_t hw, float scale_inv, int32_t zero,
                         bool is_signed, int64_t p0, int64_t p1, uint8_t* dst) {
   const __m512 inv = _mm512_set1_ps(scale_inv);

@@ -467,6 +467,7 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
     PlanOptions po;
     po.batch = so.calib_batch;
     po.threads = o.threads;
+    po.byte_edges = false;  // every layer output observed as fp32
     std::set<std::string> outputs;
     for (const Candidate& c : cands) outputs.insert(graph.nodes[c.node].outputs[0]);
     std::map<std::string, std::vector<float>> ref, got;

@@ -1,5 +1,7 @@
 #include "runtime/packed_node.h"
 
+#include "runtime/byte_edges.h"
+
 #include <cmath>
 #include <cstring>
 
@@ -74,7 +76,14 @@ Result<PackedTensor> PreparePackedInputs(const OpKernel& op, const std::vector<T
   if (in[1].constant == nullptr || in[2].constant == nullptr) {
     return Unimplemented(where, "codes and scales must be initializers");
   }
-  LOWBIT_RETURN_IF_ERROR(ExpectFloat(op, in[0], "X"));
+  if (op.node().GetInt(kByteInput, 0) != 0) {
+    if (in[0].dtype != DType::kUint8 || in[0].shape.size() < 3) {
+      return InvalidArgument(where, "X ", DTypeName(in[0].dtype), " ", ShapeToString(in[0].shape),
+                             " must be uint8 pixels [N, spatial..., C] (", kByteInput, ")");
+    }
+  } else {
+    LOWBIT_RETURN_IF_ERROR(ExpectFloat(op, in[0], "X"));
+  }
   LOWBIT_RETURN_IF_ERROR(ActSpecOf(op.node()).status());
   Result<PackedTensor> w = PackedWeightOf(op.node(), *in[1].constant, *in[2].constant);
   if (w.ok() && w->params().spec.family == Family::kFloat) {

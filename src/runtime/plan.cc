@@ -2,9 +2,11 @@
 
 #include <cblas.h>
 
+#include <cstdlib>
 #include <set>
 
 #include "base/check.h"
+#include "runtime/byte_edges.h"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -84,8 +86,15 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
     return info.at(name);
   };
 
+  std::vector<Node> nodes = graph.nodes;
+  const char* env = std::getenv("LOWBIT_BYTE_EDGES");
+  if (options.byte_edges && !(env != nullptr && std::string(env) == "0")) {
+    const std::set<std::string> pinned(options.keep.begin(), options.keep.end());
+    plan->byte_edges_ = MarkByteEdges(graph, pinned, &nodes);
+  }
+
   // Prepare every node; run those whose inputs are all known now.
-  for (const Node& node : graph.nodes) {
+  for (const Node& node : nodes) {
     const OpRegistration* reg = FindOp(node.domain, node.op_type, node.opset);
     Step step;
     step.kernel = reg->make(node);

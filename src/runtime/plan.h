@@ -30,6 +30,10 @@ struct PlanOptions {
   // Intermediate values kept readable after Run() through value() (their
   // buffers are not reused), for calibration and per-layer error reports.
   std::vector<std::string> keep;
+  // Values between packed convolutions travel as 8-bit pixels
+  // (runtime/byte_edges.h). LOWBIT_BYTE_EDGES=0 in the environment turns this
+  // off, to compare.
+  bool byte_edges = true;
 };
 
 class Plan {
@@ -49,6 +53,8 @@ class Plan {
   // Runs and calls observe(name, value) for every graph input and every value
   // a step produces, right after it is produced (before its buffer can be
   // reused): calibration statistics without keeping every intermediate.
+  // Byte edges are values too (uint8 pixels): plans made to observe fp32
+  // layer outputs turn them off (PlanOptions::byte_edges).
   using Observer = std::function<void(const std::string& name, const Tensor& value)>;
   void Run(const Observer& observe);
 
@@ -62,6 +68,8 @@ class Plan {
   // Bytes of activation buffers the plan holds (after reuse).
   size_t buffer_bytes() const { return buffer_bytes_; }
   int num_steps() const { return static_cast<int>(steps_.size()); }
+  // Values passed as 8-bit pixels (PlanOptions::byte_edges).
+  int num_byte_edges() const { return byte_edges_; }
 
  private:
   struct Step {
@@ -78,6 +86,7 @@ class Plan {
   std::unique_ptr<ThreadPool> pool_;
   int threads_ = 1;
   size_t buffer_bytes_ = 0;
+  int byte_edges_ = 0;
 };
 
 }  // namespace lowbit

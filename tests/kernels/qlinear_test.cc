@@ -2,6 +2,7 @@
 // reference exactly, on every width, every integer-grid family and shapes
 // around the tile sizes; the fused epilogue equals a float computation on the
 // dequantized weights and activations within a derived rounding bound.
+#include <algorithm>
 #include <cmath>
 
 #include <gtest/gtest.h>
@@ -168,6 +169,92 @@ TEST(QLinearTest, ForwardMatchesDequantizedFloatWithinBound) {
           // the decoded weights (one ulp each).
           const double bound = 1e-5 * mag + 1e-6;
           ASSERT_NEAR(y[r * n + j], want, bound) << KernelPathName(path) << " row " << r << " out " << j;
+        }
+      }
+    }
+  }
+}
+
+// The byte epilogue: each byte equals the fp32 column epilogue's value put
+// through an activation quantizer (round to nearest even, clamp), with no
+// residual, fp32 residual planes or 8-bit residual pixels; the AVX-512 body
+// equals the portable loop byte for byte.
+TEST(QLinearTest, ByteEpilogueEqualsQuantizedFloatEpilogue) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  Rng rng(seed);
+  auto uniform = [&](float lo, float hi) { return lo + (hi - lo) * static_cast<float>(rng.Uniform()); };
+  for (int64_t n : {1, 16, 37}) {
+    for (int64_t rows : {1, 15, 16, 17, 50}) {
+      for (int residual = 0; residual < 3; ++residual) {
+        SCOPED_TRACE(::testing::Message() << "n " << n << " rows " << rows << " residual " << residual);
+        const int64_t k = 29;
+        const std::vector<float> wf = testing::Laplace(n * k, seed + n * 100 + rows);
+        Result<PackedTensor> t = PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat("int4"), FitOptions());
+        ASSERT_TRUE(t.ok());
+        Result<QLinearWeights> w = PrepareQLinear(*t);
+        ASSERT_TRUE(w.ok());
+        // Real dot products and sums of random activation rows.
+        std::vector<int32_t> dot(rows * w->n_pad), sums(rows);
+        std::vector<uint8_t> u(w->k_pad, 0);
+        for (int64_t p = 0; p < rows; ++p) {
+          sums[p] = 0;
+          for (int64_t i = 0; i < k; ++i) {
+            u[i] = static_cast<uint8_t>(rng.Below(256));
+            sums[p] += w->signed_acts() ? static_cast<int8_t>(u[i]) : u[i];
+          }
+          QLinearDotRef(*w, u.data(), dot.data() + p * w->n_pad);
+        }
+        std::vector<float> bias(n);
+        for (auto& b : bias) b = uniform(-1, 1);
+        const ActQuant a = StaticActParams(-2.0f, 3.0f, false, w->signed_acts());
+        Epilogue e;
+        e.bias = bias.data();
+        e.clamp = true;
+        e.lo = -40.0f;
+        e.hi = 30.0f;
+        // Residuals: fp32 planes (n x rows) and 8-bit pixels (rows x n).
+        std::vector<float> planes(n * rows);
+        std::vector<uint8_t> pix(rows * n);
+        for (auto& v : pix) v = static_cast<uint8_t>(rng.Below(256));
+        const ActQuant rq = StaticActParams(-0.5f, 2.0f, false, false);
+        for (int64_t p = 0; p < rows; ++p) {
+          for (int64_t j = 0; j < n; ++j) {
+            planes[j * rows + p] = residual == 1 ? uniform(-2, 2)
+                                   : residual == 2 ? rq.scale * static_cast<float>(pix[p * n + j] - rq.zero)
+                                                   : 0.0f;
+          }
+        }
+        RowResidual r;
+        if (residual == 1) r = {planes.data(), nullptr, rows, 1.0f, 0};
+        if (residual == 2) r = {nullptr, pix.data(), n, rq.scale, rq.zero};
+        std::vector<float> y(n * rows);
+        ColumnEpilogue c;
+        PrepareColumnEpilogue(*w, a, e, KernelPath::kRef, &c);
+        QLinearEpilogueColumns(*w, c, sums.data(), dot.data(), rows, residual ? planes.data() : nullptr,
+                               y.data(), rows);
+        // An output range that clips the extremes.
+        const auto [ylo, yhi] = std::minmax_element(y.begin(), y.end());
+        const ActQuant oq = StaticActParams(0.8f * *ylo, 0.8f * *yhi, false, false);
+        const ByteOutput o{1.0f / oq.scale, oq.zero};
+        std::vector<uint8_t> got(rows * n, 7);
+        QLinearEpilogueRowsBytes(*w, c, sums.data(), dot.data(), rows, r, o, got.data(), n);
+        int clipped = 0;
+        for (int64_t p = 0; p < rows; ++p) {
+          for (int64_t j = 0; j < n; ++j) {
+            const float q = std::nearbyint(y[j * rows + p] * o.inv) + static_cast<float>(o.zero);
+            const int want = static_cast<int>(std::min(std::max(q, 0.0f), 255.0f));
+            clipped += want == 0 || want == 255;
+            ASSERT_EQ(got[p * n + j], want) << "row " << p << " out " << j;
+          }
+        }
+        EXPECT_LT(clipped, (rows * n + 1) / 2 + 1);  // mostly inside the range
+        if (rows * n >= 16) EXPECT_GT(clipped, 0);
+        if (KernelPathAvailable(KernelPath::kAvx512Vnni)) {
+          PrepareColumnEpilogue(*w, a, e, KernelPath::kAvx512Vnni, &c);
+          std::vector<uint8_t> simd(rows * n, 9);
+          QLinearEpilogueRowsBytes(*w, c, sums.data(), dot.data(), rows, r, o, simd.data(), n);
+          EXPECT_EQ(simd, got);
         }
       }
     }

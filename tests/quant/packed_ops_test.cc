@@ -5,6 +5,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -379,6 +380,147 @@ TEST(PackedOpsTest, FusedResidualAddsMatchUnfusedGraphs) {
   g.nodes[3].inputs = {"s", "a"};
   g.nodes[2].outputs = {"s"};
   EXPECT_EQ(FuseResidualAdds(&g), 0);
+}
+
+// A small network in the shape of a ResNet stem and two blocks (residual =
+// true; false drops the Adds): conv (Relu) -> MaxPool -> [conv, conv + skip]
+// -> [strided conv, 1x1 conv + skip] -> 1x1 conv -> GlobalAveragePool. With
+// `broadcast`, instead: a conv down to 1x1 pixels g, read by a conv as X and
+// added, broadcast, to another conv's output.
+Graph BlocksGraph(bool residual, bool broadcast, Rng& rng) {
+  Graph g;
+  g.source = "test";
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, {-1, 6, 11, 9}}};
+  g.outputs = {{"y", DType::kFloat32, {}}};
+  auto node = [&](const std::string& op, std::vector<std::string> in, const std::string& out) {
+    Node n;
+    n.name = op + "_" + out;
+    n.op_type = op;
+    n.opset = 13;
+    n.inputs = std::move(in);
+    n.outputs = {out};
+    g.nodes.push_back(n);
+    return &g.nodes.back();
+  };
+  auto conv = [&](const std::string& in, const std::string& out, int64_t cin, int64_t cout, int64_t k,
+                  int64_t stride, int64_t pad, bool relu) {
+    g.constants[out + ".W"] = Random({cout, cin, k, k}, rng, -0.5f, 0.5f);
+    g.constants[out + ".B"] = Random({cout}, rng, -0.2f, 0.2f);
+    Node* n = node("Conv", {in, out + ".W", out + ".B"}, relu ? out + ".pre" : out);
+    n->attrs["strides"] = std::vector<int64_t>{stride, stride};
+    n->attrs["pads"] = std::vector<int64_t>{pad, pad, pad, pad};
+    if (relu) node("Relu", {out + ".pre"}, out);
+  };
+  auto add_relu = [&](const std::string& a, const std::string& b, const std::string& out) {
+    node("Add", {a, b}, out + ".sum");
+    node("Relu", {out + ".sum"}, out);
+  };
+  if (broadcast) {
+    conv("x", "g", 6, 8, 3, 4, 0, true);  // [N, 8, 3, 2] -> pooled below to 1x1
+    conv("g", "g1", 8, 8, 1, 1, 0, false);
+    Node* mp = node("MaxPool", {"g1"}, "gp");
+    mp->attrs["kernel_shape"] = std::vector<int64_t>{3, 2};
+    conv("gp", "q", 8, 8, 1, 1, 0, true);         // gp read as X ...
+    conv("x", "r", 6, 8, 3, 1, 1, false);
+    add_relu("r", "gp", "rs");                     // ... and as a broadcast residual
+    conv("rs", "s", 8, 8, 3, 1, 1, true);
+    node("GlobalAveragePool", {"s"}, "sp");
+    node("Add", {"sp", "q"}, "y");
+  } else {
+    conv("x", "c0", 6, 16, 3, 1, 1, true);
+    Node* mp = node("MaxPool", {"c0"}, "p");
+    mp->attrs["kernel_shape"] = std::vector<int64_t>{3, 3};
+    mp->attrs["strides"] = std::vector<int64_t>{2, 2};
+    mp->attrs["pads"] = std::vector<int64_t>{1, 1, 1, 1};
+    conv("p", "a", 16, 16, 3, 1, 1, true);
+    conv("a", residual ? "b" : "r1", 16, 16, 3, 1, 1, !residual);
+    if (residual) add_relu("b", "p", "r1");
+    conv("r1", "c", 16, 24, 3, 2, 1, false);  // a skip with negative values
+    conv("c", residual ? "d" : "r2", 24, 24, 1, 1, 0, !residual);
+    if (residual) add_relu("d", "c", "r2");
+    conv("r2", "e", 24, 20, 1, 1, 0, false);
+    node("GlobalAveragePool", {"e"}, "y");
+  }
+  EXPECT_TRUE(OptimizeGraph(&g).ok());
+  return g;
+}
+
+// Every packed node's act_range: the min and max of the value it reads in
+// the fp32 graph `f` on input x (as calibration gives: the same for all
+// readers of a value).
+void SetRangesPerValue(const Graph& f, const Tensor& x, Graph* q) {
+  PlanOptions po;
+  po.batch = x.shape()[0];
+  for (const Node& n : q->nodes) {
+    if (IsPackedNode(n) && !f.IsConstant(n.inputs[0])) po.keep.push_back(n.inputs[0]);
+  }
+  auto plan = Plan::Create(f, po);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  std::copy_n(x.data<float>(), x.numel(), (*plan)->input(0).data<float>());
+  (*plan)->Run();
+  for (Node& n : q->nodes) {
+    if (!IsPackedNode(n)) continue;
+    const Tensor* v = (*plan)->value(n.inputs[0]);
+    ASSERT_NE(v, nullptr) << n.inputs[0];
+    const auto [lo, hi] = std::minmax_element(v->data<float>(), v->data<float>() + v->numel());
+    n.attrs["act_range"] = std::vector<float>{*lo, *hi};
+  }
+}
+
+Tensor RunEdges(const Graph& g, const Tensor& x, int threads, bool byte_edges, int* edges) {
+  PlanOptions po;
+  po.batch = x.shape()[0];
+  po.threads = threads;
+  po.byte_edges = byte_edges;
+  auto plan = Plan::Create(g, po);
+  EXPECT_TRUE(plan.ok()) << plan.status().ToString();
+  if (!plan.ok()) return Tensor();
+  *edges = (*plan)->num_byte_edges();
+  std::copy_n(x.data<float>(), x.numel(), (*plan)->input(0).data<float>());
+  (*plan)->Run();
+  return (*plan)->output(0).Clone();
+}
+
+// Byte edges (runtime/byte_edges.h) give the consumers exactly the bytes they
+// would have quantized, so a network without residual adds computes the same
+// output bit for bit; residuals read as bytes add their 8-bit quantization.
+TEST(PackedOpsTest, ByteEdgesMatchFloatEdges) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  struct Case {
+    bool residual, broadcast;
+    int edges;  // values that travel as bytes
+  };
+  // Chain: c0, p, a, r1, c, r2. Residual: the same (the skips' readers write
+  // bytes). Broadcast: g, g1, gp, rs.
+  for (const Case& k : {Case{false, false, 6}, Case{true, false, 6}, Case{false, true, 4}}) {
+    SCOPED_TRACE(::testing::Message() << (k.broadcast ? "broadcast" : k.residual ? "residual" : "chain"));
+    Rng rng(seed + 5);
+    const Graph f = BlocksGraph(k.residual, k.broadcast, rng);
+    Graph q = Quantize(f, "int4");
+    Rng xr(seed);
+    const Tensor x = Random({2, 6, 11, 9}, xr, 0.0f, 1.0f);
+    SetRangesPerValue(f, x, &q);
+    for (const char* path : Paths()) {
+      KernelEnv env(path);
+      for (int threads : {1, 2}) {
+        int with = 0, without = -1;
+        const Tensor got = RunEdges(q, x, threads, true, &with);
+        const Tensor want = RunEdges(q, x, threads, false, &without);
+        EXPECT_EQ(with, k.edges) << path;
+        EXPECT_EQ(without, 0);
+        if (!k.residual && !k.broadcast) {
+          ASSERT_EQ(got.numel(), want.numel());
+          for (int64_t i = 0; i < got.numel(); ++i) {
+            ASSERT_EQ(got.data<float>()[i], want.data<float>()[i]) << path << " element " << i;
+          }
+        } else {
+          EXPECT_GT(SqnrDb(want, got), 40) << path << " threads " << threads;
+        }
+      }
+    }
+  }
 }
 
 // Resident memory of this process in bytes.

@@ -23,6 +23,7 @@
 #include "kernels/qlinear.h"
 #include "kernels/weight_decode.h"
 #include "runtime/activation.h"
+#include "runtime/byte_edges.h"
 #include "runtime/ops/conv_geometry.h"
 #include "runtime/ops/planes.h"
 #include "runtime/packed_node.h"
@@ -250,6 +251,57 @@ LOWBIT_VECTORIZE int32_t SumBytes(const int8_t* __restrict p, int64_t n) {
   return s;
 }
 
+// [N, C, spatial...] <-> [N, spatial..., C].
+Shape NhwcOf(const Shape& nchw) {
+  Shape s = {nchw[0]};
+  s.insert(s.end(), nchw.begin() + 2, nchw.end());
+  s.push_back(nchw[1]);
+  return s;
+}
+Shape NchwOf(const Shape& nhwc) {
+  Shape s = {nhwc[0], nhwc.back()};
+  s.insert(s.end(), nhwc.begin() + 1, nhwc.end() - 1);
+  return s;
+}
+
+// n pixels of c bytes into pixels of cs bytes (cs >= c; the rest untouched),
+// each byte xor `flip`.
+LOWBIT_VECTORIZE void CopyPixels(const uint8_t* __restrict x, int64_t n, int64_t c, int64_t cs,
+                                 uint8_t flip, uint8_t* __restrict dst) {
+  if (cs == c) {
+    for (int64_t i = 0; i < n * c; ++i) dst[i] = x[i] ^ flip;
+    return;
+  }
+  for (int64_t p = 0; p < n; ++p) {
+    for (int64_t j = 0; j < c; ++j) dst[p * cs + j] = x[p * c + j] ^ flip;
+  }
+}
+
+// Canonical 8-bit NHWC pixels of logical NCHW shape `shape` to fp32 planes,
+// and back (the rounding of ByteOutput).
+void BytesToPlanes(const uint8_t* q, const Shape& shape, const ActQuant& a, float* y) {
+  const int64_t n = shape[0], c = shape[1], hw = NumElements(shape) / (n * c);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t p = 0; p < hw; ++p) {
+      for (int64_t j = 0; j < c; ++j) {
+        y[(i * c + j) * hw + p] = a.scale * static_cast<float>(q[(i * hw + p) * c + j] - a.zero);
+      }
+    }
+  }
+}
+void PlanesToBytes(const float* y, const Shape& shape, ByteOutput o, uint8_t* q) {
+  const int64_t n = shape[0], c = shape[1], hw = NumElements(shape) / (n * c);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t p = 0; p < hw; ++p) {
+      for (int64_t j = 0; j < c; ++j) {
+        const float t = std::min(std::max(y[(i * c + j) * hw + p] * o.inv, -1e6f), 1e6f);
+        q[(i * hw + p) * c + j] =
+            static_cast<uint8_t>(std::clamp(static_cast<int32_t>(std::nearbyint(t)) + o.zero, 0, 255));
+      }
+    }
+  }
+}
+
 class PackedConv final : public PackedKernel {
  public:
   using PackedKernel::PackedKernel;
@@ -257,8 +309,16 @@ class PackedConv final : public PackedKernel {
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
     PackedTensor w;
     LOWBIT_RETURN_IF_ERROR(PrepareCommon(in, &w));
+    // Byte edges (runtime/byte_edges.h): X, R and Y may be 8-bit NHWC pixels.
+    bytes_in_ = node_.GetInt(kByteInput, 0) != 0;
+    if (bytes_in_ && !act_spec_.is_static) {
+      return InvalidArgument(Where(), "8-bit input X needs a static act_range");
+    }
+    LOWBIT_ASSIGN_OR_RETURN(bytes_out_, ByteEdgeParams(kByteOutput, &out_q_));
+    LOWBIT_ASSIGN_OR_RETURN(res_bytes_, ByteEdgeParams(kByteResidual, &res_q_));
+    const Shape x_shape = bytes_in_ ? NchwOf(in[0].shape) : in[0].shape;
     ConvDims d;
-    LOWBIT_ASSIGN_OR_RETURN(d, ComputeConvDims(node_, in[0].shape, w.shape(), "weight_shape"));
+    LOWBIT_ASSIGN_OR_RETURN(d, ComputeConvDims(node_, x_shape, w.shape(), "weight_shape"));
     n_ = d.n;
     c_ = d.c;
     m_ = d.m;
@@ -268,6 +328,9 @@ class PackedConv final : public PackedKernel {
     mg_ = m_ / group_;
     taps_ = g_.k[0] * g_.k[1] * g_.k[2];
     depthwise_ = cg_ == 1 && group_ > 1;
+    if (depthwise_ && (bytes_in_ || bytes_out_ || res_bytes_)) {
+      return InvalidArgument(Where(), "depthwise convolutions take and give float32 values");
+    }
     if (depthwise_) {
       LOWBIT_RETURN_IF_ERROR(BuildDepthwise(w));
       signed_ = true;
@@ -288,22 +351,46 @@ class PackedConv final : public PackedKernel {
       act_ = StaticActParams(act_spec_.lo, act_spec_.hi, act_spec_.symmetric, signed_);
     }
     out_shape_ = g_.OutputShape(n_, m_);
-    LOWBIT_RETURN_IF_ERROR(residual_.Prepare(*this, in, 4, out_shape_));
-    (*out)[0] = TensorInfo{true, DType::kFloat32, out_shape_, nullptr};
+    std::vector<TensorInfo> res_in = in;
+    if (res_bytes_) {
+      if (in.size() <= 4 || !in[4].present || in[4].dtype != DType::kUint8) {
+        return InvalidArgument(Where(), "attribute ", kByteResidual, " needs an 8-bit residual input");
+      }
+      res_in[4].dtype = DType::kFloat32;
+      res_in[4].shape = NchwOf(in[4].shape);
+    }
+    LOWBIT_RETURN_IF_ERROR(residual_.Prepare(*this, res_in, 4, out_shape_));
+    const bool late = residual_.present && !residual_.same_shape;
+    res_planes_.assign(res_bytes_ && late ? NumElements(residual_.shape) : 0, 0.0f);
+    y_planes_.assign(bytes_out_ && late ? NumElements(out_shape_) : 0, 0.0f);
+    (*out)[0] = bytes_out_ ? TensorInfo{true, DType::kUint8, NhwcOf(out_shape_), nullptr}
+                           : TensorInfo{true, DType::kFloat32, out_shape_, nullptr};
     return OkStatus();
   }
 
   void Run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out,
            const ExecContext& ctx) override {
-    const float* x = in[0]->data<float>();
+    const float* x = bytes_in_ ? nullptr : in[0]->data<float>();
     const float* bias = Bias(in);
-    float* y = out[0]->data<float>();
     const int64_t isz = c_ * g_.in_size(), osz = g_.out_size();
     // A fused residual of the output's shape is added in the epilogue before
     // the activation; otherwise (broadcast, depthwise) after it, and the
-    // activation with it.
-    const float* res = residual_.present ? in[4]->data<float>() : nullptr;
+    // activation with it. Late residuals and outputs work on fp32 planes.
     const bool late_residual = residual_.present && (!residual_.same_shape || depthwise_);
+    const float* res = nullptr;
+    const uint8_t* res_b = nullptr;
+    if (residual_.present && !res_bytes_) {
+      res = in[4]->data<float>();
+    } else if (residual_.present && late_residual) {
+      BytesToPlanes(in[4]->data<uint8_t>(), residual_.shape, res_q_, res_planes_.data());
+      res = res_planes_.data();
+    } else if (residual_.present) {
+      res_b = in[4]->data<uint8_t>();
+    }
+    const bool write_bytes = bytes_out_ && !late_residual;
+    float* y = bytes_out_ ? y_planes_.data() : out[0]->data<float>();
+    uint8_t* yb = bytes_out_ ? out[0]->data<uint8_t>() : nullptr;
+    const ByteOutput bo{1.0f / out_q_.scale, out_q_.zero};
     for (int64_t i = 0; i < n_; ++i) {
       const ActQuant a = act_spec_.is_static
                              ? act_
@@ -312,7 +399,11 @@ class PackedConv final : public PackedKernel {
         Depthwise(x + i * isz, a, bias, !late_residual, y + i * m_ * osz, ctx);
         continue;
       }
-      QuantizeImage(x + i * isz, a, ctx);
+      if (bytes_in_) {
+        CopyImage(in[0]->data<uint8_t>() + i * isz, a, ctx);
+      } else {
+        QuantizeImage(x + i * isz, a, ctx);
+      }
       for (int64_t grp = 0; grp < group_; ++grp) {
         const QLinearWeights& w = groups_[grp];
         WindowSums(grp, ctx);
@@ -326,8 +417,10 @@ class PackedConv final : public PackedKernel {
         Epilogue e = MakeEpilogue(fused_, bias != nullptr ? bias + grp * mg_ : nullptr);
         if (late_residual) e.clamp = false;
         PrepareColumnEpilogue(w, a, e, path_, &epilogue_);
-        float* yg = y + (i * m_ + grp * mg_) * osz;
+        float* yg = write_bytes ? nullptr : y + (i * m_ + grp * mg_) * osz;
         const float* rg = res != nullptr && !late_residual ? res + (i * m_ + grp * mg_) * osz : nullptr;
+        uint8_t* ybg = write_bytes ? yb + i * osz * m_ + grp * mg_ : nullptr;
+        const uint8_t* rbg = res_b != nullptr ? res_b + i * osz * m_ + grp * mg_ : nullptr;
         // Blocks of at most 64 pixels (multiples of 4, the kernels' row
         // block), as many per thread and of near equal size: each block's dot
         // products go through the epilogue (NCHW planes) while still in cache.
@@ -345,8 +438,22 @@ class PackedConv final : public PackedKernel {
             } else {
               QLinearDots(w, path_, u_.data() + p0 * w.k_pad, n, dot, nullptr);
             }
-            QLinearEpilogueColumns(w, epilogue_, sums_.data() + p0, dot, n,
-                                   rg != nullptr ? rg + p0 : nullptr, yg + p0, osz);
+            if (ybg != nullptr) {
+              RowResidual r;
+              if (rg != nullptr) {
+                r.planes = rg + p0;
+                r.ld = osz;
+              } else if (rbg != nullptr) {
+                r.bytes = rbg + p0 * m_;
+                r.ld = m_;
+                r.scale = res_q_.scale;
+                r.zero = res_q_.zero;
+              }
+              QLinearEpilogueRowsBytes(w, epilogue_, sums_.data() + p0, dot, n, r, bo, ybg + p0 * m_, m_);
+            } else {
+              QLinearEpilogueColumns(w, epilogue_, sums_.data() + p0, dot, n,
+                                     rg != nullptr ? rg + p0 : nullptr, yg + p0, osz);
+            }
           }
         });
       }
@@ -354,6 +461,7 @@ class PackedConv final : public PackedKernel {
     if (late_residual) {
       residual_.AddTo(res, y, out_shape_, fused_.active ? fused_.lo : -INFINITY,
                       fused_.active ? fused_.hi : INFINITY);
+      if (bytes_out_) PlanesToBytes(y, out_shape_, bo, yb);
     }
   }
 
@@ -507,6 +615,49 @@ class PackedConv final : public PackedKernel {
     });
   }
 
+  // Whether the node has the byte-edge attribute pair `key` ("..._act" the
+  // activation type, "..._range" the range), and its canonical parameters.
+  Result<bool> ByteEdgeParams(const char* key, ActQuant* q) const {
+    const std::string act = node_.GetString(std::string(key) + "_act", "");
+    if (act.empty()) return false;
+    Node spec;
+    spec.name = node_.name;
+    spec.op_type = node_.op_type;
+    spec.attrs["act"] = act;
+    auto range = node_.attrs.find(std::string(key) + "_range");
+    if (range != node_.attrs.end()) spec.attrs["act_range"] = range->second;
+    ActSpec a;
+    LOWBIT_ASSIGN_OR_RETURN(a, ActSpecOf(spec));
+    if (a.weight_only || !a.is_static) {
+      return InvalidArgument(Where(), "attribute ", key, "_act '", act, "' needs 8 bits and a ",
+                             key, "_range");
+    }
+    *q = StaticActParams(a.lo, a.hi, a.symmetric, false);
+    return true;
+  }
+
+  // One image of canonical 8-bit NHWC pixels (quantized with this node's own
+  // static parameters, see byte_edges.h) into the interior of image_; the
+  // plane layout's int8 operand is the byte with its top bit flipped.
+  void CopyImage(const uint8_t* x, const ActQuant& a, const ExecContext& ctx) {
+    const auto& g = g_;
+    if (a.zero != image_zero_) {
+      std::memset(image_.data(), static_cast<uint8_t>(a.zero), image_.size());
+      image_zero_ = a.zero;
+    }
+    const uint8_t flip = signed_ ? 0x80 : 0;
+    const int64_t rows = g.in[0] * g.in[1], w = g.in[2];
+    ctx.pool->ParallelFor(rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t d = r / g.in[1], h = r % g.in[1];
+        uint8_t* dst = image_.data() +
+                       (((d + g.pad_begin[0]) * padded_[1] + h + g.pad_begin[1]) * padded_[2] +
+                        g.pad_begin[2]) * cs_;
+        CopyPixels(x + r * w * c_, w, c_, cs_, flip, dst);
+      }
+    });
+  }
+
   // sums_[p]: the sum of output pixel p's window bytes in the group's
   // channels, from per-pixel sums over the padded image (taps adds, not K).
   void WindowSums(int64_t grp, const ExecContext& ctx) {
@@ -624,6 +775,12 @@ class PackedConv final : public PackedKernel {
   int64_t cs_ = 0, ck_ = 0;  // pixel stride of the image; channels per group the kernel sees
   bool depthwise_ = false, signed_ = false, direct_ = false, implicit_ = false;
   ActQuant act_;
+  // Byte edges: canonical parameters of the output and residual bytes; fp32
+  // planes for a broadcast residual that arrives as bytes or an output that
+  // leaves as bytes.
+  bool bytes_in_ = false, bytes_out_ = false, res_bytes_ = false;
+  ActQuant out_q_, res_q_;
+  std::vector<float> res_planes_, y_planes_;
   // Non-depthwise: kernel layouts per group, the padded image, window maps.
   std::vector<QLinearWeights> groups_;
   std::array<int64_t, 3> padded_{1, 1, 1};

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "base/target.h"
+#include "runtime/byte_edges.h"
 #include "runtime/ops/conv_geometry.h"
 #include "runtime/ops/planes.h"
 
@@ -36,17 +37,35 @@ LOWBIT_VECTORIZE void MaxPlane(const float* __restrict xp, int64_t pw, int64_t k
   }
 }
 
+// y[j] = max(y[j], x[j]).
+LOWBIT_VECTORIZE void MaxBytes(uint8_t* __restrict y, const uint8_t* __restrict x, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) y[j] = std::max(y[j], x[j]);
+}
+
 class Pool final : public OpKernel {
  public:
   Pool(const Node& n, bool max) : OpKernel(n), max_(max) {}
 
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
     if (in.empty() || !in[0].present) return InvalidArgument(Where(), "missing input");
-    LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
+    // Byte edges (runtime/byte_edges.h): 8-bit NHWC pixels in and out.
+    bytes_ = node_.GetInt(kByteInput, 0) != 0;
+    if (bytes_ != node_.Has(std::string(kByteOutput) + "_act") || (bytes_ && !max_)) {
+      return InvalidArgument(Where(), "8-bit pixels must come in and go out of a MaxPool");
+    }
+    Shape x = in[0].shape;
+    if (bytes_) {
+      if (in[0].dtype != DType::kUint8 || x.size() != 4) {
+        return InvalidArgument(Where(), "X ", DTypeName(in[0].dtype), " ", ShapeToString(x),
+                               " must be uint8 pixels [N, H, W, C]");
+      }
+      x = {x[0], x[3], x[1], x[2]};
+    } else {
+      LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
+    }
     if (out->size() > 1) {
       return Unimplemented(Where(), "the Indices output is not supported");
     }
-    const Shape& x = in[0].shape;
     if (x.size() < 3) return InvalidArgument(Where(), "input ", ShapeToString(x), " needs rank >= 3");
     if (!node_.Has("kernel_shape")) return InvalidArgument(Where(), "kernel_shape is required");
     if (!max_ && node_.Has("dilations")) {
@@ -57,12 +76,19 @@ class Pool final : public OpKernel {
     count_pad_ = node_.GetInt("count_include_pad", 0) != 0;
     pad_end_ = node_.GetInts("pads", std::vector<int64_t>(2 * g_.spatial, 0));
     planes_ = x[0] * x[1];
-    (*out)[0] = TensorInfo{true, DType::kFloat32, g_.OutputShape(x[0], x[1]), nullptr};
+    n_ = x[0];
+    Shape y = g_.OutputShape(x[0], x[1]);
+    (*out)[0] = bytes_ ? TensorInfo{true, DType::kUint8, {y[0], y[2], y[3], y[1]}, nullptr}
+                       : TensorInfo{true, DType::kFloat32, y, nullptr};
     return OkStatus();
   }
 
   void Run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out,
            const ExecContext& ctx) override {
+    if (bytes_) {
+      MaxPoolBytes(in[0]->data<uint8_t>(), out[0]->data<uint8_t>(), ctx);
+      return;
+    }
     const float* x = in[0]->data<float>();
     float* y = out[0]->data<float>();
     const auto& g = g_;
@@ -144,9 +170,33 @@ class Pool final : public OpKernel {
     });
   }
 
+  // NHWC bytes: each output pixel is the channel-wise max of the window's
+  // pixels inside the input (padding never wins a max).
+  void MaxPoolBytes(const uint8_t* x, uint8_t* y, const ExecContext& ctx) {
+    const auto& g = g_;
+    const int64_t c = planes_ / n_, rows = n_ * g.out[1];
+    ctx.pool->ParallelFor(rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t i = r / g.out[1], oh = r % g.out[1];
+        const int64_t h0 = std::max<int64_t>(0, oh * g.stride[1] - g.pad_begin[1]);
+        const int64_t h1 = std::min(g.in[1], oh * g.stride[1] - g.pad_begin[1] + g.k[1]);
+        for (int64_t ow = 0; ow < g.out[2]; ++ow) {
+          const int64_t w0 = std::max<int64_t>(0, ow * g.stride[2] - g.pad_begin[2]);
+          const int64_t w1 = std::min(g.in[2], ow * g.stride[2] - g.pad_begin[2] + g.k[2]);
+          uint8_t* yp = y + (r * g.out[2] + ow) * c;
+          std::memset(yp, 0, c);
+          for (int64_t ih = h0; ih < h1; ++ih) {
+            for (int64_t iw = w0; iw < w1; ++iw) MaxBytes(yp, x + ((i * g.in[1] + ih) * g.in[2] + iw) * c, c);
+          }
+        }
+      }
+    });
+  }
+
  private:
   std::vector<std::vector<float>> scratch_;
-  bool max_;
+  bool max_, bytes_ = false;
+  int64_t n_ = 1;
   bool count_pad_ = false;
   WindowGeometry g_;
   std::vector<int64_t> pad_end_;

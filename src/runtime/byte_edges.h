@@ -1,0 +1,51 @@
+// Byte edges: values passed between packed convolutions as 8-bit pixels
+// instead of fp32 planes.
+//
+// A packed convolution with static activation ranges quantizes its input to
+// 8 bits anyway; when the value comes from another packed convolution, that
+// producer can write the bytes itself (its epilogue requantizes with the
+// consumer's parameters, ByteOutput in kernels/qlinear.h), in NHWC order, the
+// order its dot products come out in and the consumer's image reads. That
+// saves the fp32 planes' transposed stores, a quarter of the memory traffic
+// and the consumer's quantization pass, and the consumer gets exactly the
+// bytes it would have computed. A residual read as bytes is the one change in
+// value: it is added as its 8-bit quantization (what int8 runtimes add).
+//
+// The plan marks the nodes on its own copy (the model file never holds these
+// attributes):
+//   producer  lowbit.y_bytes_act / lowbit.y_bytes_range: output Y is uint8
+//             [N, spatial..., C], quantized with act and range;
+//   consumer  lowbit.x_bytes = 1: input X is such bytes, with the node's own
+//             act and act_range;
+//             lowbit.r_bytes_act / lowbit.r_bytes_range: the residual (input
+//             4) is such bytes, with these parameters.
+#ifndef LOWBIT_RUNTIME_BYTE_EDGES_H_
+#define LOWBIT_RUNTIME_BYTE_EDGES_H_
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ir/graph.h"
+
+namespace lowbit {
+
+inline constexpr const char* kByteInput = "lowbit.x_bytes";
+inline constexpr const char* kByteOutput = "lowbit.y_bytes";    // + "_act", "_range"
+inline constexpr const char* kByteResidual = "lowbit.r_bytes";  // + "_act", "_range"
+
+// Marks every value of `g` that can travel as bytes, on `nodes` (a copy of
+// g.nodes), and returns how many. A value qualifies when a packed,
+// non-depthwise convolution with 8-bit activations (or a 2-D MaxPool that
+// reads bytes) produces it, it is not a graph output or in `pinned`, and every
+// reader is such a convolution with a static range that reads it as X or as a
+// residual, or a 2-D MaxPool whose output qualifies; the X readers (through
+// max pools) all with the same act and act_range. A residual reader must
+// itself write bytes (its epilogue adds the residual while writing them).
+// Max pools are marked like convolutions (x_bytes, y_bytes_*), with equal
+// parameters in and out.
+int MarkByteEdges(const Graph& g, const std::set<std::string>& pinned, std::vector<Node>* nodes);
+
+}  // namespace lowbit
+
+#endif  // LOWBIT_RUNTIME_BYTE_EDGES_H_
