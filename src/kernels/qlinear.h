@@ -118,6 +118,11 @@ void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, c
 void QuantizeNhwcAvx512(const float* x, int64_t c, int64_t hw, float scale_inv, int32_t zero,
                         bool is_signed, int64_t p0, int64_t p1, uint8_t* dst);
 
+// out[p] = the sum of the c bytes at x + p * stride, read as int8 when
+// is_signed, for p in [0, n): the activation sums of a convolution's pixels.
+void PixelSumsAvx512(const uint8_t* x, int64_t n, int64_t stride, int64_t c, bool is_signed,
+                     int32_t* out);
+
 // Kernel selection: the best path this CPU supports (avx512vnni, then avx2,
 // then ref), or the one named by LOWBIT_KERNEL (ref, avx2, avx512vnni) for
 // tests and comparisons. The avx2 path covers the plane layout; table-layout

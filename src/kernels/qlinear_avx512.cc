@@ -402,6 +402,34 @@ void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C,
   }
 }
 
+void PixelSumsAvx512(const uint8_t* x, int64_t n, int64_t stride, int64_t c, bool is_signed,
+                     int32_t* out) {
+  // vpdpbusd multiplies unsigned by signed bytes: the pixels on the side of
+  // their type, ones on the other.
+  const __m512i ones = _mm512_set1_epi8(1);
+  auto dot = [&](__m512i acc, __m512i v) {
+    return is_signed ? _mm512_dpbusd_epi32(acc, ones, v) : _mm512_dpbusd_epi32(acc, v, ones);
+  };
+  if (c == 4 && stride == 4) {  // 16 pixels per load
+    for (int64_t p = 0; p < n; p += 16) {
+      const int64_t m = std::min<int64_t>(16, n - p);
+      const __mmask64 lm = m == 16 ? ~__mmask64{0} : (__mmask64{1} << (4 * m)) - 1;
+      const __m512i s = dot(_mm512_setzero_si512(), _mm512_maskz_loadu_epi8(lm, x + 4 * p));
+      _mm512_mask_storeu_epi32(out + p, static_cast<__mmask16>((1u << m) - 1), s);
+    }
+    return;
+  }
+  const __mmask64 tail = c % 64 == 0 ? ~__mmask64{0} : (__mmask64{1} << (c % 64)) - 1;
+  for (int64_t p = 0; p < n; ++p) {
+    const uint8_t* px = x + p * stride;
+    __m512i acc = _mm512_setzero_si512();
+    int64_t j = 0;
+    for (; j + 64 <= c; j += 64) acc = dot(acc, _mm512_loadu_si512(px + j));
+    if (j < c) acc = dot(acc, _mm512_maskz_loadu_epi8(tail, px + j));
+    out[p] = _mm512_mask_reduce_add_epi32(0xFFFF, acc);
+  }
+}
+
 void QuantizeNhwcAvx512(const float* x, int64_t c, int64_t hw, float scale_inv, int32_t zero,
                         bool is_signed, int64_t p0, int64_t p1, uint8_t* dst) {
   const __m512 inv = _mm512_set1_ps(scale_inv);

@@ -166,6 +166,7 @@ TEST(PackedOpsTest, ConvMatchesQdqReferenceOnOddShapes) {
       {2, 12, 7, 7, 12, 3, 1, 1, 12},  // depthwise
       {1, 8, 7, 6, 8, 3, 2, 1, 8},     // depthwise, stride 2
       {1, 8, 5, 5, 6, 3, 1, 2, 2},     // grouped, pad 2
+      {2, 3, 19, 17, 9, 7, 2, 3, 1},   // a ResNet stem: 7x7 at stride 2 (summed-area window sums)
   };
   for (const ConvCase& cc : cases) {
     for (const char* weights : {"int8", "int4", "int2", "int3", "uint4", "int4-asym", "nhot2-4", "int1"}) {

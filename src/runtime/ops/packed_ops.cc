@@ -568,6 +568,9 @@ class PackedConv final : public PackedKernel {
     }
     dot_.assign(static_cast<size_t>(g.out_size() * w0.n_pad), 0);
     sums_.resize(g.out_size());
+    use_integral_ = taps_ > 9 && g.k[0] == 1 && padded_[0] == 1 && g.dilation[1] == 1 &&
+                    g.dilation[2] == 1;
+    if (use_integral_) integral_.assign((padded_[1] + 1) * (padded_[2] + 1), 0);
   }
 
   // One image into the interior of image_, row by row; the borders (and any
@@ -661,12 +664,21 @@ class PackedConv final : public PackedKernel {
   // sums_[p]: the sum of output pixel p's window bytes in the group's
   // channels, from per-pixel sums over the padded image (taps adds, not K).
   void WindowSums(int64_t grp, const ExecContext& ctx) {
+    const bool simd = path_ == KernelPath::kAvx512Vnni;
     ctx.pool->ParallelFor(static_cast<int64_t>(pixel_sum_.size()), [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {
-        const uint8_t* src = image_.data() + p * cs_ + grp * cg_;
+      const uint8_t* src = image_.data() + p0 * cs_ + grp * cg_;
+      if (simd) {
+        PixelSumsAvx512(src, p1 - p0, cs_, ck_, signed_, pixel_sum_.data() + p0);
+        return;
+      }
+      for (int64_t p = p0; p < p1; ++p, src += cs_) {
         pixel_sum_[p] = signed_ ? SumBytes(reinterpret_cast<const int8_t*>(src), ck_) : SumBytes(src, ck_);
       }
     });
+    if (use_integral_) {
+      IntegralWindowSums(ctx);
+      return;
+    }
     // Per output row: the row's windows start stride pixels apart, so each
     // tap adds a strided run of pixel sums.
     const int64_t ow_n = g_.out[2], sw = g_.stride[2];
@@ -676,6 +688,37 @@ class PackedConv final : public PackedKernel {
         std::fill_n(dst, ow_n, 0);
         for (int64_t t = 0; t < taps_; ++t) {
           AddStrided(dst, pixel_sum_.data() + row_pix_[r * ow_n] + tap_pix_[t], ow_n, sw);
+        }
+      }
+    });
+  }
+
+  // Large 2-D windows (conv1 of a ResNet: 7x7 at stride 2): sums_ from a
+  // summed-area table of the pixel sums, four reads per window instead of
+  // one add per tap. Arithmetic modulo 2^32 is exact here, since every true
+  // window sum fits in an int32.
+  void IntegralWindowSums(const ExecContext& ctx) {
+    const int64_t ph = padded_[1], pw = padded_[2], ow_n = g_.out[2];
+    uint32_t* s = integral_.data();  // (ph + 1) x (pw + 1), first row and column 0
+    for (int64_t r = 0; r < ph; ++r) {
+      uint32_t run = 0;
+      const int32_t* ps = pixel_sum_.data() + r * pw;
+      uint32_t* above = s + r * (pw + 1);
+      uint32_t* row = above + (pw + 1);
+      for (int64_t c = 0; c < pw; ++c) {
+        run += static_cast<uint32_t>(ps[c]);
+        row[c + 1] = above[c + 1] + run;
+      }
+    }
+    const int64_t kh = g_.k[1], kw = g_.k[2], sh = g_.stride[1], sw = g_.stride[2];
+    ctx.pool->ParallelFor(g_.out[1], [&](int64_t r0, int64_t r1) {
+      for (int64_t oh = r0; oh < r1; ++oh) {
+        const uint32_t* top = s + oh * sh * (pw + 1);
+        const uint32_t* bottom = top + kh * (pw + 1);
+        int32_t* dst = sums_.data() + oh * ow_n;
+        for (int64_t ow = 0; ow < ow_n; ++ow) {
+          const int64_t c0 = ow * sw, c1 = c0 + kw;
+          dst[ow] = static_cast<int32_t>(bottom[c1] - bottom[c0] - top[c1] + top[c0]);
         }
       }
     });
@@ -789,6 +832,8 @@ class PackedConv final : public PackedKernel {
   std::vector<std::vector<uint8_t>> block_;
   std::vector<int64_t> row_pix_, tap_pix_;
   std::vector<int32_t> step_off_, dot_, sums_, pixel_sum_;
+  bool use_integral_ = false;
+  std::vector<uint32_t> integral_;  // IntegralWindowSums
   std::vector<const uint8_t*> row_ptr_;
   // Depthwise.
   std::vector<float> dw_weight_, dw_scale_;
