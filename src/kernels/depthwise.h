@@ -30,6 +30,36 @@ void Depthwise3x3Avx512(const float* xp, int64_t pw, const float* w, int64_t str
                         int64_t oh_n, int64_t ow_n, float scale = 1.0f, float bias = 0.0f,
                         float lo = -__builtin_inff(), float hi = __builtin_inff());
 
+// Depthwise convolution on 8-bit NHWC pixels, one output channel per input
+// channel (byte edges, runtime/byte_edges.h). Output pixel p's window starts
+// at pixel pix[p] of a padded image of c-byte pixels, tap t adds tap[t]
+// pixels; w holds the weights tap-major (w[t * c + ch]) as small integers. For
+// each channel ch:
+//   acc = sum_t w[t * c + ch] * x[...] - zero * wsum[ch]   (exact in fp32)
+//   v   = min(max(fma(acc, scale[ch], bias[ch]), lo), hi)
+// which equals Depthwise3x3Avx512's value on the centered plane; v is written
+// as bytes (ByteOutput rounding, pixel p at yb + p * c) or, when yb is null,
+// as fp32 planes yf[ch * ldy + p]. Pixels [p0, p1).
+struct DepthwiseNhwcArgs {
+  const uint8_t* image = nullptr;
+  const int64_t* pix = nullptr;
+  const int64_t* tap = nullptr;
+  int64_t taps = 0, c = 0;
+  const float *w = nullptr, *wsum = nullptr, *scale = nullptr, *bias = nullptr;
+  int32_t zero = 0;
+  float lo = -__builtin_inff(), hi = __builtin_inff();
+  float out_inv = 1.0f;  // ByteOutput
+  int32_t out_zero = 0;
+  uint8_t* yb = nullptr;
+  float* yf = nullptr;
+  int64_t ldy = 0;
+};
+// The AVX-512 body (when DepthwiseNhwcAvx512Available()) or the portable
+// loop; both give the same bytes and floats.
+void DepthwiseNhwc(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, bool simd);
+bool DepthwiseNhwcAvx512Available();
+void DepthwiseNhwcAvx512(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1);
+
 }  // namespace lowbit
 
 #endif  // LOWBIT_KERNELS_DEPTHWISE_H_

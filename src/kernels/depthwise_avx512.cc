@@ -1,5 +1,7 @@
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "kernels/depthwise.h"
 
 namespace lowbit {
@@ -17,8 +19,9 @@ inline void Load32(const float* x, int64_t n, __m512* lo, __m512* hi) {
 
 }  // namespace
 
-bool Depthwise3x3Available() {
-  static const bool ok = __builtin_cpu_supports("avx512f");
+bool Depthwise3x3Available() {  // the file is compiled for F, BW and VL
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl");
   return ok;
 }
 
@@ -58,6 +61,43 @@ void Depthwise3x3Avx512(const float* xp, int64_t pw, const float* w, int64_t str
       }
       acc = _mm512_maskz_min_ps(m, _mm512_maskz_max_ps(m, _mm512_fmadd_ps(acc, vs, vb), vlo), vhi);
       _mm512_mask_storeu_ps(yr + ow, m, acc);
+    }
+  }
+}
+
+bool DepthwiseNhwcAvx512Available() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl");
+  return ok;
+}
+
+void DepthwiseNhwcAvx512(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1) {
+  const __m512 vlo = _mm512_set1_ps(a.lo), vhi = _mm512_set1_ps(a.hi), z = _mm512_set1_ps(static_cast<float>(a.zero));
+  const __m512 inv = _mm512_set1_ps(a.out_inv), big = _mm512_set1_ps(1e6f), nbig = _mm512_set1_ps(-1e6f);
+  const __m512i oz = _mm512_set1_epi32(a.out_zero), q_hi = _mm512_set1_epi32(255);
+  alignas(64) float tmp[16];
+  for (int64_t p = p0; p < p1; ++p) {
+    const uint8_t* base = a.image + a.pix[p] * a.c;
+    for (int64_t c0 = 0; c0 < a.c; c0 += 16) {
+      const __mmask16 m = FirstLanes(a.c - c0);
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t t = 0; t < a.taps; ++t) {  // the portable loop's order
+        const __m128i b = _mm_maskz_loadu_epi8(m, base + a.tap[t] * a.c + c0);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a.w + t * a.c + c0),
+                              _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)), acc);
+      }
+      acc = _mm512_sub_ps(acc, _mm512_mul_ps(z, _mm512_maskz_loadu_ps(m, a.wsum + c0)));
+      __m512 v = _mm512_fmadd_ps(acc, _mm512_maskz_loadu_ps(m, a.scale + c0), _mm512_maskz_loadu_ps(m, a.bias + c0));
+      v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);
+      if (a.yb == nullptr) {
+        _mm512_store_ps(tmp, v);
+        for (int64_t j = 0; j < std::min<int64_t>(16, a.c - c0); ++j) a.yf[(c0 + j) * a.ldy + p] = tmp[j];
+        continue;
+      }
+      const __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), nbig), big);
+      __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), oz);  // round to nearest even
+      q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), q_hi);
+      _mm512_mask_cvtepi32_storeu_epi8(a.yb + p * a.c + c0, m, q);
     }
   }
 }

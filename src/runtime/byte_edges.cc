@@ -8,14 +8,16 @@
 namespace lowbit {
 namespace {
 
-// A packed conv with 8-bit activations that is not depthwise (its weight's
-// input channels per group are 1 with more than one group).
+// A packed conv with 8-bit activations; depthwise (one input channel per
+// group) only with one output per group and no fused residual.
 bool IsBytePackedConv(const Node& n) {
   if (n.domain != kLowbitDomain || n.op_type != kPackedConv) return false;
   Result<ActSpec> a = ActSpecOf(n);
   if (!a.ok() || a->weight_only) return false;
   const std::vector<int64_t> ws = n.GetInts("weight_shape");
-  return !(ws.size() >= 2 && ws[1] == 1 && n.GetInt("group", 1) > 1);
+  const int64_t group = n.GetInt("group", 1);
+  const bool depthwise = ws.size() >= 2 && ws[1] == 1 && group > 1;
+  return !depthwise || (ws[0] == group && n.input(4).empty());
 }
 
 // A 2-D MaxPool without the Indices output or dilations: it pools 8-bit

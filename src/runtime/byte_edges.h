@@ -35,9 +35,11 @@ inline constexpr const char* kByteOutput = "lowbit.y_bytes";    // + "_act", "_r
 inline constexpr const char* kByteResidual = "lowbit.r_bytes";  // + "_act", "_range"
 
 // Marks every value of `g` that can travel as bytes, on `nodes` (a copy of
-// g.nodes), and returns how many. A value qualifies when a packed,
-// non-depthwise convolution with 8-bit activations (or a 2-D MaxPool that
-// reads bytes) produces it, it is not a graph output or in `pinned`, and every
+// g.nodes), and returns how many. A value qualifies when a packed
+// convolution with 8-bit activations (depthwise ones: one output per channel
+// and no fused residual; they run on kernels/depthwise.h DepthwiseNhwc) or a
+// 2-D MaxPool that reads bytes produces it, it is not a graph output or in
+// `pinned`, and every
 // reader is such a convolution with a static range that reads it as X or as a
 // residual, or a 2-D MaxPool whose output qualifies; the X readers (through
 // max pools) all with the same act and act_range. A residual reader must

@@ -328,12 +328,29 @@ class PackedConv final : public PackedKernel {
     mg_ = m_ / group_;
     taps_ = g_.k[0] * g_.k[1] * g_.k[2];
     depthwise_ = cg_ == 1 && group_ > 1;
-    if (depthwise_ && (bytes_in_ || bytes_out_ || res_bytes_)) {
-      return InvalidArgument(Where(), "depthwise convolutions take and give float32 values");
+    nhwc_dw_ = depthwise_ && (bytes_in_ || bytes_out_);
+    if (nhwc_dw_ && (mg_ != 1 || res_bytes_ || (in.size() > 4 && in[4].present))) {
+      return InvalidArgument(Where(), "8-bit pixels need a depthwise convolution with one output per "
+                                      "channel and no residual");
     }
     if (depthwise_) {
       LOWBIT_RETURN_IF_ERROR(BuildDepthwise(w));
-      signed_ = true;
+      signed_ = !nhwc_dw_;
+      if (nhwc_dw_) {
+        // The NHWC byte image and tap-major weights of DepthwiseNhwc.
+        cs_ = ck_ = c_;
+        SetUpGeometry();
+        dw_taps_.resize(taps_ * m_);
+        dw_wsum_.assign(m_, 0.0f);
+        for (int64_t m = 0; m < m_; ++m) {
+          for (int64_t t = 0; t < taps_; ++t) {
+            dw_taps_[t * m_ + m] = dw_weight_[m * taps_ + t];
+            dw_wsum_[m] += dw_weight_[m * taps_ + t];
+          }
+        }
+        dw_a_scale_.resize(m_);
+        dw_bias_.assign(m_, 0.0f);
+      }
     } else {
       // Images with a channel count that is not a multiple of 4 get padding
       // channels holding the zero point (x = 0), so every input step of 4
@@ -395,6 +412,16 @@ class PackedConv final : public PackedKernel {
       const ActQuant a = act_spec_.is_static
                              ? act_
                              : DynamicActParams(x + i * isz, isz, act_spec_.symmetric, signed_);
+      if (nhwc_dw_) {
+        if (bytes_in_) {
+          CopyImage(in[0]->data<uint8_t>() + i * isz, a, ctx);
+        } else {
+          QuantizeImage(x + i * isz, a, ctx);
+        }
+        DepthwiseBytes(a, bias, bo, yb != nullptr ? yb + i * osz * m_ : nullptr,
+                       y != nullptr ? y + i * m_ * osz : nullptr, ctx);
+        continue;
+      }
       if (depthwise_) {
         Depthwise(x + i * isz, a, bias, !late_residual, y + i * m_ * osz, ctx);
         continue;
@@ -525,26 +552,8 @@ class PackedConv final : public PackedKernel {
   // enough for every window and for the whole input; each output pixel's
   // window starts at row_pix_[p] and tap t adds tap_pix_[t] (in pixels).
   void SetUpImage() {
+    SetUpGeometry();
     const auto& g = g_;
-    for (int d = 0; d < 3; ++d) {
-      padded_[d] = std::max((g.out[d] - 1) * g.stride[d] + (g.k[d] - 1) * g.dilation[d] + 1,
-                            g.pad_begin[d] + g.in[d]);
-    }
-    const int64_t padded_px = padded_[0] * padded_[1] * padded_[2];
-    image_.assign(static_cast<size_t>(padded_px * cs_), 0);
-    image_zero_ = INT_MIN;
-    pixel_sum_.resize(padded_px);
-    row_pix_.resize(g.out_size());
-    for (int64_t p = 0; p < g.out_size(); ++p) {
-      const int64_t ow = p % g.out[2], oh = (p / g.out[2]) % g.out[1], od = p / (g.out[2] * g.out[1]);
-      row_pix_[p] = ((od * g.stride[0]) * padded_[1] + oh * g.stride[1]) * padded_[2] + ow * g.stride[2];
-    }
-    tap_pix_.resize(taps_);
-    for (int64_t t = 0; t < taps_; ++t) {
-      const int64_t kw = t % g.k[2], kh = (t / g.k[2]) % g.k[1], kd = t / (g.k[2] * g.k[1]);
-      tap_pix_[t] = ((kd * g.dilation[0]) * padded_[1] + kh * g.dilation[1]) * padded_[2] +
-                    kw * g.dilation[2];
-    }
     const QLinearWeights& w0 = groups_[0];
     // 1x1, stride 1, no padding, rows exactly the kernel's input length: the
     // image's pixels are the GEMM rows.
@@ -571,6 +580,30 @@ class PackedConv final : public PackedKernel {
     use_integral_ = taps_ > 9 && g.k[0] == 1 && padded_[0] == 1 && g.dilation[1] == 1 &&
                     g.dilation[2] == 1;
     if (use_integral_) integral_.assign((padded_[1] + 1) * (padded_[2] + 1), 0);
+  }
+
+  // The padded image and the window maps.
+  void SetUpGeometry() {
+    const auto& g = g_;
+    for (int d = 0; d < 3; ++d) {
+      padded_[d] = std::max((g.out[d] - 1) * g.stride[d] + (g.k[d] - 1) * g.dilation[d] + 1,
+                            g.pad_begin[d] + g.in[d]);
+    }
+    const int64_t padded_px = padded_[0] * padded_[1] * padded_[2];
+    image_.assign(static_cast<size_t>(padded_px * cs_), 0);
+    image_zero_ = INT_MIN;
+    pixel_sum_.resize(padded_px);
+    row_pix_.resize(g.out_size());
+    for (int64_t p = 0; p < g.out_size(); ++p) {
+      const int64_t ow = p % g.out[2], oh = (p / g.out[2]) % g.out[1], od = p / (g.out[2] * g.out[1]);
+      row_pix_[p] = ((od * g.stride[0]) * padded_[1] + oh * g.stride[1]) * padded_[2] + ow * g.stride[2];
+    }
+    tap_pix_.resize(taps_);
+    for (int64_t t = 0; t < taps_; ++t) {
+      const int64_t kw = t % g.k[2], kh = (t / g.k[2]) % g.k[1], kd = t / (g.k[2] * g.k[1]);
+      tap_pix_[t] = ((kd * g.dilation[0]) * padded_[1] + kh * g.dilation[1]) * padded_[2] +
+                    kw * g.dilation[2];
+    }
   }
 
   // One image into the interior of image_, row by row; the borders (and any
@@ -739,6 +772,38 @@ class PackedConv final : public PackedKernel {
     });
   }
 
+  // Depthwise on the NHWC byte image (kernels/depthwise.h), writing bytes
+  // (yb) or fp32 planes (yf); output rows split across threads.
+  void DepthwiseBytes(const ActQuant& a, const float* bias, ByteOutput bo, uint8_t* yb, float* yf,
+                      const ExecContext& ctx) {
+    for (int64_t m = 0; m < m_; ++m) {
+      dw_a_scale_[m] = dw_scale_[m] * a.scale;
+      if (bias != nullptr) dw_bias_[m] = bias[m];
+    }
+    DepthwiseNhwcArgs d;
+    d.image = image_.data();
+    d.pix = row_pix_.data();
+    d.tap = tap_pix_.data();
+    d.taps = taps_;
+    d.c = c_;
+    d.w = dw_taps_.data();
+    d.wsum = dw_wsum_.data();
+    d.scale = dw_a_scale_.data();
+    d.bias = dw_bias_.data();
+    d.zero = a.zero;
+    if (fused_.active) {
+      d.lo = fused_.lo;
+      d.hi = fused_.hi;
+    }
+    d.out_inv = bo.inv;
+    d.out_zero = bo.zero;
+    d.yb = yb;
+    d.yf = yb == nullptr ? yf : nullptr;
+    d.ldy = g_.out_size();
+    const bool simd = path_ == KernelPath::kAvx512Vnni;
+    ctx.pool->ParallelFor(g_.out_size(), [&](int64_t p0, int64_t p1) { DepthwiseNhwc(d, p0, p1, simd); });
+  }
+
   // y[m] = scale[m] * xs * sum over taps of (T - offset[m]) * (a - z) + b[m],
   // on a plane of a - z (padding 0) in fp32 lanes: every product and sum is
   // an exact small integer (|acc| < 2^24 for windows up to 7x7x5).
@@ -835,8 +900,11 @@ class PackedConv final : public PackedKernel {
   bool use_integral_ = false;
   std::vector<uint32_t> integral_;  // IntegralWindowSums
   std::vector<const uint8_t*> row_ptr_;
-  // Depthwise.
+  // Depthwise; with byte edges on the NHWC image (nhwc_dw_), with the weights
+  // tap-major, their per-channel sums, and per-image scales and biases.
   std::vector<float> dw_weight_, dw_scale_;
+  bool nhwc_dw_ = false;
+  std::vector<float> dw_taps_, dw_wsum_, dw_a_scale_, dw_bias_;
   std::vector<Scratch> dw_scratch_;
 };
 
