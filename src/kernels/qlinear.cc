@@ -263,16 +263,22 @@ void PrepareColumnEpilogue(const QLinearWeights& w, const ActQuant& a, const Epi
 
 void QLinearEpilogueColumns(const QLinearWeights& w, const ColumnEpilogue& c, const int32_t* sums,
                             const int32_t* dot, int64_t rows, const float* residual, float* y,
-                            int64_t ldy) {
+                            int64_t ldy, int64_t j0, int64_t j1) {
+  if (j1 < 0) j1 = w.n;
+  const int64_t n = j1 - j0;
+  const float *A = c.A.data() + j0, *bias = c.bias.data() + j0;
+  const int32_t *B = c.B.data() + j0, *C = c.C.data() + j0;
+  dot += j0;
+  y += j0 * ldy;
+  if (residual != nullptr) residual += j0 * ldy;
   if (c.avx512) {
-    EpilogueColumnsAvx512(c.A.data(), c.B.data(), c.C.data(), c.bias.data(), w.n, sums, dot, w.n_pad,
-                          rows, residual, c.lo, c.hi, y, ldy);
+    EpilogueColumnsAvx512(A, B, C, bias, n, sums, dot, w.n_pad, rows, residual, c.lo, c.hi, y, ldy);
     return;
   }
   for (int64_t p0 = 0; p0 < rows; p0 += 16) {
     const int64_t m = std::min<int64_t>(16, rows - p0);
-    EpilogueBlock(c.A.data(), c.B.data(), c.C.data(), c.bias.data(), w.n, sums + p0, dot + p0 * w.n_pad,
-                  w.n_pad, m, residual != nullptr ? residual + p0 : nullptr, c.lo, c.hi, y + p0, ldy);
+    EpilogueBlock(A, B, C, bias, n, sums + p0, dot + p0 * w.n_pad, w.n_pad, m,
+                  residual != nullptr ? residual + p0 : nullptr, c.lo, c.hi, y + p0, ldy);
   }
 }
 
@@ -301,17 +307,25 @@ void EpilogueRowsBytesBlock(const float* A, const int32_t* B, const int32_t* C, 
 }  // namespace
 
 void QLinearEpilogueRowsBytes(const QLinearWeights& w, const ColumnEpilogue& c, const int32_t* sums,
-                              const int32_t* dot, int64_t rows, const RowResidual& r, ByteOutput o,
-                              uint8_t* y, int64_t ldy) {
+                              const int32_t* dot, int64_t rows, const RowResidual& res, ByteOutput o,
+                              uint8_t* y, int64_t ldy, int64_t j0, int64_t j1) {
+  if (j1 < 0) j1 = w.n;
+  const int64_t n = j1 - j0;
+  const float *A = c.A.data() + j0, *bias = c.bias.data() + j0;
+  const int32_t *B = c.B.data() + j0, *C = c.C.data() + j0;
+  dot += j0;
+  y += j0;
+  RowResidual r = res;
+  if (r.planes != nullptr) r.planes += j0 * r.ld;
+  if (r.bytes != nullptr) r.bytes += j0;
   if (c.avx512) {
-    EpilogueRowsBytesAvx512(c.A.data(), c.B.data(), c.C.data(), c.bias.data(), w.n, sums, dot, w.n_pad,
-                            rows, r, c.lo, c.hi, o, y, ldy);
+    EpilogueRowsBytesAvx512(A, B, C, bias, n, sums, dot, w.n_pad, rows, r, c.lo, c.hi, o, y, ldy);
     return;
   }
   for (int64_t p0 = 0; p0 < rows; p0 += 16) {
     const int64_t m = std::min<int64_t>(16, rows - p0);
-    EpilogueRowsBytesBlock(c.A.data(), c.B.data(), c.C.data(), c.bias.data(), w.n, sums + p0,
-                           dot + p0 * w.n_pad, w.n_pad, m, r, p0, c.lo, c.hi, o, y + p0 * ldy, ldy);
+    EpilogueRowsBytesBlock(A, B, C, bias, n, sums + p0, dot + p0 * w.n_pad, w.n_pad, m, r, p0, c.lo,
+                           c.hi, o, y + p0 * ldy, ldy);
   }
 }
 

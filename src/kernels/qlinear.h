@@ -143,10 +143,12 @@ struct ColumnEpilogue {
 };
 void PrepareColumnEpilogue(const QLinearWeights& w, const ActQuant& a, const Epilogue& e,
                            KernelPath path, ColumnEpilogue* c);
-// residual: added before the clamp, laid out like y, or null.
+// residual: added before the clamp, laid out like y, or null. Outputs [j0,
+// j1) only (j1 < 0: to w.n; j0 a multiple of 16), with y, residual and dot
+// still addressed from output 0.
 void QLinearEpilogueColumns(const QLinearWeights& w, const ColumnEpilogue& c, const int32_t* sums,
                             const int32_t* dot, int64_t rows, const float* residual, float* y,
-                            int64_t ldy);
+                            int64_t ldy, int64_t j0 = 0, int64_t j1 = -1);
 
 // Requantized 8-bit output for the next quantized layer: q = clamp(round(y *
 // inv) + zero, 0, 255), with y the value the fp32 epilogue would write and the
@@ -168,10 +170,10 @@ struct RowResidual {
   int32_t zero = 0;
 };
 // The ColumnEpilogue's values written as bytes per row (NHWC pixels): row p's
-// n outputs at y + p * ldy.
+// n outputs at y + p * ldy. Outputs [j0, j1) as for QLinearEpilogueColumns.
 void QLinearEpilogueRowsBytes(const QLinearWeights& w, const ColumnEpilogue& c, const int32_t* sums,
                               const int32_t* dot, int64_t rows, const RowResidual& r, ByteOutput o,
-                              uint8_t* y, int64_t ldy);
+                              uint8_t* y, int64_t ldy, int64_t j0 = 0, int64_t j1 = -1);
 // The AVX-512 body (bit-identical to the portable loop).
 void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C, const float* bias,
                              int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,

@@ -168,6 +168,8 @@ TEST(PackedOpsTest, ConvMatchesQdqReferenceOnOddShapes) {
       {1, 8, 7, 6, 8, 3, 2, 1, 8},     // depthwise, stride 2
       {1, 8, 5, 5, 6, 3, 1, 2, 2},     // grouped, pad 2
       {2, 3, 19, 17, 9, 7, 2, 3, 1},   // a ResNet stem: 7x7 at stride 2 (summed-area window sums)
+      {1, 16, 5, 5, 130, 3, 1, 1, 1},  // few pixels, many outputs: threads split the outputs
+      {1, 32, 4, 3, 128, 1, 1, 0, 1},  // the same, pointwise
   };
   for (const ConvCase& cc : cases) {
     for (const char* weights : {"int8", "int4", "int2", "int3", "uint4", "int4-asym", "nhot2-4", "int1"}) {
@@ -387,7 +389,7 @@ TEST(PackedOpsTest, FusedResidualAddsMatchUnfusedGraphs) {
 // A small network in the shape of a ResNet stem and two blocks (residual =
 // true; false drops the Adds): conv (Relu) -> MaxPool -> [conv, conv + skip]
 // -> [strided conv, 1x1 conv + skip] -> two depthwise convs (strides 1, 2)
-// -> 1x1 conv -> GlobalAveragePool. With
+// -> two 1x1 convs -> GlobalAveragePool. With
 // `broadcast`, instead: a conv down to 1x1 pixels g, read by a conv as X and
 // added, broadcast, to another conv's output.
 Graph BlocksGraph(bool residual, bool broadcast, Rng& rng) {
@@ -445,7 +447,8 @@ Graph BlocksGraph(bool residual, bool broadcast, Rng& rng) {
     if (residual) add_relu("d", "c", "r2");
     conv("r2", "dw1", 24, 24, 3, 1, 1, false, 24);  // depthwise, MobileNet style
     conv("dw1", "dw2", 24, 24, 3, 2, 1, true, 24);  // (reading negative values)
-    conv("dw2", "e", 24, 20, 1, 1, 0, false);
+    conv("dw2", "wide", 24, 130, 1, 1, 0, true);      // 2x2 pixels: threads split the outputs
+    conv("wide", "e", 130, 20, 1, 1, 0, false);
     node("GlobalAveragePool", {"e"}, "y");
   }
   EXPECT_TRUE(OptimizeGraph(&g).ok());
@@ -498,9 +501,9 @@ TEST(PackedOpsTest, ByteEdgesMatchFloatEdges) {
     bool residual, broadcast;
     int edges;  // values that travel as bytes
   };
-  // Chain: c0, p, a, r1, c, r2, dw1, dw2. Residual: the same (the skips'
-  // readers write bytes). Broadcast: g, g1, gp, rs.
-  for (const Case& k : {Case{false, false, 8}, Case{true, false, 8}, Case{false, true, 4}}) {
+  // Chain: c0, p, a, r1, c, r2, dw1, dw2, wide. Residual: the same (the
+  // skips' readers write bytes). Broadcast: g, g1, gp, rs.
+  for (const Case& k : {Case{false, false, 9}, Case{true, false, 9}, Case{false, true, 4}}) {
     SCOPED_TRACE(::testing::Message() << (k.broadcast ? "broadcast" : k.residual ? "residual" : "chain"));
     Rng rng(seed + 5);
     const Graph f = BlocksGraph(k.residual, k.broadcast, rng);

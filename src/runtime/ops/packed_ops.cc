@@ -431,10 +431,16 @@ class PackedConv final : public PackedKernel {
       } else {
         QuantizeImage(x + i * isz, a, ctx);
       }
+      const int64_t threads = ctx.pool->threads();
       for (int64_t grp = 0; grp < group_; ++grp) {
         const QLinearWeights& w = groups_[grp];
+        // Few pixels and many output tiles (the late, 7x7 and 14x14 layers):
+        // threads split the output channels, so each streams only its share
+        // of the weights and the work divides evenly.
+        const bool by_channels = threads > 1 && (implicit_ || rows_for_direct_) &&
+                                 osz < 128 * threads && w.n_pad / 16 >= 4 * threads;
         WindowSums(grp, ctx);
-        if (implicit_) {
+        if (implicit_ || by_channels) {
           for (int64_t p = 0; p < osz; ++p) {
             row_ptr_[p] = image_.data() + row_pix_[p] * cs_ + grp * cg_;
           }
@@ -448,10 +454,44 @@ class PackedConv final : public PackedKernel {
         const float* rg = res != nullptr && !late_residual ? res + (i * m_ + grp * mg_) * osz : nullptr;
         uint8_t* ybg = write_bytes ? yb + i * osz * m_ + grp * mg_ : nullptr;
         const uint8_t* rbg = res_b != nullptr ? res_b + i * osz * m_ + grp * mg_ : nullptr;
+        // The epilogue of pixels [p0, p0 + n), outputs [j0, j1).
+        auto epilogue = [&](int64_t p0, int64_t n, const int32_t* dot, int64_t j0, int64_t j1) {
+          if (ybg != nullptr) {
+            RowResidual r;
+            if (rg != nullptr) {
+              r.planes = rg + p0;
+              r.ld = osz;
+            } else if (rbg != nullptr) {
+              r.bytes = rbg + p0 * m_;
+              r.ld = m_;
+              r.scale = res_q_.scale;
+              r.zero = res_q_.zero;
+            }
+            QLinearEpilogueRowsBytes(w, epilogue_, sums_.data() + p0, dot, n, r, bo, ybg + p0 * m_, m_,
+                                     j0, j1);
+          } else {
+            QLinearEpilogueColumns(w, epilogue_, sums_.data() + p0, dot, n,
+                                   rg != nullptr ? rg + p0 : nullptr, yg + p0, osz, j0, j1);
+          }
+        };
+        if (by_channels) {
+          const int64_t tiles = w.n_pad / 16;
+          ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; ++t) {
+              const int64_t a0 = tiles * t / threads, a1 = tiles * (t + 1) / threads;
+              for (int64_t p0 = 0; p0 < osz; p0 += 64) {
+                const int64_t n = std::min<int64_t>(64, osz - p0);
+                int32_t* dot = dot_.data() + p0 * w.n_pad;
+                QLinearDotRows(w, path_, row_ptr_.data() + p0, step_off_.data(), n, dot, a0, a1);
+                epilogue(p0, n, dot, a0 * 16, std::min(w.n, a1 * 16));
+              }
+            }
+          });
+          continue;
+        }
         // Blocks of at most 64 pixels (multiples of 4, the kernels' row
         // block), as many per thread and of near equal size: each block's dot
-        // products go through the epilogue (NCHW planes) while still in cache.
-        const int64_t threads = ctx.pool->threads();
+        // products go through the epilogue while still in cache.
         const int64_t nblk = threads * ((osz + threads * 64 - 1) / (threads * 64));
         const int64_t blk = ((osz + nblk - 1) / nblk + 3) / 4 * 4;
         ctx.pool->ParallelFor((osz + blk - 1) / blk, [&](int64_t b0, int64_t b1) {
@@ -465,22 +505,7 @@ class PackedConv final : public PackedKernel {
             } else {
               QLinearDots(w, path_, u_.data() + p0 * w.k_pad, n, dot, nullptr);
             }
-            if (ybg != nullptr) {
-              RowResidual r;
-              if (rg != nullptr) {
-                r.planes = rg + p0;
-                r.ld = osz;
-              } else if (rbg != nullptr) {
-                r.bytes = rbg + p0 * m_;
-                r.ld = m_;
-                r.scale = res_q_.scale;
-                r.zero = res_q_.zero;
-              }
-              QLinearEpilogueRowsBytes(w, epilogue_, sums_.data() + p0, dot, n, r, bo, ybg + p0 * m_, m_);
-            } else {
-              QLinearEpilogueColumns(w, epilogue_, sums_.data() + p0, dot, n,
-                                     rg != nullptr ? rg + p0 : nullptr, yg + p0, osz);
-            }
+            epilogue(p0, n, dot, 0, -1);
           }
         });
       }
@@ -566,7 +591,10 @@ class PackedConv final : public PackedKernel {
     // table layout needs k_pad == K.
     implicit_ = !direct_ && RowKernelAvailable(w0, path_) && ck_ % 4 == 0 &&
                 (w0.k_pad == kk_ || w0.layout == QLinearWeights::Layout::kPlanes);
-    if (implicit_) {
+    // Direct convolutions also get the row-pointer form (a pixel's bytes in
+    // steps of 4) for the split by output channels.
+    rows_for_direct_ = direct_ && RowKernelAvailable(w0, path_) && ck_ % 4 == 0;
+    if (implicit_ || rows_for_direct_) {
       step_off_.assign(w0.k_pad / 4, 0);
       for (int64_t s = 0; s < kk_ / 4; ++s) {
         step_off_[s] = static_cast<int32_t>(tap_pix_[4 * s / ck_] * cs_ + 4 * s % ck_);
@@ -881,7 +909,7 @@ class PackedConv final : public PackedKernel {
   ColumnEpilogue epilogue_;
   int64_t n_ = 0, c_ = 0, m_ = 0, group_ = 1, cg_ = 0, mg_ = 0, taps_ = 0, kk_ = 0;
   int64_t cs_ = 0, ck_ = 0;  // pixel stride of the image; channels per group the kernel sees
-  bool depthwise_ = false, signed_ = false, direct_ = false, implicit_ = false;
+  bool depthwise_ = false, signed_ = false, direct_ = false, implicit_ = false, rows_for_direct_ = false;
   ActQuant act_;
   // Byte edges: canonical parameters of the output and residual bytes; fp32
   // planes for a broadcast residual that arrives as bytes or an output that
