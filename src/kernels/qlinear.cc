@@ -159,27 +159,40 @@ ActQuant DynamicActParams(const float* x, int64_t k, bool symmetric, bool signed
   return StaticActParams(lo, hi, symmetric, signed_operand);
 }
 
+namespace {
+
+// The loops of QuantizeRowWith, compiled per instruction set so nearbyint
+// becomes one rounding instruction and the loop vectorizes.
+LOWBIT_VECTORIZE int32_t QuantizeSigned(const float* __restrict x, int64_t k, float inv, float zero,
+                                        int8_t* __restrict xq) {
+  int32_t sum = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    const float q = std::min(std::max(std::nearbyint(x[i] * inv) + zero, -128.0f), 127.0f);
+    xq[i] = static_cast<int8_t>(q);
+    sum += static_cast<int32_t>(q);
+  }
+  return sum;
+}
+LOWBIT_VECTORIZE int32_t QuantizeUnsigned(const float* __restrict x, int64_t k, float inv, float zero,
+                                          uint8_t* __restrict u) {
+  int32_t sum = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    const float q = std::min(std::max(std::nearbyint(x[i] * inv) + zero, 0.0f), 255.0f);
+    u[i] = static_cast<uint8_t>(q);
+    sum += static_cast<int32_t>(q);
+  }
+  return sum;
+}
+
+}  // namespace
+
 ActQuant QuantizeRowWith(const float* x, int64_t k, int64_t k_pad, ActQuant a, bool signed_operand,
                          uint8_t* u) {
   const float inv = 1.0f / a.scale;
   const float zero = static_cast<float>(a.zero);
-  int32_t sum = 0;
-  if (signed_operand) {
-    int8_t* xq = reinterpret_cast<int8_t*>(u);
-    for (int64_t i = 0; i < k; ++i) {
-      const float q = std::clamp(std::nearbyint(x[i] * inv) + zero, -128.0f, 127.0f);
-      xq[i] = static_cast<int8_t>(q);
-      sum += xq[i];
-    }
-  } else {
-    for (int64_t i = 0; i < k; ++i) {
-      const float q = std::clamp(std::nearbyint(x[i] * inv) + zero, 0.0f, 255.0f);
-      u[i] = static_cast<uint8_t>(q);
-      sum += u[i];
-    }
-  }
+  a.sum = signed_operand ? QuantizeSigned(x, k, inv, zero, reinterpret_cast<int8_t*>(u))
+                         : QuantizeUnsigned(x, k, inv, zero, u);
   for (int64_t i = k; i < k_pad; ++i) u[i] = 0;
-  a.sum = sum;
   return a;
 }
 
@@ -206,17 +219,33 @@ void QLinearDotRef(const QLinearWeights& w, const uint8_t* u, int32_t* dot) {
   }
 }
 
+namespace {
+
+// The body of QLinearEpilogue. The integer terms are summed modulo 2^32:
+// exact, since the true sum, sum_k (T - offset) * (u - z), fits an int32
+// (|.| <= K * 255 * 255).
+LOWBIT_VECTORIZE void EpilogueRow(const int32_t* __restrict dot, const int32_t* __restrict rowsum,
+                                  const int32_t* __restrict offset, const float* __restrict scale,
+                                  const float* __restrict bias, int64_t n, int64_t k, ActQuant a,
+                                  float lo, float hi, float* __restrict y) {
+  const uint32_t z = static_cast<uint32_t>(a.zero), sum = static_cast<uint32_t>(a.sum);
+  const uint32_t kz = static_cast<uint32_t>(k) * z;
+  for (int64_t r = 0; r < n; ++r) {
+    const uint32_t off = static_cast<uint32_t>(offset[r]);
+    const int32_t acc = static_cast<int32_t>(static_cast<uint32_t>(dot[r]) - z * static_cast<uint32_t>(rowsum[r]) -
+                                             off * sum + kz * off);
+    float v = scale[r] * a.scale * static_cast<float>(acc);
+    if (bias != nullptr) v += bias[r];
+    y[r] = std::min(std::max(v, lo), hi);
+  }
+}
+
+}  // namespace
+
 void QLinearEpilogue(const QLinearWeights& w, const ActQuant& a, const int32_t* dot,
                      const Epilogue& e, float* y) {
-  const int64_t kz = w.k * static_cast<int64_t>(a.zero);
-  for (int64_t r = 0; r < w.n; ++r) {
-    const int64_t acc = static_cast<int64_t>(dot[r]) - static_cast<int64_t>(a.zero) * w.rowsum[r] -
-                        static_cast<int64_t>(w.offset[r]) * a.sum + kz * w.offset[r];
-    float v = w.scale[r] * a.scale * static_cast<float>(acc);
-    if (e.bias != nullptr) v += e.bias[r];
-    if (e.clamp) v = std::min(std::max(v, e.lo), e.hi);
-    y[r] = v;
-  }
+  EpilogueRow(dot, w.rowsum.data(), w.offset.data(), w.scale.data(), e.bias, w.n, w.k, a,
+              e.clamp ? e.lo : -INFINITY, e.clamp ? e.hi : INFINITY, y);
 }
 
 namespace {
