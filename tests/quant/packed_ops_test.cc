@@ -511,12 +511,18 @@ TEST(PackedOpsTest, ByteEdgesMatchFloatEdges) {
     Rng xr(seed);
     const Tensor x = Random({2, 6, 11, 9}, xr, 0.0f, 1.0f);
     SetRangesPerValue(f, x, &q);
+    // Batch 1 splits each image across threads (by pixels or, for "wide", by
+    // outputs); batch 2 on 2 threads gives each thread whole images.
+    Tensor x1(DType::kFloat32, {1, 6, 11, 9});
+    std::copy_n(x.data<float>(), x1.numel(), x1.data<float>());
     for (const char* path : Paths()) {
       KernelEnv env(path);
-      for (int threads : {1, 2}) {
+      for (int run = 0; run < 4; ++run) {
+        const int threads = 1 + run % 2;
+        const Tensor& in = run < 2 ? x : x1;
         int with = 0, without = -1;
-        const Tensor got = RunEdges(q, x, threads, true, &with);
-        const Tensor want = RunEdges(q, x, threads, false, &without);
+        const Tensor got = RunEdges(q, in, threads, true, &with);
+        const Tensor want = RunEdges(q, in, threads, false, &without);
         EXPECT_EQ(with, k.edges) << path;
         EXPECT_EQ(without, 0);
         // (Without AVX-512 the fp32 depthwise epilogue rounds twice, the byte

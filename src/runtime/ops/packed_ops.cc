@@ -306,6 +306,21 @@ class PackedConv final : public PackedKernel {
  public:
   using PackedKernel::PackedKernel;
 
+ private:
+  // Per-image working memory: [0] for images split across the pool, one per
+  // thread when threads take whole images (allocated on first use).
+  struct ImageScratch {
+    std::vector<uint8_t> image, u;  // the padded NHWC image; gathered rows
+    int32_t image_zero = INT_MIN;   // the zero point the image's borders hold
+    std::vector<std::vector<uint8_t>> block;  // QuantizeImage, per thread
+    std::vector<int32_t> dot, sums, pixel_sum;
+    std::vector<uint32_t> integral;
+    std::vector<const uint8_t*> row_ptr;
+    ColumnEpilogue epilogue;
+  };
+
+ public:
+
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
     PackedTensor w;
     LOWBIT_RETURN_IF_ERROR(PrepareCommon(in, &w));
@@ -364,6 +379,11 @@ class PackedConv final : public PackedKernel {
       signed_ = groups_[0].signed_acts();
       SetUpImage();
     }
+    scratch_.clear();
+    if (!depthwise_ || nhwc_dw_) {
+      scratch_.emplace_back();
+      SizeScratch(&scratch_.back());
+    }
     if (act_spec_.is_static) {
       act_ = StaticActParams(act_spec_.lo, act_spec_.hi, act_spec_.symmetric, signed_);
     }
@@ -408,28 +428,28 @@ class PackedConv final : public PackedKernel {
     float* y = bytes_out_ ? y_planes_.data() : out[0]->data<float>();
     uint8_t* yb = bytes_out_ ? out[0]->data<uint8_t>() : nullptr;
     const ByteOutput bo{1.0f / out_q_.scale, out_q_.zero};
-    for (int64_t i = 0; i < n_; ++i) {
+    auto run_image = [&](int64_t i, const ExecContext& ctx, ImageScratch& s) {
       const ActQuant a = act_spec_.is_static
                              ? act_
                              : DynamicActParams(x + i * isz, isz, act_spec_.symmetric, signed_);
       if (nhwc_dw_) {
         if (bytes_in_) {
-          CopyImage(in[0]->data<uint8_t>() + i * isz, a, ctx);
+          CopyImage(in[0]->data<uint8_t>() + i * isz, a, ctx, s);
         } else {
-          QuantizeImage(x + i * isz, a, ctx);
+          QuantizeImage(x + i * isz, a, ctx, s);
         }
         DepthwiseBytes(a, bias, bo, yb != nullptr ? yb + i * osz * m_ : nullptr,
-                       y != nullptr ? y + i * m_ * osz : nullptr, ctx);
-        continue;
+                       y != nullptr ? y + i * m_ * osz : nullptr, ctx, s);
+        return;
       }
       if (depthwise_) {
         Depthwise(x + i * isz, a, bias, !late_residual, y + i * m_ * osz, ctx);
-        continue;
+        return;
       }
       if (bytes_in_) {
-        CopyImage(in[0]->data<uint8_t>() + i * isz, a, ctx);
+        CopyImage(in[0]->data<uint8_t>() + i * isz, a, ctx, s);
       } else {
-        QuantizeImage(x + i * isz, a, ctx);
+        QuantizeImage(x + i * isz, a, ctx, s);
       }
       const int64_t threads = ctx.pool->threads();
       for (int64_t grp = 0; grp < group_; ++grp) {
@@ -439,17 +459,17 @@ class PackedConv final : public PackedKernel {
         // of the weights and the work divides evenly.
         const bool by_channels = threads > 1 && (implicit_ || rows_for_direct_) &&
                                  osz < 128 * threads && w.n_pad / 16 >= 4 * threads;
-        WindowSums(grp, ctx);
+        WindowSums(grp, ctx, s);
         if (implicit_ || by_channels) {
           for (int64_t p = 0; p < osz; ++p) {
-            row_ptr_[p] = image_.data() + row_pix_[p] * cs_ + grp * cg_;
+            s.row_ptr[p] = s.image.data() + row_pix_[p] * cs_ + grp * cg_;
           }
         } else if (!direct_) {
-          Gather(grp, ctx);
+          Gather(grp, ctx, s);
         }
         Epilogue e = MakeEpilogue(fused_, bias != nullptr ? bias + grp * mg_ : nullptr);
         if (late_residual) e.clamp = false;
-        PrepareColumnEpilogue(w, a, e, path_, &epilogue_);
+        PrepareColumnEpilogue(w, a, e, path_, &s.epilogue);
         float* yg = write_bytes ? nullptr : y + (i * m_ + grp * mg_) * osz;
         const float* rg = res != nullptr && !late_residual ? res + (i * m_ + grp * mg_) * osz : nullptr;
         uint8_t* ybg = write_bytes ? yb + i * osz * m_ + grp * mg_ : nullptr;
@@ -467,10 +487,10 @@ class PackedConv final : public PackedKernel {
               r.scale = res_q_.scale;
               r.zero = res_q_.zero;
             }
-            QLinearEpilogueRowsBytes(w, epilogue_, sums_.data() + p0, dot, n, r, bo, ybg + p0 * m_, m_,
+            QLinearEpilogueRowsBytes(w, s.epilogue, s.sums.data() + p0, dot, n, r, bo, ybg + p0 * m_, m_,
                                      j0, j1);
           } else {
-            QLinearEpilogueColumns(w, epilogue_, sums_.data() + p0, dot, n,
+            QLinearEpilogueColumns(w, s.epilogue, s.sums.data() + p0, dot, n,
                                    rg != nullptr ? rg + p0 : nullptr, yg + p0, osz, j0, j1);
           }
         };
@@ -481,13 +501,13 @@ class PackedConv final : public PackedKernel {
               const int64_t a0 = tiles * t / threads, a1 = tiles * (t + 1) / threads;
               for (int64_t p0 = 0; p0 < osz; p0 += 64) {
                 const int64_t n = std::min<int64_t>(64, osz - p0);
-                int32_t* dot = dot_.data() + p0 * w.n_pad;
-                QLinearDotRows(w, path_, row_ptr_.data() + p0, step_off_.data(), n, dot, a0, a1);
+                int32_t* dot = s.dot.data() + p0 * w.n_pad;
+                QLinearDotRows(w, path_, s.row_ptr.data() + p0, step_off_.data(), n, dot, a0, a1);
                 epilogue(p0, n, dot, a0 * 16, std::min(w.n, a1 * 16));
               }
             }
           });
-          continue;
+          continue;  // the next group
         }
         // Blocks of at most 64 pixels (multiples of 4, the kernels' row
         // block), as many per thread and of near equal size: each block's dot
@@ -497,18 +517,37 @@ class PackedConv final : public PackedKernel {
         ctx.pool->ParallelFor((osz + blk - 1) / blk, [&](int64_t b0, int64_t b1) {
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t p0 = b * blk, n = std::min(osz, p0 + blk) - p0;
-            int32_t* dot = dot_.data() + p0 * w.n_pad;
+            int32_t* dot = s.dot.data() + p0 * w.n_pad;
             if (direct_) {
-              QLinearDots(w, path_, image_.data() + p0 * cs_, n, dot, nullptr);
+              QLinearDots(w, path_, s.image.data() + p0 * cs_, n, dot, nullptr);
             } else if (implicit_) {
-              QLinearDotsRows(w, path_, row_ptr_.data() + p0, step_off_.data(), n, dot, nullptr);
+              QLinearDotsRows(w, path_, s.row_ptr.data() + p0, step_off_.data(), n, dot, nullptr);
             } else {
-              QLinearDots(w, path_, u_.data() + p0 * w.k_pad, n, dot, nullptr);
+              QLinearDots(w, path_, s.u.data() + p0 * w.k_pad, n, dot, nullptr);
             }
             epilogue(p0, n, dot, 0, -1);
           }
         });
       }
+    };
+    // Batches of small images: each thread takes whole images with its own
+    // scratch, instead of splitting every image's many short steps.
+    const int threads = ctx.pool->threads();
+    const bool by_images = !depthwise_ && threads > 1 && n_ >= threads &&
+                           g_.out_size() * m_ * kk_ < (int64_t{16} << 20);
+    if (by_images) {
+      while (static_cast<int>(scratch_.size()) < threads) {
+        scratch_.emplace_back();
+        SizeScratch(&scratch_.back());
+      }
+      const ExecContext one{&serial_, 1};
+      ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          for (int64_t i = n_ * t / threads; i < n_ * (t + 1) / threads; ++i) run_image(i, one, scratch_[t]);
+        }
+      });
+    } else {
+      for (int64_t i = 0; i < n_; ++i) run_image(i, ctx, scratch_.empty() ? no_scratch_ : scratch_[0]);
     }
     if (late_residual) {
       residual_.AddTo(res, y, out_shape_, fused_.active ? fused_.lo : -INFINITY,
@@ -599,15 +638,28 @@ class PackedConv final : public PackedKernel {
       for (int64_t s = 0; s < kk_ / 4; ++s) {
         step_off_[s] = static_cast<int32_t>(tap_pix_[4 * s / ck_] * cs_ + 4 * s % ck_);
       }
-      row_ptr_.resize(g.out_size());
-    } else if (!direct_) {
-      u_.assign(static_cast<size_t>(g.out_size() * w0.k_pad), 0);
     }
-    dot_.assign(static_cast<size_t>(g.out_size() * w0.n_pad), 0);
-    sums_.resize(g.out_size());
     use_integral_ = taps_ > 9 && g.k[0] == 1 && padded_[0] == 1 && g.dilation[1] == 1 &&
                     g.dilation[2] == 1;
-    if (use_integral_) integral_.assign((padded_[1] + 1) * (padded_[2] + 1), 0);
+  }
+
+  // Sizes one set of per-image working memory (after SetUpImage, or
+  // SetUpGeometry for the NHWC depthwise).
+  void SizeScratch(ImageScratch* s) const {
+    const int64_t padded_px = padded_[0] * padded_[1] * padded_[2], osz = g_.out_size();
+    s->image.assign(static_cast<size_t>(padded_px * cs_), 0);
+    s->image_zero = INT_MIN;
+    if (depthwise_) return;
+    const QLinearWeights& w0 = groups_[0];
+    s->pixel_sum.resize(padded_px);
+    if (implicit_ || rows_for_direct_) {
+      s->row_ptr.resize(osz);
+    } else if (!direct_) {
+      s->u.assign(static_cast<size_t>(osz * w0.k_pad), 0);
+    }
+    s->dot.assign(static_cast<size_t>(osz * w0.n_pad), 0);
+    s->sums.resize(osz);
+    if (use_integral_) s->integral.assign((padded_[1] + 1) * (padded_[2] + 1), 0);
   }
 
   // The padded image and the window maps.
@@ -617,10 +669,6 @@ class PackedConv final : public PackedKernel {
       padded_[d] = std::max((g.out[d] - 1) * g.stride[d] + (g.k[d] - 1) * g.dilation[d] + 1,
                             g.pad_begin[d] + g.in[d]);
     }
-    const int64_t padded_px = padded_[0] * padded_[1] * padded_[2];
-    image_.assign(static_cast<size_t>(padded_px * cs_), 0);
-    image_zero_ = INT_MIN;
-    pixel_sum_.resize(padded_px);
     row_pix_.resize(g.out_size());
     for (int64_t p = 0; p < g.out_size(); ++p) {
       const int64_t ow = p % g.out[2], oh = (p / g.out[2]) % g.out[1], od = p / (g.out[2] * g.out[1]);
@@ -634,13 +682,13 @@ class PackedConv final : public PackedKernel {
     }
   }
 
-  // One image into the interior of image_, row by row; the borders (and any
+  // One image into the interior of s.image, row by row; the borders (and any
   // padding channels) hold the zero point, refreshed when it changes.
-  void QuantizeImage(const float* x, const ActQuant& a, const ExecContext& ctx) {
+  void QuantizeImage(const float* x, const ActQuant& a, const ExecContext& ctx, ImageScratch& s) {
     const auto& g = g_;
-    if (a.zero != image_zero_) {
-      std::memset(image_.data(), static_cast<uint8_t>(a.zero), image_.size());
-      image_zero_ = a.zero;
+    if (a.zero != s.image_zero) {
+      std::memset(s.image.data(), static_cast<uint8_t>(a.zero), s.image.size());
+      s.image_zero = a.zero;
     }
     const int64_t hw = g.in_size();
     const float inv = 1.0f / a.scale;
@@ -648,15 +696,15 @@ class PackedConv final : public PackedKernel {
     const float zero = static_cast<float>(a.zero);
     const bool simd = c_ % 16 == 0 && path_ == KernelPath::kAvx512Vnni;
     const int threads = ctx.pool->threads();
-    if (static_cast<int>(block_.size()) < threads) block_.resize(threads);
+    if (static_cast<int>(s.block.size()) < threads) s.block.resize(threads);
     const int64_t rows = g.in[0] * g.in[1];
     ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
-        std::vector<uint8_t>& tmp = block_[t];
+        std::vector<uint8_t>& tmp = s.block[t];
         tmp.resize(static_cast<size_t>(c_) * 64);
         for (int64_t r = rows * t / threads; r < rows * (t + 1) / threads; ++r) {
           const int64_t d = r / g.in[1], h = r % g.in[1];
-          uint8_t* dst = image_.data() +
+          uint8_t* dst = s.image.data() +
                          (((d + g.pad_begin[0]) * padded_[1] + h + g.pad_begin[1]) * padded_[2] +
                           g.pad_begin[2]) * cs_;
           const int64_t p0 = r * g.in[2];
@@ -701,20 +749,20 @@ class PackedConv final : public PackedKernel {
   }
 
   // One image of canonical 8-bit NHWC pixels (quantized with this node's own
-  // static parameters, see byte_edges.h) into the interior of image_; the
+  // static parameters, see byte_edges.h) into the interior of s.image; the
   // plane layout's int8 operand is the byte with its top bit flipped.
-  void CopyImage(const uint8_t* x, const ActQuant& a, const ExecContext& ctx) {
+  void CopyImage(const uint8_t* x, const ActQuant& a, const ExecContext& ctx, ImageScratch& s) {
     const auto& g = g_;
-    if (a.zero != image_zero_) {
-      std::memset(image_.data(), static_cast<uint8_t>(a.zero), image_.size());
-      image_zero_ = a.zero;
+    if (a.zero != s.image_zero) {
+      std::memset(s.image.data(), static_cast<uint8_t>(a.zero), s.image.size());
+      s.image_zero = a.zero;
     }
     const uint8_t flip = signed_ ? 0x80 : 0;
     const int64_t rows = g.in[0] * g.in[1], w = g.in[2];
     ctx.pool->ParallelFor(rows, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t d = r / g.in[1], h = r % g.in[1];
-        uint8_t* dst = image_.data() +
+        uint8_t* dst = s.image.data() +
                        (((d + g.pad_begin[0]) * padded_[1] + h + g.pad_begin[1]) * padded_[2] +
                         g.pad_begin[2]) * cs_;
         CopyPixels(x + r * w * c_, w, c_, cs_, flip, dst);
@@ -724,20 +772,20 @@ class PackedConv final : public PackedKernel {
 
   // sums_[p]: the sum of output pixel p's window bytes in the group's
   // channels, from per-pixel sums over the padded image (taps adds, not K).
-  void WindowSums(int64_t grp, const ExecContext& ctx) {
+  void WindowSums(int64_t grp, const ExecContext& ctx, ImageScratch& s) {
     const bool simd = path_ == KernelPath::kAvx512Vnni;
-    ctx.pool->ParallelFor(static_cast<int64_t>(pixel_sum_.size()), [&](int64_t p0, int64_t p1) {
-      const uint8_t* src = image_.data() + p0 * cs_ + grp * cg_;
+    ctx.pool->ParallelFor(static_cast<int64_t>(s.pixel_sum.size()), [&](int64_t p0, int64_t p1) {
+      const uint8_t* src = s.image.data() + p0 * cs_ + grp * cg_;
       if (simd) {
-        PixelSumsAvx512(src, p1 - p0, cs_, ck_, signed_, pixel_sum_.data() + p0);
+        PixelSumsAvx512(src, p1 - p0, cs_, ck_, signed_, s.pixel_sum.data() + p0);
         return;
       }
       for (int64_t p = p0; p < p1; ++p, src += cs_) {
-        pixel_sum_[p] = signed_ ? SumBytes(reinterpret_cast<const int8_t*>(src), ck_) : SumBytes(src, ck_);
+        s.pixel_sum[p] = signed_ ? SumBytes(reinterpret_cast<const int8_t*>(src), ck_) : SumBytes(src, ck_);
       }
     });
     if (use_integral_) {
-      IntegralWindowSums(ctx);
+      IntegralWindowSums(ctx, s);
       return;
     }
     // Per output row: the row's windows start stride pixels apart, so each
@@ -745,10 +793,10 @@ class PackedConv final : public PackedKernel {
     const int64_t ow_n = g_.out[2], sw = g_.stride[2];
     ctx.pool->ParallelFor(g_.out_size() / ow_n, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
-        int32_t* dst = sums_.data() + r * ow_n;
+        int32_t* dst = s.sums.data() + r * ow_n;
         std::fill_n(dst, ow_n, 0);
         for (int64_t t = 0; t < taps_; ++t) {
-          AddStrided(dst, pixel_sum_.data() + row_pix_[r * ow_n] + tap_pix_[t], ow_n, sw);
+          AddStrided(dst, s.pixel_sum.data() + row_pix_[r * ow_n] + tap_pix_[t], ow_n, sw);
         }
       }
     });
@@ -758,13 +806,13 @@ class PackedConv final : public PackedKernel {
   // summed-area table of the pixel sums, four reads per window instead of
   // one add per tap. Arithmetic modulo 2^32 is exact here, since every true
   // window sum fits in an int32.
-  void IntegralWindowSums(const ExecContext& ctx) {
+  void IntegralWindowSums(const ExecContext& ctx, ImageScratch& s) {
     const int64_t ph = padded_[1], pw = padded_[2], ow_n = g_.out[2];
-    uint32_t* s = integral_.data();  // (ph + 1) x (pw + 1), first row and column 0
+    uint32_t* sat = s.integral.data();  // (ph + 1) x (pw + 1), first row and column 0
     for (int64_t r = 0; r < ph; ++r) {
       uint32_t run = 0;
-      const int32_t* ps = pixel_sum_.data() + r * pw;
-      uint32_t* above = s + r * (pw + 1);
+      const int32_t* ps = s.pixel_sum.data() + r * pw;
+      uint32_t* above = sat + r * (pw + 1);
       uint32_t* row = above + (pw + 1);
       for (int64_t c = 0; c < pw; ++c) {
         run += static_cast<uint32_t>(ps[c]);
@@ -774,9 +822,9 @@ class PackedConv final : public PackedKernel {
     const int64_t kh = g_.k[1], kw = g_.k[2], sh = g_.stride[1], sw = g_.stride[2];
     ctx.pool->ParallelFor(g_.out[1], [&](int64_t r0, int64_t r1) {
       for (int64_t oh = r0; oh < r1; ++oh) {
-        const uint32_t* top = s + oh * sh * (pw + 1);
+        const uint32_t* top = sat + oh * sh * (pw + 1);
         const uint32_t* bottom = top + kh * (pw + 1);
-        int32_t* dst = sums_.data() + oh * ow_n;
+        int32_t* dst = s.sums.data() + oh * ow_n;
         for (int64_t ow = 0; ow < ow_n; ++ow) {
           const int64_t c0 = ow * sw, c1 = c0 + kw;
           dst[ow] = static_cast<int32_t>(bottom[c1] - bottom[c0] - top[c1] + top[c0]);
@@ -787,13 +835,13 @@ class PackedConv final : public PackedKernel {
 
   // Rows of the GEMM for kernels that need them contiguous: output pixel p's
   // window bytes in (kd, kh, kw, c) order, then zeros up to k_pad.
-  void Gather(int64_t grp, const ExecContext& ctx) {
+  void Gather(int64_t grp, const ExecContext& ctx, ImageScratch& s) {
     const int64_t k_pad = groups_[grp].k_pad;
     ctx.pool->ParallelFor(g_.out_size(), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
-        uint8_t* dst = u_.data() + p * k_pad;
+        uint8_t* dst = s.u.data() + p * k_pad;
         for (int64_t t = 0; t < taps_; ++t, dst += ck_) {
-          std::memcpy(dst, image_.data() + (row_pix_[p] + tap_pix_[t]) * cs_ + grp * cg_, ck_);
+          std::memcpy(dst, s.image.data() + (row_pix_[p] + tap_pix_[t]) * cs_ + grp * cg_, ck_);
         }
         std::memset(dst, 0, k_pad - kk_);
       }
@@ -803,13 +851,13 @@ class PackedConv final : public PackedKernel {
   // Depthwise on the NHWC byte image (kernels/depthwise.h), writing bytes
   // (yb) or fp32 planes (yf); output rows split across threads.
   void DepthwiseBytes(const ActQuant& a, const float* bias, ByteOutput bo, uint8_t* yb, float* yf,
-                      const ExecContext& ctx) {
+                      const ExecContext& ctx, ImageScratch& s) {
     for (int64_t m = 0; m < m_; ++m) {
       dw_a_scale_[m] = dw_scale_[m] * a.scale;
       if (bias != nullptr) dw_bias_[m] = bias[m];
     }
     DepthwiseNhwcArgs d;
-    d.image = image_.data();
+    d.image = s.image.data();
     d.pix = row_pix_.data();
     d.tap = tap_pix_.data();
     d.taps = taps_;
@@ -906,7 +954,6 @@ class PackedConv final : public PackedKernel {
   WindowGeometry g_;
   Shape out_shape_;
   Residual residual_;  // input 4
-  ColumnEpilogue epilogue_;
   int64_t n_ = 0, c_ = 0, m_ = 0, group_ = 1, cg_ = 0, mg_ = 0, taps_ = 0, kk_ = 0;
   int64_t cs_ = 0, ck_ = 0;  // pixel stride of the image; channels per group the kernel sees
   bool depthwise_ = false, signed_ = false, direct_ = false, implicit_ = false, rows_for_direct_ = false;
@@ -920,14 +967,13 @@ class PackedConv final : public PackedKernel {
   // Non-depthwise: kernel layouts per group, the padded image, window maps.
   std::vector<QLinearWeights> groups_;
   std::array<int64_t, 3> padded_{1, 1, 1};
-  std::vector<uint8_t> image_, u_;
-  int32_t image_zero_ = INT_MIN;  // the zero point the image's borders hold
-  std::vector<std::vector<uint8_t>> block_;
   std::vector<int64_t> row_pix_, tap_pix_;
-  std::vector<int32_t> step_off_, dot_, sums_, pixel_sum_;
-  bool use_integral_ = false;
-  std::vector<uint32_t> integral_;  // IntegralWindowSums
-  std::vector<const uint8_t*> row_ptr_;
+  std::vector<int32_t> step_off_;
+  bool use_integral_ = false;  // IntegralWindowSums
+  // Per-image working memory (ImageScratch above).
+  std::vector<ImageScratch> scratch_;
+  ImageScratch no_scratch_;  // for the planes depthwise, which has its own
+  ThreadPool serial_{1};      // runs ParallelFor inline
   // Depthwise; with byte edges on the NHWC image (nhwc_dw_), with the weights
   // tap-major, their per-channel sums, and per-image scales and biases.
   std::vector<float> dw_weight_, dw_scale_;
