@@ -504,6 +504,9 @@ void QLinearForward(const QLinearWeights& w, KernelPath path, const float* x, in
         act != nullptr ? *act : DynamicActParams(xr, w.k, symmetric, w.signed_acts());
     acts[r] = QuantizeRowWith(xr, w.k, w.k_pad, p, w.signed_acts(), u);
   }
+  // Below about a million products a layer takes a few microseconds, about
+  // what waking and joining another thread costs.
+  if (rows * w.n_pad * w.k_pad < (int64_t{1} << 20)) pool = nullptr;
   QLinearDots(w, path, s->u.data(), rows, s->dot.data(), pool);
   for (int64_t r = 0; r < rows; ++r) {
     QLinearEpilogue(w, acts[r], s->dot.data() + r * w.n_pad, e, y + r * w.n);

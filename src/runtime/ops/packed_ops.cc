@@ -547,7 +547,13 @@ class PackedConv final : public PackedKernel {
         }
       });
     } else {
-      for (int64_t i = 0; i < n_; ++i) run_image(i, ctx, scratch_.empty() ? no_scratch_ : scratch_[0]);
+      // Small images (up to about 10 us of products, with four parallel steps
+      // each) run on this thread alone; see also QLinearForward.
+      const bool tiny = !depthwise_ && g_.out_size() * m_ * kk_ < (int64_t{1} << 22);
+      const ExecContext one{&serial_, 1};
+      for (int64_t i = 0; i < n_; ++i) {
+        run_image(i, tiny ? one : ctx, scratch_.empty() ? no_scratch_ : scratch_[0]);
+      }
     }
     if (late_residual) {
       residual_.AddTo(res, y, out_shape_, fused_.active ? fused_.lo : -INFINITY,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 
 #include "base/target.h"
@@ -175,7 +176,16 @@ class Pool final : public OpKernel {
   void MaxPoolBytes(const uint8_t* x, uint8_t* y, const ExecContext& ctx) {
     const auto& g = g_;
     const int64_t c = planes_ / n_, rows = n_ * g.out[1];
-    ctx.pool->ParallelFor(rows, [&](int64_t r0, int64_t r1) {
+    // A small pool (under ~64K window reads) is quicker than waking a thread.
+    const int64_t reads = rows * g.out[2] * c * g.k[1] * g.k[2];
+    auto for_rows = [&](const std::function<void(int64_t, int64_t)>& fn) {
+      if (reads < (int64_t{1} << 16)) {
+        fn(0, rows);
+      } else {
+        ctx.pool->ParallelFor(rows, fn);
+      }
+    };
+    for_rows([&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t i = r / g.out[1], oh = r % g.out[1];
         const int64_t h0 = std::max<int64_t>(0, oh * g.stride[1] - g.pad_begin[1]);
