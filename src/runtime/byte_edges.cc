@@ -41,6 +41,14 @@ int MarkByteEdges(const Graph& g, const std::set<std::string>& pinned, std::vect
     std::vector<float> range;
     bool operator==(const Params&) const = default;
   };
+  // The attributes are the plan's own: a model file never sets them.
+  for (Node& n : *nodes) {
+    for (const std::string key : {std::string(kByteInput), std::string(kByteOutput) + "_act",
+                                  std::string(kByteOutput) + "_range", std::string(kByteResidual) + "_act",
+                                  std::string(kByteResidual) + "_range"}) {
+      n.attrs.erase(key);
+    }
+  }
   std::map<std::string, std::vector<Use>> uses;
   for (size_t i = 0; i < nodes->size(); ++i) {
     const Node& n = (*nodes)[i];

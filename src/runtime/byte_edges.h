@@ -11,8 +11,8 @@
 // bytes it would have computed. A residual read as bytes is the one change in
 // value: it is added as its 8-bit quantization (what int8 runtimes add).
 //
-// The plan marks the nodes on its own copy (the model file never holds these
-// attributes):
+// The plan marks the nodes on its own copy (MarkByteEdges first removes any
+// such attributes a model file might carry):
 //   producer  lowbit.y_bytes_act / lowbit.y_bytes_range: output Y is uint8
 //             [N, spatial..., C], quantized with act and range;
 //   consumer  lowbit.x_bytes = 1: input X is such bytes, with the node's own

@@ -16,6 +16,7 @@
 #include "ir/passes.h"
 #include "quant/qdq_export.h"
 #include "quant/quantize.h"
+#include "runtime/byte_edges.h"
 #include "runtime/packed_node.h"
 #include "runtime/plan.h"
 #include "kernels/depthwise.h"
@@ -537,6 +538,28 @@ TEST(PackedOpsTest, ByteEdgesMatchFloatEdges) {
         }
       }
     }
+  }
+}
+
+// The byte-edge attributes belong to the plan: a model file that carries
+// them (every packed node claiming 8-bit input) runs as if it did not.
+TEST(PackedOpsTest, ModelFilesCannotSetByteEdges) {
+  Rng rng(7);
+  const Graph f = BlocksGraph(false, false, rng);
+  Graph q = Quantize(f, "int4");
+  Rng xr(8);
+  const Tensor x = Random({1, 6, 11, 9}, xr, 0.0f, 1.0f);
+  SetRangesPerValue(f, x, &q);
+  Graph forged = q;
+  for (Node& n : forged.nodes) {
+    if (IsPackedNode(n)) n.attrs[kByteInput] = int64_t{1};
+  }
+  for (bool byte_edges : {true, false}) {
+    int a = 0, b = 0;
+    const Tensor want = RunEdges(q, x, 1, byte_edges, &a);
+    const Tensor got = RunEdges(forged, x, 1, byte_edges, &b);
+    EXPECT_EQ(a, b);
+    EXPECT_EQ(MaxRelDiff(got, want), 0.0) << byte_edges;
   }
 }
 
