@@ -311,6 +311,30 @@ inline void Transpose16(__m512 r[16]) {
   }
 }
 
+// The per-output constants of 16 outputs [j0, j0 + 16) of an epilogue, and
+// one row's value before residual and clamp: A * (dot + B - C * sum) + bias.
+struct EpilogueLanes {
+  int64_t n;  // outputs in use
+  __mmask16 mask;
+  __m512 a, bias;
+  __m512i b, c;
+
+  EpilogueLanes(const float* A, const int32_t* B, const int32_t* C, const float* bias_, int64_t n_all,
+                int64_t j0)
+      : n(std::min<int64_t>(16, n_all - j0)), mask(static_cast<__mmask16>((1u << n) - 1)) {
+    a = _mm512_maskz_loadu_ps(mask, A + j0);
+    b = _mm512_maskz_loadu_epi32(mask, B + j0);
+    c = _mm512_maskz_loadu_epi32(mask, C + j0);
+    bias = _mm512_maskz_loadu_ps(mask, bias_ + j0);
+  }
+  // dot: the row's 16 products (full lanes; rows are padded to 16).
+  __m512 Value(const int32_t* dot, int32_t sum) const {
+    const __m512i d = _mm512_loadu_si512(dot);
+    const __m512i t = _mm512_sub_epi32(_mm512_add_epi32(d, b), _mm512_mullo_epi32(c, _mm512_set1_epi32(sum)));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), a, bias);
+  }
+};
+
 }  // namespace
 
 // Blocks of 16 pixels x 16 channels: the epilogue in pixel-major registers
@@ -325,22 +349,15 @@ void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, c
     const int64_t m = std::min<int64_t>(16, rows - p0);
     const __mmask16 pmask = static_cast<__mmask16>((1u << m) - 1);
     for (int64_t j0 = 0; j0 < n; j0 += 16) {
-      const int64_t nj = std::min<int64_t>(16, n - j0);
-      const __mmask16 jmask = static_cast<__mmask16>((1u << nj) - 1);
-      const __m512 va = _mm512_maskz_loadu_ps(jmask, A + j0);
-      const __m512i vb = _mm512_maskz_loadu_epi32(jmask, B + j0);
-      const __m512i vc = _mm512_maskz_loadu_epi32(jmask, C + j0);
-      const __m512 vbias = _mm512_maskz_loadu_ps(jmask, bias + j0);
+      const EpilogueLanes lanes(A, B, C, bias, n, j0);
+      const int64_t nj = lanes.n;
       __m512 r[16];
       for (int64_t p = 0; p < 16; ++p) {
         if (p >= m) {
           r[p] = _mm512_setzero_ps();
           continue;
         }
-        const __m512i d = _mm512_loadu_si512(dot + (p0 + p) * ldd + j0);  // ldd: multiple of 16
-        const __m512i t = _mm512_sub_epi32(_mm512_add_epi32(d, vb),
-                                           _mm512_mullo_epi32(vc, _mm512_set1_epi32(sums[p0 + p])));
-        r[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), va, vbias);
+        r[p] = lanes.Value(dot + (p0 + p) * ldd + j0, sums[p0 + p]);  // ldd: multiple of 16
         if (residual == nullptr) r[p] = _mm512_min_ps(_mm512_max_ps(r[p], vlo), vhi);
       }
       Transpose16(r);
@@ -367,12 +384,9 @@ void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C,
     const int64_t m = std::min<int64_t>(16, rows - p0);
     const __mmask16 pmask = static_cast<__mmask16>((1u << m) - 1);
     for (int64_t j0 = 0; j0 < n; j0 += 16) {
-      const int64_t nj = std::min<int64_t>(16, n - j0);
-      const __mmask16 jmask = static_cast<__mmask16>((1u << nj) - 1);
-      const __m512 va = _mm512_maskz_loadu_ps(jmask, A + j0);
-      const __m512i vb = _mm512_maskz_loadu_epi32(jmask, B + j0);
-      const __m512i vc = _mm512_maskz_loadu_epi32(jmask, C + j0);
-      const __m512 vbias = _mm512_maskz_loadu_ps(jmask, bias + j0);
+      const EpilogueLanes lanes(A, B, C, bias, n, j0);
+      const int64_t nj = lanes.n;
+      const __mmask16 jmask = lanes.mask;
       __m512 rp[16];
       if (res.planes != nullptr) {  // NCHW planes: 16 channels x 16 pixels, transposed
         for (int64_t j = 0; j < 16; ++j) {
@@ -382,10 +396,7 @@ void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C,
         Transpose16(rp);
       }
       for (int64_t p = 0; p < m; ++p) {
-        const __m512i d = _mm512_loadu_si512(dot + (p0 + p) * ldd + j0);  // ldd: multiple of 16
-        const __m512i t = _mm512_sub_epi32(_mm512_add_epi32(d, vb),
-                                           _mm512_mullo_epi32(vc, _mm512_set1_epi32(sums[p0 + p])));
-        __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), va, vbias);
+        __m512 v = lanes.Value(dot + (p0 + p) * ldd + j0, sums[p0 + p]);  // ldd: multiple of 16
         if (res.planes != nullptr) v = _mm512_add_ps(v, rp[p]);
         if (res.bytes != nullptr) {
           const __m128i rb = _mm_maskz_loadu_epi8(jmask, res.bytes + (p0 + p) * res.ld + j0);

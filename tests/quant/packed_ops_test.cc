@@ -30,16 +30,24 @@ Tensor Random(Shape shape, Rng& rng, float lo = -1, float hi = 1) {
   return testing::RandomTensor(std::move(shape), rng, lo, hi);
 }
 
-Tensor RunGraph(const Graph& g, const Tensor& x, int threads = 1) {
+// Runs g on x; *edges: how many values the plan passed as bytes.
+Tensor RunEdges(const Graph& g, const Tensor& x, int threads, bool byte_edges, int* edges) {
   PlanOptions po;
   po.batch = x.shape()[0];
   po.threads = threads;
+  po.byte_edges = byte_edges;
   auto plan = Plan::Create(g, po);
   EXPECT_TRUE(plan.ok()) << plan.status().ToString();
   if (!plan.ok()) return Tensor();
+  *edges = (*plan)->num_byte_edges();
   std::copy_n(x.data<float>(), x.numel(), (*plan)->input(0).data<float>());
   (*plan)->Run();
   return (*plan)->output(0).Clone();
+}
+
+Tensor RunGraph(const Graph& g, const Tensor& x, int threads = 1) {
+  int edges = 0;
+  return RunEdges(g, x, threads, true, &edges);
 }
 
 double SqnrDb(const Tensor& ref, const Tensor& got) {
@@ -292,6 +300,18 @@ TEST(PackedOpsTest, WeightOnlyLayersMatchDecodedReference) {
   EXPECT_NE(plan.status().message().find("act_range"), std::string::npos) << plan.status().message();
 }
 
+// Appends an opset-13 node named "OP_OUT" with one output.
+Node* AddNode(Graph* g, const std::string& op, std::vector<std::string> in, const std::string& out) {
+  Node n;
+  n.name = op + "_" + out;
+  n.op_type = op;
+  n.opset = 13;
+  n.inputs = std::move(in);
+  n.outputs = {out};
+  g->nodes.push_back(n);
+  return &g->nodes.back();
+}
+
 // x -> conv a; x -> conv b; Add(b, a or GlobalAveragePool(x)) -> Relu: the
 // residual adds FuseResidualAdds folds into conv b (same shape, or a [N, C,
 // 1, 1] residual that broadcasts). `depthwise` makes conv b depthwise.
@@ -315,13 +335,7 @@ Graph ResidualGraph(int64_t c, bool broadcast, bool depthwise, Rng& rng, bool op
     g.nodes.push_back(n);
   };
   auto node = [&](const std::string& op, std::vector<std::string> in, const std::string& out) {
-    Node n;
-    n.name = op + "_" + out;
-    n.op_type = op;
-    n.opset = 13;
-    n.inputs = std::move(in);
-    n.outputs = {out};
-    g.nodes.push_back(n);
+    AddNode(&g, op, std::move(in), out);
   };
   if (broadcast) {
     node("GlobalAveragePool", {"x"}, "a");
@@ -400,14 +414,7 @@ Graph BlocksGraph(bool residual, bool broadcast, Rng& rng) {
   g.inputs = {{"x", DType::kFloat32, {-1, 6, 11, 9}}};
   g.outputs = {{"y", DType::kFloat32, {}}};
   auto node = [&](const std::string& op, std::vector<std::string> in, const std::string& out) {
-    Node n;
-    n.name = op + "_" + out;
-    n.op_type = op;
-    n.opset = 13;
-    n.inputs = std::move(in);
-    n.outputs = {out};
-    g.nodes.push_back(n);
-    return &g.nodes.back();
+    return AddNode(&g, op, std::move(in), out);
   };
   auto conv = [&](const std::string& in, const std::string& out, int64_t cin, int64_t cout, int64_t k,
                   int64_t stride, int64_t pad, bool relu, int64_t group = 1) {
@@ -476,20 +483,6 @@ void SetRangesPerValue(const Graph& f, const Tensor& x, Graph* q) {
     const auto [lo, hi] = std::minmax_element(v->data<float>(), v->data<float>() + v->numel());
     n.attrs["act_range"] = std::vector<float>{*lo, *hi};
   }
-}
-
-Tensor RunEdges(const Graph& g, const Tensor& x, int threads, bool byte_edges, int* edges) {
-  PlanOptions po;
-  po.batch = x.shape()[0];
-  po.threads = threads;
-  po.byte_edges = byte_edges;
-  auto plan = Plan::Create(g, po);
-  EXPECT_TRUE(plan.ok()) << plan.status().ToString();
-  if (!plan.ok()) return Tensor();
-  *edges = (*plan)->num_byte_edges();
-  std::copy_n(x.data<float>(), x.numel(), (*plan)->input(0).data<float>());
-  (*plan)->Run();
-  return (*plan)->output(0).Clone();
 }
 
 // Byte edges (runtime/byte_edges.h) give the consumers exactly the bytes they
