@@ -320,7 +320,6 @@ class PackedConv final : public PackedKernel {
   };
 
  public:
-
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
     PackedTensor w;
     LOWBIT_RETURN_IF_ERROR(PrepareCommon(in, &w));
