@@ -441,6 +441,30 @@ void PixelSumsAvx512(const uint8_t* x, int64_t n, int64_t stride, int64_t c, boo
   }
 }
 
+void QuantizeNhwc4Avx512(const float* x, int64_t c, int64_t hw, float scale_inv, int32_t zero,
+                         bool is_signed, int64_t p0, int64_t p1, uint8_t* dst) {
+  const __m512 inv = _mm512_set1_ps(scale_inv), big = _mm512_set1_ps(1e6f), nbig = _mm512_set1_ps(-1e6f);
+  const __m512i z = _mm512_set1_epi32(zero), bytes = _mm512_set1_epi32(0xFF);
+  const __m512i lo = _mm512_set1_epi32(is_signed ? -128 : 0), hi = _mm512_set1_epi32(is_signed ? 127 : 255);
+  // The padding channels' bytes, and the bits the real channels replace.
+  uint32_t fill = 0;
+  for (int64_t ch = c; ch < 4; ++ch) fill |= (static_cast<uint32_t>(zero) & 0xFF) << (8 * ch);
+  const __m512i vfill = _mm512_set1_epi32(static_cast<int32_t>(fill));
+  for (int64_t pb = p0; pb < p1; pb += 16) {
+    const int64_t m = std::min<int64_t>(16, p1 - pb);
+    const __mmask16 pmask = static_cast<__mmask16>((1u << m) - 1);
+    __m512i px = vfill;
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const __m512 f = _mm512_min_ps(
+          _mm512_max_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(pmask, x + ch * hw + pb), inv), nbig), big);
+      __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), z);  // round to nearest even
+      q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+      px = _mm512_or_si512(px, _mm512_slli_epi32(_mm512_and_si512(q, bytes), static_cast<unsigned>(8 * ch)));
+    }
+    _mm512_mask_storeu_epi32(dst + 4 * (pb - p0), pmask, px);
+  }
+}
+
 void QuantizeNhwcAvx512(const float* x, int64_t c, int64_t hw, float scale_inv, int32_t zero,
                         bool is_signed, int64_t p0, int64_t p1, uint8_t* dst) {
   const __m512 inv = _mm512_set1_ps(scale_inv);

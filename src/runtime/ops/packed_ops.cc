@@ -700,6 +700,7 @@ class PackedConv final : public PackedKernel {
     const float lo = signed_ ? -128.0f : 0.0f, hi = signed_ ? 127.0f : 255.0f;
     const float zero = static_cast<float>(a.zero);
     const bool simd = c_ % 16 == 0 && path_ == KernelPath::kAvx512Vnni;
+    const bool simd4 = c_ <= 4 && cs_ == 4 && path_ == KernelPath::kAvx512Vnni;
     const int threads = ctx.pool->threads();
     if (static_cast<int>(s.block.size()) < threads) s.block.resize(threads);
     const int64_t rows = g.in[0] * g.in[1];
@@ -716,6 +717,10 @@ class PackedConv final : public PackedKernel {
           if (simd) {
             // Same rounding as QuantizeBytes (to nearest even), fused with the transpose.
             QuantizeNhwcAvx512(x, c_, hw, inv, a.zero, signed_, p0, p0 + g.in[2], dst);
+            continue;
+          }
+          if (simd4) {
+            QuantizeNhwc4Avx512(x, c_, hw, inv, a.zero, signed_, p0, p0 + g.in[2], dst);
             continue;
           }
           for (int64_t b = 0; b < g.in[2]; b += 64) {
