@@ -71,34 +71,54 @@ bool DepthwiseNhwcAvx512Available() {
   return ok;
 }
 
-void DepthwiseNhwcAvx512(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1) {
-  const __m512 vlo = _mm512_set1_ps(a.lo), vhi = _mm512_set1_ps(a.hi), z = _mm512_set1_ps(static_cast<float>(a.zero));
-  const __m512 inv = _mm512_set1_ps(a.out_inv), big = _mm512_set1_ps(1e6f), nbig = _mm512_set1_ps(-1e6f);
-  const __m512i oz = _mm512_set1_epi32(a.out_zero), q_hi = _mm512_set1_epi32(255);
-  alignas(64) float tmp[16];
-  for (int64_t p = p0; p < p1; ++p) {
-    const uint8_t* base = a.image + a.pix[p] * a.c;
-    for (int64_t c0 = 0; c0 < a.c; c0 += 16) {
-      const __mmask16 m = FirstLanes(a.c - c0);
-      __m512 acc = _mm512_setzero_ps();
-      for (int64_t t = 0; t < a.taps; ++t) {  // the portable loop's order
-        const __m128i b = _mm_maskz_loadu_epi8(m, base + a.tap[t] * a.c + c0);
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a.w + t * a.c + c0),
-                              _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)), acc);
-      }
-      acc = _mm512_sub_ps(acc, _mm512_mul_ps(z, _mm512_maskz_loadu_ps(m, a.wsum + c0)));
-      __m512 v = _mm512_fmadd_ps(acc, _mm512_maskz_loadu_ps(m, a.scale + c0), _mm512_maskz_loadu_ps(m, a.bias + c0));
-      v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);
-      if (a.yb == nullptr) {
-        _mm512_store_ps(tmp, v);
-        for (int64_t j = 0; j < std::min<int64_t>(16, a.c - c0); ++j) a.yf[(c0 + j) * a.ldy + p] = tmp[j];
-        continue;
-      }
-      const __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), nbig), big);
-      __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), oz);  // round to nearest even
-      q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), q_hi);
-      _mm512_mask_cvtepi32_storeu_epi8(a.yb + p * a.c + c0, m, q);
+namespace {
+
+// R output pixels from p, 16 channels from c0: R independent accumulator
+// chains over the taps (one chain is latency-bound), each in the portable
+// loop's order.
+template <int R>
+inline void DepthwiseNhwcPixels(const DepthwiseNhwcArgs& a, int64_t p, int64_t c0) {
+  const __mmask16 m = FirstLanes(a.c - c0);
+  const uint8_t* base[R];
+  for (int r = 0; r < R; ++r) base[r] = a.image + a.pix[p + r] * a.c + c0;
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t t = 0; t < a.taps; ++t) {
+    const __m512 w = _mm512_maskz_loadu_ps(m, a.w + t * a.c + c0);
+    const int64_t off = a.tap[t] * a.c;
+    for (int r = 0; r < R; ++r) {
+      const __m128i b = _mm_maskz_loadu_epi8(m, base[r] + off);
+      acc[r] = _mm512_fmadd_ps(w, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)), acc[r]);
     }
+  }
+  const __m512 zw = _mm512_mul_ps(_mm512_set1_ps(static_cast<float>(a.zero)), _mm512_maskz_loadu_ps(m, a.wsum + c0));
+  const __m512 scale = _mm512_maskz_loadu_ps(m, a.scale + c0), bias = _mm512_maskz_loadu_ps(m, a.bias + c0);
+  for (int r = 0; r < R; ++r) {
+    __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(acc[r], zw), scale, bias);
+    v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi));
+    if (a.yb == nullptr) {
+      alignas(64) float tmp[16];
+      _mm512_store_ps(tmp, v);
+      for (int64_t j = 0; j < std::min<int64_t>(16, a.c - c0); ++j) a.yf[(c0 + j) * a.ldy + p + r] = tmp[j];
+      continue;
+    }
+    const __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, _mm512_set1_ps(a.out_inv)), _mm512_set1_ps(-1e6f)),
+                                   _mm512_set1_ps(1e6f));
+    __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(a.out_zero));  // nearest even
+    q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(255));
+    _mm512_mask_cvtepi32_storeu_epi8(a.yb + (p + r) * a.c + c0, m, q);
+  }
+}
+
+}  // namespace
+
+void DepthwiseNhwcAvx512(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1) {
+  int64_t p = p0;
+  for (; p + 4 <= p1; p += 4) {
+    for (int64_t c0 = 0; c0 < a.c; c0 += 16) DepthwiseNhwcPixels<4>(a, p, c0);
+  }
+  for (; p < p1; ++p) {
+    for (int64_t c0 = 0; c0 < a.c; c0 += 16) DepthwiseNhwcPixels<1>(a, p, c0);
   }
 }
 
