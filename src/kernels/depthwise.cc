@@ -2,11 +2,12 @@
 #include <cmath>
 
 #include "kernels/depthwise.h"
+#include "kernels/qlinear.h"
 
 namespace lowbit {
 
 void DepthwiseNhwc(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, bool simd) {
-  if (simd && DepthwiseNhwcAvx512Available()) {
+  if (simd && DepthwiseAvx512Available()) {
     DepthwiseNhwcAvx512(a, p0, p1);
     return;
   }
@@ -23,9 +24,7 @@ void DepthwiseNhwc(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, bool simd
         a.yf[ch * a.ldy + p] = v;
         continue;
       }
-      const float q = std::min(std::max(v * a.out_inv, -1e6f), 1e6f);
-      a.yb[p * a.c + ch] =
-          static_cast<uint8_t>(std::clamp(static_cast<int32_t>(std::nearbyint(q)) + a.out_zero, 0, 255));
+      a.yb[p * a.c + ch] = ToByte(v, ByteOutput{a.out_inv, a.out_zero});
     }
   }
 }

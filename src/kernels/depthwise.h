@@ -14,15 +14,16 @@
 
 namespace lowbit {
 
-// Whether this CPU runs Depthwise3x3Avx512.
-bool Depthwise3x3Available();
+// Whether this CPU runs the AVX-512 depthwise kernels (Depthwise3x3Avx512,
+// DepthwiseNhwcAvx512).
+bool DepthwiseAvx512Available();
 // Whether a 2-D depthwise window (kernel, strides, dilations) runs on it here.
 inline bool Depthwise3x3Applies(int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh, int64_t dw) {
   return kh == 3 && kw == 3 && dh == 1 && dw == 1 && sh == sw && (sh == 1 || sh == 2) &&
-         Depthwise3x3Available();
+         DepthwiseAvx512Available();
 }
 
-// Requires Depthwise3x3Available() and stride 1 or 2. The sum over taps runs
+// Requires DepthwiseAvx512Available() and stride 1 or 2. The sum over taps runs
 // in the order (kh, kw), one fused multiply-add each, so small-integer inputs
 // and weights give exact sums. The epilogue writes
 // y = min(max(sum * scale + bias, lo), hi) (one fused multiply-add).
@@ -54,10 +55,9 @@ struct DepthwiseNhwcArgs {
   float* yf = nullptr;
   int64_t ldy = 0;
 };
-// The AVX-512 body (when DepthwiseNhwcAvx512Available()) or the portable
-// loop; both give the same bytes and floats.
+// The AVX-512 body (when DepthwiseAvx512Available()) or the portable loop;
+// both give the same bytes and floats.
 void DepthwiseNhwc(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, bool simd);
-bool DepthwiseNhwcAvx512Available();
 void DepthwiseNhwcAvx512(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1);
 
 }  // namespace lowbit

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "kernels/avx512_lanes.h"
 #include "kernels/depthwise.h"
 
 namespace lowbit {
@@ -19,7 +20,7 @@ inline void Load32(const float* x, int64_t n, __m512* lo, __m512* hi) {
 
 }  // namespace
 
-bool Depthwise3x3Available() {  // the file is compiled for F, BW and VL
+bool DepthwiseAvx512Available() {  // the file is compiled for F, BW and VL
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                          __builtin_cpu_supports("avx512vl");
   return ok;
@@ -65,12 +66,6 @@ void Depthwise3x3Avx512(const float* xp, int64_t pw, const float* w, int64_t str
   }
 }
 
-bool DepthwiseNhwcAvx512Available() {
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512vl");
-  return ok;
-}
-
 namespace {
 
 // R output pixels from p, 16 channels from c0: R independent accumulator
@@ -102,10 +97,8 @@ inline void DepthwiseNhwcPixels(const DepthwiseNhwcArgs& a, int64_t p, int64_t c
       for (int64_t j = 0; j < std::min<int64_t>(16, a.c - c0); ++j) a.yf[(c0 + j) * a.ldy + p + r] = tmp[j];
       continue;
     }
-    const __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, _mm512_set1_ps(a.out_inv)), _mm512_set1_ps(-1e6f)),
-                                   _mm512_set1_ps(1e6f));
-    __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(a.out_zero));  // nearest even
-    q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(255));
+    const __m512i q = QuantizeLanes(v, _mm512_set1_ps(a.out_inv), _mm512_set1_epi32(a.out_zero),
+                                    _mm512_setzero_si512(), _mm512_set1_epi32(255));
     _mm512_mask_cvtepi32_storeu_epi8(a.yb + (p + r) * a.c + c0, m, q);
   }
 }

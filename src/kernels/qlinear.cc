@@ -290,13 +290,30 @@ void PrepareColumnEpilogue(const QLinearWeights& w, const ActQuant& a, const Epi
   c->avx512 = path == KernelPath::kAvx512Vnni && KernelPathAvailable(path);
 }
 
+namespace {
+
+// The per-output constants of outputs [j0, j1) (j1 < 0: to w.n).
+struct EpilogueSlice {
+  int64_t n;
+  const float *A, *bias;
+  const int32_t *B, *C;
+  EpilogueSlice(const QLinearWeights& w, const ColumnEpilogue& c, int64_t j0, int64_t j1)
+      : n((j1 < 0 ? w.n : j1) - j0),
+        A(c.A.data() + j0),
+        bias(c.bias.data() + j0),
+        B(c.B.data() + j0),
+        C(c.C.data() + j0) {}
+};
+
+}  // namespace
+
 void QLinearEpilogueColumns(const QLinearWeights& w, const ColumnEpilogue& c, const int32_t* sums,
                             const int32_t* dot, int64_t rows, const float* residual, float* y,
                             int64_t ldy, int64_t j0, int64_t j1) {
-  if (j1 < 0) j1 = w.n;
-  const int64_t n = j1 - j0;
-  const float *A = c.A.data() + j0, *bias = c.bias.data() + j0;
-  const int32_t *B = c.B.data() + j0, *C = c.C.data() + j0;
+  const EpilogueSlice e(w, c, j0, j1);
+  const int64_t n = e.n;
+  const float *A = e.A, *bias = e.bias;
+  const int32_t *B = e.B, *C = e.C;
   dot += j0;
   y += j0 * ldy;
   if (residual != nullptr) residual += j0 * ldy;
@@ -325,10 +342,7 @@ void EpilogueRowsBytesBlock(const float* A, const int32_t* B, const int32_t* C, 
       float v = std::fma(static_cast<float>(d[j] + B[j] - C[j] * sums[p]), A[j], bias[j]);
       if (r.planes != nullptr) v += r.planes[j * r.ld + p0 + p];
       if (r.bytes != nullptr) v += r.scale * static_cast<float>(r.bytes[(p0 + p) * r.ld + j] - r.zero);
-      v = std::min(std::max(v, lo), hi);
-      const float t = std::min(std::max(v * o.inv, -1e6f), 1e6f);
-      const int32_t q = static_cast<int32_t>(std::nearbyint(t)) + o.zero;
-      yp[j] = static_cast<uint8_t>(std::min(std::max(q, 0), 255));
+      yp[j] = ToByte(std::min(std::max(v, lo), hi), o);
     }
   }
 }
@@ -338,10 +352,10 @@ void EpilogueRowsBytesBlock(const float* A, const int32_t* B, const int32_t* C, 
 void QLinearEpilogueRowsBytes(const QLinearWeights& w, const ColumnEpilogue& c, const int32_t* sums,
                               const int32_t* dot, int64_t rows, const RowResidual& res, ByteOutput o,
                               uint8_t* y, int64_t ldy, int64_t j0, int64_t j1) {
-  if (j1 < 0) j1 = w.n;
-  const int64_t n = j1 - j0;
-  const float *A = c.A.data() + j0, *bias = c.bias.data() + j0;
-  const int32_t *B = c.B.data() + j0, *C = c.C.data() + j0;
+  const EpilogueSlice e(w, c, j0, j1);
+  const int64_t n = e.n;
+  const float *A = e.A, *bias = e.bias;
+  const int32_t *B = e.B, *C = e.C;
   dot += j0;
   y += j0;
   RowResidual r = res;
@@ -506,7 +520,7 @@ void QLinearForward(const QLinearWeights& w, KernelPath path, const float* x, in
   }
   // Below about a million products a layer takes a few microseconds, about
   // what waking and joining another thread costs.
-  if (rows * w.n_pad * w.k_pad < (int64_t{1} << 20)) pool = nullptr;
+  if (!WorthSplitting(rows * w.n_pad * w.k_pad)) pool = nullptr;
   QLinearDots(w, path, s->u.data(), rows, s->dot.data(), pool);
   for (int64_t r = 0; r < rows; ++r) {
     QLinearEpilogue(w, acts[r], s->dot.data() + r * w.n_pad, e, y + r * w.n);

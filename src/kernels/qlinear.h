@@ -31,6 +31,8 @@
 #ifndef LOWBIT_KERNELS_QLINEAR_H_
 #define LOWBIT_KERNELS_QLINEAR_H_
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -164,6 +166,10 @@ struct ByteOutput {
   float inv = 1.0f;
   int32_t zero = 0;
 };
+inline uint8_t ToByte(float y, ByteOutput o) {
+  const float t = std::min(std::max(y * o.inv, -1e6f), 1e6f);
+  return static_cast<uint8_t>(std::clamp(static_cast<int32_t>(std::nearbyint(t)) + o.zero, 0, 255));
+}
 // The residual the row epilogue adds before the clamp: fp32 planes (r[j * ld +
 // p], the NCHW output layout) or canonical 8-bit pixels, scale * (q[p * ld + j]
 // - zero).

@@ -10,6 +10,7 @@
 // independent accumulators (4 tiles x 2 steps) cover vpdpbusd's latency.
 #include <immintrin.h>
 
+#include "kernels/avx512_lanes.h"
 #include "kernels/qlinear.h"
 
 namespace lowbit {
@@ -377,7 +378,7 @@ void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C,
                              int64_t rows, const RowResidual& res, float lo, float hi, ByteOutput o,
                              uint8_t* y, int64_t ldy) {
   const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), inv = _mm512_set1_ps(o.inv);
-  const __m512 big = _mm512_set1_ps(1e6f), rscale = _mm512_set1_ps(res.scale);
+  const __m512 rscale = _mm512_set1_ps(res.scale);
   const __m512i z = _mm512_set1_epi32(o.zero), rzero = _mm512_set1_epi32(res.zero);
   const __m512i q_lo = _mm512_setzero_si512(), q_hi = _mm512_set1_epi32(255);
   for (int64_t p0 = 0; p0 < rows; p0 += 16) {
@@ -403,10 +404,7 @@ void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C,
           const __m512i ri = _mm512_sub_epi32(_mm512_cvtepu8_epi32(rb), rzero);
           v = _mm512_add_ps(v, _mm512_mul_ps(rscale, _mm512_cvtepi32_ps(ri)));
         }
-        v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);
-        const __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), _mm512_sub_ps(_mm512_setzero_ps(), big)), big);
-        __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), z);  // round to nearest even
-        q = _mm512_min_epi32(_mm512_max_epi32(q, q_lo), q_hi);
+        const __m512i q = QuantizeLanes(_mm512_min_ps(_mm512_max_ps(v, vlo), vhi), inv, z, q_lo, q_hi);
         _mm512_mask_cvtepi32_storeu_epi8(y + (p0 + p) * ldy + j0, jmask, q);
       }
     }
@@ -443,7 +441,7 @@ void PixelSumsAvx512(const uint8_t* x, int64_t n, int64_t stride, int64_t c, boo
 
 void QuantizeNhwc4Avx512(const float* x, int64_t c, int64_t hw, float scale_inv, int32_t zero,
                          bool is_signed, int64_t p0, int64_t p1, uint8_t* dst) {
-  const __m512 inv = _mm512_set1_ps(scale_inv), big = _mm512_set1_ps(1e6f), nbig = _mm512_set1_ps(-1e6f);
+  const __m512 inv = _mm512_set1_ps(scale_inv);
   const __m512i z = _mm512_set1_epi32(zero), bytes = _mm512_set1_epi32(0xFF);
   const __m512i lo = _mm512_set1_epi32(is_signed ? -128 : 0), hi = _mm512_set1_epi32(is_signed ? 127 : 255);
   // The padding channels' bytes, and the bits the real channels replace.
@@ -455,10 +453,7 @@ void QuantizeNhwc4Avx512(const float* x, int64_t c, int64_t hw, float scale_inv,
     const __mmask16 pmask = static_cast<__mmask16>((1u << m) - 1);
     __m512i px = vfill;
     for (int64_t ch = 0; ch < c; ++ch) {
-      const __m512 f = _mm512_min_ps(
-          _mm512_max_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(pmask, x + ch * hw + pb), inv), nbig), big);
-      __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), z);  // round to nearest even
-      q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+      const __m512i q = QuantizeLanes(_mm512_maskz_loadu_ps(pmask, x + ch * hw + pb), inv, z, lo, hi);
       px = _mm512_or_si512(px, _mm512_slli_epi32(_mm512_and_si512(q, bytes), static_cast<unsigned>(8 * ch)));
     }
     _mm512_mask_storeu_epi32(dst + 4 * (pb - p0), pmask, px);
@@ -478,11 +473,7 @@ void QuantizeNhwcAvx512(const float* x, int64_t c, int64_t hw, float scale_inv, 
       for (int j = 0; j < 16; ++j) r[j] = _mm512_maskz_loadu_ps(pmask, x + (c0 + j) * hw + pb);
       Transpose16(r);
       for (int64_t p = 0; p < m; ++p) {
-        // Clamped first so huge values cannot wrap in the conversion.
-        const __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(r[p], inv), _mm512_set1_ps(-1e6f)),
-                                       _mm512_set1_ps(1e6f));
-        __m512i q = _mm512_cvtps_epi32(f);  // round to nearest even
-        q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, z), lo), hi);
+        const __m512i q = QuantizeLanes(r[p], inv, z, lo, hi);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (pb - p0 + p) * c + c0), _mm512_cvtepi32_epi8(q));
       }
     }

@@ -31,6 +31,14 @@ bool IsByteMaxPool(const Node& n) {
 
 }  // namespace
 
+void ClearByteEdges(std::vector<Node>* nodes) {
+  for (Node& n : *nodes) {
+    for (const char* key : {kByteInput, kByteOutputAct, kByteOutputRange, kByteResidualAct, kByteResidualRange}) {
+      n.attrs.erase(key);
+    }
+  }
+}
+
 int MarkByteEdges(const Graph& g, const std::set<std::string>& pinned, std::vector<Node>* nodes) {
   struct Use {
     int node;
@@ -41,14 +49,6 @@ int MarkByteEdges(const Graph& g, const std::set<std::string>& pinned, std::vect
     std::vector<float> range;
     bool operator==(const Params&) const = default;
   };
-  // The attributes are the plan's own: a model file never sets them.
-  for (Node& n : *nodes) {
-    for (const std::string key : {std::string(kByteInput), std::string(kByteOutput) + "_act",
-                                  std::string(kByteOutput) + "_range", std::string(kByteResidual) + "_act",
-                                  std::string(kByteResidual) + "_range"}) {
-      n.attrs.erase(key);
-    }
-  }
   std::map<std::string, std::vector<Use>> uses;
   for (size_t i = 0; i < nodes->size(); ++i) {
     const Node& n = (*nodes)[i];
@@ -99,14 +99,14 @@ int MarkByteEdges(const Graph& g, const std::set<std::string>& pinned, std::vect
     if (!conv && !IsByteMaxPool(n)) continue;
     auto out = edges.find(n.outputs[0]);
     if (out != edges.end()) {
-      n.attrs[std::string(kByteOutput) + "_act"] = out->second.act;
-      n.attrs[std::string(kByteOutput) + "_range"] = out->second.range;
+      n.attrs[kByteOutputAct] = out->second.act;
+      n.attrs[kByteOutputRange] = out->second.range;
     }
     if (edges.count(n.inputs[0])) n.attrs[kByteInput] = int64_t{1};
     auto res = conv ? edges.find(n.input(4)) : edges.end();
     if (res != edges.end()) {
-      n.attrs[std::string(kByteResidual) + "_act"] = res->second.act;
-      n.attrs[std::string(kByteResidual) + "_range"] = res->second.range;
+      n.attrs[kByteResidualAct] = res->second.act;
+      n.attrs[kByteResidualRange] = res->second.range;
     }
   }
   return static_cast<int>(edges.size());

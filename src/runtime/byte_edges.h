@@ -11,8 +11,7 @@
 // bytes it would have computed. A residual read as bytes is the one change in
 // value: it is added as its 8-bit quantization (what int8 runtimes add).
 //
-// The plan marks the nodes on its own copy (MarkByteEdges first removes any
-// such attributes a model file might carry):
+// The plan marks the nodes on its own copy, after ClearByteEdges:
 //   producer  lowbit.y_bytes_act / lowbit.y_bytes_range: output Y is uint8
 //             [N, spatial..., C], quantized with act and range;
 //   consumer  lowbit.x_bytes = 1: input X is such bytes, with the node's own
@@ -31,8 +30,13 @@
 namespace lowbit {
 
 inline constexpr const char* kByteInput = "lowbit.x_bytes";
-inline constexpr const char* kByteOutput = "lowbit.y_bytes";    // + "_act", "_range"
-inline constexpr const char* kByteResidual = "lowbit.r_bytes";  // + "_act", "_range"
+inline constexpr const char* kByteOutputAct = "lowbit.y_bytes_act";
+inline constexpr const char* kByteOutputRange = "lowbit.y_bytes_range";
+inline constexpr const char* kByteResidualAct = "lowbit.r_bytes_act";
+inline constexpr const char* kByteResidualRange = "lowbit.r_bytes_range";
+
+// Removes these attributes from `nodes` (a model file never sets them).
+void ClearByteEdges(std::vector<Node>* nodes);
 
 // Marks every value of `g` that can travel as bytes, on `nodes` (a copy of
 // g.nodes), and returns how many. A value qualifies when a packed

@@ -88,12 +88,11 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
 
   std::vector<Node> nodes = graph.nodes;
   const char* env = std::getenv("LOWBIT_BYTE_EDGES");
-  const bool byte_edges = options.byte_edges && !(env != nullptr && std::string(env) == "0");
-  std::set<std::string> kept(options.keep.begin(), options.keep.end());
-  if (!byte_edges) {  // every value kept: none marked (and any such attributes cleared)
-    for (const Node& n : nodes) kept.insert(n.outputs.begin(), n.outputs.end());
+  ClearByteEdges(&nodes);
+  if (options.byte_edges && !(env != nullptr && std::string(env) == "0")) {
+    const std::set<std::string> kept(options.keep.begin(), options.keep.end());
+    plan->byte_edges_ = MarkByteEdges(graph, kept, &nodes);
   }
-  plan->byte_edges_ = MarkByteEdges(graph, kept, &nodes);
 
   // Prepare every node; run those whose inputs are all known now.
   for (const Node& node : nodes) {

@@ -521,7 +521,7 @@ TEST(PackedOpsTest, ByteEdgesMatchFloatEdges) {
         EXPECT_EQ(without, 0);
         // (Without AVX-512 the fp32 depthwise epilogue rounds twice, the byte
         // one once: a last-bit difference can move a byte.)
-        if (!k.residual && !k.broadcast && Depthwise3x3Available()) {
+        if (!k.residual && !k.broadcast && DepthwiseAvx512Available()) {
           ASSERT_EQ(got.numel(), want.numel());
           for (int64_t i = 0; i < got.numel(); ++i) {
             ASSERT_EQ(got.data<float>()[i], want.data<float>()[i]) << path << " element " << i;

@@ -197,7 +197,7 @@ TEST(PlanTest, BadBindingsAreRefusedByName) {
 // planes (exact sums in any order), strides 1 and 2, every row length up to
 // 40 (whole registers, partial ones, both), and its fused epilogue.
 TEST(DepthwiseTest, Avx512KernelMatchesPortableLoop) {
-  if (!Depthwise3x3Available()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  if (!DepthwiseAvx512Available()) GTEST_SKIP() << "no AVX-512 on this CPU";
   const uint64_t seed = testing::TestSeed();
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   Rng rng(seed);

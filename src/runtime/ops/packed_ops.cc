@@ -294,9 +294,7 @@ void PlanesToBytes(const float* y, const Shape& shape, ByteOutput o, uint8_t* q)
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t p = 0; p < hw; ++p) {
       for (int64_t j = 0; j < c; ++j) {
-        const float t = std::min(std::max(y[(i * c + j) * hw + p] * o.inv, -1e6f), 1e6f);
-        q[(i * hw + p) * c + j] =
-            static_cast<uint8_t>(std::clamp(static_cast<int32_t>(std::nearbyint(t)) + o.zero, 0, 255));
+        q[(i * hw + p) * c + j] = ToByte(y[(i * c + j) * hw + p], o);
       }
     }
   }
@@ -328,8 +326,8 @@ class PackedConv final : public PackedKernel {
     if (bytes_in_ && !act_spec_.is_static) {
       return InvalidArgument(Where(), "8-bit input X needs a static act_range");
     }
-    LOWBIT_ASSIGN_OR_RETURN(bytes_out_, ByteEdgeParams(kByteOutput, &out_q_));
-    LOWBIT_ASSIGN_OR_RETURN(res_bytes_, ByteEdgeParams(kByteResidual, &res_q_));
+    LOWBIT_ASSIGN_OR_RETURN(bytes_out_, ByteEdgeParams(kByteOutputAct, kByteOutputRange, &out_q_));
+    LOWBIT_ASSIGN_OR_RETURN(res_bytes_, ByteEdgeParams(kByteResidualAct, kByteResidualRange, &res_q_));
     const Shape x_shape = bytes_in_ ? NchwOf(in[0].shape) : in[0].shape;
     ConvDims d;
     LOWBIT_ASSIGN_OR_RETURN(d, ComputeConvDims(node_, x_shape, w.shape(), "weight_shape"));
@@ -390,7 +388,7 @@ class PackedConv final : public PackedKernel {
     std::vector<TensorInfo> res_in = in;
     if (res_bytes_) {
       if (in.size() <= 4 || !in[4].present || in[4].dtype != DType::kUint8) {
-        return InvalidArgument(Where(), "attribute ", kByteResidual, " needs an 8-bit residual input");
+        return InvalidArgument(Where(), "attribute ", kByteResidualAct, " needs an 8-bit residual input");
       }
       res_in[4].dtype = DType::kFloat32;
       res_in[4].shape = NchwOf(in[4].shape);
@@ -532,8 +530,8 @@ class PackedConv final : public PackedKernel {
     // Batches of small images: each thread takes whole images with its own
     // scratch, instead of splitting every image's many short steps.
     const int threads = ctx.pool->threads();
-    const bool by_images = !depthwise_ && threads > 1 && n_ >= threads &&
-                           g_.out_size() * m_ * kk_ < (int64_t{16} << 20);
+    const int64_t image_macs = g_.out_size() * m_ * kk_;
+    const bool by_images = !depthwise_ && threads > 1 && n_ >= threads && image_macs < (int64_t{16} << 20);
     if (by_images) {
       while (static_cast<int>(scratch_.size()) < threads) {
         scratch_.emplace_back();
@@ -546,9 +544,9 @@ class PackedConv final : public PackedKernel {
         }
       });
     } else {
-      // Small images (up to about 10 us of products, with four parallel steps
-      // each) run on this thread alone; see also QLinearForward.
-      const bool tiny = !depthwise_ && g_.out_size() * m_ * kk_ < (int64_t{1} << 22);
+      // Small images run on this thread alone: each takes four parallel
+      // steps, so it needs four times the work a single split does.
+      const bool tiny = !depthwise_ && !WorthSplitting(image_macs / 4);
       const ExecContext one{&serial_, 1};
       for (int64_t i = 0; i < n_; ++i) {
         run_image(i, tiny ? one : ctx, scratch_.empty() ? no_scratch_ : scratch_[0]);
@@ -691,10 +689,7 @@ class PackedConv final : public PackedKernel {
   // padding channels) hold the zero point, refreshed when it changes.
   void QuantizeImage(const float* x, const ActQuant& a, const ExecContext& ctx, ImageScratch& s) {
     const auto& g = g_;
-    if (a.zero != s.image_zero) {
-      std::memset(s.image.data(), static_cast<uint8_t>(a.zero), s.image.size());
-      s.image_zero = a.zero;
-    }
+    SetBorders(a.zero, s);
     const int64_t hw = g.in_size();
     const float inv = 1.0f / a.scale;
     const float lo = signed_ ? -128.0f : 0.0f, hi = signed_ ? 127.0f : 255.0f;
@@ -709,10 +704,7 @@ class PackedConv final : public PackedKernel {
         std::vector<uint8_t>& tmp = s.block[t];
         tmp.resize(static_cast<size_t>(c_) * 64);
         for (int64_t r = rows * t / threads; r < rows * (t + 1) / threads; ++r) {
-          const int64_t d = r / g.in[1], h = r % g.in[1];
-          uint8_t* dst = s.image.data() +
-                         (((d + g.pad_begin[0]) * padded_[1] + h + g.pad_begin[1]) * padded_[2] +
-                          g.pad_begin[2]) * cs_;
+          uint8_t* dst = ImageRow(r, s);
           const int64_t p0 = r * g.in[2];
           if (simd) {
             // Same rounding as QuantizeBytes (to nearest even), fused with the transpose.
@@ -737,22 +729,21 @@ class PackedConv final : public PackedKernel {
     });
   }
 
-  // Whether the node has the byte-edge attribute pair `key` ("..._act" the
-  // activation type, "..._range" the range), and its canonical parameters.
-  Result<bool> ByteEdgeParams(const char* key, ActQuant* q) const {
-    const std::string act = node_.GetString(std::string(key) + "_act", "");
+  // Whether the node has the byte-edge attributes act_key (the activation
+  // type) and range_key, and their canonical parameters.
+  Result<bool> ByteEdgeParams(const char* act_key, const char* range_key, ActQuant* q) const {
+    const std::string act = node_.GetString(act_key, "");
     if (act.empty()) return false;
     Node spec;
     spec.name = node_.name;
     spec.op_type = node_.op_type;
     spec.attrs["act"] = act;
-    auto range = node_.attrs.find(std::string(key) + "_range");
+    auto range = node_.attrs.find(range_key);
     if (range != node_.attrs.end()) spec.attrs["act_range"] = range->second;
     ActSpec a;
     LOWBIT_ASSIGN_OR_RETURN(a, ActSpecOf(spec));
     if (a.weight_only || !a.is_static) {
-      return InvalidArgument(Where(), "attribute ", key, "_act '", act, "' needs 8 bits and a ",
-                             key, "_range");
+      return InvalidArgument(Where(), "attribute ", act_key, " '", act, "' needs 8 bits and a ", range_key);
     }
     *q = StaticActParams(a.lo, a.hi, a.symmetric, false);
     return true;
@@ -763,21 +754,28 @@ class PackedConv final : public PackedKernel {
   // plane layout's int8 operand is the byte with its top bit flipped.
   void CopyImage(const uint8_t* x, const ActQuant& a, const ExecContext& ctx, ImageScratch& s) {
     const auto& g = g_;
-    if (a.zero != s.image_zero) {
-      std::memset(s.image.data(), static_cast<uint8_t>(a.zero), s.image.size());
-      s.image_zero = a.zero;
-    }
+    SetBorders(a.zero, s);
     const uint8_t flip = signed_ ? 0x80 : 0;
     const int64_t rows = g.in[0] * g.in[1], w = g.in[2];
     ctx.pool->ParallelFor(rows, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t d = r / g.in[1], h = r % g.in[1];
-        uint8_t* dst = s.image.data() +
-                       (((d + g.pad_begin[0]) * padded_[1] + h + g.pad_begin[1]) * padded_[2] +
-                        g.pad_begin[2]) * cs_;
-        CopyPixels(x + r * w * c_, w, c_, cs_, flip, dst);
-      }
+      for (int64_t r = r0; r < r1; ++r) CopyPixels(x + r * w * c_, w, c_, cs_, flip, ImageRow(r, s));
     });
+  }
+
+  // The image's borders (and padding channels) hold the zero point: refilled
+  // when it changes.
+  void SetBorders(int32_t zero, ImageScratch& s) const {
+    if (zero == s.image_zero) return;
+    std::memset(s.image.data(), static_cast<uint8_t>(zero), s.image.size());
+    s.image_zero = zero;
+  }
+
+  // Where input row r (of depth x height rows) starts inside the padded image.
+  uint8_t* ImageRow(int64_t r, ImageScratch& s) const {
+    const auto& g = g_;
+    const int64_t d = r / g.in[1], h = r % g.in[1];
+    return s.image.data() +
+           (((d + g.pad_begin[0]) * padded_[1] + h + g.pad_begin[1]) * padded_[2] + g.pad_begin[2]) * cs_;
   }
 
   // sums_[p]: the sum of output pixel p's window bytes in the group's

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <functional>
 #include <limits>
 
 #include "base/target.h"
@@ -51,7 +50,7 @@ class Pool final : public OpKernel {
     if (in.empty() || !in[0].present) return InvalidArgument(Where(), "missing input");
     // Byte edges (runtime/byte_edges.h): 8-bit NHWC pixels in and out.
     bytes_ = node_.GetInt(kByteInput, 0) != 0;
-    if (bytes_ != node_.Has(std::string(kByteOutput) + "_act") || (bytes_ && !max_)) {
+    if (bytes_ != node_.Has(kByteOutputAct) || (bytes_ && !max_)) {
       return InvalidArgument(Where(), "8-bit pixels must come in and go out of a MaxPool");
     }
     Shape x = in[0].shape;
@@ -176,16 +175,7 @@ class Pool final : public OpKernel {
   void MaxPoolBytes(const uint8_t* x, uint8_t* y, const ExecContext& ctx) {
     const auto& g = g_;
     const int64_t c = planes_ / n_, rows = n_ * g.out[1];
-    // A small pool (under ~64K window reads) is quicker than waking a thread.
-    const int64_t reads = rows * g.out[2] * c * g.k[1] * g.k[2];
-    auto for_rows = [&](const std::function<void(int64_t, int64_t)>& fn) {
-      if (reads < (int64_t{1} << 16)) {
-        fn(0, rows);
-      } else {
-        ctx.pool->ParallelFor(rows, fn);
-      }
-    };
-    for_rows([&](int64_t r0, int64_t r1) {
+    auto pool_rows = [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t i = r / g.out[1], oh = r % g.out[1];
         const int64_t h0 = std::max<int64_t>(0, oh * g.stride[1] - g.pad_begin[1]);
@@ -200,7 +190,12 @@ class Pool final : public OpKernel {
           }
         }
       }
-    });
+    };
+    if (WorthSplitting(rows * g.out[2] * c * g.k[1] * g.k[2])) {  // window reads
+      ctx.pool->ParallelFor(rows, pool_rows);
+    } else {
+      pool_rows(0, rows);
+    }
   }
 
  private:
