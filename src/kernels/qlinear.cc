@@ -234,8 +234,7 @@ LOWBIT_VECTORIZE void EpilogueRow(const int32_t* __restrict dot, const int32_t* 
     const uint32_t off = static_cast<uint32_t>(offset[r]);
     const int32_t acc = static_cast<int32_t>(static_cast<uint32_t>(dot[r]) - z * static_cast<uint32_t>(rowsum[r]) -
                                              off * sum + kz * off);
-    float v = scale[r] * a.scale * static_cast<float>(acc);
-    if (bias != nullptr) v += bias[r];
+    const float v = std::fma(scale[r] * a.scale, static_cast<float>(acc), bias != nullptr ? bias[r] : 0.0f);
     y[r] = std::min(std::max(v, lo), hi);
   }
 }
@@ -244,6 +243,21 @@ LOWBIT_VECTORIZE void EpilogueRow(const int32_t* __restrict dot, const int32_t* 
 
 void QLinearEpilogue(const QLinearWeights& w, const ActQuant& a, const int32_t* dot,
                      const Epilogue& e, float* y) {
+  if (e.out != nullptr) {
+    // Filter-wise formats: the same arithmetic, scattered to the outputs.
+    const float lo = e.clamp ? e.lo : -INFINITY, hi = e.clamp ? e.hi : INFINITY;
+    const uint32_t z = static_cast<uint32_t>(a.zero), sum = static_cast<uint32_t>(a.sum);
+    const uint32_t kz = static_cast<uint32_t>(w.k) * z;
+    for (int64_t r = 0; r < w.n; ++r) {
+      const uint32_t off = static_cast<uint32_t>(w.offset[r]);
+      const int32_t acc = static_cast<int32_t>(static_cast<uint32_t>(dot[r]) -
+                                               z * static_cast<uint32_t>(w.rowsum[r]) - off * sum + kz * off);
+      const float v = std::fma(w.scale[r] * a.scale, static_cast<float>(acc),
+                               e.bias != nullptr ? e.bias[e.out[r]] : 0.0f);
+      y[e.out[r]] = std::min(std::max(v, lo), hi);
+    }
+    return;
+  }
   EpilogueRow(dot, w.rowsum.data(), w.offset.data(), w.scale.data(), e.bias, w.n, w.k, a,
               e.clamp ? e.lo : -INFINITY, e.clamp ? e.hi : INFINITY, y);
 }
@@ -256,16 +270,17 @@ LOWBIT_VECTORIZE void EpilogueBlock(const float* __restrict A, const int32_t* __
                                     int64_t n, const int32_t* __restrict sums,
                                     const int32_t* __restrict dot, int64_t ldd, int64_t rows,
                                     const float* __restrict residual, float lo, float hi,
-                                    float* __restrict y, int64_t ldy) {
+                                    float* __restrict y, int64_t ldy, const int32_t* out) {
   float col[16];
   for (int64_t j = 0; j < n; ++j) {
+    const int64_t o = out != nullptr ? out[j] : j;
     for (int64_t p = 0; p < rows; ++p) {
       col[p] = std::fma(static_cast<float>(dot[p * ldd + j] + B[j] - C[j] * sums[p]), A[j], bias[j]);
     }
     if (residual != nullptr) {
-      for (int64_t p = 0; p < rows; ++p) col[p] += residual[j * ldy + p];
+      for (int64_t p = 0; p < rows; ++p) col[p] += residual[o * ldy + p];
     }
-    float* yj = y + j * ldy;
+    float* yj = y + o * ldy;
     for (int64_t p = 0; p < rows; ++p) yj[p] = std::min(std::max(col[p], lo), hi);
   }
 }
@@ -283,7 +298,12 @@ void PrepareColumnEpilogue(const QLinearWeights& w, const ActQuant& a, const Epi
     c->A[r] = w.scale[r] * a.scale;
     c->B[r] = -a.zero * w.rowsum[r] + static_cast<int32_t>(w.k) * w.offset[r] * a.zero;
     c->C[r] = w.offset[r];
-    if (e.bias != nullptr) c->bias[r] = e.bias[r];
+    if (e.bias != nullptr) c->bias[r] = e.bias[e.out != nullptr ? e.out[r] : r];
+  }
+  if (e.out != nullptr) {
+    c->out.assign(e.out, e.out + w.n);
+  } else {
+    c->out.clear();
   }
   c->lo = e.clamp ? e.lo : -INFINITY;
   c->hi = e.clamp ? e.hi : INFINITY;
@@ -315,16 +335,19 @@ void QLinearEpilogueColumns(const QLinearWeights& w, const ColumnEpilogue& c, co
   const float *A = e.A, *bias = e.bias;
   const int32_t *B = e.B, *C = e.C;
   dot += j0;
-  y += j0 * ldy;
-  if (residual != nullptr) residual += j0 * ldy;
+  const int32_t* out = c.out.empty() ? nullptr : c.out.data() + j0;
+  if (out == nullptr) {
+    y += j0 * ldy;
+    if (residual != nullptr) residual += j0 * ldy;
+  }
   if (c.avx512) {
-    EpilogueColumnsAvx512(A, B, C, bias, n, sums, dot, w.n_pad, rows, residual, c.lo, c.hi, y, ldy);
+    EpilogueColumnsAvx512(A, B, C, bias, n, sums, dot, w.n_pad, rows, residual, c.lo, c.hi, y, ldy, out);
     return;
   }
   for (int64_t p0 = 0; p0 < rows; p0 += 16) {
     const int64_t m = std::min<int64_t>(16, rows - p0);
     EpilogueBlock(A, B, C, bias, n, sums + p0, dot + p0 * w.n_pad, w.n_pad, m,
-                  residual != nullptr ? residual + p0 : nullptr, c.lo, c.hi, y + p0, ldy);
+                  residual != nullptr ? residual + p0 : nullptr, c.lo, c.hi, y + p0, ldy, out);
   }
 }
 
@@ -334,15 +357,16 @@ namespace {
 void EpilogueRowsBytesBlock(const float* A, const int32_t* B, const int32_t* C, const float* bias,
                             int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
                             int64_t rows, const RowResidual& r, int64_t p0, float lo, float hi,
-                            ByteOutput o, uint8_t* y, int64_t ldy) {
+                            ByteOutput o, uint8_t* y, int64_t ldy, const int32_t* out) {
   for (int64_t p = 0; p < rows; ++p) {
     const int32_t* d = dot + p * ldd;
     uint8_t* yp = y + p * ldy;
     for (int64_t j = 0; j < n; ++j) {
+      const int64_t oj = out != nullptr ? out[j] : j;
       float v = std::fma(static_cast<float>(d[j] + B[j] - C[j] * sums[p]), A[j], bias[j]);
-      if (r.planes != nullptr) v += r.planes[j * r.ld + p0 + p];
-      if (r.bytes != nullptr) v += r.scale * static_cast<float>(r.bytes[(p0 + p) * r.ld + j] - r.zero);
-      yp[j] = ToByte(std::min(std::max(v, lo), hi), o);
+      if (r.planes != nullptr) v += r.planes[oj * r.ld + p0 + p];
+      if (r.bytes != nullptr) v += r.scale * static_cast<float>(r.bytes[(p0 + p) * r.ld + oj] - r.zero);
+      yp[oj] = ToByte(std::min(std::max(v, lo), hi), o);
     }
   }
 }
@@ -357,18 +381,21 @@ void QLinearEpilogueRowsBytes(const QLinearWeights& w, const ColumnEpilogue& c, 
   const float *A = e.A, *bias = e.bias;
   const int32_t *B = e.B, *C = e.C;
   dot += j0;
-  y += j0;
+  const int32_t* out = c.out.empty() ? nullptr : c.out.data() + j0;
   RowResidual r = res;
-  if (r.planes != nullptr) r.planes += j0 * r.ld;
-  if (r.bytes != nullptr) r.bytes += j0;
+  if (out == nullptr) {
+    y += j0;
+    if (r.planes != nullptr) r.planes += j0 * r.ld;
+    if (r.bytes != nullptr) r.bytes += j0;
+  }
   if (c.avx512) {
-    EpilogueRowsBytesAvx512(A, B, C, bias, n, sums, dot, w.n_pad, rows, r, c.lo, c.hi, o, y, ldy);
+    EpilogueRowsBytesAvx512(A, B, C, bias, n, sums, dot, w.n_pad, rows, r, c.lo, c.hi, o, y, ldy, out);
     return;
   }
   for (int64_t p0 = 0; p0 < rows; p0 += 16) {
     const int64_t m = std::min<int64_t>(16, rows - p0);
     EpilogueRowsBytesBlock(A, B, C, bias, n, sums + p0, dot + p0 * w.n_pad, w.n_pad, m, r, p0, c.lo,
-                           c.hi, o, y + p0 * ldy, ldy);
+                           c.hi, o, y + p0 * ldy, ldy, out);
   }
 }
 
@@ -506,7 +533,8 @@ void QLinearDots(const QLinearWeights& w, KernelPath path, const uint8_t* u, int
 
 void QLinearForward(const QLinearWeights& w, KernelPath path, const float* x, int64_t rows,
                     const Epilogue& e, QLinearScratch* s, float* y, ThreadPool* pool,
-                    const ActQuant* act, bool symmetric) {
+                    const ActQuant* act, bool symmetric, int64_t ldy) {
+  if (ldy < 0) ldy = w.n;
   s->u.resize(static_cast<size_t>(rows * w.k_pad));
   s->dot.resize(static_cast<size_t>(rows * w.n_pad));
   std::vector<ActQuant>& acts = s->acts;
@@ -523,7 +551,7 @@ void QLinearForward(const QLinearWeights& w, KernelPath path, const float* x, in
   if (!WorthSplitting(rows * w.n_pad * w.k_pad)) pool = nullptr;
   QLinearDots(w, path, s->u.data(), rows, s->dot.data(), pool);
   for (int64_t r = 0; r < rows; ++r) {
-    QLinearEpilogue(w, acts[r], s->dot.data() + r * w.n_pad, e, y + r * w.n);
+    QLinearEpilogue(w, acts[r], s->dot.data() + r * w.n_pad, e, y + r * ldy);
   }
 }
 

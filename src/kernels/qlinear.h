@@ -100,9 +100,12 @@ void QLinearDotRef(const QLinearWeights& w, const uint8_t* u, int32_t* dot);
 
 // The fused epilogue for one row (see the contract above).
 struct Epilogue {
-  const float* bias = nullptr;  // n values, or null
+  const float* bias = nullptr;  // one per output, or null
   bool clamp = false;
   float lo = 0, hi = 0;
+  // Filter-wise formats (one QLinearWeights per format): the output each row
+  // of w writes (y[out[r]], bias[out[r]]); null: row r writes output r.
+  const int32_t* out = nullptr;
 };
 void QLinearEpilogue(const QLinearWeights& w, const ActQuant& a, const int32_t* dot,
                      const Epilogue& e, float* y);
@@ -112,7 +115,7 @@ void QLinearEpilogue(const QLinearWeights& w, const ActQuant& a, const int32_t* 
 void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, const float* bias,
                            int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
                            int64_t rows, const float* residual, float lo, float hi, float* y,
-                           int64_t ldy);
+                           int64_t ldy, const int32_t* out);
 
 // Quantizes C planes of hw floats (C a multiple of 16) into NHWC bytes for
 // pixels [p0, p1), pixel p at dst + (p - p0) * C:
@@ -145,6 +148,7 @@ enum class KernelPath { kRef, kAvx2, kAvx512Vnni };
 struct ColumnEpilogue {
   std::vector<float> A, bias;
   std::vector<int32_t> B, C;
+  std::vector<int32_t> out;  // Epilogue::out (empty: identity)
   float lo = 0, hi = 0;
   bool avx512 = false;
 };
@@ -152,7 +156,8 @@ void PrepareColumnEpilogue(const QLinearWeights& w, const ActQuant& a, const Epi
                            KernelPath path, ColumnEpilogue* c);
 // residual: added before the clamp, laid out like y, or null. Outputs [j0,
 // j1) only (j1 < 0: to w.n; j0 a multiple of 16), with y, residual and dot
-// still addressed from output 0.
+// still addressed from output 0. With c.out, row j writes output c.out[j]
+// (y and residual hold every output; dot holds w's rows).
 void QLinearEpilogueColumns(const QLinearWeights& w, const ColumnEpilogue& c, const int32_t* sums,
                             const int32_t* dot, int64_t rows, const float* residual, float* y,
                             int64_t ldy, int64_t j0 = 0, int64_t j1 = -1);
@@ -189,7 +194,7 @@ void QLinearEpilogueRowsBytes(const QLinearWeights& w, const ColumnEpilogue& c, 
 void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C, const float* bias,
                              int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
                              int64_t rows, const RowResidual& r, float lo, float hi, ByteOutput o,
-                             uint8_t* y, int64_t ldy);
+                             uint8_t* y, int64_t ldy, const int32_t* out);
 
 const char* KernelPathName(KernelPath p);
 bool KernelPathAvailable(KernelPath p);
@@ -204,11 +209,12 @@ struct QLinearScratch {
 };
 // With a pool, output tiles are split across its threads. With `act` set
 // (static calibration), rows are quantized with those parameters; otherwise
-// each row gets its own dynamic range (asymmetric unless `symmetric`).
+// each row gets its own dynamic range (asymmetric unless `symmetric`). Row r
+// of y starts at y + r * ldy (ldy < 0: w.n).
 void QLinearForward(const QLinearWeights& w, KernelPath path, const float* x, int64_t rows,
                     const Epilogue& e, QLinearScratch* scratch, float* y,
                     ThreadPool* pool = nullptr, const ActQuant* act = nullptr,
-                    bool symmetric = false);
+                    bool symmetric = false, int64_t ldy = -1);
 
 // The dot products of `rows` already quantized rows (stride k_pad):
 // dot is rows x n_pad. Splits output tiles (or, for many rows, row blocks)

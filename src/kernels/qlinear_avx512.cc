@@ -344,7 +344,7 @@ struct EpilogueLanes {
 void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, const float* bias,
                            int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
                            int64_t rows, const float* residual, float lo, float hi, float* y,
-                           int64_t ldy) {
+                           int64_t ldy, const int32_t* out) {
   const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   for (int64_t p0 = 0; p0 < rows; p0 += 16) {
     const int64_t m = std::min<int64_t>(16, rows - p0);
@@ -362,13 +362,15 @@ void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, c
         if (residual == nullptr) r[p] = _mm512_min_ps(_mm512_max_ps(r[p], vlo), vhi);
       }
       Transpose16(r);
+      // Output channel of row j0 + j (filter-wise formats scatter rows).
+      auto plane = [&](int64_t j) { return (out != nullptr ? out[j0 + j] : j0 + j) * ldy + p0; };
       if (residual != nullptr) {  // added per output channel, then the clamp
         for (int64_t j = 0; j < nj; ++j) {
-          const __m512 v = _mm512_maskz_loadu_ps(pmask, residual + (j0 + j) * ldy + p0);
+          const __m512 v = _mm512_maskz_loadu_ps(pmask, residual + plane(j));
           r[j] = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r[j], v), vlo), vhi);
         }
       }
-      for (int64_t j = 0; j < nj; ++j) _mm512_mask_storeu_ps(y + (j0 + j) * ldy + p0, pmask, r[j]);
+      for (int64_t j = 0; j < nj; ++j) _mm512_mask_storeu_ps(y + plane(j), pmask, r[j]);
     }
   }
 }
@@ -376,7 +378,7 @@ void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, c
 void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C, const float* bias,
                              int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
                              int64_t rows, const RowResidual& res, float lo, float hi, ByteOutput o,
-                             uint8_t* y, int64_t ldy) {
+                             uint8_t* y, int64_t ldy, const int32_t* out) {
   const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), inv = _mm512_set1_ps(o.inv);
   const __m512 rscale = _mm512_set1_ps(res.scale);
   const __m512i z = _mm512_set1_epi32(o.zero), rzero = _mm512_set1_epi32(res.zero);
@@ -389,23 +391,39 @@ void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C,
       const int64_t nj = lanes.n;
       const __mmask16 jmask = lanes.mask;
       __m512 rp[16];
+      // Output channel of row j0 + j (filter-wise formats scatter rows).
+      auto chan = [&](int64_t j) { return out != nullptr ? out[j0 + j] : j0 + j; };
       if (res.planes != nullptr) {  // NCHW planes: 16 channels x 16 pixels, transposed
         for (int64_t j = 0; j < 16; ++j) {
-          rp[j] = j < nj ? _mm512_maskz_loadu_ps(pmask, res.planes + (j0 + j) * res.ld + p0)
+          rp[j] = j < nj ? _mm512_maskz_loadu_ps(pmask, res.planes + chan(j) * res.ld + p0)
                          : _mm512_setzero_ps();
         }
         Transpose16(rp);
       }
+      alignas(16) uint8_t gathered[16] = {}, scattered[16];
       for (int64_t p = 0; p < m; ++p) {
         __m512 v = lanes.Value(dot + (p0 + p) * ldd + j0, sums[p0 + p]);  // ldd: multiple of 16
         if (res.planes != nullptr) v = _mm512_add_ps(v, rp[p]);
         if (res.bytes != nullptr) {
-          const __m128i rb = _mm_maskz_loadu_epi8(jmask, res.bytes + (p0 + p) * res.ld + j0);
+          const uint8_t* rrow = res.bytes + (p0 + p) * res.ld;
+          __m128i rb;
+          if (out == nullptr) {
+            rb = _mm_maskz_loadu_epi8(jmask, rrow + j0);
+          } else {
+            for (int64_t j = 0; j < nj; ++j) gathered[j] = rrow[out[j0 + j]];
+            rb = _mm_load_si128(reinterpret_cast<const __m128i*>(gathered));
+          }
           const __m512i ri = _mm512_sub_epi32(_mm512_cvtepu8_epi32(rb), rzero);
           v = _mm512_add_ps(v, _mm512_mul_ps(rscale, _mm512_cvtepi32_ps(ri)));
         }
         const __m512i q = QuantizeLanes(_mm512_min_ps(_mm512_max_ps(v, vlo), vhi), inv, z, q_lo, q_hi);
-        _mm512_mask_cvtepi32_storeu_epi8(y + (p0 + p) * ldy + j0, jmask, q);
+        uint8_t* yrow = y + (p0 + p) * ldy;
+        if (out == nullptr) {
+          _mm512_mask_cvtepi32_storeu_epi8(yrow + j0, jmask, q);
+        } else {
+          _mm512_mask_cvtepi32_storeu_epi8(scattered, jmask, q);
+          for (int64_t j = 0; j < nj; ++j) yrow[out[j0 + j]] = scattered[j];
+        }
       }
     }
   }

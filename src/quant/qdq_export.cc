@@ -11,7 +11,8 @@ namespace {
 
 const std::set<std::string>& PackedAttrs() {
   static const std::set<std::string> k = {"format", "granularity", "weight_shape", "levels",
-                                          "zero_points", "act", "act_range", "sqnr_db"};
+                                          "zero_points", "act", "act_range", "sqnr_db",
+                                          kFilterParts};
   return k;
 }
 
@@ -43,8 +44,11 @@ Result<Graph> ToQdqGraph(const Graph& g, QdqReport* report) {
       continue;
     }
     const std::string where = n.Describe() + ": ";
-    PackedTensor w;
-    LOWBIT_ASSIGN_OR_RETURN(w, PackedWeightOf(n, g.constants.at(n.input(1)), g.constants.at(n.input(2))));
+    PackedParts parts;
+    LOWBIT_ASSIGN_OR_RETURN(parts, PackedPartsOf(n, g.constants.at(n.input(1)), g.constants.at(n.input(2))));
+    // Filter-wise formats export as one tensor in the widest format when
+    // that is exact (int formats of one kind), else as decoded fp32.
+    const std::optional<PackedTensor> widened = parts.Widened();
     dropped.insert(n.input(1));
     dropped.insert(n.input(2));
     ActSpec act;
@@ -94,16 +98,19 @@ Result<Graph> ToQdqGraph(const Graph& g, QdqReport* report) {
     // Weights: integer values plus DequantizeLinear (per channel on the
     // output axis) for uniform formats; decoded fp32 otherwise. Gemm weights
     // are stored transposed, [K, N], for MatMul.
-    const int64_t rows = w.rows(), cols = w.cols();
+    const PackedTensor& w = widened.has_value() ? *widened : parts.parts[0];
+    const int64_t rows = parts.rows(), cols = parts.numel() / rows;
     const QuantParams& p = w.params();
     std::vector<uint32_t> codes(rows * cols);
-    for (int64_t r = 0; r < rows; ++r) w.UnpackRow(r, codes.data() + r * cols);
-    Shape wshape = conv ? w.shape() : Shape{cols, rows};
+    if (widened.has_value()) {
+      for (int64_t r = 0; r < rows; ++r) w.UnpackRow(r, codes.data() + r * cols);
+    }
+    Shape wshape = conv ? parts.shape : Shape{cols, rows};
     auto at = [&](int64_t r, int64_t c) { return conv ? r * cols + c : c * rows + r; };
     const std::string wname = base + "/weight";
     DType dtype;
     const bool channel = p.granularity.kind == Granularity::kChannel;
-    if (UniformIntegers(w, &dtype) && (!channel || g.opset >= 13)) {
+    if (widened.has_value() && UniformIntegers(w, &dtype) && (!channel || g.opset >= 13)) {
       Tensor q(dtype, wshape);
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t c = 0; c < cols; ++c) {
@@ -135,7 +142,7 @@ Result<Graph> ToQdqGraph(const Graph& g, QdqReport* report) {
       if (report != nullptr) ++report->qdq_weights;
     } else {
       std::vector<float> decoded(rows * cols);
-      w.Dequantize(decoded.data());
+      parts.Dequantize(decoded.data());
       Tensor t(DType::kFloat32, wshape);
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t c = 0; c < cols; ++c) t.data<float>()[at(r, c)] = decoded[r * cols + c];

@@ -2,6 +2,8 @@
 
 #include <fnmatch.h>
 
+#include <cstdlib>
+
 #include <nlohmann/json.hpp>
 
 #include "lowbit/format.h"
@@ -20,15 +22,73 @@ LayerSettings QuantPlan::Resolve(const std::string& layer) const {
   LayerSettings s = defaults;
   for (const LayerRule& r : rules) {
     if (!GlobMatch(r.pattern, layer)) continue;
-    if (r.weights) s.weights = *r.weights;
+    if (r.weights) {
+      s.weights = *r.weights;
+      s.filters.clear();  // an assignment belongs to its formats
+    }
+    if (r.filters) s.filters = *r.filters;
     if (r.granularity) s.granularity = *r.granularity;
     if (r.acts) s.acts = *r.acts;
   }
   return s;
 }
 
+bool IsFilterWise(const std::string& weights) { return weights.find('/') != std::string::npos; }
+
+Result<FilterFormats> ParseFilterFormats(const std::string& weights) {
+  FilterFormats f;
+  std::string list = weights;
+  const size_t colon = weights.rfind(':');
+  if (colon != std::string::npos) {
+    list = weights.substr(0, colon);
+    const std::string frac = weights.substr(colon + 1);
+    char* end = nullptr;
+    f.fraction = std::strtod(frac.c_str(), &end);
+    if (frac.empty() || *end != '\0' || !(f.fraction >= 0 && f.fraction <= 1)) {
+      return InvalidArgument("'", weights, "': the fraction after ':' must be a number in [0, 1], got '",
+                             frac, "'");
+    }
+  }
+  size_t b = 0;
+  for (size_t e; (e = list.find('/', b)) != std::string::npos; b = e + 1) f.names.push_back(list.substr(b, e - b));
+  f.names.push_back(list.substr(b));
+  if (f.names.size() < 2) return InvalidArgument("'", weights, "': filter-wise formats need at least two");
+  if (f.fraction >= 0 && f.names.size() != 2) {
+    return InvalidArgument("'", weights, "': a fraction splits filters between exactly two formats");
+  }
+  for (const std::string& n : f.names) {
+    Result<FormatSpec> spec = ParseFormat(n);
+    if (!spec.ok()) return InvalidArgument("'", weights, "': ", spec.status().message());
+    if (spec->family == Family::kFloat || StoresLevels(spec.value())) {
+      return InvalidArgument("'", weights, "': ", n,
+                             " cannot be a filter-wise format (int, uint, int-asym and pow2 can)");
+    }
+  }
+  return f;
+}
+
 Status ValidateSettings(const LayerSettings& s, const std::string& where) {
-  if (s.weights != "float") {
+  if (IsFilterWise(s.weights)) {
+    Result<FilterFormats> f = ParseFilterFormats(s.weights);
+    if (!f.ok()) return InvalidArgument(where, ": weights ", f.status().message());
+    if (f->fraction < 0 && s.filters.empty()) {
+      return InvalidArgument(where, ": weights '", s.weights,
+                             "' need a fraction (e.g. 'int2/int4:0.25') or a 'filters' list");
+    }
+    for (int32_t i : s.filters) {
+      if (i < 0 || i >= static_cast<int32_t>(f->names.size())) {
+        return InvalidArgument(where, ": filters: index ", i, " is not one of the ", f->names.size(),
+                               " formats of '", s.weights, "'");
+      }
+    }
+    if (s.acts == "float") {
+      return InvalidArgument(where, ": filter-wise weights '", s.weights, "' need 8-bit acts (int8 or uint8)");
+    }
+  } else if (!s.filters.empty()) {
+    return InvalidArgument(where, ": 'filters' needs filter-wise weights (e.g. 'int2/int4'), not '",
+                           s.weights, "'");
+  }
+  if (s.weights != "float" && !IsFilterWise(s.weights)) {
     Result<FormatSpec> f = ParseFormat(s.weights);
     if (!f.ok()) return InvalidArgument(where, ": weights: ", f.status().message());
     if (f->family == Family::kFloat) {
@@ -48,9 +108,19 @@ namespace {
 
 Status ReadSettingsObject(const nlohmann::ordered_json& j, const std::string& where,
                           std::optional<std::string>* weights, std::optional<std::string>* gran,
-                          std::optional<std::string>* acts, bool allow_layers) {
+                          std::optional<std::string>* acts, bool allow_layers,
+                          std::optional<std::vector<int32_t>>* filters = nullptr) {
   if (!j.is_object()) return InvalidArgument(where, ": expected an object");
   for (const auto& [key, value] : j.items()) {
+    if (key == "filters" && filters != nullptr) {
+      if (!value.is_array()) return InvalidArgument(where, ": 'filters' must be an array of integers");
+      filters->emplace();
+      for (const auto& v : value) {
+        if (!v.is_number_integer()) return InvalidArgument(where, ": 'filters' must be an array of integers");
+        (*filters)->push_back(v.get<int32_t>());
+      }
+      continue;
+    }
     std::optional<std::string>* dst = key == "weights"       ? weights
                                       : key == "granularity" ? gran
                                       : key == "acts"        ? acts
@@ -58,7 +128,7 @@ Status ReadSettingsObject(const nlohmann::ordered_json& j, const std::string& wh
     if (dst == nullptr) {
       if (allow_layers && key == "layers") continue;
       return InvalidArgument(where, ": unknown key '", key, "' (weights, granularity, acts",
-                             allow_layers ? ", layers)" : ")");
+                             allow_layers ? ", layers)" : ", filters)");
     }
     if (!value.is_string()) return InvalidArgument(where, ": '", key, "' must be a string");
     *dst = value.get<std::string>();
@@ -89,9 +159,11 @@ Result<QuantPlan> ParsePlanJson(const std::string& text, const std::string& sour
       LayerRule r;
       r.pattern = pattern;
       const std::string where = source + ": layer '" + pattern + "'";
-      LOWBIT_RETURN_IF_ERROR(ReadSettingsObject(value, where, &r.weights, &r.granularity, &r.acts, false));
+      LOWBIT_RETURN_IF_ERROR(
+          ReadSettingsObject(value, where, &r.weights, &r.granularity, &r.acts, false, &r.filters));
       LayerSettings check = plan.defaults;
       if (r.weights) check.weights = *r.weights;
+      if (r.filters) check.filters = *r.filters;
       if (r.granularity) check.granularity = *r.granularity;
       if (r.acts) check.acts = *r.acts;
       LOWBIT_RETURN_IF_ERROR(ValidateSettings(check, where));
@@ -124,6 +196,7 @@ std::string PlanJson(const LayerSettings& defaults,
   nlohmann::ordered_json l = nlohmann::ordered_json::object();
   for (const auto& [name, s] : layers) {
     l[name] = {{"weights", s.weights}, {"granularity", s.granularity}, {"acts", s.acts}};
+    if (!s.filters.empty()) l[name]["filters"] = s.filters;
   }
   j["layers"] = l;
   return j.dump(2) + "\n";

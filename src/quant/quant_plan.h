@@ -8,12 +8,21 @@
 //
 // Top-level fields are the defaults; "layers" maps node names or glob
 // patterns (*, ?, [..]) to overrides, applied in order (a later match wins).
-// Weights "float" keeps a layer in fp32. Acts: "uint8" (asymmetric 8-bit),
+// Weights "float" keeps a layer in fp32.
+//
+// Filter-wise formats (a format per output channel, runtime/packed_node.h):
+// weights "int2/int4:0.25" gives the second format to that fraction of the
+// filters, those the first format fits worst (relative squared error); or
+// "int2/int4" (any number of formats) with "filters": [0, 1, 1, 0, ...], one
+// index into the list per output channel (the form a tuner writes, and
+// --write-plan records). Grouped and depthwise convolutions take the widest
+// of the formats under a fraction and refuse an assignment. Acts: "uint8" (asymmetric 8-bit),
 // "int8" (symmetric 8-bit), "float" (weight-only: fp32 activations; any
 // weight format, codebooks keep their fitted levels).
 #ifndef LOWBIT_QUANT_QUANT_PLAN_H_
 #define LOWBIT_QUANT_QUANT_PLAN_H_
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,13 +35,23 @@ struct LayerSettings {
   std::string weights = "int8";
   std::string granularity = "channel";
   std::string acts = "uint8";
+  std::vector<int32_t> filters;  // filter-wise formats: an index per output channel
   bool operator==(const LayerSettings&) const = default;
 };
 
 struct LayerRule {
   std::string pattern;
   std::optional<std::string> weights, granularity, acts;
+  std::optional<std::vector<int32_t>> filters;
 };
+
+// A weights setting with several formats ("int2/int4:0.25", "int2/int4").
+struct FilterFormats {
+  std::vector<std::string> names;
+  double fraction = -1;  // of filters in names[1]; < 0: given by "filters"
+};
+bool IsFilterWise(const std::string& weights);
+Result<FilterFormats> ParseFilterFormats(const std::string& weights);
 
 struct QuantPlan {
   LayerSettings defaults;

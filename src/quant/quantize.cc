@@ -252,6 +252,89 @@ Status CheckCalibInput(Plan* plan, const Graph& g, const QuantizeOptions& o) {
   return OkStatus();
 }
 
+// Filter-wise formats for one layer: the plan's assignment, or the fraction
+// rule (the second format goes to the filters the first fits worst, by
+// squared error relative to the filter's own energy).
+Result<PackedParts> QuantizeFilterWise(const Candidate& c, const LayerSettings& s, FitOptions fo,
+                                       const QuantizeOptions& o) {
+  FilterFormats ff;
+  LOWBIT_ASSIGN_OR_RETURN(ff, ParseFilterFormats(s.weights));
+  if (fo.granularity.kind == Granularity::kGroup) {
+    return Unimplemented("filter-wise weights '", s.weights, "' take channel or tensor granularity, not ",
+                         GranularityName(fo.granularity));
+  }
+  std::vector<FormatSpec> specs;
+  for (const std::string& n : ff.names) {
+    FormatSpec f;
+    LOWBIT_ASSIGN_OR_RETURN(f, ParseFormat(n));
+    specs.push_back(f);
+  }
+  const int64_t rows = c.wshape[0], cols = static_cast<int64_t>(c.w.size()) / rows;
+  std::vector<int32_t> part_of = s.filters;
+  if (c.group != 1) {
+    // Grouped and depthwise layers run one format: a fraction gives them the
+    // widest (their few weights weigh most per parameter); an assignment
+    // cannot apply.
+    if (!part_of.empty()) {
+      return Unimplemented("a 'filters' assignment needs an ungrouped layer; this one has group ", c.group);
+    }
+    size_t widest = 0;
+    for (size_t i = 1; i < specs.size(); ++i) widest = specs[i].bits > specs[widest].bits ? i : widest;
+    part_of.assign(rows, static_cast<int32_t>(widest));
+  }
+  if (!part_of.empty() && static_cast<int64_t>(part_of.size()) != rows) {
+    return InvalidArgument("'filters' has ", part_of.size(), " entries; the layer has ", rows, " filters");
+  }
+  if (part_of.empty()) {
+    FitOptions f0 = fo;
+    if (o.weight_clip_auto) f0.clip = specs[0].bits >= 4 ? ClipMethod::kMinMax : ClipMethod::kMse;
+    PackedTensor first;
+    LOWBIT_ASSIGN_OR_RETURN(first, PackedTensor::Quantize(c.w.data(), c.wshape, specs[0], f0, o.prune));
+    std::vector<float> d(c.w.size());
+    first.Dequantize(d.data());
+    std::vector<double> rel(rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      double e = 0, energy = 1e-30;
+      for (int64_t j = r * cols; j < (r + 1) * cols; ++j) {
+        e += (static_cast<double>(c.w[j]) - d[j]) * (static_cast<double>(c.w[j]) - d[j]);
+        energy += static_cast<double>(c.w[j]) * c.w[j];
+      }
+      rel[r] = e / energy;
+    }
+    std::vector<int32_t> order(rows);
+    for (int64_t r = 0; r < rows; ++r) order[r] = static_cast<int32_t>(r);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return rel[a] > rel[b]; });
+    const int64_t second = std::llround(ff.fraction * static_cast<double>(rows));
+    part_of.assign(rows, 0);
+    for (int64_t i = 0; i < second; ++i) part_of[order[i]] = 1;
+  }
+  // Formats no filter takes drop out (a fraction of 0 or 1: one format).
+  std::vector<FormatSpec> used;
+  std::vector<int32_t> index(specs.size(), -1);
+  for (int32_t p : part_of) {
+    if (index[p] < 0) {
+      index[p] = static_cast<int32_t>(used.size());
+      used.push_back(specs[p]);
+    }
+  }
+  // Parts in the order of the plan's formats.
+  std::vector<int32_t> remap(specs.size(), -1);
+  used.clear();
+  for (size_t p = 0; p < specs.size(); ++p) {
+    if (index[p] < 0) continue;
+    remap[p] = static_cast<int32_t>(used.size());
+    used.push_back(specs[p]);
+  }
+  for (int32_t& p : part_of) p = remap[p];
+  // MSE clipping when any format is below 4 bits (as for uniform layers).
+  if (o.weight_clip_auto) {
+    int min_bits = 8;
+    for (const FormatSpec& f : used) min_bits = std::min(min_bits, f.bits);
+    fo.clip = min_bits >= 4 ? ClipMethod::kMinMax : ClipMethod::kMse;
+  }
+  return QuantizeParts(c.w.data(), c.wshape, used, part_of, fo, o.prune);
+}
+
 }  // namespace
 
 std::vector<std::string> QuantizableLayers(const Graph& graph) {
@@ -362,32 +445,65 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
       }
       FitOptions fo = o.weight_fit;
       LOWBIT_ASSIGN_OR_RETURN(fo.granularity, ParseGranularity(s.granularity));
-      FormatSpec spec;
-      LOWBIT_ASSIGN_OR_RETURN(spec, ParseFormat(s.weights));
-      if (o.weight_clip_auto) fo.clip = spec.bits >= 4 ? ClipMethod::kMinMax : ClipMethod::kMse;
-      Result<PackedTensor> packed = PackedTensor::Quantize(c.w.data(), c.wshape, spec, fo, o.prune);
-      if (!packed.ok()) return Status(packed.status().code(), where + ": " + packed.status().message());
-      PackedTensor pt = std::move(packed).value();
-      // 8-bit activations run on integer kernels, which need levels on an
-      // int8 grid; weight-only layers (acts float) decode any levels.
       const bool weight_only = s.acts == "float";
-      if (spec.family == Family::kCodebook && !weight_only) {
-        Result<PackedTensor> snapped = SnapToInt8Grid(pt, c.w, o.prune);
-        if (!snapped.ok()) return Status(snapped.status().code(), where + ": " + snapped.status().message());
-        pt = std::move(snapped).value();
+      PackedParts parts;
+      if (IsFilterWise(s.weights)) {
+        Result<PackedParts> p = QuantizeFilterWise(c, s, fo, o);
+        if (!p.ok()) return Status(p.status().code(), where + ": " + p.status().message());
+        parts = std::move(p).value();
+        rep.settings.filters.assign(parts.rows(), 0);
+        for (size_t i = 0; i < parts.channels.size(); ++i) {
+          for (int32_t ch : parts.channels[i]) rep.settings.filters[ch] = static_cast<int32_t>(i);
+        }
+        if (parts.mixed()) {
+          // The plan that reproduces this layer: its formats and assignment.
+          FilterFormats ff;
+          LOWBIT_ASSIGN_OR_RETURN(ff, ParseFilterFormats(s.weights));
+          std::string names;
+          for (const std::string& n : ff.names) names += (names.empty() ? "" : "/") + n;
+          rep.settings.weights = names;
+        } else {
+          rep.settings.weights = parts.format();
+          rep.settings.filters.clear();
+        }
+        result.resolved[ci].second = rep.settings;  // --write-plan records the assignment
+      } else {
+        FormatSpec spec;
+        LOWBIT_ASSIGN_OR_RETURN(spec, ParseFormat(s.weights));
+        if (o.weight_clip_auto) fo.clip = spec.bits >= 4 ? ClipMethod::kMinMax : ClipMethod::kMse;
+        Result<PackedTensor> packed = PackedTensor::Quantize(c.w.data(), c.wshape, spec, fo, o.prune);
+        if (!packed.ok()) return Status(packed.status().code(), where + ": " + packed.status().message());
+        PackedTensor pt = std::move(packed).value();
+        // 8-bit activations run on integer kernels, which need levels on an
+        // int8 grid; weight-only layers (acts float) decode any levels.
+        if (spec.family == Family::kCodebook && !weight_only) {
+          Result<PackedTensor> snapped = SnapToInt8Grid(pt, c.w, o.prune);
+          if (!snapped.ok()) return Status(snapped.status().code(), where + ": " + snapped.status().message());
+          pt = std::move(snapped).value();
+        }
+        parts.shape = pt.shape();
+        parts.channels.emplace_back(pt.rows());
+        for (int64_t r = 0; r < pt.rows(); ++r) parts.channels[0][r] = static_cast<int32_t>(r);
+        parts.parts.push_back(std::move(pt));
       }
       if (!weight_only) {
-        Result<QLinearWeights> runnable = PrepareQLinear(pt);
-        if (!runnable.ok()) {
-          return Status(runnable.status().code(), where + ": " + runnable.status().message() +
-                                                      " (--acts float runs any format)");
+        for (const PackedTensor& pt : parts.parts) {
+          Result<QLinearWeights> runnable = PrepareQLinear(pt);
+          if (!runnable.ok()) {
+            return Status(runnable.status().code(), where + ": " + runnable.status().message() +
+                                                        (parts.mixed() ? "" : " (--acts float runs any format)"));
+          }
+          if (runnable->signed_acts() != PrepareQLinear(parts.parts[0])->signed_acts()) {
+            return Unimplemented(where, ": filter-wise formats ", parts.format(),
+                                 " mix kernel layouts: take 1, 2, 4 and 8-bit uniform grids, or only other formats");
+          }
         }
       }
       std::vector<float> wd(c.w.size());
-      pt.Dequantize(wd.data());
+      parts.Dequantize(wd.data());
       rep.weight_sqnr_db = MeasureError(c.w.data(), wd.data(), static_cast<int64_t>(wd.size())).sqnr_db;
       rep.quantized = true;
-      rep.bytes = pt.bytes().total();
+      rep.bytes = parts.bytes();
       std::vector<float> bias = c.bias;
       auto st = stats.find(c.x);
       const bool calibrated = st != stats.end() && st->second.per_channel > 0;
@@ -425,7 +541,7 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
         if (c.op == "Conv" || key.rfind("lowbit.", 0) == 0) q.attrs[key] = value;
       }
       Tensor codes, scales;
-      SetPackedWeight(pt, &q, &codes, &scales);
+      SetPackedParts(parts, &q, &codes, &scales);
       q.attrs["act"] = s.acts;
       if (calibrated && !weight_only) {
         const auto [lo, hi] = ChooseRange(st->second, o, symmetric);

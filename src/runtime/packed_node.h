@@ -19,7 +19,9 @@
 #ifndef LOWBIT_RUNTIME_PACKED_NODE_H_
 #define LOWBIT_RUNTIME_PACKED_NODE_H_
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "ir/graph.h"
 #include "lowbit/packed_tensor.h"
@@ -37,8 +39,47 @@ inline bool IsPackedNode(const Node& n) {
 }
 
 // Rebuilds and validates the packed weight of a node from its attributes and
-// its codes and scales tensors; errors name the node and the mismatch.
+// its codes and scales tensors; errors name the node and the mismatch. Nodes
+// with filter-wise formats (below) are refused: use PackedPartsOf.
 Result<PackedTensor> PackedWeightOf(const Node& node, const Tensor& codes, const Tensor& scales);
+
+// Filter-wise mixed precision: the output channels (filters) of one layer in
+// P >= 2 formats. The node's format is the formats joined by '/' ("int2/int4"),
+// attribute filter_parts (ints, one per output channel) names each channel's
+// format, and part p is one packed tensor holding that format's channels in
+// ascending order. codes (uint8, 1-D), scales and zero_points are the parts'
+// concatenated in part order; granularity applies to each part; formats
+// with stored levels (nhot, codebook) are refused.
+inline constexpr const char* kFilterParts = "filter_parts";
+struct PackedParts {
+  std::vector<int64_t> shape;                 // the whole weight's shape
+  std::vector<PackedTensor> parts;            // one per format (a single one: uniform)
+  std::vector<std::vector<int32_t>> channels; // output channels of each part, ascending
+
+  bool mixed() const { return parts.size() > 1; }
+  int64_t rows() const { return shape.empty() ? 0 : shape[0]; }
+  int64_t numel() const;
+  int64_t bytes() const;          // packed codes and parameters of every part
+  double mean_bits() const;       // code bits per weight
+  std::string format() const;     // "int4", or "int2/int4"
+  // Every weight decoded to fp32 in the whole tensor's row-major order (for
+  // references and error reports, never for inference).
+  void Dequantize(float* out) const;
+  // The whole tensor as one packed tensor in the widest part's format, when
+  // that is exact: every part int family of one signedness (symmetric or
+  // asymmetric), granularity channel. Used by exports.
+  std::optional<PackedTensor> Widened() const;
+};
+// The parts of a packed node (a uniform node gives one part of all channels);
+// errors name the node and the mismatch.
+Result<PackedParts> PackedPartsOf(const Node& node, const Tensor& codes, const Tensor& scales);
+// Splits a weight (C-ordered, `shape`, rows = output channels) into parts by
+// `part_of` (one per row, values 0..specs.size()-1, every part non-empty),
+// quantizing each with its spec; errors name the part.
+Result<PackedParts> QuantizeParts(const float* w, const std::vector<int64_t>& shape,
+                                  const std::vector<FormatSpec>& specs,
+                                  const std::vector<int32_t>& part_of, FitOptions options,
+                                  double prune_ratio);
 
 // The packed weight of a PackedConv/PackedGemm kernel from its inputs X,
 // codes, scales (constants), with X float32 and the node's act valid; errors
@@ -48,6 +89,9 @@ Result<PackedTensor> PreparePackedInputs(const OpKernel& op, const std::vector<T
 // Writes a packed weight into a node's attributes and returns the codes and
 // scales tensors to store as its inputs 1 and 2.
 void SetPackedWeight(const PackedTensor& w, Node* node, Tensor* codes, Tensor* scales);
+void SetPackedParts(const PackedParts& w, Node* node, Tensor* codes, Tensor* scales);
+// PreparePackedInputs for kernels that run filter-wise formats.
+Result<PackedParts> PreparePackedParts(const OpKernel& op, const std::vector<TensorInfo>& in);
 
 // The activation quantization a node asks for.
 struct ActSpec {

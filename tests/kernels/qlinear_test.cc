@@ -261,6 +261,119 @@ TEST(QLinearTest, ByteEpilogueEqualsQuantizedFloatEpilogue) {
   }
 }
 
+// Filter-wise formats: with Epilogue::out, row j of a weight writes output
+// out[j] of a wider layer (and reads its residual and bias there); the values
+// equal the unmapped epilogue's row j bit for bit, on every epilogue, every
+// path, and for output slices.
+TEST(QLinearTest, MappedEpiloguesScatterRows) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  Rng rng(seed + 11);
+  auto uniform = [&](float lo, float hi) { return lo + (hi - lo) * static_cast<float>(rng.Uniform()); };
+  for (int64_t n : {5, 16, 37}) {
+    const int64_t total = 2 * n + 3, k = 21, rows = 19;
+    SCOPED_TRACE(::testing::Message() << "n " << n);
+    const std::vector<float> wf = testing::Laplace(n * k, seed + n);
+    PackedTensor t = *PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat("int2"), FitOptions());
+    const QLinearWeights w = *PrepareQLinear(t);
+    // Rows go to distinct, shuffled outputs of the wider layer.
+    std::vector<int32_t> out(total);
+    for (int64_t i = 0; i < total; ++i) out[i] = static_cast<int32_t>(i);
+    for (int64_t i = total - 1; i > 0; --i) std::swap(out[i], out[rng.Below(static_cast<uint64_t>(i + 1))]);
+    out.resize(n);
+    std::vector<int32_t> dot(rows * w.n_pad), sums(rows);
+    std::vector<uint8_t> u(w.k_pad, 0);
+    for (int64_t p = 0; p < rows; ++p) {
+      sums[p] = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        u[i] = static_cast<uint8_t>(rng.Below(256));
+        sums[p] += static_cast<int8_t>(u[i]);
+      }
+      QLinearDotRef(w, u.data(), dot.data() + p * w.n_pad);
+    }
+    std::vector<float> bias(total), res_planes(total * rows);
+    std::vector<uint8_t> res_pix(rows * total);
+    for (auto& b : bias) b = uniform(-1, 1);
+    for (auto& v : res_planes) v = uniform(-2, 2);
+    for (auto& v : res_pix) v = static_cast<uint8_t>(rng.Below(256));
+    // The unmapped references read the mapped rows' bias and residuals.
+    std::vector<float> bias_n(n), planes_n(n * rows);
+    std::vector<uint8_t> pix_n(rows * n);
+    for (int64_t j = 0; j < n; ++j) {
+      bias_n[j] = bias[out[j]];
+      for (int64_t p = 0; p < rows; ++p) {
+        planes_n[j * rows + p] = res_planes[out[j] * rows + p];
+        pix_n[p * n + j] = res_pix[p * total + out[j]];
+      }
+    }
+    const ActQuant a = StaticActParams(-2.0f, 3.0f, true, w.signed_acts());
+    Epilogue e;
+    e.clamp = true;
+    e.lo = -3.0f;
+    e.hi = 4.0f;
+    const ActQuant rq = StaticActParams(-0.5f, 2.0f, false, false);
+    const ByteOutput o{1.0f / 0.03f, 100};
+    std::vector<KernelPath> paths = {KernelPath::kRef};
+    if (KernelPathAvailable(KernelPath::kAvx512Vnni)) paths.push_back(KernelPath::kAvx512Vnni);
+    for (KernelPath path : paths) {
+      SCOPED_TRACE(KernelPathName(path));
+      ColumnEpilogue plain, mapped;
+      e.bias = bias_n.data();
+      e.out = nullptr;
+      PrepareColumnEpilogue(w, a, e, path, &plain);
+      e.bias = bias.data();
+      e.out = out.data();
+      PrepareColumnEpilogue(w, a, e, path, &mapped);
+      for (int64_t j0 : {int64_t{0}, int64_t{16}}) {
+        if (j0 >= n) continue;
+        for (int residual = 0; residual < 3; ++residual) {
+          SCOPED_TRACE(::testing::Message() << "j0 " << j0 << " residual " << residual);
+          // fp32 planes.
+          std::vector<float> want(n * rows, -7.0f), got(total * rows, -7.0f);
+          QLinearEpilogueColumns(w, plain, sums.data(), dot.data(), rows, residual == 1 ? planes_n.data() : nullptr,
+                                 want.data(), rows, j0);
+          QLinearEpilogueColumns(w, mapped, sums.data(), dot.data(), rows,
+                                 residual == 1 ? res_planes.data() : nullptr, got.data(), rows, j0);
+          for (int64_t j = 0; j < n; ++j) {
+            for (int64_t p = 0; p < rows; ++p) {
+              ASSERT_EQ(got[out[j] * rows + p], want[j * rows + p]) << "row " << j << " pixel " << p;
+            }
+          }
+          int64_t untouched = 0;
+          for (float v : got) untouched += v == -7.0f;
+          EXPECT_EQ(untouched, (total - n + j0) * rows);
+          // Bytes per pixel.
+          RowResidual rn, rm;
+          if (residual == 1) {
+            rn = {planes_n.data(), nullptr, rows, 1.0f, 0};
+            rm = {res_planes.data(), nullptr, rows, 1.0f, 0};
+          } else if (residual == 2) {
+            rn = {nullptr, pix_n.data(), n, rq.scale, rq.zero};
+            rm = {nullptr, res_pix.data(), total, rq.scale, rq.zero};
+          }
+          std::vector<uint8_t> want_b(rows * n, 1), got_b(rows * total, 1);
+          QLinearEpilogueRowsBytes(w, plain, sums.data(), dot.data(), rows, rn, o, want_b.data(), n, j0);
+          QLinearEpilogueRowsBytes(w, mapped, sums.data(), dot.data(), rows, rm, o, got_b.data(), total, j0);
+          for (int64_t p = 0; p < rows; ++p) {
+            for (int64_t j = j0; j < n; ++j) {
+              ASSERT_EQ(got_b[p * total + out[j]], want_b[p * n + j]) << "row " << j << " pixel " << p;
+            }
+          }
+        }
+      }
+    }
+    // The GEMV epilogue.
+    Epilogue ge;
+    ge.bias = bias_n.data();
+    std::vector<float> want(n), got(total, -7.0f);
+    QLinearEpilogue(w, a, dot.data(), ge, want.data());
+    ge.bias = bias.data();
+    ge.out = out.data();
+    QLinearEpilogue(w, a, dot.data(), ge, got.data());
+    for (int64_t j = 0; j < n; ++j) EXPECT_EQ(got[out[j]], want[j]) << "row " << j;
+  }
+}
+
 TEST(QLinearTest, UniformGridsUseThePlaneLayout) {
   const std::vector<float> wf = testing::Laplace(16 * 64, 2);
   for (const char* f : {"int1", "int2", "int4", "int8", "uint4", "int4-asym", "int3", "nhot2-4"}) {

@@ -15,6 +15,7 @@
 #include "base/rng.h"
 #include "ir/passes.h"
 #include "quant/qdq_export.h"
+#include "quant/quant_plan.h"
 #include "quant/quantize.h"
 #include "runtime/byte_edges.h"
 #include "runtime/packed_node.h"
@@ -241,6 +242,129 @@ TEST(PackedOpsTest, GemmAndMatMulMatchQdqReference) {
       }
     }
   }
+}
+
+// Filter-wise formats (a format per output channel): each format's filters
+// run as one kernel layout and write their own outputs; the result equals the
+// QDQ reference (the int formats export exactly as one int8 tensor, the
+// others as decoded fp32) on every path, with 1 and 2 threads, for convs
+// (implicit GEMM, pointwise direct, stem, outputs split across threads) and
+// Gemm/MatMul.
+TEST(PackedOpsTest, FilterWiseFormatsMatchQdqReference) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  Rng rng(seed + 3);
+  const ConvCase cases[] = {
+      {1, 3, 9, 7, 5, 3, 1, 1, 1},     // odd everything
+      {2, 16, 8, 8, 17, 3, 2, 1, 1},   // stride 2, tile + 1 outputs
+      {2, 32, 5, 3, 20, 1, 1, 0, 1},   // pointwise straight from the NHWC bytes
+      {2, 3, 19, 17, 9, 7, 2, 3, 1},   // a ResNet stem
+      {1, 16, 5, 5, 130, 3, 1, 1, 1},  // few pixels, many outputs: threads split the outputs
+  };
+  const char* formats[] = {"int2/int4:0.3", "int4-asym/int8-asym:0.5", "int1/int3:0.5", "pow2-3/int3:0.4"};
+  auto check = [&](const Graph& g, const Graph& q, const Tensor& x) {
+    int parts = 0;
+    for (const Node& n : q.nodes) parts += IsPackedNode(n) && n.Has(kFilterParts);
+    EXPECT_EQ(parts, 1);
+    auto qdq = ToQdqGraph(q);
+    ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
+    const Tensor want = RunGraph(*qdq, x);
+    for (const char* path : Paths()) {
+      KernelEnv env(path);
+      for (int threads : {1, 2}) {
+        EXPECT_LT(MaxRelDiff(RunGraph(q, x, threads), want), 2e-5) << path << " threads " << threads;
+      }
+    }
+    (void)g;
+  };
+  for (const ConvCase& cc : cases) {
+    for (const char* weights : formats) {
+      for (const char* acts : {"uint8", "int8"}) {
+        SCOPED_TRACE(::testing::Message() << "conv c" << cc.c << " m" << cc.m << " k" << cc.k << " " << weights
+                                          << " " << acts);
+        const Graph g = ConvGraph(cc, rng, true);
+        Graph q = Quantize(g, weights, acts);
+        SetStaticRange(&q, -0.8f, 1.1f);
+        check(g, q, Random({cc.n, cc.c, cc.h, cc.w}, rng));
+      }
+    }
+  }
+  for (bool matmul : {false, true}) {
+    for (const char* weights : formats) {
+      SCOPED_TRACE(::testing::Message() << (matmul ? "MatMul " : "Gemm ") << weights);
+      const Graph g = GemmGraph(45, 37, rng, matmul);
+      Graph q = Quantize(g, weights);
+      SetStaticRange(&q, -1.0f, 0.7f);
+      check(g, q, Random({3, 45}, rng));
+    }
+  }
+  // Three formats by an explicit assignment (a tuner's plan), every filter
+  // where the plan puts it.
+  const Graph g = ConvGraph({1, 8, 6, 6, 12, 3, 1, 1, 1}, rng, false);
+  QuantizeOptions o;
+  o.quiet = true;
+  auto plan = ParsePlanJson(
+      R"({"weights": "int8", "layers": {"conv": {"weights": "int2/int8/int4",
+          "filters": [0, 1, 2, 2, 0, 0, 1, 0, 2, 0, 0, 0]}}})", "plan.json");
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  o.plan = *plan;
+  auto r = QuantizeGraph(g, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const Node& n = r->graph.nodes[0];
+  EXPECT_EQ(n.GetString("format", ""), "int2/int8/int4");
+  EXPECT_EQ(n.GetInts(kFilterParts), (std::vector<int64_t>{0, 1, 2, 2, 0, 0, 1, 0, 2, 0, 0, 0}));
+  EXPECT_EQ(r->resolved[0].second.filters, (std::vector<int32_t>{0, 1, 2, 2, 0, 0, 1, 0, 2, 0, 0, 0}));
+  auto parts = PackedPartsOf(n, r->graph.constants.at(n.input(1)), r->graph.constants.at(n.input(2)));
+  ASSERT_TRUE(parts.ok()) << parts.status().ToString();
+  ASSERT_EQ(parts->parts.size(), 3u);
+  EXPECT_EQ(parts->parts[1].bits(), 8);
+  EXPECT_EQ(parts->channels[2], (std::vector<int32_t>{2, 3, 8}));
+  // 7 filters x 72 weights at 2 bits, 2 at 8, 3 at 4: the file holds the bits.
+  EXPECT_EQ(r->graph.constants.at(n.input(1)).numel(), 7 * 18 + 2 * 72 + 3 * 36);
+  Graph q = r->graph;
+  SetStaticRange(&q, -1.0f, 1.0f);
+  check(g, q, Random({1, 8, 6, 6}, rng));
+}
+
+// The fraction rule gives the second format to the filters the first fits
+// worst; fractions 0 and 1 give a uniform layer; grouped layers take the
+// widest format; what cannot run is refused with the layer's name.
+TEST(PackedOpsTest, FilterWiseFractionPicksTheWorstFitFilters) {
+  Rng rng(21);
+  Graph g = GemmGraph(64, 40, rng, false);
+  // Filters 0..9 get one outlier each: int2 fits them worst.
+  Tensor& w = g.constants.at("W");
+  for (int64_t r = 0; r < 10; ++r) w.data<float>()[r * 64 + 5] = 6.0f;
+  Graph q = Quantize(g, "int2/int8:0.25");
+  const std::vector<int64_t> parts = q.nodes[0].GetInts(kFilterParts);
+  ASSERT_EQ(parts.size(), 40u);
+  for (int64_t r = 0; r < 40; ++r) EXPECT_EQ(parts[r], r < 10 ? 1 : 0) << "filter " << r;
+  EXPECT_EQ(Quantize(g, "int2/int8:0").nodes[0].GetString("format", ""), "int2");
+  EXPECT_FALSE(Quantize(g, "int2/int8:1").nodes[0].Has(kFilterParts));
+  // Depthwise: the widest format.
+  const Graph dw = ConvGraph({1, 8, 6, 6, 8, 3, 1, 1, 8}, rng, false);
+  EXPECT_EQ(Quantize(dw, "int2/int4:0.5").nodes[0].GetString("format", ""), "int4");
+  auto refused = [&](const std::string& json, const std::string& words) {
+    QuantizeOptions o;
+    o.quiet = true;
+    auto plan = ParsePlanJson(json, "plan.json");
+    Status st = plan.status();
+    if (plan.ok()) {
+      o.plan = *plan;
+      st = QuantizeGraph(g, o).status();
+    }
+    ASSERT_FALSE(st.ok()) << json;
+    EXPECT_NE(st.message().find(words), std::string::npos) << st.message();
+  };
+  refused(R"({"weights": "int2/int4"})", "need a fraction");
+  refused(R"({"weights": "int2/int4:1.5"})", "in [0, 1]");
+  refused(R"({"weights": "int2/int4/int8:0.5"})", "exactly two");
+  refused(R"({"weights": "int2/nhot2-4:0.5"})", "nhot2-4");
+  refused(R"({"weights": "int2/int4:0.5", "acts": "float"})", "8-bit acts");
+  refused(R"({"weights": "int4", "layers": {"fc": {"filters": [0]}}})", "filter-wise weights");
+  refused(R"({"layers": {"fc": {"weights": "int2/int4", "filters": [0, 1, 2]}}})", "index 2");
+  refused(R"({"layers": {"fc": {"weights": "int2/int4", "filters": [0, 1]}}})", "40 filters");
+  refused(R"({"weights": "int2/int3:0.5"})", "kernel layouts");
 }
 
 // Weight-only layers (acts "float") equal fp32 layers on the decoded weights
@@ -497,11 +621,14 @@ TEST(PackedOpsTest, ByteEdgesMatchFloatEdges) {
   };
   // Chain: c0, p, a, r1, c, r2, dw1, dw2, wide. Residual: the same (the
   // skips' readers write bytes). Broadcast: g, g1, gp, rs.
-  for (const Case& k : {Case{false, false, 9}, Case{true, false, 9}, Case{false, true, 4}}) {
-    SCOPED_TRACE(::testing::Message() << (k.broadcast ? "broadcast" : k.residual ? "residual" : "chain"));
+  // (Filter-wise formats: byte outputs and residuals scattered per format.)
+  for (const Case& k : {Case{false, false, 9}, Case{true, false, 9}, Case{false, true, 4}})
+  for (const char* weights : {"int4", "int2/int4:0.5"}) {
+    SCOPED_TRACE(::testing::Message() << (k.broadcast ? "broadcast" : k.residual ? "residual" : "chain") << " "
+                                      << weights);
     Rng rng(seed + 5);
     const Graph f = BlocksGraph(k.residual, k.broadcast, rng);
-    Graph q = Quantize(f, "int4");
+    Graph q = Quantize(f, weights);
     Rng xr(seed);
     const Tensor x = Random({2, 6, 11, 9}, xr, 0.0f, 1.0f);
     SetRangesPerValue(f, x, &q);
@@ -630,6 +757,37 @@ TEST(PackedOpsTest, LoadingRefusesInconsistentPackedNodes) {
   bad = n;
   bad.attrs["weight_shape"] = std::vector<int64_t>{8, 33};
   EXPECT_FALSE(PackedWeightOf(bad, codes, scales).ok());
+
+  // Filter-wise formats: every inconsistency is named.
+  Graph m = Quantize(GemmGraph(32, 8, rng, false), "int2/int4:0.5");
+  const Node& mn = m.nodes[0];
+  const Tensor& mc = m.constants.at(mn.input(1));
+  const Tensor& ms = m.constants.at(mn.input(2));
+  ASSERT_TRUE(PackedPartsOf(mn, mc, ms).ok());
+  EXPECT_FALSE(PackedWeightOf(mn, mc, ms).ok());  // callers that run one format refuse
+  auto refused = [&](const Node& node, const Tensor& c, const Tensor& s, const std::string& words) {
+    auto r = PackedPartsOf(node, c, s);
+    ASSERT_FALSE(r.ok()) << words;
+    EXPECT_NE(r.status().message().find(words), std::string::npos) << r.status().message();
+  };
+  refused(mn, mc.View(DType::kUint8, {mc.numel() - 1}), ms, "uint8 bytes");
+  refused(mn, mc, ms.View(DType::kFloat32, {ms.numel() - 1}), "scales");
+  bad = mn;
+  bad.attrs[kFilterParts] = std::vector<int64_t>{0, 1, 0};
+  refused(bad, mc, ms, "3 entries for 8");
+  bad.attrs[kFilterParts] = std::vector<int64_t>{0, 1, 0, 1, 0, 1, 0, 2};
+  refused(bad, mc, ms, "= 2 is not a format index");
+  bad.attrs[kFilterParts] = std::vector<int64_t>(8, 0);
+  refused(bad, mc, ms, "int4 of int2/int4 has no output channel");
+  bad = mn;
+  bad.attrs.erase(kFilterParts);
+  refused(bad, mc, ms, "without attribute filter_parts");
+  bad = n;
+  bad.attrs[kFilterParts] = std::vector<int64_t>(8, 0);
+  refused(bad, codes, scales, "needs attribute filter_parts");
+  bad = mn;
+  bad.attrs["format"] = std::string("int2/nhot2-4");
+  refused(bad, mc, ms, "stores levels");
 }
 
 }  // namespace

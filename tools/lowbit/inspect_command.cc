@@ -24,7 +24,8 @@ struct InspectArgs {
 
 struct Row {
   std::string name, op, format = "fp32", granularity = "-";
-  int wbits = 32, abits = 32;
+  double wbits = 32;  // the mean over filters for filter-wise formats
+  int abits = 32;
   int64_t params = 0, bytes = 0, macs = 0, bias_bytes = 0;
   double sqnr = std::nan("");
 };
@@ -55,14 +56,14 @@ Status RunInspect(const InspectArgs& a) {
     const bool conv = n.op_type == "Conv" || n.op_type == kPackedConv;
     const int64_t out_ch = y->rank() == 0 ? 1 : y->shape()[conv ? 1 : y->rank() - 1];
     if (IsPackedNode(n)) {
-      PackedTensor w;
-      LOWBIT_ASSIGN_OR_RETURN(w, PackedWeightOf(n, g.constants.at(n.input(1)), g.constants.at(n.input(2))));
-      r.format = FormatName(w.params().spec);
-      r.granularity = GranularityName(w.params().granularity);
-      r.wbits = w.bits();
+      PackedParts w;
+      LOWBIT_ASSIGN_OR_RETURN(w, PackedPartsOf(n, g.constants.at(n.input(1)), g.constants.at(n.input(2))));
+      r.format = w.format();
+      r.granularity = GranularityName(w.parts[0].params().granularity);
+      r.wbits = w.mean_bits();
       r.abits = n.GetString("act", "uint8") == "float" ? 32 : 8;
       r.params = w.numel();
-      r.bytes = w.bytes().total();
+      r.bytes = w.bytes();
       if (n.Has("sqnr_db")) r.sqnr = n.GetFloat("sqnr_db", 0);
     } else {
       const Tensor& w = g.constants.at(n.input(1));
@@ -94,7 +95,9 @@ Status RunInspect(const InspectArgs& a) {
     nlohmann::ordered_json layers = nlohmann::ordered_json::array();
     for (const Row& r : rows) {
       layers.push_back({{"name", r.name}, {"op", r.op}, {"format", r.format},
-                        {"bits", r.wbits}, {"act_bits", r.abits}, {"granularity", r.granularity},
+                        {"bits", r.wbits == std::floor(r.wbits) ? nlohmann::ordered_json(static_cast<int>(r.wbits))
+                                                               : nlohmann::ordered_json(r.wbits)},
+                        {"act_bits", r.abits}, {"granularity", r.granularity},
                         {"params", r.params}, {"bytes", r.bytes}, {"macs", r.macs},
                         {"bit_ops", static_cast<double>(r.macs) * r.wbits * r.abits},
                         {"sqnr_db", std::isfinite(r.sqnr) ? nlohmann::ordered_json(r.sqnr) : nullptr}});
@@ -105,12 +108,12 @@ Status RunInspect(const InspectArgs& a) {
     std::printf("%s\n", j.dump(2).c_str());
     return OkStatus();
   }
-  std::printf("%-36s %-10s %-10s %4s %-8s %9s %9s %11s %13s %7s\n", "layer", "op", "format", "bits",
+  std::printf("%-36s %-10s %-19s %5s %-8s %9s %9s %11s %13s %7s\n", "layer", "op", "format", "bits",
               "gran", "params", "bytes", "MACs", "bit-ops", "SQNR");
   for (const Row& r : rows) {
     char sq[16] = "-";
     if (std::isfinite(r.sqnr)) std::snprintf(sq, sizeof sq, "%.1f", r.sqnr);
-    std::printf("%-36s %-10s %-10s %4d %-8s %9lld %9lld %11lld %13.4g %7s\n", r.name.c_str(),
+    std::printf("%-36s %-10s %-19s %5.3g %-8s %9lld %9lld %11lld %13.4g %7s\n", r.name.c_str(),
                 r.op.c_str(), r.format.c_str(), r.wbits, r.granularity.c_str(),
                 static_cast<long long>(r.params), static_cast<long long>(r.bytes),
                 static_cast<long long>(r.macs), static_cast<double>(r.macs) * r.wbits * r.abits, sq);

@@ -51,8 +51,8 @@ class PackedKernel : public OpKernel {
   using OpKernel::OpKernel;
 
  protected:
-  Status PrepareCommon(const std::vector<TensorInfo>& in, PackedTensor* w) {
-    LOWBIT_ASSIGN_OR_RETURN(*w, PreparePackedInputs(*this, in));
+  Status PrepareCommon(const std::vector<TensorInfo>& in, PackedParts* w) {
+    LOWBIT_ASSIGN_OR_RETURN(*w, PreparePackedParts(*this, in));
     has_bias_ = in.size() > 3 && in[3].present;
     if (has_bias_ && (in[3].dtype != DType::kFloat32 || in[3].shape != Shape{w->rows()})) {
       return InvalidArgument(Where(), "bias ", DTypeName(in[3].dtype), " ",
@@ -73,6 +73,19 @@ class PackedKernel : public OpKernel {
     return q;
   }
 
+  // Filter-wise formats: every part's layout must read the same activation
+  // operand (signed for the plane layout, unsigned for the table layout).
+  Status CheckOneOperand(const std::vector<QLinearWeights>& parts, const PackedParts& w) const {
+    for (const QLinearWeights& q : parts) {
+      if (q.signed_acts() != parts[0].signed_acts()) {
+        return Unimplemented(Where(), "filter-wise formats ", w.format(),
+                             " mix kernel layouts (1, 2, 4 and 8-bit uniform grids read int8 activations, "
+                             "other formats uint8): pick formats from one of the two sets");
+      }
+    }
+    return OkStatus();
+  }
+
   const float* Bias(const std::vector<const Tensor*>& in) const {
     return has_bias_ ? in[3]->data<float>() : nullptr;
   }
@@ -88,37 +101,49 @@ class PackedGemm final : public PackedKernel {
   using PackedKernel::PackedKernel;
 
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
-    PackedTensor w;
+    PackedParts w;
     LOWBIT_RETURN_IF_ERROR(PrepareCommon(in, &w));
-    if (w.shape().size() != 2) {
-      return InvalidArgument(Where(), "weight_shape ", ShapeToString(w.shape()), " must be [N, K]");
+    if (w.shape.size() != 2) {
+      return InvalidArgument(Where(), "weight_shape ", ShapeToString(w.shape), " must be [N, K]");
     }
     const Shape& x = in[0].shape;
-    if (x.empty() || x.back() != w.cols()) {
-      return InvalidArgument(Where(), "X ", ShapeToString(x), " must end in K = ", w.cols());
+    if (x.empty() || x.back() != w.shape[1]) {
+      return InvalidArgument(Where(), "X ", ShapeToString(x), " must end in K = ", w.shape[1]);
     }
-    LOWBIT_ASSIGN_OR_RETURN(w_, Layout(w));
+    ws_.clear();
+    for (const PackedTensor& p : w.parts) {
+      ws_.emplace_back();
+      LOWBIT_ASSIGN_OR_RETURN(ws_.back(), Layout(p));
+    }
+    LOWBIT_RETURN_IF_ERROR(CheckOneOperand(ws_, w));
+    outs_ = w.mixed() ? w.channels : std::vector<std::vector<int32_t>>{};
     if (act_spec_.is_static) {
-      act_ = StaticActParams(act_spec_.lo, act_spec_.hi, act_spec_.symmetric, w_.signed_acts());
+      act_ = StaticActParams(act_spec_.lo, act_spec_.hi, act_spec_.symmetric, ws_[0].signed_acts());
     }
-    rows_ = NumElements(x) / w.cols();
+    rows_ = NumElements(x) / w.shape[1];
+    n_ = w.rows();
     Shape y = x;
-    y.back() = w.rows();
+    y.back() = n_;
     (*out)[0] = TensorInfo{true, DType::kFloat32, y, nullptr};
     return OkStatus();
   }
 
   void Run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out,
            const ExecContext& ctx) override {
-    QLinearForward(w_, path_, in[0]->data<float>(), rows_, MakeEpilogue(fused_, Bias(in)),
-                   &scratch_, out[0]->data<float>(), ctx.pool,
-                   act_spec_.is_static ? &act_ : nullptr, act_spec_.symmetric);
+    // Filter-wise formats: one pass per format, each writing its outputs.
+    for (size_t i = 0; i < ws_.size(); ++i) {
+      Epilogue e = MakeEpilogue(fused_, Bias(in));
+      if (!outs_.empty()) e.out = outs_[i].data();
+      QLinearForward(ws_[i], path_, in[0]->data<float>(), rows_, e, &scratch_, out[0]->data<float>(),
+                     ctx.pool, act_spec_.is_static ? &act_ : nullptr, act_spec_.symmetric, n_);
+    }
   }
 
  private:
-  QLinearWeights w_;
+  std::vector<QLinearWeights> ws_;          // one per format
+  std::vector<std::vector<int32_t>> outs_;  // their outputs (filter-wise formats)
   ActQuant act_;
-  int64_t rows_ = 0;
+  int64_t rows_ = 0, n_ = 0;
   QLinearScratch scratch_;
 };
 
@@ -319,7 +344,7 @@ class PackedConv final : public PackedKernel {
 
  public:
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
-    PackedTensor w;
+    PackedParts w;
     LOWBIT_RETURN_IF_ERROR(PrepareCommon(in, &w));
     // Byte edges (runtime/byte_edges.h): X, R and Y may be 8-bit NHWC pixels.
     bytes_in_ = node_.GetInt(kByteInput, 0) != 0;
@@ -330,7 +355,7 @@ class PackedConv final : public PackedKernel {
     LOWBIT_ASSIGN_OR_RETURN(res_bytes_, ByteEdgeParams(kByteResidualAct, kByteResidualRange, &res_q_));
     const Shape x_shape = bytes_in_ ? NchwOf(in[0].shape) : in[0].shape;
     ConvDims d;
-    LOWBIT_ASSIGN_OR_RETURN(d, ComputeConvDims(node_, x_shape, w.shape(), "weight_shape"));
+    LOWBIT_ASSIGN_OR_RETURN(d, ComputeConvDims(node_, x_shape, w.shape, "weight_shape"));
     n_ = d.n;
     c_ = d.c;
     m_ = d.m;
@@ -340,13 +365,17 @@ class PackedConv final : public PackedKernel {
     mg_ = m_ / group_;
     taps_ = g_.k[0] * g_.k[1] * g_.k[2];
     depthwise_ = cg_ == 1 && group_ > 1;
+    mixed_ = w.mixed();
+    if (mixed_ && group_ != 1) {
+      return Unimplemented(Where(), "filter-wise formats (", w.format(), ") need group 1, not group ", group_);
+    }
     nhwc_dw_ = depthwise_ && (bytes_in_ || bytes_out_);
     if (nhwc_dw_ && (mg_ != 1 || res_bytes_ || (in.size() > 4 && in[4].present))) {
       return InvalidArgument(Where(), "8-bit pixels need a depthwise convolution with one output per "
                                       "channel and no residual");
     }
     if (depthwise_) {
-      LOWBIT_RETURN_IF_ERROR(BuildDepthwise(w));
+      LOWBIT_RETURN_IF_ERROR(BuildDepthwise(w.parts[0]));
       signed_ = !nhwc_dw_;
       if (nhwc_dw_) {
         // The NHWC byte image and tap-major weights of DepthwiseNhwc.
@@ -373,6 +402,7 @@ class PackedConv final : public PackedKernel {
       if (group_ == 1 && c_ % 4 != 0) cs_ = ck_ = (c_ + 3) / 4 * 4;
       kk_ = ck_ * taps_;
       LOWBIT_RETURN_IF_ERROR(BuildGroups(w));
+      LOWBIT_RETURN_IF_ERROR(CheckOneOperand(groups_, w));
       signed_ = groups_[0].signed_acts();
       SetUpImage();
     }
@@ -449,28 +479,32 @@ class PackedConv final : public PackedKernel {
         QuantizeImage(x + i * isz, a, ctx, s);
       }
       const int64_t threads = ctx.pool->threads();
-      for (int64_t grp = 0; grp < group_; ++grp) {
-        const QLinearWeights& w = groups_[grp];
+      for (int64_t part = 0; part < static_cast<int64_t>(groups_.size()); ++part) {
+        const QLinearWeights& w = groups_[part];
+        // Input channels from group grp; outputs from og, or scattered to
+        // part_out_ (filter-wise formats: every part reads the whole input).
+        const int64_t grp = mixed_ ? 0 : part, og = mixed_ ? 0 : part * mg_;
         // Few pixels and many output tiles (the late, 7x7 and 14x14 layers):
         // threads split the output channels, so each streams only its share
         // of the weights and the work divides evenly.
         const bool by_channels = threads > 1 && (implicit_ || rows_for_direct_) &&
                                  osz < 128 * threads && w.n_pad / 16 >= 4 * threads;
-        WindowSums(grp, ctx, s);
+        if (!mixed_ || part == 0) WindowSums(grp, ctx, s);
         if (implicit_ || by_channels) {
           for (int64_t p = 0; p < osz; ++p) {
             s.row_ptr[p] = s.image.data() + row_pix_[p] * cs_ + grp * cg_;
           }
         } else if (!direct_) {
-          Gather(grp, ctx, s);
+          Gather(w, grp, ctx, s);
         }
-        Epilogue e = MakeEpilogue(fused_, bias != nullptr ? bias + grp * mg_ : nullptr);
+        Epilogue e = MakeEpilogue(fused_, bias != nullptr ? bias + og : nullptr);
+        if (mixed_) e.out = part_out_[part].data();
         if (late_residual) e.clamp = false;
         PrepareColumnEpilogue(w, a, e, path_, &s.epilogue);
-        float* yg = write_bytes ? nullptr : y + (i * m_ + grp * mg_) * osz;
-        const float* rg = res != nullptr && !late_residual ? res + (i * m_ + grp * mg_) * osz : nullptr;
-        uint8_t* ybg = write_bytes ? yb + i * osz * m_ + grp * mg_ : nullptr;
-        const uint8_t* rbg = res_b != nullptr ? res_b + i * osz * m_ + grp * mg_ : nullptr;
+        float* yg = write_bytes ? nullptr : y + (i * m_ + og) * osz;
+        const float* rg = res != nullptr && !late_residual ? res + (i * m_ + og) * osz : nullptr;
+        uint8_t* ybg = write_bytes ? yb + i * osz * m_ + og : nullptr;
+        const uint8_t* rbg = res_b != nullptr ? res_b + i * osz * m_ + og : nullptr;
         // The epilogue of pixels [p0, p0 + n), outputs [j0, j1).
         auto epilogue = [&](int64_t p0, int64_t n, const int32_t* dot, int64_t j0, int64_t j1) {
           if (ybg != nullptr) {
@@ -560,34 +594,51 @@ class PackedConv final : public PackedKernel {
   }
 
  private:
-  // One QLinearWeights per group; columns permuted from (c, kd, kh, kw) to
-  // (kd, kh, kw, c) to match the image's windows, padding channels included.
-  Status BuildGroups(const PackedTensor& w) {
-    const QuantParams& p = w.params();
-    if (p.granularity.kind == Granularity::kGroup) {
+  // One QLinearWeights per group, or per format (filter-wise formats, group
+  // 1); columns permuted from (c, kd, kh, kw) to (kd, kh, kw, c) to match
+  // the image's windows, padding channels included.
+  Status BuildGroups(const PackedParts& parts) {
+    groups_.clear();
+    part_out_.clear();
+    if (parts.parts[0].params().granularity.kind == Granularity::kGroup) {
       return Unimplemented(Where(), "group granularity is not supported by the conv kernels");
     }
-    std::vector<uint32_t> row(w.cols()), perm(mg_ * kk_);
-    for (int64_t grp = 0; grp < group_; ++grp) {
+    if (parts.mixed()) {
+      for (size_t i = 0; i < parts.parts.size(); ++i) {
+        const PackedTensor& w = parts.parts[i];
+        LOWBIT_RETURN_IF_ERROR(AddGroup(w, 0, w.rows()));
+        part_out_.push_back(parts.channels[i]);
+      }
+      return OkStatus();
+    }
+    for (int64_t grp = 0; grp < group_; ++grp) LOWBIT_RETURN_IF_ERROR(AddGroup(parts.parts[0], grp, mg_));
+    return OkStatus();
+  }
+
+  // The kernel layout of rows [grp * mg, (grp + 1) * mg) of w.
+  Status AddGroup(const PackedTensor& w, int64_t grp, int64_t mg) {
+    const QuantParams& p = w.params();
+    std::vector<uint32_t> row(w.cols()), perm(mg * kk_);
+    {
       QuantParams gp = p;
-      gp.rows = mg_;
+      gp.rows = mg;
       gp.cols = kk_;
       if (p.granularity.kind == Granularity::kChannel) {
-        gp.scales.assign(p.scales.begin() + grp * mg_, p.scales.begin() + (grp + 1) * mg_);
+        gp.scales.assign(p.scales.begin() + grp * mg, p.scales.begin() + (grp + 1) * mg);
         if (!p.zero_points.empty()) {
-          gp.zero_points.assign(p.zero_points.begin() + grp * mg_,
-                                p.zero_points.begin() + (grp + 1) * mg_);
+          gp.zero_points.assign(p.zero_points.begin() + grp * mg,
+                                p.zero_points.begin() + (grp + 1) * mg);
         }
       }
-      for (int64_t r = 0; r < mg_; ++r) {
-        w.UnpackRow(grp * mg_ + r, row.data());
+      for (int64_t r = 0; r < mg; ++r) {
+        w.UnpackRow(grp * mg + r, row.data());
         uint32_t* dst = perm.data() + r * kk_;
         for (int64_t c = 0; c < ck_; ++c) {
           for (int64_t t = 0; t < taps_; ++t) dst[t * ck_ + c] = c < cg_ ? row[c * taps_ + t] : 0;
         }
       }
       PackedTensor sub;
-      LOWBIT_ASSIGN_OR_RETURN(sub, PackedTensor::FromCodes(gp, {mg_, kk_}, perm.data()));
+      LOWBIT_ASSIGN_OR_RETURN(sub, PackedTensor::FromCodes(gp, {mg, kk_}, perm.data()));
       QLinearWeights q;
       LOWBIT_ASSIGN_OR_RETURN(q, Layout(sub));
       groups_.push_back(std::move(q));
@@ -622,9 +673,16 @@ class PackedConv final : public PackedKernel {
     SetUpGeometry();
     const auto& g = g_;
     const QLinearWeights& w0 = groups_[0];
+    int64_t k_pad = 0;  // the longest of the parts' (filter-wise formats)
+    bool k_pad_cs = true, k_pad_kk = true;
+    for (const QLinearWeights& q : groups_) {
+      k_pad = std::max(k_pad, q.k_pad);
+      k_pad_cs = k_pad_cs && q.k_pad == cs_;
+      k_pad_kk = k_pad_kk && q.k_pad == kk_;
+    }
     // 1x1, stride 1, no padding, rows exactly the kernel's input length: the
     // image's pixels are the GEMM rows.
-    direct_ = group_ == 1 && taps_ == 1 && w0.k_pad == cs_ && g.out == g.in &&
+    direct_ = group_ == 1 && taps_ == 1 && k_pad_cs && g.out == g.in &&
               g.stride == std::array<int64_t, 3>{1, 1, 1} &&
               g.pad_begin == std::array<int64_t, 3>{0, 0, 0};
     // Implicit GEMM: every input step of 4 lies in one tap's channels; the
@@ -632,12 +690,12 @@ class PackedConv final : public PackedKernel {
     // byte), so there the padding steps may read any window byte, while the
     // table layout needs k_pad == K.
     implicit_ = !direct_ && RowKernelAvailable(w0, path_) && ck_ % 4 == 0 &&
-                (w0.k_pad == kk_ || w0.layout == QLinearWeights::Layout::kPlanes);
+                (k_pad_kk || w0.layout == QLinearWeights::Layout::kPlanes);
     // Direct convolutions also get the row-pointer form (a pixel's bytes in
     // steps of 4) for the split by output channels.
     rows_for_direct_ = direct_ && RowKernelAvailable(w0, path_) && ck_ % 4 == 0;
     if (implicit_ || rows_for_direct_) {
-      step_off_.assign(w0.k_pad / 4, 0);
+      step_off_.assign(k_pad / 4, 0);
       for (int64_t s = 0; s < kk_ / 4; ++s) {
         step_off_[s] = static_cast<int32_t>(tap_pix_[4 * s / ck_] * cs_ + 4 * s % ck_);
       }
@@ -653,14 +711,18 @@ class PackedConv final : public PackedKernel {
     s->image.assign(static_cast<size_t>(padded_px * cs_), 0);
     s->image_zero = INT_MIN;
     if (depthwise_) return;
-    const QLinearWeights& w0 = groups_[0];
+    int64_t k_pad = 0, n_pad = 0;
+    for (const QLinearWeights& q : groups_) {
+      k_pad = std::max(k_pad, q.k_pad);
+      n_pad = std::max(n_pad, q.n_pad);
+    }
     s->pixel_sum.resize(padded_px);
     if (implicit_ || rows_for_direct_) {
       s->row_ptr.resize(osz);
     } else if (!direct_) {
-      s->u.assign(static_cast<size_t>(osz * w0.k_pad), 0);
+      s->u.assign(static_cast<size_t>(osz * k_pad), 0);
     }
-    s->dot.assign(static_cast<size_t>(osz * w0.n_pad), 0);
+    s->dot.assign(static_cast<size_t>(osz * n_pad), 0);
     s->sums.resize(osz);
     if (use_integral_) s->integral.assign((padded_[1] + 1) * (padded_[2] + 1), 0);
   }
@@ -842,9 +904,10 @@ class PackedConv final : public PackedKernel {
   }
 
   // Rows of the GEMM for kernels that need them contiguous: output pixel p's
-  // window bytes in (kd, kh, kw, c) order, then zeros up to k_pad.
-  void Gather(int64_t grp, const ExecContext& ctx, ImageScratch& s) {
-    const int64_t k_pad = groups_[grp].k_pad;
+  // window bytes in group grp's channels, (kd, kh, kw, c) order, then zeros
+  // up to w's k_pad.
+  void Gather(const QLinearWeights& w, int64_t grp, const ExecContext& ctx, ImageScratch& s) {
+    const int64_t k_pad = w.k_pad;
     ctx.pool->ParallelFor(g_.out_size(), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         uint8_t* dst = s.u.data() + p * k_pad;
@@ -965,6 +1028,10 @@ class PackedConv final : public PackedKernel {
   int64_t n_ = 0, c_ = 0, m_ = 0, group_ = 1, cg_ = 0, mg_ = 0, taps_ = 0, kk_ = 0;
   int64_t cs_ = 0, ck_ = 0;  // pixel stride of the image; channels per group the kernel sees
   bool depthwise_ = false, signed_ = false, direct_ = false, implicit_ = false, rows_for_direct_ = false;
+  // Filter-wise formats: groups_ holds one layout per format, and part i
+  // writes output channels part_out_[i].
+  bool mixed_ = false;
+  std::vector<std::vector<int32_t>> part_out_;
   ActQuant act_;
   // Byte edges: canonical parameters of the output and residual bytes; fp32
   // planes for a broadcast residual that arrives as bytes or an output that
