@@ -49,6 +49,30 @@ else
   bad "inspect: $(cat "$tmp/inspect" "$tmp/err")"
 fi
 
+# Filter-wise formats: a quarter of each layer's filters at int4, the rest at
+# int2; the plan records the assignment and reproduces the file; inspect
+# shows the mean bits.
+if "$lowbit" quantize "$cnn" -o "$tmp/mix.onnx" --weights 'int2/int4:0.25' --calib "$calib" --quiet \
+     --write-plan "$tmp/mix.json" >/dev/null 2>"$tmp/err" &&
+   "$lowbit" quantize "$cnn" -o "$tmp/mixb.onnx" --plan "$tmp/mix.json" --calib "$calib" --quiet >/dev/null 2>&1 &&
+   cmp -s "$tmp/mix.onnx" "$tmp/mixb.onnx" &&
+   "$lowbit" inspect "$tmp/mix.onnx" --json >"$tmp/mixinspect" 2>"$tmp/err" &&
+   $py - "$tmp/mixinspect" "$tmp/mix.json" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+plan = json.load(open(sys.argv[2]))
+l = {x["name"]: x for x in j["layers"]}["/features/features.4/Conv"]
+assert l["format"] == "int2/int4", l
+assert 2.4 < l["bits"] < 2.6 and abs(l["bit_ops"] - l["macs"] * l["bits"] * 8) < 1, l
+f = plan["layers"]["/features/features.4/Conv"]["filters"]
+assert len(f) == 32 and sum(f) == 8, f
+EOF
+then
+  ok "filter-wise int2/int4: the plan with the assignment reproduces the file; inspect shows 2.5 bits"
+else
+  bad "filter-wise formats: $(cat "$tmp/err" "$tmp/mixinspect" 2>/dev/null | head -5)"
+fi
+
 # Sizes: an int2 MLP is about 1/16 of fp32 plus scales and fp32 biases.
 "$lowbit" quantize "$mlp" -o "$tmp/mlp2.onnx" --weights int2 --quiet >/dev/null 2>&1
 fp32=$(stat -c %s "$mlp")
