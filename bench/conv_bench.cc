@@ -81,6 +81,57 @@ BENCHMARK_CAPTURE(BM_Conv, fp32, "fp32") RESNET_SHAPES;
 BENCHMARK_CAPTURE(BM_Conv, int8, "int8") RESNET_SHAPES;
 BENCHMARK_CAPTURE(BM_Conv, int4, "int4") RESNET_SHAPES;
 BENCHMARK_CAPTURE(BM_Conv, int2, "int2") RESNET_SHAPES;
+// Filter-wise formats: a quarter of the filters at int4, the rest at int2.
+BENCHMARK_CAPTURE(BM_Conv, int2_int4, "int2/int4:0.25") RESNET_SHAPES;
+
+// A 4096x4096 Gemm at batch 1 through a plan (memory-bound: the packed bytes
+// set the time), uniform and filter-wise; dynamic per-row activations.
+void BM_Gemv(benchmark::State& state, const char* weights) {
+  const int64_t n = 4096, k = 4096;
+  Rng rng(3);
+  Graph g;
+  g.source = "gemv_bench";
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, {1, k}}};
+  g.outputs = {{"y", DType::kFloat32, {}}};
+  Tensor w(DType::kFloat32, {n, k});
+  for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = static_cast<float>(rng.Laplace(0.05));
+  g.constants["W"] = w;
+  Node node;
+  node.name = "fc";
+  node.op_type = "Gemm";
+  node.opset = 13;
+  node.inputs = {"x", "W"};
+  node.outputs = {"y"};
+  node.attrs["transB"] = int64_t{1};
+  g.nodes.push_back(node);
+  QuantizeOptions o;
+  o.plan.defaults.weights = weights;
+  o.weight_clip_auto = false;  // fitting speed is not what is measured
+  o.weight_fit.clip = ClipMethod::kMinMax;
+  o.quiet = true;
+  auto q = QuantizeGraph(g, o);
+  if (!q.ok()) {
+    state.SkipWithError(q.status().ToString().c_str());
+    return;
+  }
+  int64_t bytes = 0;
+  for (const auto& [name, t] : q->graph.constants) bytes += name.find(".codes") != std::string::npos ? t.numel() : 0;
+  PlanOptions po;
+  po.threads = static_cast<int>(state.range(0));
+  auto plan = Plan::Create(q->graph, po);
+  if (!plan.ok()) {
+    state.SkipWithError(plan.status().ToString().c_str());
+    return;
+  }
+  Tensor& x = (*plan)->input(0);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(rng.Normal());
+  for (auto _ : state) (*plan)->Run();
+  state.counters["code_bytes"] = static_cast<double>(bytes);
+}
+BENCHMARK_CAPTURE(BM_Gemv, int2, "int2")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Gemv, int4, "int4")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Gemv, int2_int4, "int2/int4:0.25")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace
 }  // namespace lowbit

@@ -234,8 +234,28 @@ LOWBIT_VECTORIZE void EpilogueRow(const int32_t* __restrict dot, const int32_t* 
     const uint32_t off = static_cast<uint32_t>(offset[r]);
     const int32_t acc = static_cast<int32_t>(static_cast<uint32_t>(dot[r]) - z * static_cast<uint32_t>(rowsum[r]) -
                                              off * sum + kz * off);
-    const float v = std::fma(scale[r] * a.scale, static_cast<float>(acc), bias != nullptr ? bias[r] : 0.0f);
+    float v = scale[r] * a.scale * static_cast<float>(acc);
+    if (bias != nullptr) v += bias[r];
     y[r] = std::min(std::max(v, lo), hi);
+  }
+}
+
+// The same for filter-wise formats: row r writes output out[r] (and reads
+// its bias there). Same expression, same compilation: the same values.
+LOWBIT_VECTORIZE void EpilogueRowMapped(const int32_t* __restrict dot, const int32_t* __restrict rowsum,
+                                        const int32_t* __restrict offset, const float* __restrict scale,
+                                        const float* __restrict bias, const int32_t* __restrict out,
+                                        int64_t n, int64_t k, ActQuant a, float lo, float hi,
+                                        float* __restrict y) {
+  const uint32_t z = static_cast<uint32_t>(a.zero), sum = static_cast<uint32_t>(a.sum);
+  const uint32_t kz = static_cast<uint32_t>(k) * z;
+  for (int64_t r = 0; r < n; ++r) {
+    const uint32_t off = static_cast<uint32_t>(offset[r]);
+    const int32_t acc = static_cast<int32_t>(static_cast<uint32_t>(dot[r]) - z * static_cast<uint32_t>(rowsum[r]) -
+                                             off * sum + kz * off);
+    float v = scale[r] * a.scale * static_cast<float>(acc);
+    if (bias != nullptr) v += bias[out[r]];
+    y[out[r]] = std::min(std::max(v, lo), hi);
   }
 }
 
@@ -244,18 +264,8 @@ LOWBIT_VECTORIZE void EpilogueRow(const int32_t* __restrict dot, const int32_t* 
 void QLinearEpilogue(const QLinearWeights& w, const ActQuant& a, const int32_t* dot,
                      const Epilogue& e, float* y) {
   if (e.out != nullptr) {
-    // Filter-wise formats: the same arithmetic, scattered to the outputs.
-    const float lo = e.clamp ? e.lo : -INFINITY, hi = e.clamp ? e.hi : INFINITY;
-    const uint32_t z = static_cast<uint32_t>(a.zero), sum = static_cast<uint32_t>(a.sum);
-    const uint32_t kz = static_cast<uint32_t>(w.k) * z;
-    for (int64_t r = 0; r < w.n; ++r) {
-      const uint32_t off = static_cast<uint32_t>(w.offset[r]);
-      const int32_t acc = static_cast<int32_t>(static_cast<uint32_t>(dot[r]) -
-                                               z * static_cast<uint32_t>(w.rowsum[r]) - off * sum + kz * off);
-      const float v = std::fma(w.scale[r] * a.scale, static_cast<float>(acc),
-                               e.bias != nullptr ? e.bias[e.out[r]] : 0.0f);
-      y[e.out[r]] = std::min(std::max(v, lo), hi);
-    }
+    EpilogueRowMapped(dot, w.rowsum.data(), w.offset.data(), w.scale.data(), e.bias, e.out, w.n, w.k, a,
+                      e.clamp ? e.lo : -INFINITY, e.clamp ? e.hi : INFINITY, y);
     return;
   }
   EpilogueRow(dot, w.rowsum.data(), w.offset.data(), w.scale.data(), e.bias, w.n, w.k, a,
