@@ -48,6 +48,20 @@ inline uint32_t Field(const uint8_t* p, int64_t bit, int bits) {
 
 }  // namespace
 
+void PrepareAvx2Table(QLinearWeights* w) {
+  if (w->layout != QLinearWeights::Layout::kTable || w->bits > 4 || !w->nibbles.empty()) return;
+  const int64_t groups = (w->steps() + 1) / 2;
+  w->nibbles.assign(static_cast<size_t>(w->n_pad / 16 * groups * 64), 0);
+  for (int64_t r = 0; r < w->n; ++r) {
+    const uint8_t* row = w->codes.data() + r * w->row_bytes;
+    for (int64_t c = 0; c < w->k; ++c) {
+      const int64_t tile = r / 16, i = r % 16, step = c / 4, j = c % 4;
+      w->nibbles[(tile * groups + step / 2) * 64 + 4 * i + j] |=
+          static_cast<uint8_t>(Field(row, c * w->bits, w->bits) << (4 * (step % 2)));
+    }
+  }
+}
+
 Result<QLinearWeights> PrepareQLinear(const PackedTensor& t) {
   const QuantParams& p = t.params();
   const std::string name = FormatName(p.spec);

@@ -75,7 +75,9 @@ TEST(QLinearTest, BatchedSimdDotEqualsReferenceExactly) {
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   if (!KernelPathAvailable(KernelPath::kAvx512Vnni)) GTEST_SKIP() << "no AVX-512 VNNI/VBMI here";
   Rng rng(seed + 11);
-  for (const char* f : {"int1", "int2", "int3", "int4", "int8", "uint2", "int4-asym", "nhot2-4", "pow2-3"}) {
+  int avx2_tables = 0, split = 0;  // table layouts the AVX2 kernel ran; with levels beyond +-64
+  for (const char* f : {"int1", "int2", "int3", "int4", "int8", "uint2", "int4-asym", "nhot2-4", "pow2-3",
+                        "nhot1-4", "int3-asym"}) {
     for (int64_t n : {16, 17, 50, 80}) {
       for (int64_t k : {4, 13, 64, 100}) {
         for (int64_t rows : {1, 2, 3, 4, 5, 7, 9}) {
@@ -83,7 +85,15 @@ TEST(QLinearTest, BatchedSimdDotEqualsReferenceExactly) {
           FitOptions o;
           o.clip = ClipMethod::kMinMax;
           const PackedTensor t = *PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(f), o);
-          const QLinearWeights w = *PrepareQLinear(t);
+          QLinearWeights w = *PrepareQLinear(t);
+          PrepareAvx2Table(&w);
+          if (w.layout == QLinearWeights::Layout::kTable) {
+            ASSERT_TRUE(RowKernelAvailable(w, KernelPath::kAvx2)) << f;
+            ++avx2_tables;
+            int max_level = 0;
+            for (int8_t v : w.table) max_level = std::max(max_level, std::abs(static_cast<int>(v)));
+            split += max_level > 64;
+          }
           std::vector<uint8_t> u(rows * w.k_pad, 0);
           for (int64_t r = 0; r < rows; ++r) {
             for (int64_t c = 0; c < k; ++c) u[r * w.k_pad + c] = static_cast<uint8_t>(rng.Below(256));
@@ -111,6 +121,27 @@ TEST(QLinearTest, BatchedSimdDotEqualsReferenceExactly) {
           }
         }
       }
+    }
+  }
+  if (KernelPathAvailable(KernelPath::kAvx2)) {
+    EXPECT_GT(avx2_tables, 0);
+    EXPECT_GT(split, 0);  // both vpmaddubsw forms ran
+    EXPECT_LT(split, avx2_tables);
+    // Extremes for vpmaddubsw's int16 pairs: every weight at the largest
+    // level (rows alternate in sign), every activation 255.
+    for (const char* f : {"nhot2-4", "nhot1-4", "pow2-3", "int3", "int1"}) {
+      const int64_t n = 32, k = 36;
+      std::vector<float> wf(n * k);
+      for (int64_t i = 0; i < n * k; ++i) wf[i] = (i / k) % 2 ? -1.0f : 1.0f;
+      QLinearWeights w = *PrepareQLinear(*PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(f), FitOptions()));
+      PrepareAvx2Table(&w);
+      if (!RowKernelAvailable(w, KernelPath::kAvx2)) continue;
+      std::vector<uint8_t> u(3 * w.k_pad, 0);
+      for (int64_t r = 0; r < 3; ++r) std::fill_n(u.begin() + r * w.k_pad, k, 255);
+      std::vector<int32_t> ref(3 * w.n_pad), avx2(3 * w.n_pad);
+      for (int64_t r = 0; r < 3; ++r) QLinearDotRef(w, u.data() + r * w.k_pad, ref.data() + r * w.n_pad);
+      QLinearDots(w, KernelPath::kAvx2, u.data(), 3, avx2.data(), nullptr);
+      EXPECT_EQ(avx2, ref) << f;
     }
   }
 }

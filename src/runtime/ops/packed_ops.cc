@@ -70,6 +70,7 @@ class PackedKernel : public OpKernel {
   Result<QLinearWeights> Layout(const PackedTensor& w) const {
     Result<QLinearWeights> q = PrepareQLinear(w);
     if (!q.ok()) return Status(q.status().code(), Where() + q.status().message());
+    if (path_ == KernelPath::kAvx2) PrepareAvx2Table(&q.value());
     return q;
   }
 
