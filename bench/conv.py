@@ -52,6 +52,16 @@ def main():
     lines += ["", "4096x4096 Gemm at batch 1 through a plan (dynamic activations), us, 1 / 2 threads: " +
               "; ".join(f"{f.replace('_', '/')} {gemv[f][1]:.0f} / {gemv[f][2]:.0f}" for f in gemv) +
               " (int2/int4: a quarter of the rows at int4)."]
+    lines += ["", "The same layers inside a network: a chain of eight (Conv + Relu) whose values between layers "
+              "travel as 8-bit NHWC pixels (byte edges), so quantizing the fp32 input and the transposed "
+              "fp32 epilogue happen once per chain, not per layer. GMAC/s over the chain; % of the 1-thread ceiling.", "",
+              "| layer | W8A8 chain | W4A8 chain | W8A8 % ceiling | W4A8 % ceiling | W4A8 2T/1T |",
+              "|---|---|---|---|---|---|"]
+    for c, hw in shapes:
+        ch = {(f, t): conv[f"BM_ConvChain/{f}/{c}/{hw}/{t}/real_time"]["GMAC/s"] for f in ("int8", "int4") for t in (1, 2)}
+        lines.append(f"| {c}->{c} @ {hw}x{hw}, 3x3 | {ch[('int8', 1)]:.0f} | {ch[('int4', 1)]:.0f} | "
+                     f"{100 * ch[('int8', 1)] / ceiling:.0f}% | {100 * ch[('int4', 1)] / ceiling:.0f}% | "
+                     f"{ch[('int4', 2)] / ch[('int4', 1)]:.2f}x |")
     table = "\n".join(lines)
     print(table)
     if args.update:

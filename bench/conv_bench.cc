@@ -84,6 +84,79 @@ BENCHMARK_CAPTURE(BM_Conv, int2, "int2") RESNET_SHAPES;
 // Filter-wise formats: a quarter of the filters at int4, the rest at int2.
 BENCHMARK_CAPTURE(BM_Conv, int2_int4, "int2/int4:0.25") RESNET_SHAPES;
 
+// Eight such convolutions in a chain (Conv -> Relu -> Conv ...), as layers run
+// inside a quantized network: each writes its output as the next one's 8-bit
+// NHWC input (byte edges), so only the first quantizes fp32 and only the last
+// writes fp32. GMAC/s over the whole chain.
+void BM_ConvChain(benchmark::State& state, const char* weights) {
+  const int64_t c = state.range(0), hw = state.range(1), layers = 8;
+  const int threads = static_cast<int>(state.range(2));
+  Rng rng(4);
+  Graph g;
+  g.source = "conv_chain_bench";
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, {1, c, hw, hw}}};
+  g.outputs = {{"y", DType::kFloat32, {}}};
+  std::string in = "x";
+  for (int64_t l = 0; l < layers; ++l) {
+    const std::string id = std::to_string(l);
+    Tensor w(DType::kFloat32, {c, c, 3, 3});
+    for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = static_cast<float>(rng.Normal()) * 0.05f;
+    g.constants["W" + id] = w;
+    Node n;
+    n.name = "conv" + id;
+    n.op_type = "Conv";
+    n.opset = 13;
+    n.inputs = {in, "W" + id};
+    n.outputs = {"c" + id};
+    n.attrs["pads"] = std::vector<int64_t>{1, 1, 1, 1};
+    g.nodes.push_back(n);
+    Node r;
+    r.name = "relu" + id;
+    r.op_type = "Relu";
+    r.opset = 13;
+    r.inputs = {"c" + id};
+    r.outputs = {l + 1 == layers ? std::string("y") : "r" + id};
+    g.nodes.push_back(r);
+    in = r.outputs[0];
+  }
+  if (!OptimizeGraph(&g).ok()) {
+    state.SkipWithError("OptimizeGraph failed");
+    return;
+  }
+  QuantizeOptions o;
+  o.plan.defaults.weights = weights;
+  o.weight_clip_auto = false;  // fitting speed is not what is measured
+  o.weight_fit.clip = ClipMethod::kMinMax;
+  o.quiet = true;
+  auto q = QuantizeGraph(g, o);
+  if (!q.ok()) {
+    state.SkipWithError(q.status().ToString().c_str());
+    return;
+  }
+  for (Node& n : q->graph.nodes) {
+    if (IsPackedNode(n)) n.attrs["act_range"] = std::vector<float>{n.inputs[0] == "x" ? -3.0f : 0.0f, 3.0f};
+  }
+  PlanOptions po;
+  po.threads = threads;
+  auto plan = Plan::Create(q->graph, po);
+  if (!plan.ok()) {
+    state.SkipWithError(plan.status().ToString().c_str());
+    return;
+  }
+  Tensor& x = (*plan)->input(0);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(rng.Normal());
+  for (auto _ : state) (*plan)->Run();
+  const double macs = static_cast<double>(layers) * c * c * 9 * hw * hw;
+  state.counters["GMAC/s"] = benchmark::Counter(macs * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.counters["byte_edges"] = static_cast<double>((*plan)->num_byte_edges());
+}
+#define CHAIN_SHAPES                                                                            \
+  ->Args({64, 56, 1})->Args({128, 28, 1})->Args({256, 14, 1})->Args({512, 7, 1})->Args({64, 56, 2}) \
+      ->Args({128, 28, 2})->Args({256, 14, 2})->Args({512, 7, 2})->Unit(benchmark::kMicrosecond)->UseRealTime()
+BENCHMARK_CAPTURE(BM_ConvChain, int8, "int8") CHAIN_SHAPES;
+BENCHMARK_CAPTURE(BM_ConvChain, int4, "int4") CHAIN_SHAPES;
+
 // A 4096x4096 Gemm at batch 1 through a plan (memory-bound: the packed bytes
 // set the time), uniform and filter-wise; dynamic per-row activations.
 void BM_Gemv(benchmark::State& state, const char* weights) {
