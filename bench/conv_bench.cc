@@ -4,6 +4,9 @@
 // vnni_ceiling's register-only rate (444 GMAC/s per core here).
 //
 // Args: channels, spatial size, stride, threads.
+#include <functional>
+#include <memory>
+
 #include <benchmark/benchmark.h>
 
 #include "base/rng.h"
@@ -37,22 +40,31 @@ Graph ConvGraph(int64_t c, int64_t hw, int64_t stride) {
   return g;
 }
 
-void BM_Conv(benchmark::State& state, const char* weights) {
-  const int64_t c = state.range(0), hw = state.range(1), stride = state.range(2);
-  const int threads = static_cast<int>(state.range(3));
-  Graph g = ConvGraph(c, hw, stride);
-  if (std::string(weights) != "fp32") {
+// g quantized to `weights` ("fp32": left as is) with min/max weight ranges
+// (fitting speed is not what is measured) and a static activation range on
+// every packed layer (`range` of the node; null: dynamic), as a plan of
+// `threads` with a random normal input; null after reporting the error to
+// `state`. *code_bytes: the packed codes' size.
+std::unique_ptr<Plan> MakePlan(benchmark::State& state, Graph g, const std::string& weights, int threads,
+                               const std::function<std::vector<float>(const Node&)>& range,
+                               int64_t* code_bytes = nullptr) {
+  if (weights != "fp32") {
     QuantizeOptions o;
     o.plan.defaults.weights = weights;
+    o.weight_fit.clip = ClipMethod::kMinMax;
     o.quiet = true;
     auto q = QuantizeGraph(g, o);
     if (!q.ok()) {
       state.SkipWithError(q.status().ToString().c_str());
-      return;
+      return nullptr;
     }
-    g = q->graph;
+    g = std::move(q->graph);
     for (Node& n : g.nodes) {
-      if (IsPackedNode(n)) n.attrs["act_range"] = std::vector<float>{-3.0f, 3.0f};
+      if (IsPackedNode(n) && range) n.attrs["act_range"] = range(n);
+    }
+    if (code_bytes != nullptr) {
+      *code_bytes = 0;
+      for (const auto& [name, t] : g.constants) *code_bytes += name.find(".codes") != std::string::npos ? t.numel() : 0;
     }
   }
   PlanOptions po;
@@ -60,12 +72,21 @@ void BM_Conv(benchmark::State& state, const char* weights) {
   auto plan = Plan::Create(g, po);
   if (!plan.ok()) {
     state.SkipWithError(plan.status().ToString().c_str());
-    return;
+    return nullptr;
   }
   Rng rng(2);
   Tensor& x = (*plan)->input(0);
   for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(rng.Normal());
-  for (auto _ : state) (*plan)->Run();
+  return std::move(plan).value();
+}
+
+void BM_Conv(benchmark::State& state, const char* weights) {
+  const int64_t c = state.range(0), hw = state.range(1), stride = state.range(2);
+  const int threads = static_cast<int>(state.range(3));
+  std::unique_ptr<Plan> plan = MakePlan(state, ConvGraph(c, hw, stride), weights, threads,
+                                        [](const Node&) { return std::vector<float>{-3.0f, 3.0f}; });
+  if (plan == nullptr) return;
+  for (auto _ : state) plan->Run();
   const double macs = static_cast<double>(c) * c * 9 * hw * hw;
   state.counters["GMAC/s"] = benchmark::Counter(macs * state.iterations() / 1e9,
                                                 benchmark::Counter::kIsRate);
@@ -124,32 +145,15 @@ void BM_ConvChain(benchmark::State& state, const char* weights) {
     state.SkipWithError("OptimizeGraph failed");
     return;
   }
-  QuantizeOptions o;
-  o.plan.defaults.weights = weights;
-  o.weight_clip_auto = false;  // fitting speed is not what is measured
-  o.weight_fit.clip = ClipMethod::kMinMax;
-  o.quiet = true;
-  auto q = QuantizeGraph(g, o);
-  if (!q.ok()) {
-    state.SkipWithError(q.status().ToString().c_str());
-    return;
-  }
-  for (Node& n : q->graph.nodes) {
-    if (IsPackedNode(n)) n.attrs["act_range"] = std::vector<float>{n.inputs[0] == "x" ? -3.0f : 0.0f, 3.0f};
-  }
-  PlanOptions po;
-  po.threads = threads;
-  auto plan = Plan::Create(q->graph, po);
-  if (!plan.ok()) {
-    state.SkipWithError(plan.status().ToString().c_str());
-    return;
-  }
-  Tensor& x = (*plan)->input(0);
-  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(rng.Normal());
-  for (auto _ : state) (*plan)->Run();
+  // The first layer reads the fp32 input; the others read Relu outputs.
+  std::unique_ptr<Plan> plan = MakePlan(state, g, weights, threads, [](const Node& n) {
+    return std::vector<float>{n.inputs[0] == "x" ? -3.0f : 0.0f, 3.0f};
+  });
+  if (plan == nullptr) return;
+  for (auto _ : state) plan->Run();
   const double macs = static_cast<double>(layers) * c * c * 9 * hw * hw;
   state.counters["GMAC/s"] = benchmark::Counter(macs * state.iterations() / 1e9, benchmark::Counter::kIsRate);
-  state.counters["byte_edges"] = static_cast<double>((*plan)->num_byte_edges());
+  state.counters["byte_edges"] = static_cast<double>(plan->num_byte_edges());
 }
 #define CHAIN_SHAPES                                                                            \
   ->Args({64, 56, 1})->Args({128, 28, 1})->Args({256, 14, 1})->Args({512, 7, 1})->Args({64, 56, 2}) \
@@ -178,28 +182,10 @@ void BM_Gemv(benchmark::State& state, const char* weights) {
   node.outputs = {"y"};
   node.attrs["transB"] = int64_t{1};
   g.nodes.push_back(node);
-  QuantizeOptions o;
-  o.plan.defaults.weights = weights;
-  o.weight_clip_auto = false;  // fitting speed is not what is measured
-  o.weight_fit.clip = ClipMethod::kMinMax;
-  o.quiet = true;
-  auto q = QuantizeGraph(g, o);
-  if (!q.ok()) {
-    state.SkipWithError(q.status().ToString().c_str());
-    return;
-  }
   int64_t bytes = 0;
-  for (const auto& [name, t] : q->graph.constants) bytes += name.find(".codes") != std::string::npos ? t.numel() : 0;
-  PlanOptions po;
-  po.threads = static_cast<int>(state.range(0));
-  auto plan = Plan::Create(q->graph, po);
-  if (!plan.ok()) {
-    state.SkipWithError(plan.status().ToString().c_str());
-    return;
-  }
-  Tensor& x = (*plan)->input(0);
-  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(rng.Normal());
-  for (auto _ : state) (*plan)->Run();
+  std::unique_ptr<Plan> plan = MakePlan(state, g, weights, static_cast<int>(state.range(0)), nullptr, &bytes);
+  if (plan == nullptr) return;
+  for (auto _ : state) plan->Run();
   state.counters["code_bytes"] = static_cast<double>(bytes);
 }
 BENCHMARK_CAPTURE(BM_Gemv, int2, "int2")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();

@@ -238,17 +238,24 @@ namespace {
 // The body of QLinearEpilogue. The integer terms are summed modulo 2^32:
 // exact, since the true sum, sum_k (T - offset) * (u - z), fits an int32
 // (|.| <= K * 255 * 255).
+struct RowTerms {
+  uint32_t z, sum, kz;
+  RowTerms(ActQuant a, int64_t k)
+      : z(static_cast<uint32_t>(a.zero)), sum(static_cast<uint32_t>(a.sum)), kz(static_cast<uint32_t>(k) * z) {}
+  // dot - z * rowsum - offset * usum + K * offset * z.
+  int32_t Acc(int32_t dot, int32_t rowsum, int32_t offset) const {
+    const uint32_t off = static_cast<uint32_t>(offset);
+    return static_cast<int32_t>(static_cast<uint32_t>(dot) - z * static_cast<uint32_t>(rowsum) - off * sum + kz * off);
+  }
+};
+
 LOWBIT_VECTORIZE void EpilogueRow(const int32_t* __restrict dot, const int32_t* __restrict rowsum,
                                   const int32_t* __restrict offset, const float* __restrict scale,
                                   const float* __restrict bias, int64_t n, int64_t k, ActQuant a,
                                   float lo, float hi, float* __restrict y) {
-  const uint32_t z = static_cast<uint32_t>(a.zero), sum = static_cast<uint32_t>(a.sum);
-  const uint32_t kz = static_cast<uint32_t>(k) * z;
+  const RowTerms t(a, k);
   for (int64_t r = 0; r < n; ++r) {
-    const uint32_t off = static_cast<uint32_t>(offset[r]);
-    const int32_t acc = static_cast<int32_t>(static_cast<uint32_t>(dot[r]) - z * static_cast<uint32_t>(rowsum[r]) -
-                                             off * sum + kz * off);
-    float v = scale[r] * a.scale * static_cast<float>(acc);
+    float v = scale[r] * a.scale * static_cast<float>(t.Acc(dot[r], rowsum[r], offset[r]));
     if (bias != nullptr) v += bias[r];
     y[r] = std::min(std::max(v, lo), hi);
   }
@@ -261,13 +268,9 @@ LOWBIT_VECTORIZE void EpilogueRowMapped(const int32_t* __restrict dot, const int
                                         const float* __restrict bias, const int32_t* __restrict out,
                                         int64_t n, int64_t k, ActQuant a, float lo, float hi,
                                         float* __restrict y) {
-  const uint32_t z = static_cast<uint32_t>(a.zero), sum = static_cast<uint32_t>(a.sum);
-  const uint32_t kz = static_cast<uint32_t>(k) * z;
+  const RowTerms t(a, k);
   for (int64_t r = 0; r < n; ++r) {
-    const uint32_t off = static_cast<uint32_t>(offset[r]);
-    const int32_t acc = static_cast<int32_t>(static_cast<uint32_t>(dot[r]) - z * static_cast<uint32_t>(rowsum[r]) -
-                                             off * sum + kz * off);
-    float v = scale[r] * a.scale * static_cast<float>(acc);
+    float v = scale[r] * a.scale * static_cast<float>(t.Acc(dot[r], rowsum[r], offset[r]));
     if (bias != nullptr) v += bias[out[r]];
     y[out[r]] = std::min(std::max(v, lo), hi);
   }

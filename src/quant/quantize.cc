@@ -460,7 +460,10 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
           FilterFormats ff;
           LOWBIT_ASSIGN_OR_RETURN(ff, ParseFilterFormats(s.weights));
           std::string names;
-          for (const std::string& n : ff.names) names += (names.empty() ? "" : "/") + n;
+          for (const std::string& n : ff.names) {
+            if (!names.empty()) names += '/';
+            names += n;
+          }
           rep.settings.weights = names;
         } else {
           rep.settings.weights = parts.format();

@@ -182,7 +182,10 @@ double PackedParts::mean_bits() const {
 
 std::string PackedParts::format() const {
   std::string f;
-  for (const PackedTensor& p : parts) f += (f.empty() ? "" : "/") + FormatName(p.params().spec);
+  for (const PackedTensor& p : parts) {
+    if (!f.empty()) f += '/';
+    f += FormatName(p.params().spec);
+  }
   return f;
 }
 
@@ -285,9 +288,9 @@ Status CheckPackedX(const OpKernel& op, const TensorInfo& x) {
   return ExpectFloat(op, x, "X");
 }
 
-}  // namespace
-
-Result<PackedTensor> PreparePackedInputs(const OpKernel& op, const std::vector<TensorInfo>& in) {
+// Inputs X, codes and scales present, codes and scales constant, X the type
+// the node's byte-edge attribute says.
+Status CheckPackedInputs(const OpKernel& op, const std::vector<TensorInfo>& in) {
   const std::string where = op.node().Describe() + ": ";
   if (in.size() < 3 || !in[0].present || !in[1].present || !in[2].present) {
     return InvalidArgument(where, "expects inputs X, codes and scales");
@@ -295,7 +298,14 @@ Result<PackedTensor> PreparePackedInputs(const OpKernel& op, const std::vector<T
   if (in[1].constant == nullptr || in[2].constant == nullptr) {
     return Unimplemented(where, "codes and scales must be initializers");
   }
-  LOWBIT_RETURN_IF_ERROR(CheckPackedX(op, in[0]));
+  return CheckPackedX(op, in[0]);
+}
+
+}  // namespace
+
+Result<PackedTensor> PreparePackedInputs(const OpKernel& op, const std::vector<TensorInfo>& in) {
+  const std::string where = op.node().Describe() + ": ";
+  LOWBIT_RETURN_IF_ERROR(CheckPackedInputs(op, in));
   LOWBIT_RETURN_IF_ERROR(ActSpecOf(op.node()).status());
   Result<PackedTensor> w = PackedWeightOf(op.node(), *in[1].constant, *in[2].constant);
   if (w.ok() && w->params().spec.family == Family::kFloat) {
@@ -316,13 +326,7 @@ Result<PackedParts> PreparePackedParts(const OpKernel& op, const std::vector<Ten
     return p;
   }
   const std::string where = op.node().Describe() + ": ";
-  if (in.size() < 3 || !in[0].present || !in[1].present || !in[2].present) {
-    return InvalidArgument(where, "expects inputs X, codes and scales");
-  }
-  if (in[1].constant == nullptr || in[2].constant == nullptr) {
-    return Unimplemented(where, "codes and scales must be initializers");
-  }
-  LOWBIT_RETURN_IF_ERROR(CheckPackedX(op, in[0]));
+  LOWBIT_RETURN_IF_ERROR(CheckPackedInputs(op, in));
   ActSpec act;
   LOWBIT_ASSIGN_OR_RETURN(act, ActSpecOf(op.node()));
   if (act.weight_only) {
