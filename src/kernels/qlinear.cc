@@ -426,6 +426,47 @@ void QLinearEpilogueRowsBytes(const QLinearWeights& w, const ColumnEpilogue& c, 
   }
 }
 
+void MergeColumnEpilogues(const std::vector<ColumnEpilogue>& parts, int64_t n, ColumnEpilogue* m) {
+  m->A.assign(n, 0.0f);
+  m->bias.assign(n, 0.0f);
+  m->B.assign(n, 0);
+  m->C.assign(n, 0);
+  m->out.clear();
+  for (const ColumnEpilogue& p : parts) {
+    for (size_t i = 0; i < p.out.size(); ++i) {
+      const int32_t j = p.out[i];
+      m->A[j] = p.A[i];
+      m->bias[j] = p.bias[i];
+      m->B[j] = p.B[i];
+      m->C[j] = p.C[i];
+    }
+  }
+  m->lo = parts[0].lo;
+  m->hi = parts[0].hi;
+  m->avx512 = parts[0].avx512;
+}
+
+void QLinearEpilogueRowsBytesGathered(const ColumnEpilogue& c, DotGather g, const int32_t* sums,
+                                      const int32_t* dots, int64_t row0, int64_t rows, const RowResidual& r,
+                                      ByteOutput o, uint8_t* y, int64_t ldy) {
+  if (c.avx512) {
+    EpilogueRowsBytesGatheredAvx512(c, g, sums, dots, row0, rows, r, o, y, ldy);
+    return;
+  }
+  const int64_t n = static_cast<int64_t>(c.A.size());
+  for (int64_t p = 0; p < rows; ++p) {
+    const int64_t row = row0 + p;
+    uint8_t* yp = y + p * ldy;
+    for (int64_t j = 0; j < n; ++j) {
+      const int32_t d = dots[g.idx[j] + row * g.step[j]];
+      float v = std::fma(static_cast<float>(d + c.B[j] - c.C[j] * sums[p]), c.A[j], c.bias[j]);
+      if (r.planes != nullptr) v += r.planes[j * r.ld + p];
+      if (r.bytes != nullptr) v += r.scale * static_cast<float>(r.bytes[p * r.ld + j] - r.zero);
+      yp[j] = ToByte(std::min(std::max(v, c.lo), c.hi), o);
+    }
+  }
+}
+
 const char* KernelPathName(KernelPath p) {
   switch (p) {
     case KernelPath::kRef: return "ref";

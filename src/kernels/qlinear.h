@@ -200,7 +200,23 @@ struct RowResidual {
 void QLinearEpilogueRowsBytes(const QLinearWeights& w, const ColumnEpilogue& c, const int32_t* sums,
                               const int32_t* dot, int64_t rows, const RowResidual& r, ByteOutput o,
                               uint8_t* y, int64_t ldy, int64_t j0 = 0, int64_t j1 = -1);
-// The AVX-512 body (bit-identical to the portable loop).
+// Filter-wise formats in one pass, in output order: c holds every output's
+// constants (MergeColumnEpilogues), and output j's dot for row p (rows row0
+// .. row0 + rows) is dots[g.idx[j] + p * g.step[j]], each format's dots
+// sitting in their own region. Row p's outputs at y + (p - row0) * ldy; the
+// residual as for QLinearEpilogueRowsBytes, from row row0.
+struct DotGather {
+  const int32_t* idx = nullptr;
+  const int32_t* step = nullptr;
+};
+void MergeColumnEpilogues(const std::vector<ColumnEpilogue>& parts, int64_t n, ColumnEpilogue* merged);
+void QLinearEpilogueRowsBytesGathered(const ColumnEpilogue& c, DotGather g, const int32_t* sums,
+                                      const int32_t* dots, int64_t row0, int64_t rows, const RowResidual& r,
+                                      ByteOutput o, uint8_t* y, int64_t ldy);
+// The AVX-512 bodies (bit-identical to the portable loops).
+void EpilogueRowsBytesGatheredAvx512(const ColumnEpilogue& c, DotGather g, const int32_t* sums,
+                                     const int32_t* dots, int64_t row0, int64_t rows, const RowResidual& r,
+                                     ByteOutput o, uint8_t* y, int64_t ldy);
 void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C, const float* bias,
                              int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
                              int64_t rows, const RowResidual& r, float lo, float hi, ByteOutput o,

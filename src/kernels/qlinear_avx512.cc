@@ -343,8 +343,8 @@ struct EpilogueLanes {
     bias = _mm512_maskz_loadu_ps(mask, bias_ + j0);
   }
   // dot: the row's 16 products (full lanes; rows are padded to 16).
-  __m512 Value(const int32_t* dot, int32_t sum) const {
-    const __m512i d = _mm512_loadu_si512(dot);
+  __m512 Value(const int32_t* dot, int32_t sum) const { return Value(_mm512_loadu_si512(dot), sum); }
+  __m512 Value(__m512i d, int32_t sum) const {
     const __m512i t = _mm512_sub_epi32(_mm512_add_epi32(d, b), _mm512_mullo_epi32(c, _mm512_set1_epi32(sum)));
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), a, bias);
   }
@@ -414,7 +414,7 @@ void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C,
         }
         Transpose16(rp);
       }
-      alignas(16) uint8_t gathered[16] = {}, scattered[16];
+      alignas(16) uint8_t scattered[16];
       for (int64_t p = 0; p < m; ++p) {
         __m512 v = lanes.Value(dot + (p0 + p) * ldd + j0, sums[p0 + p]);  // ldd: multiple of 16
         if (res.planes != nullptr) v = _mm512_add_ps(v, rp[p]);
@@ -424,8 +424,11 @@ void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C,
           if (out == nullptr) {
             rb = _mm_maskz_loadu_epi8(jmask, rrow + j0);
           } else {
-            for (int64_t j = 0; j < nj; ++j) gathered[j] = rrow[out[j0 + j]];
-            rb = _mm_load_si128(reinterpret_cast<const __m128i*>(gathered));
+            // Gathered in registers: a vector load of bytes just stored one by
+            // one would wait for store forwarding, which cannot merge them.
+            uint64_t half[2] = {0, 0};
+            for (int64_t j = 0; j < nj; ++j) half[j >> 3] |= uint64_t{rrow[out[j0 + j]]} << (8 * (j & 7));
+            rb = _mm_set_epi64x(static_cast<int64_t>(half[1]), static_cast<int64_t>(half[0]));
           }
           const __m512i ri = _mm512_sub_epi32(_mm512_cvtepu8_epi32(rb), rzero);
           v = _mm512_add_ps(v, _mm512_mul_ps(rscale, _mm512_cvtepi32_ps(ri)));
@@ -435,9 +438,52 @@ void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C,
         if (out == nullptr) {
           _mm512_mask_cvtepi32_storeu_epi8(yrow + j0, jmask, q);
         } else {
-          _mm512_mask_cvtepi32_storeu_epi8(scattered, jmask, q);
+          // A full (unmasked) store, which the byte loads can forward from.
+          _mm_store_si128(reinterpret_cast<__m128i*>(scattered), _mm512_cvtepi32_epi8(q));
           for (int64_t j = 0; j < nj; ++j) yrow[out[j0 + j]] = scattered[j];
         }
+      }
+    }
+  }
+}
+
+void EpilogueRowsBytesGatheredAvx512(const ColumnEpilogue& c, DotGather g, const int32_t* sums,
+                                     const int32_t* dots, int64_t row0, int64_t rows, const RowResidual& res,
+                                     ByteOutput o, uint8_t* y, int64_t ldy) {
+  const int64_t n = static_cast<int64_t>(c.A.size());
+  const __m512 vlo = _mm512_set1_ps(c.lo), vhi = _mm512_set1_ps(c.hi), inv = _mm512_set1_ps(o.inv);
+  const __m512 rscale = _mm512_set1_ps(res.scale);
+  const __m512i z = _mm512_set1_epi32(o.zero), rzero = _mm512_set1_epi32(res.zero);
+  const __m512i q_lo = _mm512_setzero_si512(), q_hi = _mm512_set1_epi32(255);
+  for (int64_t p0 = 0; p0 < rows; p0 += 16) {
+    const int64_t m = std::min<int64_t>(16, rows - p0);
+    const __mmask16 pmask = static_cast<__mmask16>((1u << m) - 1);
+    for (int64_t j0 = 0; j0 < n; j0 += 16) {
+      const EpilogueLanes lanes(c.A.data(), c.B.data(), c.C.data(), c.bias.data(), n, j0);
+      const int64_t nj = lanes.n;
+      const __mmask16 jmask = lanes.mask;
+      const __m512i step = _mm512_maskz_loadu_epi32(jmask, g.step + j0);
+      // Lane j's dot index for the first row of this block, then + step per row.
+      __m512i idx = _mm512_add_epi32(_mm512_maskz_loadu_epi32(jmask, g.idx + j0),
+                                     _mm512_mullo_epi32(step, _mm512_set1_epi32(static_cast<int32_t>(row0 + p0))));
+      __m512 rp[16];
+      if (res.planes != nullptr) {  // NCHW planes: 16 channels x 16 pixels, transposed
+        for (int64_t j = 0; j < 16; ++j) {
+          rp[j] = j < nj ? _mm512_maskz_loadu_ps(pmask, res.planes + (j0 + j) * res.ld + p0) : _mm512_setzero_ps();
+        }
+        Transpose16(rp);
+      }
+      for (int64_t p = 0; p < m; ++p, idx = _mm512_add_epi32(idx, step)) {
+        const __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), jmask, idx, dots, 4);
+        __m512 v = lanes.Value(d, sums[p0 + p]);
+        if (res.planes != nullptr) v = _mm512_add_ps(v, rp[p]);
+        if (res.bytes != nullptr) {
+          const __m128i rb = _mm_maskz_loadu_epi8(jmask, res.bytes + (p0 + p) * res.ld + j0);
+          const __m512i ri = _mm512_sub_epi32(_mm512_cvtepu8_epi32(rb), rzero);
+          v = _mm512_add_ps(v, _mm512_mul_ps(rscale, _mm512_cvtepi32_ps(ri)));
+        }
+        const __m512i q = QuantizeLanes(_mm512_min_ps(_mm512_max_ps(v, vlo), vhi), inv, z, q_lo, q_hi);
+        _mm512_mask_cvtepi32_storeu_epi8(y + (p0 + p) * ldy + j0, jmask, q);
       }
     }
   }

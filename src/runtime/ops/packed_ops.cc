@@ -341,6 +341,7 @@ class PackedConv final : public PackedKernel {
     std::vector<uint32_t> integral;
     std::vector<const uint8_t*> row_ptr;
     ColumnEpilogue epilogue;
+    std::vector<ColumnEpilogue> parts;  // per format (MixedBytes)
   };
 
  public:
@@ -480,6 +481,11 @@ class PackedConv final : public PackedKernel {
         QuantizeImage(x + i * isz, a, ctx, s);
       }
       const int64_t threads = ctx.pool->threads();
+      if (mixed_ && write_bytes && (implicit_ || direct_)) {
+        MixedBytes(a, bias, res != nullptr && !late_residual ? res + i * m_ * osz : nullptr,
+                   res_b != nullptr ? res_b + i * osz * m_ : nullptr, bo, yb + i * osz * m_, ctx, s);
+        return;
+      }
       for (int64_t part = 0; part < static_cast<int64_t>(groups_.size()); ++part) {
         const QLinearWeights& w = groups_[part];
         // Input channels from group grp; outputs from og, or scattered to
@@ -595,6 +601,54 @@ class PackedConv final : public PackedKernel {
   }
 
  private:
+  // Filter-wise formats writing bytes: per block of pixels, every format's
+  // dot products (each in its own region of s.dot), then one epilogue pass in
+  // output-channel order that gathers them, so each pixel's bytes are stored
+  // contiguously rather than scattered format by format.
+  void MixedBytes(const ActQuant& a, const float* bias, const float* res, const uint8_t* res_b, ByteOutput bo,
+                  uint8_t* yb, const ExecContext& ctx, ImageScratch& s) {
+    const int64_t osz = g_.out_size(), threads = ctx.pool->threads();
+    WindowSums(0, ctx, s);
+    if (implicit_) {
+      for (int64_t p = 0; p < osz; ++p) s.row_ptr[p] = s.image.data() + row_pix_[p] * cs_;
+    }
+    s.parts.resize(groups_.size());
+    for (size_t part = 0; part < groups_.size(); ++part) {
+      Epilogue e = MakeEpilogue(fused_, bias);
+      e.out = part_out_[part].data();
+      PrepareColumnEpilogue(groups_[part], a, e, path_, &s.parts[part]);
+    }
+    MergeColumnEpilogues(s.parts, m_, &s.epilogue);
+    const int64_t nblk = threads * ((osz + threads * 64 - 1) / (threads * 64));
+    const int64_t blk = ((osz + nblk - 1) / nblk + 3) / 4 * 4;
+    ctx.pool->ParallelFor((osz + blk - 1) / blk, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t p0 = b * blk, n = std::min(osz, p0 + blk) - p0;
+        for (size_t part = 0; part < groups_.size(); ++part) {
+          const QLinearWeights& w = groups_[part];
+          int32_t* dot = s.dot.data() + part_dot_[part] + p0 * w.n_pad;
+          if (direct_) {
+            QLinearDots(w, path_, s.image.data() + p0 * cs_, n, dot, nullptr);
+          } else {
+            QLinearDotsRows(w, path_, s.row_ptr.data() + p0, step_off_.data(), n, dot, nullptr);
+          }
+        }
+        RowResidual r;
+        if (res != nullptr) {
+          r.planes = res + p0;
+          r.ld = osz;
+        } else if (res_b != nullptr) {
+          r.bytes = res_b + p0 * m_;
+          r.ld = m_;
+          r.scale = res_q_.scale;
+          r.zero = res_q_.zero;
+        }
+        QLinearEpilogueRowsBytesGathered(s.epilogue, DotGather{gather_idx_.data(), gather_step_.data()},
+                                         s.sums.data() + p0, s.dot.data(), p0, n, r, bo, yb + p0 * m_, m_);
+      }
+    });
+  }
+
   // One QLinearWeights per group, or per format (filter-wise formats, group
   // 1); columns permuted from (c, kd, kh, kw) to (kd, kh, kw, c) to match
   // the image's windows, padding channels included.
@@ -609,6 +663,19 @@ class PackedConv final : public PackedKernel {
         const PackedTensor& w = parts.parts[i];
         LOWBIT_RETURN_IF_ERROR(AddGroup(w, 0, w.rows()));
         part_out_.push_back(parts.channels[i]);
+      }
+      // Where MixedBytes finds each output's dot products: format i's region
+      // of s.dot starts at part_dot_[i] (out_size x n_pad of the formats before).
+      const int64_t osz = g_.out_size();
+      part_dot_.assign(groups_.size(), 0);
+      gather_idx_.assign(m_, 0);
+      gather_step_.assign(m_, 0);
+      for (size_t i = 0; i < groups_.size(); ++i) {
+        if (i > 0) part_dot_[i] = part_dot_[i - 1] + osz * groups_[i - 1].n_pad;
+        for (size_t r = 0; r < part_out_[i].size(); ++r) {
+          gather_idx_[part_out_[i][r]] = static_cast<int32_t>(part_dot_[i] + static_cast<int64_t>(r));
+          gather_step_[part_out_[i][r]] = static_cast<int32_t>(groups_[i].n_pad);
+        }
       }
       return OkStatus();
     }
@@ -722,6 +789,10 @@ class PackedConv final : public PackedKernel {
       s->row_ptr.resize(osz);
     } else if (!direct_) {
       s->u.assign(static_cast<size_t>(osz * k_pad), 0);
+    }
+    if (mixed_) {  // every format's region (MixedBytes)
+      n_pad = 0;
+      for (const QLinearWeights& q : groups_) n_pad += q.n_pad;
     }
     s->dot.assign(static_cast<size_t>(osz * n_pad), 0);
     s->sums.resize(osz);
@@ -1033,6 +1104,8 @@ class PackedConv final : public PackedKernel {
   // writes output channels part_out_[i].
   bool mixed_ = false;
   std::vector<std::vector<int32_t>> part_out_;
+  std::vector<int64_t> part_dot_;                   // MixedBytes: each format's region of dot
+  std::vector<int32_t> gather_idx_, gather_step_;  // and each output's place in it
   ActQuant act_;
   // Byte edges: canonical parameters of the output and residual bytes; fp32
   // planes for a broadcast residual that arrives as bytes or an output that
