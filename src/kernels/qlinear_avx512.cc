@@ -167,9 +167,26 @@ void PlanesDotRows(const QLinearWeights& w, const uint8_t* const* xr, const int3
   if (t < t1) PlanesDotTail<B, R>(w, xr, off, dot, ldd, t, t1 - t);
 }
 
+// A single tile (16 outputs: a small layer, or a filter-wise format's few
+// filters): 8 rows per block, so 8 accumulator chains hide vpdpbusd's latency
+// (4 rows x 1 tile would leave 4).
+template <int B>
+__attribute__((noinline)) void PlanesDotOneTile(const QLinearWeights& w, const uint8_t* const* xr,
+                                                const int32_t* off, int64_t rows, int32_t* dot, int64_t t) {
+  const int64_t ldd = w.n_pad;
+  int64_t r = 0;
+  for (; r + 8 <= rows; r += 8) PlanesDotBlock<B, 8, 1>(w, xr + r, off, dot + r * ldd, ldd, t);
+  for (; r + 4 <= rows; r += 4) PlanesDotBlock<B, 4, 1>(w, xr + r, off, dot + r * ldd, ldd, t);
+  for (; r < rows; ++r) PlanesDotBlock<B, 1, 1>(w, xr + r, off, dot + r * ldd, ldd, t);
+}
+
 template <int B>
 void PlanesDotBatch(const QLinearWeights& w, const uint8_t* const* xr, const int32_t* off,
                     int64_t rows, int32_t* dot, int64_t t0, int64_t t1) {
+  if (t1 - t0 == 1) {
+    PlanesDotOneTile<B>(w, xr, off, rows, dot, t0);
+    return;
+  }
   const int64_t ldd = w.n_pad;
   int64_t r = 0;
   for (; r + 4 <= rows; r += 4) PlanesDotRows<B, 4>(w, xr + r, off, dot + r * ldd, ldd, t0, t1);
