@@ -406,14 +406,34 @@ void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, c
   }
 }
 
+namespace {
+
+// What both byte epilogues do to one row's 16 values: add a residual read as
+// bytes, clamp to the activation, quantize to the output's bytes.
+struct ByteLanes {
+  __m512 lo, hi, inv, rscale;
+  __m512i z, rzero, q_lo = _mm512_setzero_si512(), q_hi = _mm512_set1_epi32(255);
+  ByteLanes(float lo_, float hi_, ByteOutput o, const RowResidual& r)
+      : lo(_mm512_set1_ps(lo_)),
+        hi(_mm512_set1_ps(hi_)),
+        inv(_mm512_set1_ps(o.inv)),
+        rscale(_mm512_set1_ps(r.scale)),
+        z(_mm512_set1_epi32(o.zero)),
+        rzero(_mm512_set1_epi32(r.zero)) {}
+  __m512 AddResidual(__m512 v, __m128i bytes) const {
+    const __m512i ri = _mm512_sub_epi32(_mm512_cvtepu8_epi32(bytes), rzero);
+    return _mm512_add_ps(v, _mm512_mul_ps(rscale, _mm512_cvtepi32_ps(ri)));
+  }
+  __m512i Quantize(__m512 v) const { return QuantizeLanes(_mm512_min_ps(_mm512_max_ps(v, lo), hi), inv, z, q_lo, q_hi); }
+};
+
+}  // namespace
+
 void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C, const float* bias,
                              int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
                              int64_t rows, const RowResidual& res, float lo, float hi, ByteOutput o,
                              uint8_t* y, int64_t ldy, const int32_t* out) {
-  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), inv = _mm512_set1_ps(o.inv);
-  const __m512 rscale = _mm512_set1_ps(res.scale);
-  const __m512i z = _mm512_set1_epi32(o.zero), rzero = _mm512_set1_epi32(res.zero);
-  const __m512i q_lo = _mm512_setzero_si512(), q_hi = _mm512_set1_epi32(255);
+  const ByteLanes b(lo, hi, o, res);
   for (int64_t p0 = 0; p0 < rows; p0 += 16) {
     const int64_t m = std::min<int64_t>(16, rows - p0);
     const __mmask16 pmask = static_cast<__mmask16>((1u << m) - 1);
@@ -447,10 +467,9 @@ void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C,
             for (int64_t j = 0; j < nj; ++j) half[j >> 3] |= uint64_t{rrow[out[j0 + j]]} << (8 * (j & 7));
             rb = _mm_set_epi64x(static_cast<int64_t>(half[1]), static_cast<int64_t>(half[0]));
           }
-          const __m512i ri = _mm512_sub_epi32(_mm512_cvtepu8_epi32(rb), rzero);
-          v = _mm512_add_ps(v, _mm512_mul_ps(rscale, _mm512_cvtepi32_ps(ri)));
+          v = b.AddResidual(v, rb);
         }
-        const __m512i q = QuantizeLanes(_mm512_min_ps(_mm512_max_ps(v, vlo), vhi), inv, z, q_lo, q_hi);
+        const __m512i q = b.Quantize(v);
         uint8_t* yrow = y + (p0 + p) * ldy;
         if (out == nullptr) {
           _mm512_mask_cvtepi32_storeu_epi8(yrow + j0, jmask, q);
@@ -468,10 +487,7 @@ void EpilogueRowsBytesGatheredAvx512(const ColumnEpilogue& c, DotGather g, const
                                      const int32_t* dots, int64_t row0, int64_t rows, const RowResidual& res,
                                      ByteOutput o, uint8_t* y, int64_t ldy) {
   const int64_t n = static_cast<int64_t>(c.A.size());
-  const __m512 vlo = _mm512_set1_ps(c.lo), vhi = _mm512_set1_ps(c.hi), inv = _mm512_set1_ps(o.inv);
-  const __m512 rscale = _mm512_set1_ps(res.scale);
-  const __m512i z = _mm512_set1_epi32(o.zero), rzero = _mm512_set1_epi32(res.zero);
-  const __m512i q_lo = _mm512_setzero_si512(), q_hi = _mm512_set1_epi32(255);
+  const ByteLanes b(c.lo, c.hi, o, res);
   for (int64_t p0 = 0; p0 < rows; p0 += 16) {
     const int64_t m = std::min<int64_t>(16, rows - p0);
     const __mmask16 pmask = static_cast<__mmask16>((1u << m) - 1);
@@ -494,13 +510,8 @@ void EpilogueRowsBytesGatheredAvx512(const ColumnEpilogue& c, DotGather g, const
         const __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), jmask, idx, dots, 4);
         __m512 v = lanes.Value(d, sums[p0 + p]);
         if (res.planes != nullptr) v = _mm512_add_ps(v, rp[p]);
-        if (res.bytes != nullptr) {
-          const __m128i rb = _mm_maskz_loadu_epi8(jmask, res.bytes + (p0 + p) * res.ld + j0);
-          const __m512i ri = _mm512_sub_epi32(_mm512_cvtepu8_epi32(rb), rzero);
-          v = _mm512_add_ps(v, _mm512_mul_ps(rscale, _mm512_cvtepi32_ps(ri)));
-        }
-        const __m512i q = QuantizeLanes(_mm512_min_ps(_mm512_max_ps(v, vlo), vhi), inv, z, q_lo, q_hi);
-        _mm512_mask_cvtepi32_storeu_epi8(y + (p0 + p) * ldy + j0, jmask, q);
+        if (res.bytes != nullptr) v = b.AddResidual(v, _mm_maskz_loadu_epi8(jmask, res.bytes + (p0 + p) * res.ld + j0));
+        _mm512_mask_cvtepi32_storeu_epi8(y + (p0 + p) * ldy + j0, jmask, b.Quantize(v));
       }
     }
   }

@@ -515,16 +515,7 @@ class PackedConv final : public PackedKernel {
         // The epilogue of pixels [p0, p0 + n), outputs [j0, j1).
         auto epilogue = [&](int64_t p0, int64_t n, const int32_t* dot, int64_t j0, int64_t j1) {
           if (ybg != nullptr) {
-            RowResidual r;
-            if (rg != nullptr) {
-              r.planes = rg + p0;
-              r.ld = osz;
-            } else if (rbg != nullptr) {
-              r.bytes = rbg + p0 * m_;
-              r.ld = m_;
-              r.scale = res_q_.scale;
-              r.zero = res_q_.zero;
-            }
+            const RowResidual r = ResidualRows(rg, rbg, p0);
             QLinearEpilogueRowsBytes(w, s.epilogue, s.sums.data() + p0, dot, n, r, bo, ybg + p0 * m_, m_,
                                      j0, j1);
           } else {
@@ -601,6 +592,22 @@ class PackedConv final : public PackedKernel {
   }
 
  private:
+  // The same-shape residual of output pixels from p0 for a byte epilogue:
+  // fp32 planes or 8-bit pixels (one image's, from its first pixel), or none.
+  RowResidual ResidualRows(const float* planes, const uint8_t* bytes, int64_t p0) const {
+    RowResidual r;
+    if (planes != nullptr) {
+      r.planes = planes + p0;
+      r.ld = g_.out_size();
+    } else if (bytes != nullptr) {
+      r.bytes = bytes + p0 * m_;
+      r.ld = m_;
+      r.scale = res_q_.scale;
+      r.zero = res_q_.zero;
+    }
+    return r;
+  }
+
   // Filter-wise formats writing bytes: per block of pixels, every format's
   // dot products (each in its own region of s.dot), then one epilogue pass in
   // output-channel order that gathers them, so each pixel's bytes are stored
@@ -633,16 +640,7 @@ class PackedConv final : public PackedKernel {
             QLinearDotsRows(w, path_, s.row_ptr.data() + p0, step_off_.data(), n, dot, nullptr);
           }
         }
-        RowResidual r;
-        if (res != nullptr) {
-          r.planes = res + p0;
-          r.ld = osz;
-        } else if (res_b != nullptr) {
-          r.bytes = res_b + p0 * m_;
-          r.ld = m_;
-          r.scale = res_q_.scale;
-          r.zero = res_q_.zero;
-        }
+        const RowResidual r = ResidualRows(res, res_b, p0);
         QLinearEpilogueRowsBytesGathered(s.epilogue, DotGather{gather_idx_.data(), gather_step_.data()},
                                          s.sums.data() + p0, s.dot.data(), p0, n, r, bo, yb + p0 * m_, m_);
       }
