@@ -4,10 +4,10 @@
 // vnni_ceiling's register-only rate (444 GMAC/s per core here).
 //
 // Args: channels, spatial size, stride, threads.
+#include <benchmark/benchmark.h>
+
 #include <functional>
 #include <memory>
-
-#include <benchmark/benchmark.h>
 
 #include "base/rng.h"
 #include "ir/passes.h"
@@ -45,7 +45,8 @@ Graph ConvGraph(int64_t c, int64_t hw, int64_t stride) {
 // every packed layer (`range` of the node; null: dynamic), as a plan of
 // `threads` with a random normal input; null after reporting the error to
 // `state`. *code_bytes: the packed codes' size.
-std::unique_ptr<Plan> MakePlan(benchmark::State& state, Graph g, const std::string& weights, int threads,
+std::unique_ptr<Plan> MakePlan(benchmark::State& state, Graph g, const std::string& weights,
+                               int threads,
                                const std::function<std::vector<float>(const Node&)>& range,
                                int64_t* code_bytes = nullptr) {
   if (weights != "fp32") {
@@ -64,7 +65,8 @@ std::unique_ptr<Plan> MakePlan(benchmark::State& state, Graph g, const std::stri
     }
     if (code_bytes != nullptr) {
       *code_bytes = 0;
-      for (const auto& [name, t] : g.constants) *code_bytes += name.find(".codes") != std::string::npos ? t.numel() : 0;
+      for (const auto& [name, t] : g.constants)
+        *code_bytes += name.find(".codes") != std::string::npos ? t.numel() : 0;
     }
   }
   PlanOptions po;
@@ -83,8 +85,10 @@ std::unique_ptr<Plan> MakePlan(benchmark::State& state, Graph g, const std::stri
 void BM_Conv(benchmark::State& state, const char* weights) {
   const int64_t c = state.range(0), hw = state.range(1), stride = state.range(2);
   const int threads = static_cast<int>(state.range(3));
-  std::unique_ptr<Plan> plan = MakePlan(state, ConvGraph(c, hw, stride), weights, threads,
-                                        [](const Node&) { return std::vector<float>{-3.0f, 3.0f}; });
+  std::unique_ptr<Plan> plan =
+      MakePlan(state, ConvGraph(c, hw, stride), weights, threads, [](const Node&) {
+        return std::vector<float>{-3.0f, 3.0f};
+      });
   if (plan == nullptr) return;
   for (auto _ : state) plan->Run();
   const double macs = static_cast<double>(c) * c * 9 * hw * hw;
@@ -122,7 +126,8 @@ void BM_ConvChain(benchmark::State& state, const char* weights) {
   for (int64_t l = 0; l < layers; ++l) {
     const std::string id = std::to_string(l);
     Tensor w(DType::kFloat32, {c, c, 3, 3});
-    for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = static_cast<float>(rng.Normal()) * 0.05f;
+    for (int64_t i = 0; i < w.numel(); ++i)
+      w.data<float>()[i] = static_cast<float>(rng.Normal()) * 0.05f;
     g.constants["W" + id] = w;
     Node n;
     n.name = "conv" + id;
@@ -152,12 +157,21 @@ void BM_ConvChain(benchmark::State& state, const char* weights) {
   if (plan == nullptr) return;
   for (auto _ : state) plan->Run();
   const double macs = static_cast<double>(layers) * c * c * 9 * hw * hw;
-  state.counters["GMAC/s"] = benchmark::Counter(macs * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GMAC/s"] =
+      benchmark::Counter(macs * state.iterations() / 1e9, benchmark::Counter::kIsRate);
   state.counters["byte_edges"] = static_cast<double>(plan->num_byte_edges());
 }
-#define CHAIN_SHAPES                                                                            \
-  ->Args({64, 56, 1})->Args({128, 28, 1})->Args({256, 14, 1})->Args({512, 7, 1})->Args({64, 56, 2}) \
-      ->Args({128, 28, 2})->Args({256, 14, 2})->Args({512, 7, 2})->Unit(benchmark::kMicrosecond)->UseRealTime()
+#define CHAIN_SHAPES                  \
+  ->Args({64, 56, 1})                 \
+      ->Args({128, 28, 1})            \
+      ->Args({256, 14, 1})            \
+      ->Args({512, 7, 1})             \
+      ->Args({64, 56, 2})             \
+      ->Args({128, 28, 2})            \
+      ->Args({256, 14, 2})            \
+      ->Args({512, 7, 2})             \
+      ->Unit(benchmark::kMicrosecond) \
+      ->UseRealTime()
 BENCHMARK_CAPTURE(BM_ConvChain, int8, "int8") CHAIN_SHAPES;
 BENCHMARK_CAPTURE(BM_ConvChain, int4, "int4") CHAIN_SHAPES;
 
@@ -172,7 +186,8 @@ void BM_Gemv(benchmark::State& state, const char* weights) {
   g.inputs = {{"x", DType::kFloat32, {1, k}}};
   g.outputs = {{"y", DType::kFloat32, {}}};
   Tensor w(DType::kFloat32, {n, k});
-  for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = static_cast<float>(rng.Laplace(0.05));
+  for (int64_t i = 0; i < w.numel(); ++i)
+    w.data<float>()[i] = static_cast<float>(rng.Laplace(0.05));
   g.constants["W"] = w;
   Node node;
   node.name = "fc";
@@ -183,14 +198,27 @@ void BM_Gemv(benchmark::State& state, const char* weights) {
   node.attrs["transB"] = int64_t{1};
   g.nodes.push_back(node);
   int64_t bytes = 0;
-  std::unique_ptr<Plan> plan = MakePlan(state, g, weights, static_cast<int>(state.range(0)), nullptr, &bytes);
+  std::unique_ptr<Plan> plan =
+      MakePlan(state, g, weights, static_cast<int>(state.range(0)), nullptr, &bytes);
   if (plan == nullptr) return;
   for (auto _ : state) plan->Run();
   state.counters["code_bytes"] = static_cast<double>(bytes);
 }
-BENCHMARK_CAPTURE(BM_Gemv, int2, "int2")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Gemv, int4, "int4")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Gemv, int2_int4, "int2/int4:0.25")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Gemv, int2, "int2")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Gemv, int4, "int4")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Gemv, int2_int4, "int2/int4:0.25")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace lowbit

@@ -241,11 +241,14 @@ namespace {
 struct RowTerms {
   uint32_t z, sum, kz;
   RowTerms(ActQuant a, int64_t k)
-      : z(static_cast<uint32_t>(a.zero)), sum(static_cast<uint32_t>(a.sum)), kz(static_cast<uint32_t>(k) * z) {}
+      : z(static_cast<uint32_t>(a.zero)),
+        sum(static_cast<uint32_t>(a.sum)),
+        kz(static_cast<uint32_t>(k) * z) {}
   // dot - z * rowsum - offset * usum + K * offset * z.
   int32_t Acc(int32_t dot, int32_t rowsum, int32_t offset) const {
     const uint32_t off = static_cast<uint32_t>(offset);
-    return static_cast<int32_t>(static_cast<uint32_t>(dot) - z * static_cast<uint32_t>(rowsum) - off * sum + kz * off);
+    return static_cast<int32_t>(static_cast<uint32_t>(dot) - z * static_cast<uint32_t>(rowsum) -
+                                off * sum + kz * off);
   }
 };
 
@@ -263,11 +266,12 @@ LOWBIT_VECTORIZE void EpilogueRow(const int32_t* __restrict dot, const int32_t* 
 
 // The same for filter-wise formats: row r writes output out[r] (and reads
 // its bias there). Same expression, same compilation: the same values.
-LOWBIT_VECTORIZE void EpilogueRowMapped(const int32_t* __restrict dot, const int32_t* __restrict rowsum,
-                                        const int32_t* __restrict offset, const float* __restrict scale,
-                                        const float* __restrict bias, const int32_t* __restrict out,
-                                        int64_t n, int64_t k, ActQuant a, float lo, float hi,
-                                        float* __restrict y) {
+LOWBIT_VECTORIZE void EpilogueRowMapped(const int32_t* __restrict dot,
+                                        const int32_t* __restrict rowsum,
+                                        const int32_t* __restrict offset,
+                                        const float* __restrict scale, const float* __restrict bias,
+                                        const int32_t* __restrict out, int64_t n, int64_t k,
+                                        ActQuant a, float lo, float hi, float* __restrict y) {
   const RowTerms t(a, k);
   for (int64_t r = 0; r < n; ++r) {
     float v = scale[r] * a.scale * static_cast<float>(t.Acc(dot[r], rowsum[r], offset[r]));
@@ -281,8 +285,8 @@ LOWBIT_VECTORIZE void EpilogueRowMapped(const int32_t* __restrict dot, const int
 void QLinearEpilogue(const QLinearWeights& w, const ActQuant& a, const int32_t* dot,
                      const Epilogue& e, float* y) {
   if (e.out != nullptr) {
-    EpilogueRowMapped(dot, w.rowsum.data(), w.offset.data(), w.scale.data(), e.bias, e.out, w.n, w.k, a,
-                      e.clamp ? e.lo : -INFINITY, e.clamp ? e.hi : INFINITY, y);
+    EpilogueRowMapped(dot, w.rowsum.data(), w.offset.data(), w.scale.data(), e.bias, e.out, w.n,
+                      w.k, a, e.clamp ? e.lo : -INFINITY, e.clamp ? e.hi : INFINITY, y);
     return;
   }
   EpilogueRow(dot, w.rowsum.data(), w.offset.data(), w.scale.data(), e.bias, w.n, w.k, a,
@@ -368,7 +372,8 @@ void QLinearEpilogueColumns(const QLinearWeights& w, const ColumnEpilogue& c, co
     if (residual != nullptr) residual += j0 * ldy;
   }
   if (c.avx512) {
-    EpilogueColumnsAvx512(A, B, C, bias, n, sums, dot, w.n_pad, rows, residual, c.lo, c.hi, y, ldy, out);
+    EpilogueColumnsAvx512(A, B, C, bias, n, sums, dot, w.n_pad, rows, residual, c.lo, c.hi, y, ldy,
+                          out);
     return;
   }
   for (int64_t p0 = 0; p0 < rows; p0 += 16) {
@@ -392,7 +397,8 @@ void EpilogueRowsBytesBlock(const float* A, const int32_t* B, const int32_t* C, 
       const int64_t oj = out != nullptr ? out[j] : j;
       float v = std::fma(static_cast<float>(d[j] + B[j] - C[j] * sums[p]), A[j], bias[j]);
       if (r.planes != nullptr) v += r.planes[oj * r.ld + p0 + p];
-      if (r.bytes != nullptr) v += r.scale * static_cast<float>(r.bytes[(p0 + p) * r.ld + oj] - r.zero);
+      if (r.bytes != nullptr)
+        v += r.scale * static_cast<float>(r.bytes[(p0 + p) * r.ld + oj] - r.zero);
       yp[oj] = ToByte(std::min(std::max(v, lo), hi), o);
     }
   }
@@ -416,7 +422,8 @@ void QLinearEpilogueRowsBytes(const QLinearWeights& w, const ColumnEpilogue& c, 
     if (r.bytes != nullptr) r.bytes += j0;
   }
   if (c.avx512) {
-    EpilogueRowsBytesAvx512(A, B, C, bias, n, sums, dot, w.n_pad, rows, r, c.lo, c.hi, o, y, ldy, out);
+    EpilogueRowsBytesAvx512(A, B, C, bias, n, sums, dot, w.n_pad, rows, r, c.lo, c.hi, o, y, ldy,
+                            out);
     return;
   }
   for (int64_t p0 = 0; p0 < rows; p0 += 16) {
@@ -447,8 +454,8 @@ void MergeColumnEpilogues(const std::vector<ColumnEpilogue>& parts, int64_t n, C
 }
 
 void QLinearEpilogueRowsBytesGathered(const ColumnEpilogue& c, DotGather g, const int32_t* sums,
-                                      const int32_t* dots, int64_t row0, int64_t rows, const RowResidual& r,
-                                      ByteOutput o, uint8_t* y, int64_t ldy) {
+                                      const int32_t* dots, int64_t row0, int64_t rows,
+                                      const RowResidual& r, ByteOutput o, uint8_t* y, int64_t ldy) {
   if (c.avx512) {
     EpilogueRowsBytesGatheredAvx512(c, g, sums, dots, row0, rows, r, o, y, ldy);
     return;

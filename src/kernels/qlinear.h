@@ -209,14 +209,15 @@ struct DotGather {
   const int32_t* idx = nullptr;
   const int32_t* step = nullptr;
 };
-void MergeColumnEpilogues(const std::vector<ColumnEpilogue>& parts, int64_t n, ColumnEpilogue* merged);
+void MergeColumnEpilogues(const std::vector<ColumnEpilogue>& parts, int64_t n,
+                          ColumnEpilogue* merged);
 void QLinearEpilogueRowsBytesGathered(const ColumnEpilogue& c, DotGather g, const int32_t* sums,
-                                      const int32_t* dots, int64_t row0, int64_t rows, const RowResidual& r,
-                                      ByteOutput o, uint8_t* y, int64_t ldy);
+                                      const int32_t* dots, int64_t row0, int64_t rows,
+                                      const RowResidual& r, ByteOutput o, uint8_t* y, int64_t ldy);
 // The AVX-512 bodies (bit-identical to the portable loops).
 void EpilogueRowsBytesGatheredAvx512(const ColumnEpilogue& c, DotGather g, const int32_t* sums,
-                                     const int32_t* dots, int64_t row0, int64_t rows, const RowResidual& r,
-                                     ByteOutput o, uint8_t* y, int64_t ldy);
+                                     const int32_t* dots, int64_t row0, int64_t rows,
+                                     const RowResidual& r, ByteOutput o, uint8_t* y, int64_t ldy);
 void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C, const float* bias,
                              int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
                              int64_t rows, const RowResidual& r, float lo, float hi, ByteOutput o,
@@ -268,7 +269,8 @@ void QLinearDotRowsAvx2(const QLinearWeights& w, const uint8_t* const* rows,
 // Whether `path` runs w with SIMD through the row-pointer entry points.
 inline bool RowKernelAvailable(const QLinearWeights& w, KernelPath path) {
   return path == KernelPath::kAvx512Vnni ||
-         (path == KernelPath::kAvx2 && (w.layout == QLinearWeights::Layout::kPlanes || !w.nibbles.empty()));
+         (path == KernelPath::kAvx2 &&
+          (w.layout == QLinearWeights::Layout::kPlanes || !w.nibbles.empty()));
 }
 // Dispatches the row-pointer form to `path` (RowKernelAvailable must hold).
 void QLinearDotRows(const QLinearWeights& w, KernelPath path, const uint8_t* const* rows,

@@ -83,8 +83,10 @@ inline void TableTile(const QLinearWeights& w, __m256i table, const uint8_t* con
     const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + g * 64));
     const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + g * 64 + 32));
     for (int p = 0; p < 2 && 2 * g + p < steps; ++p) {
-      const __m256i w0 = _mm256_shuffle_epi8(table, _mm256_and_si256(p == 0 ? v0 : _mm256_srli_epi16(v0, 4), mask));
-      const __m256i w1 = _mm256_shuffle_epi8(table, _mm256_and_si256(p == 0 ? v1 : _mm256_srli_epi16(v1, 4), mask));
+      const __m256i w0 = _mm256_shuffle_epi8(
+          table, _mm256_and_si256(p == 0 ? v0 : _mm256_srli_epi16(v0, 4), mask));
+      const __m256i w1 = _mm256_shuffle_epi8(
+          table, _mm256_and_si256(p == 0 ? v1 : _mm256_srli_epi16(v1, 4), mask));
       const int32_t o = off[2 * g + p];
       for (int r = 0; r < R; ++r) {
         const __m256i x = _mm256_set1_epi32(*reinterpret_cast<const int32_t*>(xr[r] + o));
@@ -93,11 +95,14 @@ inline void TableTile(const QLinearWeights& w, __m256i table, const uint8_t* con
           acc[r][1] = _mm256_add_epi32(acc[r][1], DotQuad(x, w1, ones));
           continue;
         }
-        const __m256i lo = _mm256_and_si256(x, mask), hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), mask);
-        acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_add_epi32(DotQuad(lo, w0, ones),
-                                                                  _mm256_slli_epi32(DotQuad(hi, w0, ones), 4)));
-        acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_add_epi32(DotQuad(lo, w1, ones),
-                                                                  _mm256_slli_epi32(DotQuad(hi, w1, ones), 4)));
+        const __m256i lo = _mm256_and_si256(x, mask),
+                      hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), mask);
+        acc[r][0] = _mm256_add_epi32(
+            acc[r][0],
+            _mm256_add_epi32(DotQuad(lo, w0, ones), _mm256_slli_epi32(DotQuad(hi, w0, ones), 4)));
+        acc[r][1] = _mm256_add_epi32(
+            acc[r][1],
+            _mm256_add_epi32(DotQuad(lo, w1, ones), _mm256_slli_epi32(DotQuad(hi, w1, ones), 4)));
       }
     }
   }
@@ -112,14 +117,17 @@ void TableRows(const QLinearWeights& w, const uint8_t* const* xr, const int32_t*
                int32_t* dot, int64_t t0, int64_t t1) {
   alignas(16) int8_t t16[16] = {};
   std::copy(w.table.begin(), w.table.end(), t16);
-  const __m256i table = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(t16)));
+  const __m256i table =
+      _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(t16)));
   const int64_t ldd = w.n_pad;
   int64_t r = 0;
   for (; r + 4 <= rows; r += 4) {
-    for (int64_t t = t0; t < t1; ++t) TableTile<4, kSplit>(w, table, xr + r, off, dot + r * ldd, ldd, t);
+    for (int64_t t = t0; t < t1; ++t)
+      TableTile<4, kSplit>(w, table, xr + r, off, dot + r * ldd, ldd, t);
   }
   for (; r < rows; ++r) {
-    for (int64_t t = t0; t < t1; ++t) TableTile<1, kSplit>(w, table, xr + r, off, dot + r * ldd, ldd, t);
+    for (int64_t t = t0; t < t1; ++t)
+      TableTile<1, kSplit>(w, table, xr + r, off, dot + r * ldd, ldd, t);
   }
 }
 

@@ -150,12 +150,18 @@ inline void PlanesDotBlock(const QLinearWeights& w, const uint8_t* const* xr, co
 // of line: inlined, it costs the main loop's code quality (measured 15%).
 template <int B, int R>
 __attribute__((noinline)) void PlanesDotTail(const QLinearWeights& w, const uint8_t* const* xr,
-                                             const int32_t* off, int32_t* dot, int64_t ldd, int64_t t,
-                                             int64_t n) {
+                                             const int32_t* off, int32_t* dot, int64_t ldd,
+                                             int64_t t, int64_t n) {
   switch (n) {
-    case 3: PlanesDotBlock<B, R, 3>(w, xr, off, dot, ldd, t); break;
-    case 2: PlanesDotBlock<B, R, 2>(w, xr, off, dot, ldd, t); break;
-    default: PlanesDotBlock<B, R, 1>(w, xr, off, dot, ldd, t); break;
+    case 3:
+      PlanesDotBlock<B, R, 3>(w, xr, off, dot, ldd, t);
+      break;
+    case 2:
+      PlanesDotBlock<B, R, 2>(w, xr, off, dot, ldd, t);
+      break;
+    default:
+      PlanesDotBlock<B, R, 1>(w, xr, off, dot, ldd, t);
+      break;
   }
 }
 
@@ -172,7 +178,8 @@ void PlanesDotRows(const QLinearWeights& w, const uint8_t* const* xr, const int3
 // (4 rows x 1 tile would leave 4).
 template <int B>
 __attribute__((noinline)) void PlanesDotOneTile(const QLinearWeights& w, const uint8_t* const* xr,
-                                                const int32_t* off, int64_t rows, int32_t* dot, int64_t t) {
+                                                const int32_t* off, int64_t rows, int32_t* dot,
+                                                int64_t t) {
   const int64_t ldd = w.n_pad;
   int64_t r = 0;
   for (; r + 8 <= rows; r += 8) PlanesDotBlock<B, 8, 1>(w, xr + r, off, dot + r * ldd, ldd, t);
@@ -360,7 +367,9 @@ struct EpilogueLanes {
     bias = _mm512_maskz_loadu_ps(mask, bias_ + j0);
   }
   // dot: the row's 16 products (full lanes; rows are padded to 16).
-  __m512 Value(const int32_t* dot, int32_t sum) const { return Value(_mm512_loadu_si512(dot), sum); }
+  __m512 Value(const int32_t* dot, int32_t sum) const {
+    return Value(_mm512_loadu_si512(dot), sum);
+  }
   __m512 Value(__m512i d, int32_t sum) const {
     const __m512i t = _mm512_sub_epi32(_mm512_add_epi32(d, b), _mm512_mullo_epi32(c, _mm512_set1_epi32(sum)));
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), a, bias);
@@ -424,7 +433,9 @@ struct ByteLanes {
     const __m512i ri = _mm512_sub_epi32(_mm512_cvtepu8_epi32(bytes), rzero);
     return _mm512_add_ps(v, _mm512_mul_ps(rscale, _mm512_cvtepi32_ps(ri)));
   }
-  __m512i Quantize(__m512 v) const { return QuantizeLanes(_mm512_min_ps(_mm512_max_ps(v, lo), hi), inv, z, q_lo, q_hi); }
+  __m512i Quantize(__m512 v) const {
+    return QuantizeLanes(_mm512_min_ps(_mm512_max_ps(v, lo), hi), inv, z, q_lo, q_hi);
+  }
 };
 
 }  // namespace
@@ -464,7 +475,8 @@ void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C,
             // Gathered in registers: a vector load of bytes just stored one by
             // one would wait for store forwarding, which cannot merge them.
             uint64_t half[2] = {0, 0};
-            for (int64_t j = 0; j < nj; ++j) half[j >> 3] |= uint64_t{rrow[out[j0 + j]]} << (8 * (j & 7));
+            for (int64_t j = 0; j < nj; ++j)
+              half[j >> 3] |= uint64_t{rrow[out[j0 + j]]} << (8 * (j & 7));
             rb = _mm_set_epi64x(static_cast<int64_t>(half[1]), static_cast<int64_t>(half[0]));
           }
           v = b.AddResidual(v, rb);
@@ -484,8 +496,9 @@ void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C,
 }
 
 void EpilogueRowsBytesGatheredAvx512(const ColumnEpilogue& c, DotGather g, const int32_t* sums,
-                                     const int32_t* dots, int64_t row0, int64_t rows, const RowResidual& res,
-                                     ByteOutput o, uint8_t* y, int64_t ldy) {
+                                     const int32_t* dots, int64_t row0, int64_t rows,
+                                     const RowResidual& res, ByteOutput o, uint8_t* y,
+                                     int64_t ldy) {
   const int64_t n = static_cast<int64_t>(c.A.size());
   const ByteLanes b(c.lo, c.hi, o, res);
   for (int64_t p0 = 0; p0 < rows; p0 += 16) {
@@ -497,12 +510,14 @@ void EpilogueRowsBytesGatheredAvx512(const ColumnEpilogue& c, DotGather g, const
       const __mmask16 jmask = lanes.mask;
       const __m512i step = _mm512_maskz_loadu_epi32(jmask, g.step + j0);
       // Lane j's dot index for the first row of this block, then + step per row.
-      __m512i idx = _mm512_add_epi32(_mm512_maskz_loadu_epi32(jmask, g.idx + j0),
-                                     _mm512_mullo_epi32(step, _mm512_set1_epi32(static_cast<int32_t>(row0 + p0))));
+      __m512i idx = _mm512_add_epi32(
+          _mm512_maskz_loadu_epi32(jmask, g.idx + j0),
+          _mm512_mullo_epi32(step, _mm512_set1_epi32(static_cast<int32_t>(row0 + p0))));
       __m512 rp[16];
       if (res.planes != nullptr) {  // NCHW planes: 16 channels x 16 pixels, transposed
         for (int64_t j = 0; j < 16; ++j) {
-          rp[j] = j < nj ? _mm512_maskz_loadu_ps(pmask, res.planes + (j0 + j) * res.ld + p0) : _mm512_setzero_ps();
+          rp[j] = j < nj ? _mm512_maskz_loadu_ps(pmask, res.planes + (j0 + j) * res.ld + p0)
+                         : _mm512_setzero_ps();
         }
         Transpose16(rp);
       }
@@ -510,7 +525,8 @@ void EpilogueRowsBytesGatheredAvx512(const ColumnEpilogue& c, DotGather g, const
         const __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), jmask, idx, dots, 4);
         __m512 v = lanes.Value(d, sums[p0 + p]);
         if (res.planes != nullptr) v = _mm512_add_ps(v, rp[p]);
-        if (res.bytes != nullptr) v = b.AddResidual(v, _mm_maskz_loadu_epi8(jmask, res.bytes + (p0 + p) * res.ld + j0));
+        if (res.bytes != nullptr)
+          v = b.AddResidual(v, _mm_maskz_loadu_epi8(jmask, res.bytes + (p0 + p) * res.ld + j0));
         _mm512_mask_cvtepi32_storeu_epi8(y + (p0 + p) * ldy + j0, jmask, b.Quantize(v));
       }
     }

@@ -10,9 +10,9 @@ namespace lowbit {
 namespace {
 
 const std::set<std::string>& PackedAttrs() {
-  static const std::set<std::string> k = {"format", "granularity", "weight_shape", "levels",
-                                          "zero_points", "act", "act_range", "sqnr_db",
-                                          kFilterParts};
+  static const std::set<std::string> k = {"format",    "granularity", "weight_shape",
+                                          "levels",    "zero_points", "act",
+                                          "act_range", "sqnr_db",     kFilterParts};
   return k;
 }
 
@@ -45,7 +45,8 @@ Result<Graph> ToQdqGraph(const Graph& g, QdqReport* report) {
     }
     const std::string where = n.Describe() + ": ";
     PackedParts parts;
-    LOWBIT_ASSIGN_OR_RETURN(parts, PackedPartsOf(n, g.constants.at(n.input(1)), g.constants.at(n.input(2))));
+    LOWBIT_ASSIGN_OR_RETURN(
+        parts, PackedPartsOf(n, g.constants.at(n.input(1)), g.constants.at(n.input(2))));
     // Filter-wise formats export as one tensor in the widest format when
     // that is exact (int formats of one kind), else as decoded fp32.
     const std::optional<PackedTensor> widened = parts.Widened();

@@ -3,7 +3,6 @@
 #include <fnmatch.h>
 
 #include <cstdlib>
-
 #include <nlohmann/json.hpp>
 
 #include "lowbit/format.h"
@@ -45,16 +44,19 @@ Result<FilterFormats> ParseFilterFormats(const std::string& weights) {
     char* end = nullptr;
     f.fraction = std::strtod(frac.c_str(), &end);
     if (frac.empty() || *end != '\0' || !(f.fraction >= 0 && f.fraction <= 1)) {
-      return InvalidArgument("'", weights, "': the fraction after ':' must be a number in [0, 1], got '",
-                             frac, "'");
+      return InvalidArgument(
+          "'", weights, "': the fraction after ':' must be a number in [0, 1], got '", frac, "'");
     }
   }
   size_t b = 0;
-  for (size_t e; (e = list.find('/', b)) != std::string::npos; b = e + 1) f.names.push_back(list.substr(b, e - b));
+  for (size_t e; (e = list.find('/', b)) != std::string::npos; b = e + 1)
+    f.names.push_back(list.substr(b, e - b));
   f.names.push_back(list.substr(b));
-  if (f.names.size() < 2) return InvalidArgument("'", weights, "': filter-wise formats need at least two");
+  if (f.names.size() < 2)
+    return InvalidArgument("'", weights, "': filter-wise formats need at least two");
   if (f.fraction >= 0 && f.names.size() != 2) {
-    return InvalidArgument("'", weights, "': a fraction splits filters between exactly two formats");
+    return InvalidArgument("'", weights,
+                           "': a fraction splits filters between exactly two formats");
   }
   for (const std::string& n : f.names) {
     Result<FormatSpec> spec = ParseFormat(n);
@@ -77,12 +79,13 @@ Status ValidateSettings(const LayerSettings& s, const std::string& where) {
     }
     for (int32_t i : s.filters) {
       if (i < 0 || i >= static_cast<int32_t>(f->names.size())) {
-        return InvalidArgument(where, ": filters: index ", i, " is not one of the ", f->names.size(),
-                               " formats of '", s.weights, "'");
+        return InvalidArgument(where, ": filters: index ", i, " is not one of the ",
+                               f->names.size(), " formats of '", s.weights, "'");
       }
     }
     if (s.acts == "float") {
-      return InvalidArgument(where, ": filter-wise weights '", s.weights, "' need 8-bit acts (int8 or uint8)");
+      return InvalidArgument(where, ": filter-wise weights '", s.weights,
+                             "' need 8-bit acts (int8 or uint8)");
     }
   } else if (!s.filters.empty()) {
     return InvalidArgument(where, ": 'filters' needs filter-wise weights (e.g. 'int2/int4'), not '",
@@ -113,10 +116,12 @@ Status ReadSettingsObject(const nlohmann::ordered_json& j, const std::string& wh
   if (!j.is_object()) return InvalidArgument(where, ": expected an object");
   for (const auto& [key, value] : j.items()) {
     if (key == "filters" && filters != nullptr) {
-      if (!value.is_array()) return InvalidArgument(where, ": 'filters' must be an array of integers");
+      if (!value.is_array())
+        return InvalidArgument(where, ": 'filters' must be an array of integers");
       filters->emplace();
       for (const auto& v : value) {
-        if (!v.is_number_integer()) return InvalidArgument(where, ": 'filters' must be an array of integers");
+        if (!v.is_number_integer())
+          return InvalidArgument(where, ": 'filters' must be an array of integers");
         (*filters)->push_back(v.get<int32_t>());
       }
       continue;

@@ -260,7 +260,8 @@ Result<PackedParts> QuantizeFilterWise(const Candidate& c, const LayerSettings& 
   FilterFormats ff;
   LOWBIT_ASSIGN_OR_RETURN(ff, ParseFilterFormats(s.weights));
   if (fo.granularity.kind == Granularity::kGroup) {
-    return Unimplemented("filter-wise weights '", s.weights, "' take channel or tensor granularity, not ",
+    return Unimplemented("filter-wise weights '", s.weights,
+                         "' take channel or tensor granularity, not ",
                          GranularityName(fo.granularity));
   }
   std::vector<FormatSpec> specs;
@@ -276,20 +277,24 @@ Result<PackedParts> QuantizeFilterWise(const Candidate& c, const LayerSettings& 
     // widest (their few weights weigh most per parameter); an assignment
     // cannot apply.
     if (!part_of.empty()) {
-      return Unimplemented("a 'filters' assignment needs an ungrouped layer; this one has group ", c.group);
+      return Unimplemented("a 'filters' assignment needs an ungrouped layer; this one has group ",
+                           c.group);
     }
     size_t widest = 0;
-    for (size_t i = 1; i < specs.size(); ++i) widest = specs[i].bits > specs[widest].bits ? i : widest;
+    for (size_t i = 1; i < specs.size(); ++i)
+      widest = specs[i].bits > specs[widest].bits ? i : widest;
     part_of.assign(rows, static_cast<int32_t>(widest));
   }
   if (!part_of.empty() && static_cast<int64_t>(part_of.size()) != rows) {
-    return InvalidArgument("'filters' has ", part_of.size(), " entries; the layer has ", rows, " filters");
+    return InvalidArgument("'filters' has ", part_of.size(), " entries; the layer has ", rows,
+                           " filters");
   }
   if (part_of.empty()) {
     FitOptions f0 = fo;
     if (o.weight_clip_auto) f0.clip = specs[0].bits >= 4 ? ClipMethod::kMinMax : ClipMethod::kMse;
     PackedTensor first;
-    LOWBIT_ASSIGN_OR_RETURN(first, PackedTensor::Quantize(c.w.data(), c.wshape, specs[0], f0, o.prune));
+    LOWBIT_ASSIGN_OR_RETURN(first,
+                            PackedTensor::Quantize(c.w.data(), c.wshape, specs[0], f0, o.prune));
     std::vector<float> d(c.w.size());
     first.Dequantize(d.data());
     std::vector<double> rel(rows);
@@ -303,7 +308,8 @@ Result<PackedParts> QuantizeFilterWise(const Candidate& c, const LayerSettings& 
     }
     std::vector<int32_t> order(rows);
     for (int64_t r = 0; r < rows; ++r) order[r] = static_cast<int32_t>(r);
-    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return rel[a] > rel[b]; });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int32_t a, int32_t b) { return rel[a] > rel[b]; });
     const int64_t second = std::llround(ff.fraction * static_cast<double>(rows));
     part_of.assign(rows, 0);
     for (int64_t i = 0; i < second; ++i) part_of[order[i]] = 1;
@@ -474,14 +480,17 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
         FormatSpec spec;
         LOWBIT_ASSIGN_OR_RETURN(spec, ParseFormat(s.weights));
         if (o.weight_clip_auto) fo.clip = spec.bits >= 4 ? ClipMethod::kMinMax : ClipMethod::kMse;
-        Result<PackedTensor> packed = PackedTensor::Quantize(c.w.data(), c.wshape, spec, fo, o.prune);
-        if (!packed.ok()) return Status(packed.status().code(), where + ": " + packed.status().message());
+        Result<PackedTensor> packed =
+            PackedTensor::Quantize(c.w.data(), c.wshape, spec, fo, o.prune);
+        if (!packed.ok())
+          return Status(packed.status().code(), where + ": " + packed.status().message());
         PackedTensor pt = std::move(packed).value();
         // 8-bit activations run on integer kernels, which need levels on an
         // int8 grid; weight-only layers (acts float) decode any levels.
         if (spec.family == Family::kCodebook && !weight_only) {
           Result<PackedTensor> snapped = SnapToInt8Grid(pt, c.w, o.prune);
-          if (!snapped.ok()) return Status(snapped.status().code(), where + ": " + snapped.status().message());
+          if (!snapped.ok())
+            return Status(snapped.status().code(), where + ": " + snapped.status().message());
           pt = std::move(snapped).value();
         }
         parts.shape = pt.shape();
@@ -493,12 +502,14 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
         for (const PackedTensor& pt : parts.parts) {
           Result<QLinearWeights> runnable = PrepareQLinear(pt);
           if (!runnable.ok()) {
-            return Status(runnable.status().code(), where + ": " + runnable.status().message() +
-                                                        (parts.mixed() ? "" : " (--acts float runs any format)"));
+            return Status(runnable.status().code(),
+                          where + ": " + runnable.status().message() +
+                              (parts.mixed() ? "" : " (--acts float runs any format)"));
           }
           if (runnable->signed_acts() != PrepareQLinear(parts.parts[0])->signed_acts()) {
-            return Unimplemented(where, ": filter-wise formats ", parts.format(),
-                                 " mix kernel layouts: take 1, 2, 4 and 8-bit uniform grids, or only other formats");
+            return Unimplemented(
+                where, ": filter-wise formats ", parts.format(),
+                " mix kernel layouts: take 1, 2, 4 and 8-bit uniform grids, or only other formats");
           }
         }
       }

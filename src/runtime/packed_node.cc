@@ -1,10 +1,10 @@
 #include "runtime/packed_node.h"
 
-#include "runtime/byte_edges.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+
+#include "runtime/byte_edges.h"
 
 namespace lowbit {
 
@@ -13,7 +13,8 @@ namespace {
 std::vector<std::string> SplitFormats(const std::string& format) {
   std::vector<std::string> out;
   size_t b = 0;
-  for (size_t e; (e = format.find('/', b)) != std::string::npos; b = e + 1) out.push_back(format.substr(b, e - b));
+  for (size_t e; (e = format.find('/', b)) != std::string::npos; b = e + 1)
+    out.push_back(format.substr(b, e - b));
   out.push_back(format.substr(b));
   return out;
 }
@@ -28,19 +29,21 @@ Result<PackedParts> PackedPartsOf(const Node& node, const Tensor& codes, const T
   const std::vector<std::string> names = SplitFormats(format);
   const bool mixed = Mixed(node);
   if (mixed != (names.size() > 1)) {
-    return InvalidArgument(where, "format '", format, "' ", mixed ? "needs" : "lists several formats without",
-                           " attribute ", kFilterParts, mixed ? " to list at least two formats joined by '/'" : "");
+    return InvalidArgument(
+        where, "format '", format, "' ", mixed ? "needs" : "lists several formats without",
+        " attribute ", kFilterParts, mixed ? " to list at least two formats joined by '/'" : "");
   }
   std::vector<FormatSpec> specs;
   for (const std::string& name : names) {
     Result<FormatSpec> spec = ParseFormat(name);
-    if (!spec.ok()) return InvalidArgument(where, "attribute format '", format, "': ", spec.status().message());
+    if (!spec.ok())
+      return InvalidArgument(where, "attribute format '", format, "': ", spec.status().message());
     if (spec->family == Family::kFloat) {
       return InvalidArgument(where, "format ", name, " is not a packed low-bit format");
     }
     if (mixed && StoresLevels(spec.value())) {
-      return InvalidArgument(where, "format ", name, " stores levels; filter-wise formats (", format,
-                             ") take int, uint, int-asym or pow2");
+      return InvalidArgument(where, "format ", name, " stores levels; filter-wise formats (",
+                             format, ") take int, uint, int-asym or pow2");
     }
     specs.push_back(spec.value());
   }
@@ -50,7 +53,9 @@ Result<PackedParts> PackedPartsOf(const Node& node, const Tensor& codes, const T
   out.shape = node.GetInts("weight_shape");
   if (out.shape.empty()) return InvalidArgument(where, "attribute weight_shape is missing");
   for (int64_t d : out.shape) {
-    if (d <= 0) return InvalidArgument(where, "weight_shape ", ShapeToString(out.shape), " has a dimension <= 0");
+    if (d <= 0)
+      return InvalidArgument(where, "weight_shape ", ShapeToString(out.shape),
+                             " has a dimension <= 0");
   }
   int64_t rows = 0, cols = 0;
   LOWBIT_RETURN_IF_ERROR(ShapeAs2D(out.shape, &rows, &cols));
@@ -64,15 +69,16 @@ Result<PackedParts> PackedPartsOf(const Node& node, const Tensor& codes, const T
     }
     for (int64_t r = 0; r < rows; ++r) {
       if (part_of[r] < 0 || part_of[r] >= static_cast<int64_t>(specs.size())) {
-        return InvalidArgument(where, kFilterParts, "[", r, "] = ", part_of[r], " is not a format index (0..",
-                               specs.size() - 1, " of ", format, ")");
+        return InvalidArgument(where, kFilterParts, "[", r, "] = ", part_of[r],
+                               " is not a format index (0..", specs.size() - 1, " of ", format,
+                               ")");
       }
       out.channels[part_of[r]].push_back(static_cast<int32_t>(r));
     }
     for (size_t p = 0; p < specs.size(); ++p) {
       if (out.channels[p].empty()) {
-        return InvalidArgument(where, "format ", names[p], " of ", format, " has no output channel in ",
-                               kFilterParts);
+        return InvalidArgument(where, "format ", names[p], " of ", format,
+                               " has no output channel in ", kFilterParts);
       }
     }
   } else {
@@ -97,22 +103,26 @@ Result<PackedParts> PackedPartsOf(const Node& node, const Tensor& codes, const T
   }
   if (scales.numel() != want_scales) {
     return InvalidArgument(where, "has ", scales.numel(), " scales; ", format, " ",
-                           GranularityName(gran.value()), " on weight ", ShapeToString(out.shape), " needs ",
-                           want_scales);
+                           GranularityName(gran.value()), " on weight ", ShapeToString(out.shape),
+                           " needs ", want_scales);
   }
-  const bool any_asym = std::any_of(specs.begin(), specs.end(), [](const FormatSpec& f) { return f.asymmetric; });
+  const bool any_asym =
+      std::any_of(specs.begin(), specs.end(), [](const FormatSpec& f) { return f.asymmetric; });
   if (any_asym || !zp.empty()) {
     int64_t want_zp = 0;
-    for (size_t i = 0; i < specs.size(); ++i) want_zp += specs[i].asymmetric ? params[i].num_granules() : 0;
+    for (size_t i = 0; i < specs.size(); ++i)
+      want_zp += specs[i].asymmetric ? params[i].num_granules() : 0;
     if (static_cast<int64_t>(zp.size()) != want_zp) {
-      return InvalidArgument(where, "has ", zp.size(), " zero points; ", format, " needs ", want_zp);
+      return InvalidArgument(where, "has ", zp.size(), " zero points; ", format, " needs ",
+                             want_zp);
     }
   }
   const int64_t have_bytes = codes.dtype() == DType::kUint8 ? codes.numel() : -1;
   if (have_bytes != want_bytes || (mixed && codes.rank() != 1)) {
-    return InvalidArgument(where, "codes are ", DTypeName(codes.dtype()), " ", ShapeToString(codes.shape()),
-                           "; ", format, " weight ", ShapeToString(out.shape), " needs ", want_bytes,
-                           " uint8 bytes", mixed ? " (1-D)" : "");
+    return InvalidArgument(where, "codes are ", DTypeName(codes.dtype()), " ",
+                           ShapeToString(codes.shape()), "; ", format, " weight ",
+                           ShapeToString(out.shape), " needs ", want_bytes, " uint8 bytes",
+                           mixed ? " (1-D)" : "");
   }
   const float* sc = scales.data<float>();
   const uint8_t* cd = codes.data<uint8_t>();
@@ -134,7 +144,8 @@ Result<PackedParts> PackedPartsOf(const Node& node, const Tensor& codes, const T
     if (p.spec.asymmetric) {
       for (int64_t g = 0; g < ng; ++g, ++zi) {
         p.zero_points.push_back(static_cast<int32_t>(zp[zi]));
-        if (zp[zi] != p.zero_points.back()) return InvalidArgument(where, "zero point ", zp[zi], " out of range");
+        if (zp[zi] != p.zero_points.back())
+          return InvalidArgument(where, "zero point ", zp[zi], " out of range");
       }
     }
     std::vector<int64_t> shape = out.shape;
@@ -145,7 +156,8 @@ Result<PackedParts> PackedPartsOf(const Node& node, const Tensor& codes, const T
     cd += nbytes;
     Result<PackedTensor> t = PackedTensor::FromPacked(shape, std::move(p), std::move(data));
     if (!t.ok()) {
-      return Status(t.status().code(), where + (mixed ? "format " + names[i] + ": " : "") + t.status().message());
+      return Status(t.status().code(),
+                    where + (mixed ? "format " + names[i] + ": " : "") + t.status().message());
     }
     out.parts.push_back(std::move(t).value());
   }
@@ -244,22 +256,26 @@ Result<PackedParts> QuantizeParts(const float* w, const std::vector<int64_t>& sh
   int64_t rows = 0, cols = 0;
   LOWBIT_RETURN_IF_ERROR(ShapeAs2D(shape, &rows, &cols));
   if (static_cast<int64_t>(part_of.size()) != rows) {
-    return InvalidArgument("filter-wise formats: ", part_of.size(), " assignments for ", rows, " filters");
+    return InvalidArgument("filter-wise formats: ", part_of.size(), " assignments for ", rows,
+                           " filters");
   }
   PackedParts out;
   out.shape = shape;
   out.channels.assign(specs.size(), {});
   for (int64_t r = 0; r < rows; ++r) {
     if (part_of[r] < 0 || part_of[r] >= static_cast<int32_t>(specs.size())) {
-      return InvalidArgument("filter ", r, ": format index ", part_of[r], " (", specs.size(), " formats)");
+      return InvalidArgument("filter ", r, ": format index ", part_of[r], " (", specs.size(),
+                             " formats)");
     }
     out.channels[part_of[r]].push_back(static_cast<int32_t>(r));
   }
   for (size_t i = 0; i < specs.size(); ++i) {
-    if (out.channels[i].empty()) return InvalidArgument("format ", FormatName(specs[i]), " has no filter");
+    if (out.channels[i].empty())
+      return InvalidArgument("format ", FormatName(specs[i]), " has no filter");
     if (specs.size() > 1 && StoresLevels(specs[i])) {
-      return InvalidArgument("format ", FormatName(specs[i]),
-                             " stores levels; filter-wise formats take int, uint, int-asym or pow2");
+      return InvalidArgument(
+          "format ", FormatName(specs[i]),
+          " stores levels; filter-wise formats take int, uint, int-asym or pow2");
     }
     std::vector<float> sub(out.channels[i].size() * cols);
     for (size_t r = 0; r < out.channels[i].size(); ++r) {
@@ -267,9 +283,11 @@ Result<PackedParts> QuantizeParts(const float* w, const std::vector<int64_t>& sh
     }
     std::vector<int64_t> sub_shape = shape;
     sub_shape[0] = static_cast<int64_t>(out.channels[i].size());
-    Result<PackedTensor> t = PackedTensor::Quantize(sub.data(), specs.size() > 1 ? sub_shape : shape, specs[i],
-                                                    options, prune_ratio);
-    if (!t.ok()) return Status(t.status().code(), "format " + FormatName(specs[i]) + ": " + t.status().message());
+    Result<PackedTensor> t = PackedTensor::Quantize(
+        sub.data(), specs.size() > 1 ? sub_shape : shape, specs[i], options, prune_ratio);
+    if (!t.ok())
+      return Status(t.status().code(),
+                    "format " + FormatName(specs[i]) + ": " + t.status().message());
     out.parts.push_back(std::move(t).value());
   }
   return out;
@@ -280,8 +298,9 @@ namespace {
 Status CheckPackedX(const OpKernel& op, const TensorInfo& x) {
   if (op.node().GetInt(kByteInput, 0) != 0) {
     if (x.dtype != DType::kUint8 || x.shape.size() < 3) {
-      return InvalidArgument(op.node().Describe(), ": X ", DTypeName(x.dtype), " ", ShapeToString(x.shape),
-                             " must be uint8 pixels [N, spatial..., C] (", kByteInput, ")");
+      return InvalidArgument(op.node().Describe(), ": X ", DTypeName(x.dtype), " ",
+                             ShapeToString(x.shape), " must be uint8 pixels [N, spatial..., C] (",
+                             kByteInput, ")");
     }
     return OkStatus();
   }

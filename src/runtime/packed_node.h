@@ -52,16 +52,16 @@ Result<PackedTensor> PackedWeightOf(const Node& node, const Tensor& codes, const
 // with stored levels (nhot, codebook) are refused.
 inline constexpr const char* kFilterParts = "filter_parts";
 struct PackedParts {
-  std::vector<int64_t> shape;                 // the whole weight's shape
-  std::vector<PackedTensor> parts;            // one per format (a single one: uniform)
-  std::vector<std::vector<int32_t>> channels; // output channels of each part, ascending
+  std::vector<int64_t> shape;                  // the whole weight's shape
+  std::vector<PackedTensor> parts;             // one per format (a single one: uniform)
+  std::vector<std::vector<int32_t>> channels;  // output channels of each part, ascending
 
   bool mixed() const { return parts.size() > 1; }
   int64_t rows() const { return shape.empty() ? 0 : shape[0]; }
   int64_t numel() const;
-  int64_t bytes() const;          // packed codes and parameters of every part
-  double mean_bits() const;       // code bits per weight
-  std::string format() const;     // "int4", or "int2/int4"
+  int64_t bytes() const;       // packed codes and parameters of every part
+  double mean_bits() const;    // code bits per weight
+  std::string format() const;  // "int4", or "int2/int4"
   // Every weight decoded to fp32 in the whole tensor's row-major order (for
   // references and error reports, never for inference).
   void Dequantize(float* out) const;

@@ -76,8 +76,8 @@ TEST(QLinearTest, BatchedSimdDotEqualsReferenceExactly) {
   if (!KernelPathAvailable(KernelPath::kAvx512Vnni)) GTEST_SKIP() << "no AVX-512 VNNI/VBMI here";
   Rng rng(seed + 11);
   int avx2_tables = 0, split = 0;  // table layouts the AVX2 kernel ran; with levels beyond +-64
-  for (const char* f : {"int1", "int2", "int3", "int4", "int8", "uint2", "int4-asym", "nhot2-4", "pow2-3",
-                        "nhot1-4", "int3-asym"}) {
+  for (const char* f : {"int1", "int2", "int3", "int4", "int8", "uint2", "int4-asym", "nhot2-4",
+                        "pow2-3", "nhot1-4", "int3-asym"}) {
     for (int64_t n : {16, 17, 50, 80}) {
       for (int64_t k : {4, 13, 64, 100}) {
         for (int64_t rows : {1, 2, 3, 4, 5, 7, 9}) {
@@ -133,13 +133,15 @@ TEST(QLinearTest, BatchedSimdDotEqualsReferenceExactly) {
       const int64_t n = 32, k = 36;
       std::vector<float> wf(n * k);
       for (int64_t i = 0; i < n * k; ++i) wf[i] = (i / k) % 2 ? -1.0f : 1.0f;
-      QLinearWeights w = *PrepareQLinear(*PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(f), FitOptions()));
+      QLinearWeights w = *PrepareQLinear(
+          *PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(f), FitOptions()));
       PrepareAvx2Table(&w);
       if (!RowKernelAvailable(w, KernelPath::kAvx2)) continue;
       std::vector<uint8_t> u(3 * w.k_pad, 0);
       for (int64_t r = 0; r < 3; ++r) std::fill_n(u.begin() + r * w.k_pad, k, 255);
       std::vector<int32_t> ref(3 * w.n_pad), avx2(3 * w.n_pad);
-      for (int64_t r = 0; r < 3; ++r) QLinearDotRef(w, u.data() + r * w.k_pad, ref.data() + r * w.n_pad);
+      for (int64_t r = 0; r < 3; ++r)
+        QLinearDotRef(w, u.data() + r * w.k_pad, ref.data() + r * w.n_pad);
       QLinearDots(w, KernelPath::kAvx2, u.data(), 3, avx2.data(), nullptr);
       EXPECT_EQ(avx2, ref) << f;
     }
@@ -300,7 +302,9 @@ TEST(QLinearTest, MappedEpiloguesScatterRows) {
   const uint64_t seed = testing::TestSeed();
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   Rng rng(seed + 11);
-  auto uniform = [&](float lo, float hi) { return lo + (hi - lo) * static_cast<float>(rng.Uniform()); };
+  auto uniform = [&](float lo, float hi) {
+    return lo + (hi - lo) * static_cast<float>(rng.Uniform());
+  };
   for (int64_t n : {5, 16, 37}) {
     const int64_t total = 2 * n + 3, k = 21, rows = 19;
     SCOPED_TRACE(::testing::Message() << "n " << n);
@@ -310,7 +314,8 @@ TEST(QLinearTest, MappedEpiloguesScatterRows) {
     // Rows go to distinct, shuffled outputs of the wider layer.
     std::vector<int32_t> out(total);
     for (int64_t i = 0; i < total; ++i) out[i] = static_cast<int32_t>(i);
-    for (int64_t i = total - 1; i > 0; --i) std::swap(out[i], out[rng.Below(static_cast<uint64_t>(i + 1))]);
+    for (int64_t i = total - 1; i > 0; --i)
+      std::swap(out[i], out[rng.Below(static_cast<uint64_t>(i + 1))]);
     out.resize(n);
     std::vector<int32_t> dot(rows * w.n_pad), sums(rows);
     std::vector<uint8_t> u(w.k_pad, 0);
@@ -361,13 +366,14 @@ TEST(QLinearTest, MappedEpiloguesScatterRows) {
           SCOPED_TRACE(::testing::Message() << "j0 " << j0 << " residual " << residual);
           // fp32 planes.
           std::vector<float> want(n * rows, -7.0f), got(total * rows, -7.0f);
-          QLinearEpilogueColumns(w, plain, sums.data(), dot.data(), rows, residual == 1 ? planes_n.data() : nullptr,
-                                 want.data(), rows, j0);
+          QLinearEpilogueColumns(w, plain, sums.data(), dot.data(), rows,
+                                 residual == 1 ? planes_n.data() : nullptr, want.data(), rows, j0);
           QLinearEpilogueColumns(w, mapped, sums.data(), dot.data(), rows,
                                  residual == 1 ? res_planes.data() : nullptr, got.data(), rows, j0);
           for (int64_t j = 0; j < n; ++j) {
             for (int64_t p = 0; p < rows; ++p) {
-              ASSERT_EQ(got[out[j] * rows + p], want[j * rows + p]) << "row " << j << " pixel " << p;
+              ASSERT_EQ(got[out[j] * rows + p], want[j * rows + p])
+                  << "row " << j << " pixel " << p;
             }
           }
           int64_t untouched = 0;
@@ -383,11 +389,14 @@ TEST(QLinearTest, MappedEpiloguesScatterRows) {
             rm = {nullptr, res_pix.data(), total, rq.scale, rq.zero};
           }
           std::vector<uint8_t> want_b(rows * n, 1), got_b(rows * total, 1);
-          QLinearEpilogueRowsBytes(w, plain, sums.data(), dot.data(), rows, rn, o, want_b.data(), n, j0);
-          QLinearEpilogueRowsBytes(w, mapped, sums.data(), dot.data(), rows, rm, o, got_b.data(), total, j0);
+          QLinearEpilogueRowsBytes(w, plain, sums.data(), dot.data(), rows, rn, o, want_b.data(), n,
+                                   j0);
+          QLinearEpilogueRowsBytes(w, mapped, sums.data(), dot.data(), rows, rm, o, got_b.data(),
+                                   total, j0);
           for (int64_t p = 0; p < rows; ++p) {
             for (int64_t j = j0; j < n; ++j) {
-              ASSERT_EQ(got_b[p * total + out[j]], want_b[p * n + j]) << "row " << j << " pixel " << p;
+              ASSERT_EQ(got_b[p * total + out[j]], want_b[p * n + j])
+                  << "row " << j << " pixel " << p;
             }
           }
         }

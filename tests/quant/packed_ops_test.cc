@@ -2,6 +2,7 @@
 // Gemm / MatMul, the packed operators run them on the low-bit kernels, and
 // their outputs equal the QDQ reference graph (the same integer semantics in
 // fp32 operators) for every kernel path, conv shape and format.
+#include <gtest/gtest.h>
 #include <malloc.h>
 #include <unistd.h>
 
@@ -10,18 +11,16 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include <gtest/gtest.h>
-
 #include "base/rng.h"
 #include "ir/passes.h"
+#include "kernels/depthwise.h"
+#include "kernels/qlinear.h"
 #include "quant/qdq_export.h"
 #include "quant/quant_plan.h"
 #include "quant/quantize.h"
 #include "runtime/byte_edges.h"
 #include "runtime/packed_node.h"
 #include "runtime/plan.h"
-#include "kernels/depthwise.h"
-#include "kernels/qlinear.h"
 #include "tests/test_util.h"
 
 namespace lowbit {
@@ -261,7 +260,8 @@ TEST(PackedOpsTest, FilterWiseFormatsMatchQdqReference) {
       {2, 3, 19, 17, 9, 7, 2, 3, 1},   // a ResNet stem
       {1, 16, 5, 5, 130, 3, 1, 1, 1},  // few pixels, many outputs: threads split the outputs
   };
-  const char* formats[] = {"int2/int4:0.3", "int4-asym/int8-asym:0.5", "int1/int3:0.5", "pow2-3/int3:0.4"};
+  const char* formats[] = {"int2/int4:0.3", "int4-asym/int8-asym:0.5", "int1/int3:0.5",
+                           "pow2-3/int3:0.4"};
   auto check = [&](const Graph& g, const Graph& q, const Tensor& x) {
     int parts = 0;
     for (const Node& n : q.nodes) parts += IsPackedNode(n) && n.Has(kFilterParts);
@@ -272,7 +272,8 @@ TEST(PackedOpsTest, FilterWiseFormatsMatchQdqReference) {
     for (const char* path : Paths()) {
       KernelEnv env(path);
       for (int threads : {1, 2}) {
-        EXPECT_LT(MaxRelDiff(RunGraph(q, x, threads), want), 2e-5) << path << " threads " << threads;
+        EXPECT_LT(MaxRelDiff(RunGraph(q, x, threads), want), 2e-5)
+            << path << " threads " << threads;
       }
     }
     (void)g;
@@ -280,8 +281,8 @@ TEST(PackedOpsTest, FilterWiseFormatsMatchQdqReference) {
   for (const ConvCase& cc : cases) {
     for (const char* weights : formats) {
       for (const char* acts : {"uint8", "int8"}) {
-        SCOPED_TRACE(::testing::Message() << "conv c" << cc.c << " m" << cc.m << " k" << cc.k << " " << weights
-                                          << " " << acts);
+        SCOPED_TRACE(::testing::Message() << "conv c" << cc.c << " m" << cc.m << " k" << cc.k << " "
+                                          << weights << " " << acts);
         const Graph g = ConvGraph(cc, rng, true);
         Graph q = Quantize(g, weights, acts);
         SetStaticRange(&q, -0.8f, 1.1f);
@@ -305,7 +306,8 @@ TEST(PackedOpsTest, FilterWiseFormatsMatchQdqReference) {
   o.quiet = true;
   auto plan = ParsePlanJson(
       R"({"weights": "int8", "layers": {"conv": {"weights": "int2/int8/int4",
-          "filters": [0, 1, 2, 2, 0, 0, 1, 0, 2, 0, 0, 0]}}})", "plan.json");
+          "filters": [0, 1, 2, 2, 0, 0, 1, 0, 2, 0, 0, 0]}}})",
+      "plan.json");
   ASSERT_TRUE(plan.ok()) << plan.status().ToString();
   o.plan = *plan;
   auto r = QuantizeGraph(g, o);
@@ -313,8 +315,10 @@ TEST(PackedOpsTest, FilterWiseFormatsMatchQdqReference) {
   const Node& n = r->graph.nodes[0];
   EXPECT_EQ(n.GetString("format", ""), "int2/int8/int4");
   EXPECT_EQ(n.GetInts(kFilterParts), (std::vector<int64_t>{0, 1, 2, 2, 0, 0, 1, 0, 2, 0, 0, 0}));
-  EXPECT_EQ(r->resolved[0].second.filters, (std::vector<int32_t>{0, 1, 2, 2, 0, 0, 1, 0, 2, 0, 0, 0}));
-  auto parts = PackedPartsOf(n, r->graph.constants.at(n.input(1)), r->graph.constants.at(n.input(2)));
+  EXPECT_EQ(r->resolved[0].second.filters,
+            (std::vector<int32_t>{0, 1, 2, 2, 0, 0, 1, 0, 2, 0, 0, 0}));
+  auto parts =
+      PackedPartsOf(n, r->graph.constants.at(n.input(1)), r->graph.constants.at(n.input(2)));
   ASSERT_TRUE(parts.ok()) << parts.status().ToString();
   ASSERT_EQ(parts->parts.size(), 3u);
   EXPECT_EQ(parts->parts[1].bits(), 8);
@@ -623,42 +627,44 @@ TEST(PackedOpsTest, ByteEdgesMatchFloatEdges) {
   // skips' readers write bytes). Broadcast: g, g1, gp, rs.
   // (Filter-wise formats: byte outputs and residuals scattered per format.)
   for (const Case& k : {Case{false, false, 9}, Case{true, false, 9}, Case{false, true, 4}})
-  for (const char* weights : {"int4", "int2/int4:0.5"}) {
-    SCOPED_TRACE(::testing::Message() << (k.broadcast ? "broadcast" : k.residual ? "residual" : "chain") << " "
-                                      << weights);
-    Rng rng(seed + 5);
-    const Graph f = BlocksGraph(k.residual, k.broadcast, rng);
-    Graph q = Quantize(f, weights);
-    Rng xr(seed);
-    const Tensor x = Random({2, 6, 11, 9}, xr, 0.0f, 1.0f);
-    SetRangesPerValue(f, x, &q);
-    // Batch 1 splits each image across threads (by pixels or, for "wide", by
-    // outputs); batch 2 on 2 threads gives each thread whole images.
-    Tensor x1(DType::kFloat32, {1, 6, 11, 9});
-    std::copy_n(x.data<float>(), x1.numel(), x1.data<float>());
-    for (const char* path : Paths()) {
-      KernelEnv env(path);
-      for (int run = 0; run < 4; ++run) {
-        const int threads = 1 + run % 2;
-        const Tensor& in = run < 2 ? x : x1;
-        int with = 0, without = -1;
-        const Tensor got = RunEdges(q, in, threads, true, &with);
-        const Tensor want = RunEdges(q, in, threads, false, &without);
-        EXPECT_EQ(with, k.edges) << path;
-        EXPECT_EQ(without, 0);
-        // (Without AVX-512 the fp32 depthwise epilogue rounds twice, the byte
-        // one once: a last-bit difference can move a byte.)
-        if (!k.residual && !k.broadcast && DepthwiseAvx512Available()) {
-          ASSERT_EQ(got.numel(), want.numel());
-          for (int64_t i = 0; i < got.numel(); ++i) {
-            ASSERT_EQ(got.data<float>()[i], want.data<float>()[i]) << path << " element " << i;
+    for (const char* weights : {"int4", "int2/int4:0.5"}) {
+      SCOPED_TRACE(::testing::Message() << (k.broadcast  ? "broadcast"
+                                            : k.residual ? "residual"
+                                                         : "chain")
+                                        << " " << weights);
+      Rng rng(seed + 5);
+      const Graph f = BlocksGraph(k.residual, k.broadcast, rng);
+      Graph q = Quantize(f, weights);
+      Rng xr(seed);
+      const Tensor x = Random({2, 6, 11, 9}, xr, 0.0f, 1.0f);
+      SetRangesPerValue(f, x, &q);
+      // Batch 1 splits each image across threads (by pixels or, for "wide", by
+      // outputs); batch 2 on 2 threads gives each thread whole images.
+      Tensor x1(DType::kFloat32, {1, 6, 11, 9});
+      std::copy_n(x.data<float>(), x1.numel(), x1.data<float>());
+      for (const char* path : Paths()) {
+        KernelEnv env(path);
+        for (int run = 0; run < 4; ++run) {
+          const int threads = 1 + run % 2;
+          const Tensor& in = run < 2 ? x : x1;
+          int with = 0, without = -1;
+          const Tensor got = RunEdges(q, in, threads, true, &with);
+          const Tensor want = RunEdges(q, in, threads, false, &without);
+          EXPECT_EQ(with, k.edges) << path;
+          EXPECT_EQ(without, 0);
+          // (Without AVX-512 the fp32 depthwise epilogue rounds twice, the byte
+          // one once: a last-bit difference can move a byte.)
+          if (!k.residual && !k.broadcast && DepthwiseAvx512Available()) {
+            ASSERT_EQ(got.numel(), want.numel());
+            for (int64_t i = 0; i < got.numel(); ++i) {
+              ASSERT_EQ(got.data<float>()[i], want.data<float>()[i]) << path << " element " << i;
+            }
+          } else {
+            EXPECT_GT(SqnrDb(want, got), 30) << path << " threads " << threads;
           }
-        } else {
-          EXPECT_GT(SqnrDb(want, got), 30) << path << " threads " << threads;
         }
       }
     }
-  }
 }
 
 // The byte-edge attributes belong to the plan: a model file that carries

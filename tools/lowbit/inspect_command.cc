@@ -57,7 +57,8 @@ Status RunInspect(const InspectArgs& a) {
     const int64_t out_ch = y->rank() == 0 ? 1 : y->shape()[conv ? 1 : y->rank() - 1];
     if (IsPackedNode(n)) {
       PackedParts w;
-      LOWBIT_ASSIGN_OR_RETURN(w, PackedPartsOf(n, g.constants.at(n.input(1)), g.constants.at(n.input(2))));
+      LOWBIT_ASSIGN_OR_RETURN(
+          w, PackedPartsOf(n, g.constants.at(n.input(1)), g.constants.at(n.input(2))));
       r.format = w.format();
       r.granularity = GranularityName(w.parts[0].params().granularity);
       r.wbits = w.mean_bits();
@@ -94,13 +95,20 @@ Status RunInspect(const InspectArgs& a) {
     j["file_bytes"] = file_bytes;
     nlohmann::ordered_json layers = nlohmann::ordered_json::array();
     for (const Row& r : rows) {
-      layers.push_back({{"name", r.name}, {"op", r.op}, {"format", r.format},
-                        {"bits", r.wbits == std::floor(r.wbits) ? nlohmann::ordered_json(static_cast<int>(r.wbits))
-                                                               : nlohmann::ordered_json(r.wbits)},
-                        {"act_bits", r.abits}, {"granularity", r.granularity},
-                        {"params", r.params}, {"bytes", r.bytes}, {"macs", r.macs},
-                        {"bit_ops", static_cast<double>(r.macs) * r.wbits * r.abits},
-                        {"sqnr_db", std::isfinite(r.sqnr) ? nlohmann::ordered_json(r.sqnr) : nullptr}});
+      layers.push_back(
+          {{"name", r.name},
+           {"op", r.op},
+           {"format", r.format},
+           {"bits", r.wbits == std::floor(r.wbits)
+                        ? nlohmann::ordered_json(static_cast<int>(r.wbits))
+                        : nlohmann::ordered_json(r.wbits)},
+           {"act_bits", r.abits},
+           {"granularity", r.granularity},
+           {"params", r.params},
+           {"bytes", r.bytes},
+           {"macs", r.macs},
+           {"bit_ops", static_cast<double>(r.macs) * r.wbits * r.abits},
+           {"sqnr_db", std::isfinite(r.sqnr) ? nlohmann::ordered_json(r.sqnr) : nullptr}});
     }
     j["layers"] = layers;
     j["total"] = {{"params", params}, {"bytes", bytes}, {"fp32_bytes", fp32_bytes},
@@ -116,7 +124,8 @@ Status RunInspect(const InspectArgs& a) {
     std::printf("%-36s %-10s %-19s %5.3g %-8s %9lld %9lld %11lld %13.4g %7s\n", r.name.c_str(),
                 r.op.c_str(), r.format.c_str(), r.wbits, r.granularity.c_str(),
                 static_cast<long long>(r.params), static_cast<long long>(r.bytes),
-                static_cast<long long>(r.macs), static_cast<double>(r.macs) * r.wbits * r.abits, sq);
+                static_cast<long long>(r.macs), static_cast<double>(r.macs) * r.wbits * r.abits,
+                sq);
   }
   std::printf("total: %lld parameters in %lld bytes (fp32: %lld, %.2fx smaller); %lld MACs, %.4g "
               "bit-ops per sample; file %lld bytes\n",

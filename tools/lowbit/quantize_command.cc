@@ -151,10 +151,11 @@ Command AddQuantizeCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("quantize", "Post-training quantization to a packed model file");
   cmd->add_option("model", args->model, "fp32 model (.onnx)")->required();
   cmd->add_option("-o,--output", args->out, "Quantized model to write (.onnx)")->required();
-  cmd->add_option("--weights", args->weights,
-                  "Weight format for every layer: int8, int4, int2, uint4, int3-asym, pow2-4, "
-                  "nhot2-4, codebook-3, ... (default int8, or the plan's); filter-wise: "
-                  "'int2/int4:0.25' gives int4 to the quarter of each layer's filters int2 fits worst");
+  cmd->add_option(
+      "--weights", args->weights,
+      "Weight format for every layer: int8, int4, int2, uint4, int3-asym, pow2-4, "
+      "nhot2-4, codebook-3, ... (default int8, or the plan's); filter-wise: "
+      "'int2/int4:0.25' gives int4 to the quarter of each layer's filters int2 fits worst");
   cmd->add_option("--granularity", args->granularity, "tensor, channel (default) or group:G");
   cmd->add_option("--acts", args->acts, "Activations: uint8 (asymmetric, default), int8 (symmetric) or float (weight-only: "
                   "fp32 activations, any weight format)");

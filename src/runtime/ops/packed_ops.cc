@@ -79,9 +79,10 @@ class PackedKernel : public OpKernel {
   Status CheckOneOperand(const std::vector<QLinearWeights>& parts, const PackedParts& w) const {
     for (const QLinearWeights& q : parts) {
       if (q.signed_acts() != parts[0].signed_acts()) {
-        return Unimplemented(Where(), "filter-wise formats ", w.format(),
-                             " mix kernel layouts (1, 2, 4 and 8-bit uniform grids read int8 activations, "
-                             "other formats uint8): pick formats from one of the two sets");
+        return Unimplemented(
+            Where(), "filter-wise formats ", w.format(),
+            " mix kernel layouts (1, 2, 4 and 8-bit uniform grids read int8 activations, "
+            "other formats uint8): pick formats from one of the two sets");
       }
     }
     return OkStatus();
@@ -135,8 +136,9 @@ class PackedGemm final : public PackedKernel {
     for (size_t i = 0; i < ws_.size(); ++i) {
       Epilogue e = MakeEpilogue(fused_, Bias(in));
       if (!outs_.empty()) e.out = outs_[i].data();
-      QLinearForward(ws_[i], path_, in[0]->data<float>(), rows_, e, &scratch_, out[0]->data<float>(),
-                     ctx.pool, act_spec_.is_static ? &act_ : nullptr, act_spec_.symmetric, n_);
+      QLinearForward(ws_[i], path_, in[0]->data<float>(), rows_, e, &scratch_,
+                     out[0]->data<float>(), ctx.pool, act_spec_.is_static ? &act_ : nullptr,
+                     act_spec_.symmetric, n_);
     }
   }
 
@@ -369,7 +371,8 @@ class PackedConv final : public PackedKernel {
     depthwise_ = cg_ == 1 && group_ > 1;
     mixed_ = w.mixed();
     if (mixed_ && group_ != 1) {
-      return Unimplemented(Where(), "filter-wise formats (", w.format(), ") need group 1, not group ", group_);
+      return Unimplemented(Where(), "filter-wise formats (", w.format(),
+                           ") need group 1, not group ", group_);
     }
     nhwc_dw_ = depthwise_ && (bytes_in_ || bytes_out_);
     if (nhwc_dw_ && (mg_ != 1 || res_bytes_ || (in.size() > 4 && in[4].present))) {
@@ -483,7 +486,8 @@ class PackedConv final : public PackedKernel {
       const int64_t threads = ctx.pool->threads();
       if (mixed_ && write_bytes && (implicit_ || direct_)) {
         MixedBytes(a, bias, res != nullptr && !late_residual ? res + i * m_ * osz : nullptr,
-                   res_b != nullptr ? res_b + i * osz * m_ : nullptr, bo, yb + i * osz * m_, ctx, s);
+                   res_b != nullptr ? res_b + i * osz * m_ : nullptr, bo, yb + i * osz * m_, ctx,
+                   s);
         return;
       }
       for (int64_t part = 0; part < static_cast<int64_t>(groups_.size()); ++part) {
@@ -612,8 +616,8 @@ class PackedConv final : public PackedKernel {
   // dot products (each in its own region of s.dot), then one epilogue pass in
   // output-channel order that gathers them, so each pixel's bytes are stored
   // contiguously rather than scattered format by format.
-  void MixedBytes(const ActQuant& a, const float* bias, const float* res, const uint8_t* res_b, ByteOutput bo,
-                  uint8_t* yb, const ExecContext& ctx, ImageScratch& s) {
+  void MixedBytes(const ActQuant& a, const float* bias, const float* res, const uint8_t* res_b,
+                  ByteOutput bo, uint8_t* yb, const ExecContext& ctx, ImageScratch& s) {
     const int64_t osz = g_.out_size(), threads = ctx.pool->threads();
     WindowSums(0, ctx, s);
     if (implicit_) {
@@ -641,8 +645,9 @@ class PackedConv final : public PackedKernel {
           }
         }
         const RowResidual r = ResidualRows(res, res_b, p0);
-        QLinearEpilogueRowsBytesGathered(s.epilogue, DotGather{gather_idx_.data(), gather_step_.data()},
-                                         s.sums.data() + p0, s.dot.data(), p0, n, r, bo, yb + p0 * m_, m_);
+        QLinearEpilogueRowsBytesGathered(
+            s.epilogue, DotGather{gather_idx_.data(), gather_step_.data()}, s.sums.data() + p0,
+            s.dot.data(), p0, n, r, bo, yb + p0 * m_, m_);
       }
     });
   }
@@ -671,13 +676,15 @@ class PackedConv final : public PackedKernel {
       for (size_t i = 0; i < groups_.size(); ++i) {
         if (i > 0) part_dot_[i] = part_dot_[i - 1] + osz * groups_[i - 1].n_pad;
         for (size_t r = 0; r < part_out_[i].size(); ++r) {
-          gather_idx_[part_out_[i][r]] = static_cast<int32_t>(part_dot_[i] + static_cast<int64_t>(r));
+          gather_idx_[part_out_[i][r]] =
+              static_cast<int32_t>(part_dot_[i] + static_cast<int64_t>(r));
           gather_step_[part_out_[i][r]] = static_cast<int32_t>(groups_[i].n_pad);
         }
       }
       return OkStatus();
     }
-    for (int64_t grp = 0; grp < group_; ++grp) LOWBIT_RETURN_IF_ERROR(AddGroup(parts.parts[0], grp, mg_));
+    for (int64_t grp = 0; grp < group_; ++grp)
+      LOWBIT_RETURN_IF_ERROR(AddGroup(parts.parts[0], grp, mg_));
     return OkStatus();
   }
 
@@ -1102,7 +1109,7 @@ class PackedConv final : public PackedKernel {
   // writes output channels part_out_[i].
   bool mixed_ = false;
   std::vector<std::vector<int32_t>> part_out_;
-  std::vector<int64_t> part_dot_;                   // MixedBytes: each format's region of dot
+  std::vector<int64_t> part_dot_;                  // MixedBytes: each format's region of dot
   std::vector<int32_t> gather_idx_, gather_step_;  // and each output's place in it
   ActQuant act_;
   // Byte edges: canonical parameters of the output and residual bytes; fp32
