@@ -344,16 +344,21 @@ void PrepareColumnEpilogue(const QLinearWeights& w, const ActQuant& a, const Epi
 namespace {
 
 // The per-output constants of outputs [j0, j1) (j1 < 0: to w.n).
+// Also the slice's dot products and, for filter-wise formats, its outputs
+// (out: null when rows write outputs j0.. in order).
 struct EpilogueSlice {
   int64_t n;
   const float *A, *bias;
-  const int32_t *B, *C;
-  EpilogueSlice(const QLinearWeights& w, const ColumnEpilogue& c, int64_t j0, int64_t j1)
+  const int32_t *B, *C, *dot, *out;
+  EpilogueSlice(const QLinearWeights& w, const ColumnEpilogue& c, const int32_t* dot_, int64_t j0,
+                int64_t j1)
       : n((j1 < 0 ? w.n : j1) - j0),
         A(c.A.data() + j0),
         bias(c.bias.data() + j0),
         B(c.B.data() + j0),
-        C(c.C.data() + j0) {}
+        C(c.C.data() + j0),
+        dot(dot_ + j0),
+        out(c.out.empty() ? nullptr : c.out.data() + j0) {}
 };
 
 }  // namespace
@@ -361,12 +366,11 @@ struct EpilogueSlice {
 void QLinearEpilogueColumns(const QLinearWeights& w, const ColumnEpilogue& c, const int32_t* sums,
                             const int32_t* dot, int64_t rows, const float* residual, float* y,
                             int64_t ldy, int64_t j0, int64_t j1) {
-  const EpilogueSlice e(w, c, j0, j1);
+  const EpilogueSlice e(w, c, dot, j0, j1);
   const int64_t n = e.n;
   const float *A = e.A, *bias = e.bias;
-  const int32_t *B = e.B, *C = e.C;
-  dot += j0;
-  const int32_t* out = c.out.empty() ? nullptr : c.out.data() + j0;
+  const int32_t *B = e.B, *C = e.C, *out = e.out;
+  dot = e.dot;
   if (out == nullptr) {
     y += j0 * ldy;
     if (residual != nullptr) residual += j0 * ldy;
@@ -409,12 +413,11 @@ void EpilogueRowsBytesBlock(const float* A, const int32_t* B, const int32_t* C, 
 void QLinearEpilogueRowsBytes(const QLinearWeights& w, const ColumnEpilogue& c, const int32_t* sums,
                               const int32_t* dot, int64_t rows, const RowResidual& res, ByteOutput o,
                               uint8_t* y, int64_t ldy, int64_t j0, int64_t j1) {
-  const EpilogueSlice e(w, c, j0, j1);
+  const EpilogueSlice e(w, c, dot, j0, j1);
   const int64_t n = e.n;
   const float *A = e.A, *bias = e.bias;
-  const int32_t *B = e.B, *C = e.C;
-  dot += j0;
-  const int32_t* out = c.out.empty() ? nullptr : c.out.data() + j0;
+  const int32_t *B = e.B, *C = e.C, *out = e.out;
+  dot = e.dot;
   RowResidual r = res;
   if (out == nullptr) {
     y += j0;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "base/progress.h"
@@ -314,20 +315,14 @@ Result<PackedParts> QuantizeFilterWise(const Candidate& c, const LayerSettings& 
     part_of.assign(rows, 0);
     for (int64_t i = 0; i < second; ++i) part_of[order[i]] = 1;
   }
-  // Formats no filter takes drop out (a fraction of 0 or 1: one format).
+  // Formats no filter takes drop out (a fraction of 0 or 1: one format);
+  // parts stay in the order of the plan's formats.
+  std::vector<bool> taken(specs.size(), false);
+  for (int32_t p : part_of) taken[p] = true;
   std::vector<FormatSpec> used;
-  std::vector<int32_t> index(specs.size(), -1);
-  for (int32_t p : part_of) {
-    if (index[p] < 0) {
-      index[p] = static_cast<int32_t>(used.size());
-      used.push_back(specs[p]);
-    }
-  }
-  // Parts in the order of the plan's formats.
   std::vector<int32_t> remap(specs.size(), -1);
-  used.clear();
   for (size_t p = 0; p < specs.size(); ++p) {
-    if (index[p] < 0) continue;
+    if (!taken[p]) continue;
     remap[p] = static_cast<int32_t>(used.size());
     used.push_back(specs[p]);
   }
@@ -462,15 +457,9 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
           for (int32_t ch : parts.channels[i]) rep.settings.filters[ch] = static_cast<int32_t>(i);
         }
         if (parts.mixed()) {
-          // The plan that reproduces this layer: its formats and assignment.
-          FilterFormats ff;
-          LOWBIT_ASSIGN_OR_RETURN(ff, ParseFilterFormats(s.weights));
-          std::string names;
-          for (const std::string& n : ff.names) {
-            if (!names.empty()) names += '/';
-            names += n;
-          }
-          rep.settings.weights = names;
+          // The plan that reproduces this layer: its formats (without the
+          // fraction) and the assignment.
+          rep.settings.weights = s.weights.substr(0, s.weights.find(':'));
         } else {
           rep.settings.weights = parts.format();
           rep.settings.filters.clear();
@@ -493,12 +482,10 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
             return Status(snapped.status().code(), where + ": " + snapped.status().message());
           pt = std::move(snapped).value();
         }
-        parts.shape = pt.shape();
-        parts.channels.emplace_back(pt.rows());
-        for (int64_t r = 0; r < pt.rows(); ++r) parts.channels[0][r] = static_cast<int32_t>(r);
-        parts.parts.push_back(std::move(pt));
+        parts = PackedParts::Uniform(std::move(pt));
       }
       if (!weight_only) {
+        std::optional<bool> signed_acts;  // the activation operand of the first format's layout
         for (const PackedTensor& pt : parts.parts) {
           Result<QLinearWeights> runnable = PrepareQLinear(pt);
           if (!runnable.ok()) {
@@ -506,7 +493,8 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
                           where + ": " + runnable.status().message() +
                               (parts.mixed() ? "" : " (--acts float runs any format)"));
           }
-          if (runnable->signed_acts() != PrepareQLinear(parts.parts[0])->signed_acts()) {
+          if (!signed_acts) signed_acts = runnable->signed_acts();
+          if (runnable->signed_acts() != *signed_acts) {
             return Unimplemented(
                 where, ": filter-wise formats ", parts.format(),
                 " mix kernel layouts: take 1, 2, 4 and 8-bit uniform grids, or only other formats");

@@ -174,6 +174,15 @@ Result<PackedTensor> PackedWeightOf(const Node& node, const Tensor& codes, const
   return std::move(p.parts[0]);
 }
 
+PackedParts PackedParts::Uniform(PackedTensor w) {
+  PackedParts p;
+  p.shape = w.shape();
+  p.channels.emplace_back(w.rows());
+  for (int64_t r = 0; r < w.rows(); ++r) p.channels[0][r] = static_cast<int32_t>(r);
+  p.parts.push_back(std::move(w));
+  return p;
+}
+
 int64_t PackedParts::numel() const {
   int64_t n = 0;
   for (const PackedTensor& p : parts) n += p.numel();
@@ -335,14 +344,9 @@ Result<PackedTensor> PreparePackedInputs(const OpKernel& op, const std::vector<T
 
 Result<PackedParts> PreparePackedParts(const OpKernel& op, const std::vector<TensorInfo>& in) {
   if (!Mixed(op.node())) {
-    PackedParts p;
     PackedTensor w;
     LOWBIT_ASSIGN_OR_RETURN(w, PreparePackedInputs(op, in));
-    p.shape = w.shape();
-    p.channels.emplace_back(w.rows());
-    for (int64_t r = 0; r < w.rows(); ++r) p.channels[0][r] = static_cast<int32_t>(r);
-    p.parts.push_back(std::move(w));
-    return p;
+    return PackedParts::Uniform(std::move(w));
   }
   const std::string where = op.node().Describe() + ": ";
   LOWBIT_RETURN_IF_ERROR(CheckPackedInputs(op, in));

@@ -56,6 +56,8 @@ struct PackedParts {
   std::vector<PackedTensor> parts;             // one per format (a single one: uniform)
   std::vector<std::vector<int32_t>> channels;  // output channels of each part, ascending
 
+  // One format for every output channel.
+  static PackedParts Uniform(PackedTensor w);
   bool mixed() const { return parts.size() > 1; }
   int64_t rows() const { return shape.empty() ? 0 : shape[0]; }
   int64_t numel() const;
