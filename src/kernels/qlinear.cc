@@ -49,7 +49,26 @@ inline uint32_t Field(const uint8_t* p, int64_t bit, int bits) {
 }  // namespace
 
 void PrepareAvx2Table(QLinearWeights* w) {
-  if (w->layout != QLinearWeights::Layout::kTable || w->bits > 4 || !w->nibbles.empty()) return;
+  if (w->layout != QLinearWeights::Layout::kTable || !w->nibbles.empty() ||
+      !w->level_bytes.empty()) {
+    return;
+  }
+  int max_level = 0;
+  for (int8_t v : w->table) max_level = std::max(max_level, std::abs(static_cast<int>(v)));
+  w->avx2_split = max_level > 64;
+  if (w->bits > 4) {
+    // Padded rows and inputs hold level 0: no product at all.
+    w->level_bytes.assign(static_cast<size_t>(w->n_pad / 16 * w->steps() * 64), 0);
+    for (int64_t r = 0; r < w->n; ++r) {
+      const uint8_t* row = w->codes.data() + r * w->row_bytes;
+      for (int64_t c = 0; c < w->k; ++c) {
+        const int64_t tile = r / 16, i = r % 16, step = c / 4, j = c % 4;
+        w->level_bytes[(tile * w->steps() + step) * 64 + 4 * i + j] =
+            w->table[Field(row, c * w->bits, w->bits)];
+      }
+    }
+    return;
+  }
   const int64_t groups = (w->steps() + 1) / 2;
   w->nibbles.assign(static_cast<size_t>(w->n_pad / 16 * groups * 64), 0);
   for (int64_t r = 0; r < w->n; ++r) {

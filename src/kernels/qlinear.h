@@ -56,11 +56,18 @@ struct QLinearWeights {
   std::vector<uint8_t> tiles;    // kernel layout, 64-byte aligned start not required
   std::vector<uint8_t> codes;    // row-major codes as the file stores them (for the reference)
   int64_t row_bytes = 0;         // of `codes`
-  // The AVX2 form of table-layout weights of at most 4 bits (PrepareAvx2Table):
-  // codes as nibbles in the plane layout's 4-bit arrangement (a tile covers
-  // two steps of 4 inputs in 64 bytes; an odd last step is read alone), which
-  // vpshufb maps to the int8 levels. Empty otherwise.
+  // The AVX2 forms of table-layout weights (PrepareAvx2Table; empty
+  // otherwise). At most 4 bits: codes as nibbles in the plane layout's 4-bit
+  // arrangement (a tile covers two steps of 4 inputs in 64 bytes; an odd last
+  // step is read alone), which vpshufb maps to the int8 levels. 5-8 bits
+  // (AVX2 has no 32-256-entry byte lookup): the levels T[code] themselves,
+  // one int8 per weight, 64 bytes per (tile, step), byte 4*i + j for row i
+  // and input j -- 8 bits per weight in memory instead of 5-7.
   std::vector<uint8_t> nibbles;
+  std::vector<int8_t> level_bytes;
+  // Whether some |T| exceeds 64, so vpmaddubsw's int16 pairs (2 * 255 * |T|)
+  // could saturate and the AVX2 kernel splits activations into nibbles.
+  bool avx2_split = false;
 
   int64_t steps() const { return k_pad / 4; }
   // Bytes per (tile, step) in the table layout; per (tile, group of P steps),
@@ -74,9 +81,10 @@ struct QLinearWeights {
 // tensors whose levels are not on an int8 grid (a codebook with arbitrary
 // levels), group granularity, and fp formats.
 Result<QLinearWeights> PrepareQLinear(const PackedTensor& w);
-// Adds w->nibbles for the AVX2 path when w has the table layout at <= 4 bits
-// (int1, int3, pow2, nhot, codebooks of up to 16 levels); a no-op otherwise.
-// Only plans that run the AVX2 path pay its memory.
+// Adds the AVX2 form of a table layout (w->nibbles at <= 4 bits: int1, int3,
+// pow2, nhot, codebooks of up to 16 levels; w->level_bytes at 5-8 bits); a
+// no-op for the plane layout. Only plans that run the AVX2 path pay its
+// memory.
 void PrepareAvx2Table(QLinearWeights* w);
 
 // Quantization parameters of one activation row (see below) and the sum of
@@ -145,8 +153,7 @@ void QuantizeNhwc4Avx512(const float* x, int64_t c, int64_t hw, float scale_inv,
 // Kernel selection: the best path this CPU supports (avx512vnni, then avx2,
 // then ref), or the one named by LOWBIT_KERNEL (ref, avx2, avx512vnni) for
 // tests and comparisons. The avx2 path covers the plane layout and, with
-// PrepareAvx2Table, table layouts of up to 4 bits; other table layouts (5-7
-// bit grids, codebooks of more than 16 levels) run the reference there.
+// PrepareAvx2Table, every table layout.
 enum class KernelPath { kRef, kAvx2, kAvx512Vnni };
 
 // The epilogue for rows that share one activation scale and zero point (a
@@ -262,15 +269,16 @@ void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* do
 // weights are reused across rows; dot is rows x n_pad.
 void QLinearDotBatchAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int64_t rows,
                                int32_t* dot, int64_t t0, int64_t t1);
-// AVX2 (plane layout, or w.nibbles): the general row-pointer form below.
+// AVX2 (plane layout, or a table layout's AVX2 form): the general
+// row-pointer form below.
 void QLinearDotRowsAvx2(const QLinearWeights& w, const uint8_t* const* rows,
                         const int32_t* step_off, int64_t nrows, int32_t* dot, int64_t t0,
                         int64_t t1);
 // Whether `path` runs w with SIMD through the row-pointer entry points.
 inline bool RowKernelAvailable(const QLinearWeights& w, KernelPath path) {
   return path == KernelPath::kAvx512Vnni ||
-         (path == KernelPath::kAvx2 &&
-          (w.layout == QLinearWeights::Layout::kPlanes || !w.nibbles.empty()));
+         (path == KernelPath::kAvx2 && (w.layout == QLinearWeights::Layout::kPlanes ||
+                                        !w.nibbles.empty() || !w.level_bytes.empty()));
 }
 // Dispatches the row-pointer form to `path` (RowKernelAvailable must hold).
 void QLinearDotRows(const QLinearWeights& w, KernelPath path, const uint8_t* const* rows,

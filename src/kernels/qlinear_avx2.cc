@@ -1,6 +1,6 @@
 // AVX2 dot products for the plane layout (uniform grids at 1, 2, 4, 8 bits)
-// and for table layouts of up to 4 bits (w.nibbles, looked up by vpshufb),
-// for CPUs without AVX-512. Compiled with -mavx2 for this file only.
+// and for table layouts (w.nibbles at up to 4 bits, looked up by vpshufb;
+// w.level_bytes at 5-8 bits), for CPUs without AVX-512. Compiled with -mavx2 for this file only.
 //
 // A tile's 64 bytes per group are two ymm (rows 0-7, rows 8-15; 4 bytes per
 // row). Plane p is (v >> B*p) & mask: unsigned codes <= 15, so vpmaddubsw
@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <type_traits>
 
 #include "kernels/qlinear.h"
 
@@ -65,16 +66,48 @@ inline void PlanesTile(const QLinearWeights& w, const uint8_t* const* xr, const 
   }
 }
 
-// Table layout at <= 4 bits (w.nibbles): each step's 64 codes are one
-// nibble per byte; vpshufb maps them to the int8 levels T, and vpmaddubsw
-// multiplies the uint8 activations by them. Pairs sum to at most 2 * 255 *
-// max|T|, which fits int16 when max|T| <= 64; otherwise (kSplit) the
-// activations go in as nibbles, lo + 16 * hi.
+// One step of 4 inputs for R rows: w0/w1 are the 64 int8 levels of the
+// tile's rows 0-7 and 8-15, and vpmaddubsw multiplies the uint8 activations
+// by them. Pairs sum to at most 2 * 255 * max|T|, which fits int16 when
+// max|T| <= 64; otherwise (kSplit) the activations go in as nibbles, lo + 16
+// * hi.
 template <int R, bool kSplit>
-inline void TableTile(const QLinearWeights& w, __m256i table, const uint8_t* const* xr,
-                      const int32_t* off, int32_t* dot, int64_t ldd, int64_t t) {
+inline void TableStep(__m256i (&acc)[R][2], __m256i w0, __m256i w1, const uint8_t* const* xr,
+                      int32_t o) {
   const __m256i mask = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
+  for (int r = 0; r < R; ++r) {
+    const __m256i x = _mm256_set1_epi32(*reinterpret_cast<const int32_t*>(xr[r] + o));
+    if (!kSplit) {
+      acc[r][0] = _mm256_add_epi32(acc[r][0], DotQuad(x, w0, ones));
+      acc[r][1] = _mm256_add_epi32(acc[r][1], DotQuad(x, w1, ones));
+      continue;
+    }
+    const __m256i lo = _mm256_and_si256(x, mask),
+                  hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), mask);
+    acc[r][0] = _mm256_add_epi32(
+        acc[r][0],
+        _mm256_add_epi32(DotQuad(lo, w0, ones), _mm256_slli_epi32(DotQuad(hi, w0, ones), 4)));
+    acc[r][1] = _mm256_add_epi32(
+        acc[r][1],
+        _mm256_add_epi32(DotQuad(lo, w1, ones), _mm256_slli_epi32(DotQuad(hi, w1, ones), 4)));
+  }
+}
+
+template <int R>
+inline void StoreTile(const __m256i (&acc)[R][2], int32_t* dot, int64_t ldd, int64_t t) {
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dot + r * ldd + t * 16), acc[r][0]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dot + r * ldd + t * 16 + 8), acc[r][1]);
+  }
+}
+
+// Table layout at <= 4 bits (w.nibbles): vpshufb maps each step's 64 codes,
+// one nibble per byte, to the int8 levels.
+template <int R, bool kSplit>
+inline void NibbleTile(const QLinearWeights& w, __m256i table, const uint8_t* const* xr,
+                       const int32_t* off, int32_t* dot, int64_t ldd, int64_t t) {
+  const __m256i mask = _mm256_set1_epi8(0x0F);
   const int64_t steps = w.steps(), groups = (steps + 1) / 2;
   const uint8_t* base = w.nibbles.data() + t * groups * 64;
   __m256i acc[R][2];
@@ -87,47 +120,49 @@ inline void TableTile(const QLinearWeights& w, __m256i table, const uint8_t* con
           table, _mm256_and_si256(p == 0 ? v0 : _mm256_srli_epi16(v0, 4), mask));
       const __m256i w1 = _mm256_shuffle_epi8(
           table, _mm256_and_si256(p == 0 ? v1 : _mm256_srli_epi16(v1, 4), mask));
-      const int32_t o = off[2 * g + p];
-      for (int r = 0; r < R; ++r) {
-        const __m256i x = _mm256_set1_epi32(*reinterpret_cast<const int32_t*>(xr[r] + o));
-        if (!kSplit) {
-          acc[r][0] = _mm256_add_epi32(acc[r][0], DotQuad(x, w0, ones));
-          acc[r][1] = _mm256_add_epi32(acc[r][1], DotQuad(x, w1, ones));
-          continue;
-        }
-        const __m256i lo = _mm256_and_si256(x, mask),
-                      hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), mask);
-        acc[r][0] = _mm256_add_epi32(
-            acc[r][0],
-            _mm256_add_epi32(DotQuad(lo, w0, ones), _mm256_slli_epi32(DotQuad(hi, w0, ones), 4)));
-        acc[r][1] = _mm256_add_epi32(
-            acc[r][1],
-            _mm256_add_epi32(DotQuad(lo, w1, ones), _mm256_slli_epi32(DotQuad(hi, w1, ones), 4)));
-      }
+      TableStep<R, kSplit>(acc, w0, w1, xr, off[2 * g + p]);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dot + r * ldd + t * 16), acc[r][0]);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dot + r * ldd + t * 16 + 8), acc[r][1]);
-  }
+  StoreTile<R>(acc, dot, ldd, t);
 }
 
-template <bool kSplit>
+// Table layout at 5-8 bits (w.level_bytes): the levels are read as they are.
+template <int R, bool kSplit>
+inline void LevelTile(const QLinearWeights& w, __m256i, const uint8_t* const* xr,
+                      const int32_t* off, int32_t* dot, int64_t ldd, int64_t t) {
+  const int64_t steps = w.steps();
+  const int8_t* base = w.level_bytes.data() + t * steps * 64;
+  __m256i acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  for (int64_t s = 0; s < steps; ++s) {
+    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + s * 64));
+    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + s * 64 + 32));
+    TableStep<R, kSplit>(acc, w0, w1, xr, off[s]);
+  }
+  StoreTile<R>(acc, dot, ldd, t);
+}
+
+template <bool kNibbles, bool kSplit>
 void TableRows(const QLinearWeights& w, const uint8_t* const* xr, const int32_t* off, int64_t rows,
                int32_t* dot, int64_t t0, int64_t t1) {
   alignas(16) int8_t t16[16] = {};
-  std::copy(w.table.begin(), w.table.end(), t16);
+  if (kNibbles) std::copy(w.table.begin(), w.table.end(), t16);
   const __m256i table =
       _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(t16)));
-  const int64_t ldd = w.n_pad;
+  auto tile = [&](auto r_const, int64_t r, int64_t t) {
+    constexpr int R = decltype(r_const)::value;
+    if (kNibbles) {
+      NibbleTile<R, kSplit>(w, table, xr + r, off, dot + r * w.n_pad, w.n_pad, t);
+    } else {
+      LevelTile<R, kSplit>(w, table, xr + r, off, dot + r * w.n_pad, w.n_pad, t);
+    }
+  };
   int64_t r = 0;
   for (; r + 4 <= rows; r += 4) {
-    for (int64_t t = t0; t < t1; ++t)
-      TableTile<4, kSplit>(w, table, xr + r, off, dot + r * ldd, ldd, t);
+    for (int64_t t = t0; t < t1; ++t) tile(std::integral_constant<int, 4>(), r, t);
   }
   for (; r < rows; ++r) {
-    for (int64_t t = t0; t < t1; ++t)
-      TableTile<1, kSplit>(w, table, xr + r, off, dot + r * ldd, ldd, t);
+    for (int64_t t = t0; t < t1; ++t) tile(std::integral_constant<int, 1>(), r, t);
   }
 }
 
@@ -150,13 +185,11 @@ void QLinearDotRowsAvx2(const QLinearWeights& w, const uint8_t* const* rows,
                         const int32_t* step_off, int64_t nrows, int32_t* dot, int64_t t0,
                         int64_t t1) {
   if (w.layout == QLinearWeights::Layout::kTable) {
-    int max_level = 0;
-    for (int8_t v : w.table) max_level = std::max(max_level, std::abs(static_cast<int>(v)));
-    if (max_level <= 64) {
-      TableRows<false>(w, rows, step_off, nrows, dot, t0, t1);
-    } else {
-      TableRows<true>(w, rows, step_off, nrows, dot, t0, t1);
-    }
+    const bool nibbles = !w.nibbles.empty();
+    if (nibbles && !w.avx2_split) TableRows<true, false>(w, rows, step_off, nrows, dot, t0, t1);
+    if (nibbles && w.avx2_split) TableRows<true, true>(w, rows, step_off, nrows, dot, t0, t1);
+    if (!nibbles && !w.avx2_split) TableRows<false, false>(w, rows, step_off, nrows, dot, t0, t1);
+    if (!nibbles && w.avx2_split) TableRows<false, true>(w, rows, step_off, nrows, dot, t0, t1);
     return;
   }
   switch (w.bits) {

@@ -75,9 +75,11 @@ TEST(QLinearTest, BatchedSimdDotEqualsReferenceExactly) {
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   if (!KernelPathAvailable(KernelPath::kAvx512Vnni)) GTEST_SKIP() << "no AVX-512 VNNI/VBMI here";
   Rng rng(seed + 11);
-  int avx2_tables = 0, split = 0;  // table layouts the AVX2 kernel ran; with levels beyond +-64
-  for (const char* f : {"int1", "int2", "int3", "int4", "int8", "uint2", "int4-asym", "nhot2-4",
-                        "pow2-3", "nhot1-4", "int3-asym"}) {
+  // Table layouts the AVX2 kernel ran; with levels beyond +-64; at 5-8 bits.
+  int avx2_tables = 0, split = 0, level_bytes = 0;
+  for (const char* f :
+       {"int1", "int2", "int3", "int4", "int8", "uint2", "int4-asym", "nhot2-4", "pow2-3",
+        "nhot1-4", "int3-asym", "int5", "int6-asym", "int7", "nhot2-6", "nhot2-8"}) {
     for (int64_t n : {16, 17, 50, 80}) {
       for (int64_t k : {4, 13, 64, 100}) {
         for (int64_t rows : {1, 2, 3, 4, 5, 7, 9}) {
@@ -93,6 +95,8 @@ TEST(QLinearTest, BatchedSimdDotEqualsReferenceExactly) {
             int max_level = 0;
             for (int8_t v : w.table) max_level = std::max(max_level, std::abs(static_cast<int>(v)));
             split += max_level > 64;
+            level_bytes += !w.level_bytes.empty();
+            ASSERT_EQ(w.avx2_split, max_level > 64) << f;
           }
           std::vector<uint8_t> u(rows * w.k_pad, 0);
           for (int64_t r = 0; r < rows; ++r) {
@@ -127,9 +131,12 @@ TEST(QLinearTest, BatchedSimdDotEqualsReferenceExactly) {
     EXPECT_GT(avx2_tables, 0);
     EXPECT_GT(split, 0);  // both vpmaddubsw forms ran
     EXPECT_LT(split, avx2_tables);
+    EXPECT_GT(level_bytes, 0);
+    EXPECT_LT(level_bytes, avx2_tables);
     // Extremes for vpmaddubsw's int16 pairs: every weight at the largest
     // level (rows alternate in sign), every activation 255.
-    for (const char* f : {"nhot2-4", "nhot1-4", "pow2-3", "int3", "int1"}) {
+    for (const char* f :
+         {"nhot2-4", "nhot1-4", "pow2-3", "int3", "int1", "int7", "nhot2-6", "nhot2-8"}) {
       const int64_t n = 32, k = 36;
       std::vector<float> wf(n * k);
       for (int64_t i = 0; i < n * k; ++i) wf[i] = (i / k) % 2 ? -1.0f : 1.0f;

@@ -181,7 +181,8 @@ TEST(PackedOpsTest, ConvMatchesQdqReferenceOnOddShapes) {
       {1, 32, 4, 3, 128, 1, 1, 0, 1},  // the same, pointwise
   };
   for (const ConvCase& cc : cases) {
-    for (const char* weights : {"int8", "int4", "int2", "int3", "uint4", "int4-asym", "nhot2-4", "int1"}) {
+    for (const char* weights : {"int8", "int4", "int2", "int3", "uint4", "int4-asym", "nhot2-4",
+                                "int1", "int6", "nhot2-6"}) {
       for (const char* acts : {"uint8", "int8"}) {
         for (bool dynamic : {false, true}) {
           SCOPED_TRACE(::testing::Message() << "conv c" << cc.c << " m" << cc.m << " k" << cc.k
@@ -222,7 +223,8 @@ TEST(PackedOpsTest, GemmAndMatMulMatchQdqReference) {
   Rng rng(testing::TestSeed() + 1);
   for (bool matmul : {false, true}) {
     for (int64_t k : {1, 31, 64, 129}) {
-      for (const char* weights : {"int8", "int4", "int2", "int1", "int3", "pow2-3", "codebook-3"}) {
+      for (const char* weights :
+           {"int8", "int4", "int2", "int1", "int3", "pow2-3", "codebook-3", "int7", "nhot2-8"}) {
         SCOPED_TRACE(::testing::Message() << (matmul ? "MatMul" : "Gemm") << " k " << k << " " << weights);
         const Graph g = GemmGraph(k, 19, rng, matmul);
         Graph q = Quantize(g, weights);
