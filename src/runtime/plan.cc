@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <set>
 
@@ -144,6 +145,8 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
     }
     step.in = node.inputs;
     step.out = node.outputs;
+    step.name = !node.name.empty() || node.outputs.empty() ? node.name : node.outputs[0];
+    step.op = node.op_type;
     plan->steps_.push_back(std::move(step));
   }
   for (const ValueInfo& o : graph.outputs) plan->outputs_.push_back(o.name);
@@ -242,5 +245,19 @@ void Plan::Run(const Observer& observe) {
 }
 
 void Plan::Run() { Run(Observer()); }
+
+void Plan::RunTimed(std::vector<double>* step_seconds) {
+  openblas_set_num_threads(1);
+  const ExecContext ctx{pool_.get(), threads_};
+  step_seconds->assign(steps_.size(), 0.0);
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    Step& st = steps_[i];
+    if (st.kernel->IsAlias()) continue;
+    const auto t0 = std::chrono::steady_clock::now();
+    st.kernel->Run(st.in_ptr, st.out_ptr, ctx);
+    (*step_seconds)[i] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+}
 
 }  // namespace lowbit

@@ -57,6 +57,13 @@ class Plan {
   // layer outputs turn them off (PlanOptions::byte_edges).
   using Observer = std::function<void(const std::string& name, const Tensor& value)>;
   void Run(const Observer& observe);
+  // Runs and stores each step's wall time in seconds (size num_steps()),
+  // for per-node profiles (`lowbit bench --profile`).
+  void RunTimed(std::vector<double>* step_seconds);
+  // The node a step runs: its name (or its first output's, when unnamed) and
+  // operator type.
+  const std::string& step_name(int i) const { return steps_[i].name; }
+  const std::string& step_op(int i) const { return steps_[i].op; }
 
   // A value named in PlanOptions::keep (or any graph input, output or
   // constant), valid after Run(); null when the plan has no such value.
@@ -75,6 +82,7 @@ class Plan {
   struct Step {
     std::unique_ptr<OpKernel> kernel;
     std::vector<std::string> in, out;
+    std::string name, op;
     std::vector<const Tensor*> in_ptr;
     std::vector<Tensor*> out_ptr;
   };

@@ -28,6 +28,15 @@ if "$lowbit" bench "$cnn" --batch 4 --runs 3 --warmup 1 --json >"$tmp/bench" 2>"
 else
   bad "bench: $(cat "$tmp/bench" "$tmp/err")"
 fi
+# --profile: every node timed; the CNN's convolutions are listed by name.
+if "$lowbit" bench "$cnn" --runs 3 --warmup 1 --profile >"$tmp/profile" 2>"$tmp/err" &&
+   grep -q '^per node' "$tmp/profile" && grep -Eq ' Conv +/features/features.0/Conv' "$tmp/profile" &&
+   "$lowbit" bench "$cnn" --runs 3 --warmup 1 --profile --json >"$tmp/profile.json" 2>>"$tmp/err" &&
+   grep -q '"ops_ms"' "$tmp/profile.json"; then
+  ok "bench --profile"
+else
+  bad "bench --profile: $(cat "$tmp/profile" "$tmp/err")"
+fi
 
 # Bad models.
 head -c 2000 "$cnn" >"$tmp/truncated.onnx"

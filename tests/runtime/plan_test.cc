@@ -169,6 +169,38 @@ TEST(PlanTest, BuffersAreReusedAlongAChain) {
   }
 }
 
+// RunTimed (lowbit bench --profile): one time per step, named after its
+// node, and the same outputs as Run().
+TEST(PlanTest, TimedRunNamesEveryStepAndComputesTheSame) {
+  Rng rng(testing::TestSeed() + 5);
+  Graph g;
+  g.source = "test";
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, {-1, 64}}};
+  g.outputs = {{"y", DType::kFloat32, {}}};
+  g.constants["W"] = Random({64, 300}, rng);
+  g.nodes.push_back(MakeNode("MatMul", {"x", "W"}, {"h"}));
+  g.nodes.push_back(MakeNode("Tanh", {"h"}, {"y"}));
+  PlanOptions po;
+  po.batch = 3;
+  auto plan = Plan::Create(g, po);
+  ASSERT_TRUE(plan.ok());
+  Plan& p = **plan;
+  Tensor& x = p.input(0);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(rng.Normal());
+  p.Run();
+  const Tensor want = p.output(0).Clone();
+  std::vector<double> s;
+  p.RunTimed(&s);
+  ASSERT_EQ(static_cast<int>(s.size()), p.num_steps());
+  ASSERT_EQ(p.num_steps(), 2);
+  EXPECT_EQ(p.step_name(0), "MatMul_h");
+  EXPECT_EQ(p.step_op(0), "MatMul");
+  EXPECT_EQ(p.step_name(1), "Tanh_y");
+  for (double t : s) EXPECT_GT(t, 0.0);
+  EXPECT_EQ(MaxRelDiff(p.output(0), want), 0.0f);
+}
+
 TEST(PlanTest, BadBindingsAreRefusedByName) {
   Graph g;
   g.source = "m.onnx";

@@ -5,8 +5,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <string>
+#include <map>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -39,7 +42,32 @@ struct BenchArgs {
   int runs = 0;          // 0: as many as fit in `seconds`
   double seconds = 2.0;
   bool json = false;
+  bool profile = false;
 };
+
+struct NodeTime {
+  std::string name, op;
+  double ms;  // median over the profiled runs
+};
+
+// Per-step medians over `runs` timed runs, the slowest first.
+std::vector<NodeTime> ProfileSteps(Plan* plan, int runs) {
+  std::vector<std::vector<double>> per_step(plan->num_steps());
+  std::vector<double> s;
+  for (int r = 0; r < runs; ++r) {
+    plan->RunTimed(&s);
+    for (size_t i = 0; i < s.size(); ++i) per_step[i].push_back(s[i] * 1e3);
+  }
+  std::vector<NodeTime> nodes;
+  for (int i = 0; i < plan->num_steps(); ++i) {
+    std::vector<double>& v = per_step[i];
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    nodes.push_back({plan->step_name(i), plan->step_op(i), v[v.size() / 2]});
+  }
+  std::stable_sort(nodes.begin(), nodes.end(),
+                   [](const NodeTime& a, const NodeTime& b) { return a.ms > b.ms; });
+  return nodes;
+}
 
 Status RunBench(const BenchArgs& a) {
   if (a.batch < 1) return InvalidArgument("--batch must be >= 1, got ", a.batch);
@@ -81,6 +109,16 @@ Status RunBench(const BenchArgs& a) {
   const double p90 = ms[std::min(ms.size() - 1, ms.size() * 9 / 10)];
   const double peak_mib = PeakRssMib();
   const double throughput = 1000.0 * static_cast<double>(a.batch) / median;
+  std::vector<NodeTime> nodes;
+  std::map<std::string, double> op_ms;
+  double node_total = 0;
+  if (a.profile) {
+    nodes = ProfileSteps(plan.get(), static_cast<int>(ms.size()));
+    for (const NodeTime& n : nodes) {
+      op_ms[n.op] += n.ms;
+      node_total += n.ms;
+    }
+  }
   if (a.json) {
     nlohmann::json j;
     j["model"] = a.model;
@@ -94,12 +132,35 @@ Status RunBench(const BenchArgs& a) {
     j["peak_rss_mib"] = peak_mib;
     j["blas_core"] = BlasCoreName();
     j["activation_buffer_mib"] = static_cast<double>(plan->buffer_bytes()) / (1 << 20);
+    if (a.profile) {
+      nlohmann::json jn = nlohmann::json::array();
+      for (const NodeTime& n : nodes) jn.push_back({{"name", n.name}, {"op", n.op}, {"median_ms", n.ms}});
+      j["profile"]["nodes"] = jn;
+      for (const auto& [op, t] : op_ms) j["profile"]["ops_ms"][op] = t;
+    }
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf("%s: batch %lld, %d thread%s: median %.3f ms, p90 %.3f ms, min %.3f ms over %zu "
                 "runs; %.1f images/s; peak RSS %.1f MiB\n",
                 a.model.c_str(), static_cast<long long>(a.batch), a.threads, a.threads > 1 ? "s" : "",
                 median, p90, ms.front(), ms.size(), throughput, peak_mib);
+    if (a.profile) {
+      std::printf("\nper node (median of %zu runs; the sum of medians is %.3f ms):\n", ms.size(),
+                  node_total);
+      std::printf("  %9s %6s  %-18s %s\n", "ms", "share", "op", "node");
+      for (const NodeTime& n : nodes) {
+        if (n.ms <= 0) continue;
+        std::printf("  %9.3f %5.1f%%  %-18s %s\n", n.ms, 100 * n.ms / node_total, n.op.c_str(),
+                    n.name.c_str());
+      }
+      std::vector<std::pair<double, std::string>> by_op;
+      for (const auto& [op, t] : op_ms) by_op.push_back({t, op});
+      std::sort(by_op.rbegin(), by_op.rend());
+      std::printf("\nper operator:\n");
+      for (const auto& [t, op] : by_op) {
+        if (t > 0) std::printf("  %9.3f %5.1f%%  %s\n", t, 100 * t / node_total, op.c_str());
+      }
+    }
   }
   return OkStatus();
 }
@@ -116,6 +177,8 @@ Command AddBenchCommand(CLI::App& app) {
   cmd->add_option("--runs", args->runs, "Timed runs (default: as many as fit in --seconds)");
   cmd->add_option("--seconds", args->seconds, "Time to spend on timed runs")->capture_default_str();
   cmd->add_flag("--json", args->json, "Print one JSON object");
+  cmd->add_flag("--profile", args->profile,
+                "Also time every node (as many runs again) and list them, the slowest first");
   return {cmd, [args] { return RunBench(*args); }};
 }
 
