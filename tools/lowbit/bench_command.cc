@@ -134,7 +134,9 @@ Status RunBench(const BenchArgs& a) {
     j["activation_buffer_mib"] = static_cast<double>(plan->buffer_bytes()) / (1 << 20);
     if (a.profile) {
       nlohmann::json jn = nlohmann::json::array();
-      for (const NodeTime& n : nodes) jn.push_back({{"name", n.name}, {"op", n.op}, {"median_ms", n.ms}});
+      for (const NodeTime& n : nodes) {
+        jn.push_back({{"name", n.name}, {"op", n.op}, {"median_ms", n.ms}});
+      }
       j["profile"]["nodes"] = jn;
       for (const auto& [op, t] : op_ms) j["profile"]["ops_ms"][op] = t;
     }
