@@ -295,6 +295,17 @@ TEST(QLinearTest, ByteEpilogueEqualsQuantizedFloatEpilogue) {
           std::vector<uint8_t> simd(rows * n, 9);
           QLinearEpilogueRowsBytes(*w, c, sums.data(), dot.data(), rows, r, o, simd.data(), n);
           EXPECT_EQ(simd, got);
+          // Output ranges beyond the activation's clamp [-40, 30] on either
+          // side: every byte 0, then every byte 255, on both paths.
+          for (const ByteOutput far : {ByteOutput{1.0f, -100}, ByteOutput{1.0f, 300}}) {
+            std::vector<uint8_t> ref_far(rows * n, 1), simd_far(rows * n, 2);
+            PrepareColumnEpilogue(*w, a, e, KernelPath::kRef, &c);
+            QLinearEpilogueRowsBytes(*w, c, sums.data(), dot.data(), rows, r, far, ref_far.data(), n);
+            PrepareColumnEpilogue(*w, a, e, KernelPath::kAvx512Vnni, &c);
+            QLinearEpilogueRowsBytes(*w, c, sums.data(), dot.data(), rows, r, far, simd_far.data(), n);
+            EXPECT_EQ(simd_far, ref_far);
+            EXPECT_EQ(ref_far, std::vector<uint8_t>(rows * n, far.zero < 0 ? 0 : 255));
+          }
         }
       }
     }
