@@ -300,9 +300,11 @@ TEST(QLinearTest, ByteEpilogueEqualsQuantizedFloatEpilogue) {
           for (const ByteOutput far : {ByteOutput{1.0f, -100}, ByteOutput{1.0f, 300}}) {
             std::vector<uint8_t> ref_far(rows * n, 1), simd_far(rows * n, 2);
             PrepareColumnEpilogue(*w, a, e, KernelPath::kRef, &c);
-            QLinearEpilogueRowsBytes(*w, c, sums.data(), dot.data(), rows, r, far, ref_far.data(), n);
+            QLinearEpilogueRowsBytes(*w, c, sums.data(), dot.data(), rows, r, far, ref_far.data(),
+                                     n);
             PrepareColumnEpilogue(*w, a, e, KernelPath::kAvx512Vnni, &c);
-            QLinearEpilogueRowsBytes(*w, c, sums.data(), dot.data(), rows, r, far, simd_far.data(), n);
+            QLinearEpilogueRowsBytes(*w, c, sums.data(), dot.data(), rows, r, far, simd_far.data(),
+                                     n);
             EXPECT_EQ(simd_far, ref_far);
             EXPECT_EQ(ref_far, std::vector<uint8_t>(rows * n, far.zero < 0 ? 0 : 255));
           }
