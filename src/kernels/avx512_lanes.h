@@ -19,6 +19,29 @@ inline __m512i QuantizeLanes(__m512 v, __m512 inv, __m512i zero, __m512i lo, __m
   return _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
 }
 
+// The byte a fused epilogue writes: ToByte(min(max(v, lo), hi)) of
+// kernels/qlinear.h in five operations. Multiplying by inv > 0 is monotonic
+// in fp32 too, so clamping v to [lo, hi] and then multiplying equals clamping
+// v * inv to [lo * inv, hi * inv]; and for integer bounds clamp(rint(t) + z,
+// 0, 255) = rint(clamp(t, -z, 255 - z)) + z. Both clamps merge into one pair
+// of bounds (ToByte's +-1e6 guard lies outside them), and the result needs no
+// integer clamp.
+struct ByteQuantizer {
+  __m512 inv, t_lo, t_hi;
+  __m512i zero;
+  ByteQuantizer(float lo, float hi, float inv_, int32_t zero_)
+      : inv(_mm512_set1_ps(inv_)), zero(_mm512_set1_epi32(zero_)) {
+    const float q_lo = static_cast<float>(-zero_), q_hi = static_cast<float>(255 - zero_);
+    const float a = lo * inv_, b = hi * inv_;
+    t_lo = _mm512_set1_ps(a > q_hi ? q_hi : a < q_lo ? q_lo : a);
+    t_hi = _mm512_set1_ps(b < q_lo ? q_lo : b > q_hi ? q_hi : b);
+  }
+  __m512i Quantize(__m512 v) const {
+    const __m512 t = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), t_lo), t_hi);
+    return _mm512_add_epi32(_mm512_cvtps_epi32(t), zero);
+  }
+};
+
 }  // namespace lowbit
 
 #endif  // LOWBIT_KERNELS_AVX512_LANES_H_

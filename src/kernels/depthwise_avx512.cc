@@ -72,7 +72,8 @@ namespace {
 // chains over the taps (one chain is latency-bound), each in the portable
 // loop's order.
 template <int R>
-inline void DepthwiseNhwcPixels(const DepthwiseNhwcArgs& a, int64_t p, int64_t c0) {
+inline void DepthwiseNhwcPixels(const DepthwiseNhwcArgs& a, const ByteQuantizer& bb, int64_t p,
+                                int64_t c0) {
   const __mmask16 m = FirstLanes(a.c - c0);
   const uint8_t* base[R];
   for (int r = 0; r < R; ++r) base[r] = a.image + a.pix[p + r] * a.c + c0;
@@ -89,29 +90,29 @@ inline void DepthwiseNhwcPixels(const DepthwiseNhwcArgs& a, int64_t p, int64_t c
   const __m512 zw = _mm512_mul_ps(_mm512_set1_ps(static_cast<float>(a.zero)), _mm512_maskz_loadu_ps(m, a.wsum + c0));
   const __m512 scale = _mm512_maskz_loadu_ps(m, a.scale + c0), bias = _mm512_maskz_loadu_ps(m, a.bias + c0);
   for (int r = 0; r < R; ++r) {
-    __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(acc[r], zw), scale, bias);
-    v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi));
-    if (a.yb == nullptr) {
-      alignas(64) float tmp[16];
-      _mm512_store_ps(tmp, v);
-      for (int64_t j = 0; j < std::min<int64_t>(16, a.c - c0); ++j) a.yf[(c0 + j) * a.ldy + p + r] = tmp[j];
+    const __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(acc[r], zw), scale, bias);
+    if (a.yb != nullptr) {
+      _mm512_mask_cvtepi32_storeu_epi8(a.yb + (p + r) * a.c + c0, m, bb.Quantize(v));
       continue;
     }
-    const __m512i q = QuantizeLanes(v, _mm512_set1_ps(a.out_inv), _mm512_set1_epi32(a.out_zero),
-                                    _mm512_setzero_si512(), _mm512_set1_epi32(255));
-    _mm512_mask_cvtepi32_storeu_epi8(a.yb + (p + r) * a.c + c0, m, q);
+    alignas(64) float tmp[16];
+    _mm512_store_ps(tmp,
+                    _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+    for (int64_t j = 0; j < std::min<int64_t>(16, a.c - c0); ++j)
+      a.yf[(c0 + j) * a.ldy + p + r] = tmp[j];
   }
 }
 
 }  // namespace
 
 void DepthwiseNhwcAvx512(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1) {
+  const ByteQuantizer bb(a.lo, a.hi, a.out_inv, a.out_zero);
   int64_t p = p0;
   for (; p + 4 <= p1; p += 4) {
-    for (int64_t c0 = 0; c0 < a.c; c0 += 16) DepthwiseNhwcPixels<4>(a, p, c0);
+    for (int64_t c0 = 0; c0 < a.c; c0 += 16) DepthwiseNhwcPixels<4>(a, bb, p, c0);
   }
   for (; p < p1; ++p) {
-    for (int64_t c0 = 0; c0 < a.c; c0 += 16) DepthwiseNhwcPixels<1>(a, p, c0);
+    for (int64_t c0 = 0; c0 < a.c; c0 += 16) DepthwiseNhwcPixels<1>(a, bb, p, c0);
   }
 }
 

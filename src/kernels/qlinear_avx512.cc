@@ -420,31 +420,18 @@ namespace {
 // What both byte epilogues do to one row's 16 values: add a residual read as
 // bytes, clamp to the activation, quantize to the output's bytes.
 struct ByteLanes {
-  // ToByte(clamp(v, lo, hi)) in five operations. Multiplying by inv > 0 is
-  // monotonic in fp32 too, so clamping v to [lo, hi] and then multiplying
-  // equals clamping v * inv to [lo * inv, hi * inv]; and for integer bounds
-  // clamp(rint(t) + z, 0, 255) = rint(clamp(t, -z, 255 - z)) + z. Both
-  // clamps merge into one pair of bounds (the +-1e6 guard lies outside
-  // them), and the result needs no integer clamp.
-  __m512 inv, t_lo, t_hi, rscale;
-  __m512i z, rzero;
+  ByteQuantizer q;
+  __m512 rscale;
+  __m512i rzero;
   ByteLanes(float lo, float hi, ByteOutput o, const RowResidual& r)
-      : inv(_mm512_set1_ps(o.inv)),
+      : q(lo, hi, o.inv, o.zero),
         rscale(_mm512_set1_ps(r.scale)),
-        z(_mm512_set1_epi32(o.zero)),
-        rzero(_mm512_set1_epi32(r.zero)) {
-    const float q_lo = static_cast<float>(-o.zero), q_hi = static_cast<float>(255 - o.zero);
-    t_lo = _mm512_set1_ps(std::min(std::max(lo * o.inv, q_lo), q_hi));
-    t_hi = _mm512_set1_ps(std::max(std::min(hi * o.inv, q_hi), q_lo));
-  }
+        rzero(_mm512_set1_epi32(r.zero)) {}
   __m512 AddResidual(__m512 v, __m128i bytes) const {
     const __m512i ri = _mm512_sub_epi32(_mm512_cvtepu8_epi32(bytes), rzero);
     return _mm512_add_ps(v, _mm512_mul_ps(rscale, _mm512_cvtepi32_ps(ri)));
   }
-  __m512i Quantize(__m512 v) const {
-    const __m512 t = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), t_lo), t_hi);
-    return _mm512_add_epi32(_mm512_cvtps_epi32(t), z);
-  }
+  __m512i Quantize(__m512 v) const { return q.Quantize(v); }
 };
 
 }  // namespace

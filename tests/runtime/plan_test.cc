@@ -1,14 +1,16 @@
 // The graph passes and the planner on hand-built graphs: folding and fusion
 // keep the numbers, shape subgraphs fold away, buffers are reused.
-#include <cmath>
+#include "runtime/plan.h"
 
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <utility>
 
 #include "base/rng.h"
 #include "ir/passes.h"
 #include "kernels/depthwise.h"
 #include "runtime/ops/planes.h"
-#include "runtime/plan.h"
 #include "runtime/sgemm.h"
 #include "tests/test_util.h"
 
@@ -249,6 +251,74 @@ TEST(DepthwiseTest, Avx512KernelMatchesPortableLoop) {
         const float e = std::min(std::max(std::fma(want[i], scale, bias), lo), hi);
         ASSERT_EQ(got[i], e) << "stride " << stride << " ow " << ow_n << " at " << i;
       }
+    }
+  }
+}
+
+// The NHWC byte depthwise kernel: the AVX-512 body equals the portable loop,
+// bytes out and fp32 planes out, for channel counts that are not multiples of
+// 16, pixel counts with a 1-3 tail, and output ranges inside, across and
+// wholly beyond the activation's clamp.
+TEST(DepthwiseTest, NhwcAvx512BodyMatchesPortableLoop) {
+  if (!DepthwiseAvx512Available()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  Rng rng(seed + 3);
+  for (int64_t c : {5, 16, 37}) {
+    const int64_t ih = 6, iw = 7, oh = 3, ow = 5, px = oh * ow;  // 3x3, stride 1: 15 pixels
+    std::vector<uint8_t> image(ih * iw * c);
+    for (auto& v : image) v = static_cast<uint8_t>(rng.Below(256));
+    std::vector<int64_t> pix(px), tap(9);
+    for (int64_t y = 0; y < oh; ++y) {
+      for (int64_t x = 0; x < ow; ++x) pix[y * ow + x] = y * iw + x;
+    }
+    for (int64_t t = 0; t < 9; ++t) tap[t] = (t / 3) * iw + t % 3;
+    std::vector<float> w(9 * c), wsum(c, 0.0f), scale(c), bias(c);
+    for (int64_t ch = 0; ch < c; ++ch) {
+      for (int64_t t = 0; t < 9; ++t) {
+        w[t * c + ch] = static_cast<float>(static_cast<int>(rng.Below(15)) - 7);
+        wsum[ch] += w[t * c + ch];
+      }
+      scale[ch] = 0.001f * static_cast<float>(1 + rng.Below(20));
+      bias[ch] = static_cast<float>(rng.Uniform()) - 0.5f;
+    }
+    for (auto [inv, zero] :
+         {std::pair<float, int32_t>{20.0f, 100}, {200.0f, 30}, {1.0f, -100}, {1.0f, 300}}) {
+      SCOPED_TRACE(::testing::Message() << "c " << c << " inv " << inv << " zero " << zero);
+      DepthwiseNhwcArgs a;
+      a.image = image.data();
+      a.pix = pix.data();
+      a.tap = tap.data();
+      a.taps = 9;
+      a.c = c;
+      a.w = w.data();
+      a.wsum = wsum.data();
+      a.scale = scale.data();
+      a.bias = bias.data();
+      a.zero = 120;
+      a.lo = -2.0f;
+      a.hi = 1.5f;
+      a.out_inv = inv;
+      a.out_zero = zero;
+      std::vector<uint8_t> want(px * c, 1), got(px * c, 2);
+      a.yb = want.data();
+      DepthwiseNhwc(a, 0, px, false);
+      a.yb = got.data();
+      DepthwiseNhwc(a, 0, px, true);
+      ASSERT_EQ(got, want);
+      int inside = 0;
+      for (uint8_t v : want) inside += v != 0 && v != 255;
+      if (zero == 100) EXPECT_GT(inside, 0);
+      if (zero < 0) EXPECT_EQ(want, std::vector<uint8_t>(px * c, 0));
+      if (zero > 255) EXPECT_EQ(want, std::vector<uint8_t>(px * c, 255));
+      std::vector<float> fwant(c * px, 1.0f), fgot(c * px, 2.0f);
+      a.yb = nullptr;
+      a.ldy = px;
+      a.yf = fwant.data();
+      DepthwiseNhwc(a, 0, px, false);
+      a.yf = fgot.data();
+      DepthwiseNhwc(a, 0, px, true);
+      ASSERT_EQ(fgot, fwant);
     }
   }
 }
