@@ -23,6 +23,15 @@ inline __m256i DotQuad(__m256i w, __m256i x, __m256i ones) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones);
 }
 
+// Tile t's 16 dot products of R rows (two ymm each), to rows of ldd.
+template <int R>
+inline void StoreTile(const __m256i (&acc)[R][2], int32_t* dot, int64_t ldd, int64_t t) {
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dot + r * ldd + t * 16), acc[r][0]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dot + r * ldd + t * 16 + 8), acc[r][1]);
+  }
+}
+
 // R rows (pointers + per-step offsets) x one tile of 16 outputs.
 template <int B, int R>
 inline void PlanesTile(const QLinearWeights& w, const uint8_t* const* xr, const int32_t* off,
@@ -60,10 +69,7 @@ inline void PlanesTile(const QLinearWeights& w, const uint8_t* const* xr, const 
       }
     }
   }
-  for (int r = 0; r < R; ++r) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dot + r * ldd + t * 16), acc[r][0]);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dot + r * ldd + t * 16 + 8), acc[r][1]);
-  }
+  StoreTile<R>(acc, dot, ldd, t);
 }
 
 // One step of 4 inputs for R rows: w0/w1 are the 64 int8 levels of the
@@ -91,14 +97,6 @@ inline void TableStep(__m256i (&acc)[R][2], __m256i w0, __m256i w1, const uint8_
     acc[r][1] = _mm256_add_epi32(
         acc[r][1],
         _mm256_add_epi32(DotQuad(lo, w1, ones), _mm256_slli_epi32(DotQuad(hi, w1, ones), 4)));
-  }
-}
-
-template <int R>
-inline void StoreTile(const __m256i (&acc)[R][2], int32_t* dot, int64_t ldd, int64_t t) {
-  for (int r = 0; r < R; ++r) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dot + r * ldd + t * 16), acc[r][0]);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dot + r * ldd + t * 16 + 8), acc[r][1]);
   }
 }
 
