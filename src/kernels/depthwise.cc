@@ -6,6 +6,27 @@
 
 namespace lowbit {
 
+std::vector<int16_t> DepthwisePairWeights(const float* w, int64_t taps, int64_t c) {
+  const int64_t pairs = (taps + 1) / 2, blocks = (c + 31) / 32;
+  std::vector<int16_t> out(static_cast<size_t>(pairs * blocks * 64), 0);
+  for (int64_t q = 0; q < pairs; ++q) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      int16_t* dst = out.data() + (q * blocks + b) * 64;
+      for (int half = 0; half < 2; ++half) {
+        for (int i = 0; i < 16; ++i) {
+          const int64_t ch = b * 32 + 8 * (i / 4) + 4 * half + i % 4;
+          if (ch >= c) continue;
+          for (int e = 0; e < 2; ++e) {
+            const int64_t t = 2 * q + e;
+            dst[32 * half + 2 * i + e] = t < taps ? static_cast<int16_t>(w[t * c + ch]) : 0;
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
 void DepthwiseNhwc(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, bool simd) {
   if (simd && DepthwiseAvx512Available()) {
     DepthwiseNhwcAvx512(a, p0, p1);

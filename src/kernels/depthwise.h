@@ -11,6 +11,7 @@
 #define LOWBIT_KERNELS_DEPTHWISE_H_
 
 #include <cstdint>
+#include <vector>
 
 namespace lowbit {
 
@@ -54,7 +55,17 @@ struct DepthwiseNhwcArgs {
   uint8_t* yb = nullptr;
   float* yf = nullptr;
   int64_t ldy = 0;
+  // The weights as int16 tap pairs (DepthwisePairWeights), or null. With
+  // them, the AVX-512 body multiplies in integers (vpmaddwd on two taps'
+  // pixels interleaved), 32 channels at a time.
+  const int16_t* w_pairs = nullptr;
 };
+// w (tap-major, small integers) as the int16 tap pairs the AVX-512 body reads:
+// for pair q (taps 2q and 2q + 1; an odd last tap pairs with weight 0) and
+// 32-channel block b, 64 values at ((q * blocks + b) * 64): the pairs of
+// channels {0-3, 8-11, 16-19, 24-27} of the block, then {4-7, 12-15, 20-23,
+// 28-31} (the order vpunpcklwd / vpunpckhwd give), each as (w[2q], w[2q + 1]).
+std::vector<int16_t> DepthwisePairWeights(const float* w, int64_t taps, int64_t c);
 // The AVX-512 body (when DepthwiseAvx512Available()) or the portable loop;
 // both give the same bytes and floats.
 void DepthwiseNhwc(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, bool simd);

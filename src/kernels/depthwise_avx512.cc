@@ -103,10 +103,75 @@ inline void DepthwiseNhwcPixels(const DepthwiseNhwcArgs& a, const ByteQuantizer&
   }
 }
 
+// The same for 32 channels from c0, in integers: per tap pair, the two taps'
+// pixels widened to int16 and interleaved, vpmaddwd against the pair weights
+// (DepthwisePairWeights) adds both products of a channel into its int32 lane.
+// Exact like the fp32 sums (|acc| < 2^24); the lanes hold channels in the
+// unpack order and are put back in order before the same epilogue.
+template <int R>
+inline void DepthwisePairPixels(const DepthwiseNhwcArgs& a, const ByteQuantizer& bb, int64_t p,
+                                int64_t c0) {
+  const int64_t n = a.c - c0;
+  const __mmask32 m = n >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << n) - 1);
+  const int64_t blocks = (a.c + 31) / 32, pairs = (a.taps + 1) / 2;
+  const uint8_t* base[R];
+  for (int r = 0; r < R; ++r) base[r] = a.image + a.pix[p + r] * a.c + c0;
+  __m512i lo[R], hi[R];
+  for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm512_setzero_si512();
+  for (int64_t q = 0; q < pairs; ++q) {
+    const int16_t* wq = a.w_pairs + (q * blocks + c0 / 32) * 64;
+    const __m512i wl = _mm512_loadu_si512(wq), wh = _mm512_loadu_si512(wq + 32);
+    const int64_t off0 = a.tap[2 * q] * a.c, off1 = a.tap[std::min(2 * q + 1, a.taps - 1)] * a.c;
+    for (int r = 0; r < R; ++r) {
+      const __m512i x0 = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, base[r] + off0));
+      const __m512i x1 = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, base[r] + off1));
+      lo[r] = _mm512_add_epi32(lo[r], _mm512_madd_epi16(_mm512_unpacklo_epi16(x0, x1), wl));
+      hi[r] = _mm512_add_epi32(hi[r], _mm512_madd_epi16(_mm512_unpackhi_epi16(x0, x1), wh));
+    }
+  }
+  // Channel j of 32 sits in lane 4 * (j / 8) + j % 4 of lo (j % 8 < 4) or hi.
+  alignas(64) int32_t idx[32];
+  for (int j = 0; j < 32; ++j) idx[j] = (j % 8 >= 4 ? 16 : 0) + 4 * (j / 8) + j % 4;
+  const __m512i i0 = _mm512_load_si512(idx), i1 = _mm512_load_si512(idx + 16);
+  for (int half = 0; half < 2; ++half) {
+    const int64_t ch = c0 + 16 * half;
+    if (ch >= a.c) break;
+    const __mmask16 mh = FirstLanes(a.c - ch);
+    const __m512 zw = _mm512_mul_ps(_mm512_set1_ps(static_cast<float>(a.zero)),
+                                    _mm512_maskz_loadu_ps(mh, a.wsum + ch));
+    const __m512 scale = _mm512_maskz_loadu_ps(mh, a.scale + ch),
+                 bias = _mm512_maskz_loadu_ps(mh, a.bias + ch);
+    for (int r = 0; r < R; ++r) {
+      const __m512 acc =
+          _mm512_cvtepi32_ps(_mm512_permutex2var_epi32(lo[r], half ? i1 : i0, hi[r]));
+      const __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(acc, zw), scale, bias);
+      if (a.yb != nullptr) {
+        _mm512_mask_cvtepi32_storeu_epi8(a.yb + (p + r) * a.c + ch, mh, bb.Quantize(v));
+        continue;
+      }
+      alignas(64) float tmp[16];
+      _mm512_store_ps(tmp,
+                      _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+      for (int64_t j = 0; j < std::min<int64_t>(16, a.c - ch); ++j)
+        a.yf[(ch + j) * a.ldy + p + r] = tmp[j];
+    }
+  }
+}
+
 }  // namespace
 
 void DepthwiseNhwcAvx512(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1) {
   const ByteQuantizer bb(a.lo, a.hi, a.out_inv, a.out_zero);
+  if (a.w_pairs != nullptr) {
+    int64_t p = p0;
+    for (; p + 4 <= p1; p += 4) {
+      for (int64_t c0 = 0; c0 < a.c; c0 += 32) DepthwisePairPixels<4>(a, bb, p, c0);
+    }
+    for (; p < p1; ++p) {
+      for (int64_t c0 = 0; c0 < a.c; c0 += 32) DepthwisePairPixels<1>(a, bb, p, c0);
+    }
+    return;
+  }
   int64_t p = p0;
   for (; p + 4 <= p1; p += 4) {
     for (int64_t c0 = 0; c0 < a.c; c0 += 16) DepthwiseNhwcPixels<4>(a, bb, p, c0);

@@ -264,7 +264,7 @@ TEST(DepthwiseTest, NhwcAvx512BodyMatchesPortableLoop) {
   const uint64_t seed = testing::TestSeed();
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   Rng rng(seed + 3);
-  for (int64_t c : {5, 16, 37}) {
+  for (int64_t c : {5, 16, 37, 96}) {
     const int64_t ih = 6, iw = 7, oh = 3, ow = 5, px = oh * ow;  // 3x3, stride 1: 15 pixels
     std::vector<uint8_t> image(ih * iw * c);
     for (auto& v : image) v = static_cast<uint8_t>(rng.Below(256));
@@ -276,7 +276,7 @@ TEST(DepthwiseTest, NhwcAvx512BodyMatchesPortableLoop) {
     std::vector<float> w(9 * c), wsum(c, 0.0f), scale(c), bias(c);
     for (int64_t ch = 0; ch < c; ++ch) {
       for (int64_t t = 0; t < 9; ++t) {
-        w[t * c + ch] = static_cast<float>(static_cast<int>(rng.Below(15)) - 7);
+        w[t * c + ch] = static_cast<float>(static_cast<int>(rng.Below(401)) - 200);
         wsum[ch] += w[t * c + ch];
       }
       scale[ch] = 0.001f * static_cast<float>(1 + rng.Below(20));
@@ -300,12 +300,19 @@ TEST(DepthwiseTest, NhwcAvx512BodyMatchesPortableLoop) {
       a.hi = 1.5f;
       a.out_inv = inv;
       a.out_zero = zero;
-      std::vector<uint8_t> want(px * c, 1), got(px * c, 2);
+      std::vector<uint8_t> want(px * c, 1), got(px * c, 2), got_pairs(px * c, 3);
       a.yb = want.data();
       DepthwiseNhwc(a, 0, px, false);
       a.yb = got.data();
       DepthwiseNhwc(a, 0, px, true);
       ASSERT_EQ(got, want);
+      // The integer body (tap pairs): the same bytes.
+      const std::vector<int16_t> pairs = DepthwisePairWeights(w.data(), 9, c);
+      a.w_pairs = pairs.data();
+      a.yb = got_pairs.data();
+      DepthwiseNhwc(a, 0, px, true);
+      ASSERT_EQ(got_pairs, want);
+      a.w_pairs = nullptr;
       int inside = 0;
       for (uint8_t v : want) inside += v != 0 && v != 255;
       if (zero == 100) EXPECT_GT(inside, 0);
@@ -317,6 +324,10 @@ TEST(DepthwiseTest, NhwcAvx512BodyMatchesPortableLoop) {
       a.yf = fwant.data();
       DepthwiseNhwc(a, 0, px, false);
       a.yf = fgot.data();
+      DepthwiseNhwc(a, 0, px, true);
+      ASSERT_EQ(fgot, fwant);
+      a.w_pairs = pairs.data();
+      std::fill(fgot.begin(), fgot.end(), 2.0f);
       DepthwiseNhwc(a, 0, px, true);
       ASSERT_EQ(fgot, fwant);
     }

@@ -396,6 +396,7 @@ class PackedConv final : public PackedKernel {
         }
         dw_a_scale_.resize(m_);
         dw_bias_.assign(m_, 0.0f);
+        dw_pairs_ = DepthwisePairWeights(dw_taps_.data(), taps_, m_);
       }
     } else {
       // Images with a channel count that is not a multiple of 4 get padding
@@ -1025,6 +1026,7 @@ class PackedConv final : public PackedKernel {
     d.yf = yb == nullptr ? yf : nullptr;
     d.ldy = g_.out_size();
     const bool simd = path_ == KernelPath::kAvx512Vnni;
+    d.w_pairs = dw_pairs_.data();
     ctx.pool->ParallelFor(g_.out_size(), [&](int64_t p0, int64_t p1) { DepthwiseNhwc(d, p0, p1, simd); });
   }
 
@@ -1133,6 +1135,7 @@ class PackedConv final : public PackedKernel {
   std::vector<float> dw_weight_, dw_scale_;
   bool nhwc_dw_ = false;
   std::vector<float> dw_taps_, dw_wsum_, dw_a_scale_, dw_bias_;
+  std::vector<int16_t> dw_pairs_;  // DepthwisePairWeights of dw_taps_
   std::vector<Scratch> dw_scratch_;
 };
 
