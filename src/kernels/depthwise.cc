@@ -28,7 +28,7 @@ std::vector<int16_t> DepthwisePairWeights(const float* w, int64_t taps, int64_t 
 }
 
 void DepthwiseNhwc(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, bool simd) {
-  if (simd && DepthwiseAvx512Available()) {
+  if (simd && a.w_pairs != nullptr && DepthwiseAvx512Available()) {
     DepthwiseNhwcAvx512(a, p0, p1);
     return;
   }

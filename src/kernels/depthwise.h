@@ -55,9 +55,9 @@ struct DepthwiseNhwcArgs {
   uint8_t* yb = nullptr;
   float* yf = nullptr;
   int64_t ldy = 0;
-  // The weights as int16 tap pairs (DepthwisePairWeights), or null. With
-  // them, the AVX-512 body multiplies in integers (vpmaddwd on two taps'
-  // pixels interleaved), 32 channels at a time.
+  // The weights as int16 tap pairs (DepthwisePairWeights), which the AVX-512
+  // body multiplies in integers (vpmaddwd on two taps' pixels interleaved),
+  // 32 channels at a time; null: the portable loop.
   const int16_t* w_pairs = nullptr;
 };
 // w (tap-major, small integers) as the int16 tap pairs the AVX-512 body reads:
@@ -66,8 +66,8 @@ struct DepthwiseNhwcArgs {
 // channels {0-3, 8-11, 16-19, 24-27} of the block, then {4-7, 12-15, 20-23,
 // 28-31} (the order vpunpcklwd / vpunpckhwd give), each as (w[2q], w[2q + 1]).
 std::vector<int16_t> DepthwisePairWeights(const float* w, int64_t taps, int64_t c);
-// The AVX-512 body (when DepthwiseAvx512Available()) or the portable loop;
-// both give the same bytes and floats.
+// The AVX-512 body (simd, with w_pairs, when DepthwiseAvx512Available()) or
+// the portable loop; both give the same bytes and floats.
 void DepthwiseNhwc(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, bool simd);
 void DepthwiseNhwcAvx512(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1);
 

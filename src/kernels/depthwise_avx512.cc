@@ -68,43 +68,9 @@ void Depthwise3x3Avx512(const float* xp, int64_t pw, const float* w, int64_t str
 
 namespace {
 
-// R output pixels from p, 16 channels from c0: R independent accumulator
-// chains over the taps (one chain is latency-bound), each in the portable
-// loop's order.
-template <int R>
-inline void DepthwiseNhwcPixels(const DepthwiseNhwcArgs& a, const ByteQuantizer& bb, int64_t p,
-                                int64_t c0) {
-  const __mmask16 m = FirstLanes(a.c - c0);
-  const uint8_t* base[R];
-  for (int r = 0; r < R; ++r) base[r] = a.image + a.pix[p + r] * a.c + c0;
-  __m512 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  for (int64_t t = 0; t < a.taps; ++t) {
-    const __m512 w = _mm512_maskz_loadu_ps(m, a.w + t * a.c + c0);
-    const int64_t off = a.tap[t] * a.c;
-    for (int r = 0; r < R; ++r) {
-      const __m128i b = _mm_maskz_loadu_epi8(m, base[r] + off);
-      acc[r] = _mm512_fmadd_ps(w, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)), acc[r]);
-    }
-  }
-  const __m512 zw = _mm512_mul_ps(_mm512_set1_ps(static_cast<float>(a.zero)), _mm512_maskz_loadu_ps(m, a.wsum + c0));
-  const __m512 scale = _mm512_maskz_loadu_ps(m, a.scale + c0), bias = _mm512_maskz_loadu_ps(m, a.bias + c0);
-  for (int r = 0; r < R; ++r) {
-    const __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(acc[r], zw), scale, bias);
-    if (a.yb != nullptr) {
-      _mm512_mask_cvtepi32_storeu_epi8(a.yb + (p + r) * a.c + c0, m, bb.Quantize(v));
-      continue;
-    }
-    alignas(64) float tmp[16];
-    _mm512_store_ps(tmp,
-                    _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
-    for (int64_t j = 0; j < std::min<int64_t>(16, a.c - c0); ++j)
-      a.yf[(c0 + j) * a.ldy + p + r] = tmp[j];
-  }
-}
-
-// The same for 32 channels from c0, in integers: per tap pair, the two taps'
-// pixels widened to int16 and interleaved, vpmaddwd against the pair weights
+// R output pixels from p (R accumulator chains), 32 channels from c0, in
+// integers: per tap pair, the two taps' pixels widened to int16 and
+// interleaved, vpmaddwd against the pair weights
 // (DepthwisePairWeights) adds both products of a channel into its int32 lane.
 // Exact like the fp32 sums (|acc| < 2^24); the lanes hold channels in the
 // unpack order and are put back in order before the same epilogue.
@@ -162,22 +128,12 @@ inline void DepthwisePairPixels(const DepthwiseNhwcArgs& a, const ByteQuantizer&
 
 void DepthwiseNhwcAvx512(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1) {
   const ByteQuantizer bb(a.lo, a.hi, a.out_inv, a.out_zero);
-  if (a.w_pairs != nullptr) {
-    int64_t p = p0;
-    for (; p + 4 <= p1; p += 4) {
-      for (int64_t c0 = 0; c0 < a.c; c0 += 32) DepthwisePairPixels<4>(a, bb, p, c0);
-    }
-    for (; p < p1; ++p) {
-      for (int64_t c0 = 0; c0 < a.c; c0 += 32) DepthwisePairPixels<1>(a, bb, p, c0);
-    }
-    return;
-  }
   int64_t p = p0;
   for (; p + 4 <= p1; p += 4) {
-    for (int64_t c0 = 0; c0 < a.c; c0 += 16) DepthwiseNhwcPixels<4>(a, bb, p, c0);
+    for (int64_t c0 = 0; c0 < a.c; c0 += 32) DepthwisePairPixels<4>(a, bb, p, c0);
   }
   for (; p < p1; ++p) {
-    for (int64_t c0 = 0; c0 < a.c; c0 += 16) DepthwiseNhwcPixels<1>(a, bb, p, c0);
+    for (int64_t c0 = 0; c0 < a.c; c0 += 32) DepthwisePairPixels<1>(a, bb, p, c0);
   }
 }
 
