@@ -97,7 +97,8 @@ inline void DepthwisePairPixels(const DepthwiseNhwcArgs& a, const ByteQuantizer&
   }
   // Channel j of 32 sits in lane 4 * (j / 8) + j % 4 of lo (j % 8 < 4) or hi.
   const __m512i i0 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
-  const __m512i i1 = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+  const __m512i i1 =
+      _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
   for (int half = 0; half < 2; ++half) {
     const int64_t ch = c0 + 16 * half;
     if (ch >= a.c) break;
