@@ -8,6 +8,9 @@
 
 #include <functional>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "base/rng.h"
 #include "ir/passes.h"
@@ -18,22 +21,39 @@
 namespace lowbit {
 namespace {
 
+// An opset-13 graph with input "x" of `shape` and output "y", no nodes yet.
+Graph BenchGraph(const char* source, Shape shape) {
+  Graph g;
+  g.source = source;
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, std::move(shape)}};
+  g.outputs = {{"y", DType::kFloat32, {}}};
+  return g;
+}
+
+Node BenchNode(std::string name, std::string op, std::vector<std::string> in, std::string out) {
+  Node n;
+  n.name = std::move(name);
+  n.op_type = std::move(op);
+  n.opset = 13;
+  n.inputs = std::move(in);
+  n.outputs = {std::move(out)};
+  return n;
+}
+
+// A 3x3 conv weight [c, c, 3, 3], normal with deviation 0.05.
+Tensor ConvWeight(int64_t c, Rng& rng) {
+  Tensor w(DType::kFloat32, {c, c, 3, 3});
+  for (int64_t i = 0; i < w.numel(); ++i)
+    w.data<float>()[i] = static_cast<float>(rng.Normal()) * 0.05f;
+  return w;
+}
+
 Graph ConvGraph(int64_t c, int64_t hw, int64_t stride) {
   Rng rng(1);
-  Graph g;
-  g.source = "conv_bench";
-  g.opset = 13;
-  g.inputs = {{"x", DType::kFloat32, {1, c, hw * stride, hw * stride}}};
-  g.outputs = {{"y", DType::kFloat32, {}}};
-  Tensor w(DType::kFloat32, {c, c, 3, 3});
-  for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = static_cast<float>(rng.Normal()) * 0.05f;
-  g.constants["W"] = w;
-  Node n;
-  n.name = "conv";
-  n.op_type = "Conv";
-  n.opset = 13;
-  n.inputs = {"x", "W"};
-  n.outputs = {"y"};
+  Graph g = BenchGraph("conv_bench", {1, c, hw * stride, hw * stride});
+  g.constants["W"] = ConvWeight(c, rng);
+  Node n = BenchNode("conv", "Conv", {"x", "W"}, "y");
   n.attrs["strides"] = std::vector<int64_t>{stride, stride};
   n.attrs["pads"] = std::vector<int64_t>{1, 1, 1, 1};
   g.nodes.push_back(n);
@@ -117,34 +137,16 @@ void BM_ConvChain(benchmark::State& state, const char* weights) {
   const int64_t c = state.range(0), hw = state.range(1), layers = 8;
   const int threads = static_cast<int>(state.range(2));
   Rng rng(4);
-  Graph g;
-  g.source = "conv_chain_bench";
-  g.opset = 13;
-  g.inputs = {{"x", DType::kFloat32, {1, c, hw, hw}}};
-  g.outputs = {{"y", DType::kFloat32, {}}};
+  Graph g = BenchGraph("conv_chain_bench", {1, c, hw, hw});
   std::string in = "x";
   for (int64_t l = 0; l < layers; ++l) {
     const std::string id = std::to_string(l);
-    Tensor w(DType::kFloat32, {c, c, 3, 3});
-    for (int64_t i = 0; i < w.numel(); ++i)
-      w.data<float>()[i] = static_cast<float>(rng.Normal()) * 0.05f;
-    g.constants["W" + id] = w;
-    Node n;
-    n.name = "conv" + id;
-    n.op_type = "Conv";
-    n.opset = 13;
-    n.inputs = {in, "W" + id};
-    n.outputs = {"c" + id};
+    g.constants["W" + id] = ConvWeight(c, rng);
+    Node n = BenchNode("conv" + id, "Conv", {in, "W" + id}, "c" + id);
     n.attrs["pads"] = std::vector<int64_t>{1, 1, 1, 1};
     g.nodes.push_back(n);
-    Node r;
-    r.name = "relu" + id;
-    r.op_type = "Relu";
-    r.opset = 13;
-    r.inputs = {"c" + id};
-    r.outputs = {l + 1 == layers ? std::string("y") : "r" + id};
-    g.nodes.push_back(r);
-    in = r.outputs[0];
+    in = l + 1 == layers ? std::string("y") : "r" + id;
+    g.nodes.push_back(BenchNode("relu" + id, "Relu", {"c" + id}, in));
   }
   if (!OptimizeGraph(&g).ok()) {
     state.SkipWithError("OptimizeGraph failed");
@@ -180,21 +182,12 @@ BENCHMARK_CAPTURE(BM_ConvChain, int4, "int4") CHAIN_SHAPES;
 void BM_Gemv(benchmark::State& state, const char* weights) {
   const int64_t n = 4096, k = 4096;
   Rng rng(3);
-  Graph g;
-  g.source = "gemv_bench";
-  g.opset = 13;
-  g.inputs = {{"x", DType::kFloat32, {1, k}}};
-  g.outputs = {{"y", DType::kFloat32, {}}};
+  Graph g = BenchGraph("gemv_bench", {1, k});
   Tensor w(DType::kFloat32, {n, k});
   for (int64_t i = 0; i < w.numel(); ++i)
     w.data<float>()[i] = static_cast<float>(rng.Laplace(0.05));
   g.constants["W"] = w;
-  Node node;
-  node.name = "fc";
-  node.op_type = "Gemm";
-  node.opset = 13;
-  node.inputs = {"x", "W"};
-  node.outputs = {"y"};
+  Node node = BenchNode("fc", "Gemm", {"x", "W"}, "y");
   node.attrs["transB"] = int64_t{1};
   g.nodes.push_back(node);
   int64_t bytes = 0;

@@ -126,8 +126,8 @@ inline void NibbleTile(const QLinearWeights& w, __m256i table, const uint8_t* co
 
 // Table layout at 5-8 bits (w.level_bytes): the levels are read as they are.
 template <int R, bool kSplit>
-inline void LevelTile(const QLinearWeights& w, __m256i, const uint8_t* const* xr,
-                      const int32_t* off, int32_t* dot, int64_t ldd, int64_t t) {
+inline void LevelTile(const QLinearWeights& w, const uint8_t* const* xr, const int32_t* off,
+                      int32_t* dot, int64_t ldd, int64_t t) {
   const int64_t steps = w.steps();
   const int8_t* base = w.level_bytes.data() + t * steps * 64;
   __m256i acc[R][2];
@@ -152,7 +152,7 @@ void TableRows(const QLinearWeights& w, const uint8_t* const* xr, const int32_t*
     if (kNibbles) {
       NibbleTile<R, kSplit>(w, table, xr + r, off, dot + r * w.n_pad, w.n_pad, t);
     } else {
-      LevelTile<R, kSplit>(w, table, xr + r, off, dot + r * w.n_pad, w.n_pad, t);
+      LevelTile<R, kSplit>(w, xr + r, off, dot + r * w.n_pad, w.n_pad, t);
     }
   };
   int64_t r = 0;

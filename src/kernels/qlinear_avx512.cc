@@ -419,6 +419,19 @@ namespace {
 
 // What both byte epilogues do to one row's 16 values: add a residual read as
 // bytes, clamp to the activation, quantize to the output's bytes.
+// The fp32 residual of outputs j0..j0 + nj (out[j] for filter-wise formats,
+// null: in order) for pixels p0..p0 + 15, read from its NCHW planes and
+// transposed: rp[p] holds pixel p0 + p's 16 outputs.
+inline void ResidualPlanes(const RowResidual& res, const int32_t* out, int64_t j0, int64_t nj,
+                           int64_t p0, __mmask16 pmask, __m512 rp[16]) {
+  for (int64_t j = 0; j < 16; ++j) {
+    const int64_t ch = out != nullptr && j < nj ? out[j0 + j] : j0 + j;
+    rp[j] =
+        j < nj ? _mm512_maskz_loadu_ps(pmask, res.planes + ch * res.ld + p0) : _mm512_setzero_ps();
+  }
+  Transpose16(rp);
+}
+
 struct ByteLanes {
   ByteQuantizer q;
   __m512 rscale;
@@ -449,15 +462,7 @@ void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C,
       const int64_t nj = lanes.n;
       const __mmask16 jmask = lanes.mask;
       __m512 rp[16];
-      // Output channel of row j0 + j (filter-wise formats scatter rows).
-      auto chan = [&](int64_t j) { return out != nullptr ? out[j0 + j] : j0 + j; };
-      if (res.planes != nullptr) {  // NCHW planes: 16 channels x 16 pixels, transposed
-        for (int64_t j = 0; j < 16; ++j) {
-          rp[j] = j < nj ? _mm512_maskz_loadu_ps(pmask, res.planes + chan(j) * res.ld + p0)
-                         : _mm512_setzero_ps();
-        }
-        Transpose16(rp);
-      }
+      if (res.planes != nullptr) ResidualPlanes(res, out, j0, nj, p0, pmask, rp);
       alignas(16) uint8_t scattered[16];
       for (int64_t p = 0; p < m; ++p) {
         __m512 v = lanes.Value(dot + (p0 + p) * ldd + j0, sums[p0 + p]);  // ldd: multiple of 16
@@ -510,13 +515,7 @@ void EpilogueRowsBytesGatheredAvx512(const ColumnEpilogue& c, DotGather g, const
           _mm512_maskz_loadu_epi32(jmask, g.idx + j0),
           _mm512_mullo_epi32(step, _mm512_set1_epi32(static_cast<int32_t>(row0 + p0))));
       __m512 rp[16];
-      if (res.planes != nullptr) {  // NCHW planes: 16 channels x 16 pixels, transposed
-        for (int64_t j = 0; j < 16; ++j) {
-          rp[j] = j < nj ? _mm512_maskz_loadu_ps(pmask, res.planes + (j0 + j) * res.ld + p0)
-                         : _mm512_setzero_ps();
-        }
-        Transpose16(rp);
-      }
+      if (res.planes != nullptr) ResidualPlanes(res, nullptr, j0, nj, p0, pmask, rp);
       for (int64_t p = 0; p < m; ++p, idx = _mm512_add_epi32(idx, step)) {
         const __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), jmask, idx, dots, 4);
         __m512 v = lanes.Value(d, sums[p0 + p]);

@@ -227,11 +227,15 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
   return plan;
 }
 
-void Plan::Run(const Observer& observe) {
+ExecContext Plan::BeginRun() {
   // Our pool parallelises GEMMs itself (see sgemm.h); OpenBLAS's own threads
   // would compete with it for the same cores.
   openblas_set_num_threads(1);
-  const ExecContext ctx{pool_.get(), threads_};
+  return ExecContext{pool_.get(), threads_};
+}
+
+void Plan::Run(const Observer& observe) {
+  const ExecContext ctx = BeginRun();
   if (observe) {
     for (const ValueInfo& v : inputs_) observe(v.name, values_.at(v.name));
   }
@@ -247,8 +251,7 @@ void Plan::Run(const Observer& observe) {
 void Plan::Run() { Run(Observer()); }
 
 void Plan::RunTimed(std::vector<double>* step_seconds) {
-  openblas_set_num_threads(1);
-  const ExecContext ctx{pool_.get(), threads_};
+  const ExecContext ctx = BeginRun();
   step_seconds->assign(steps_.size(), 0.0);
   for (size_t i = 0; i < steps_.size(); ++i) {
     Step& st = steps_[i];

@@ -87,6 +87,9 @@ class Plan {
     std::vector<Tensor*> out_ptr;
   };
 
+  // The context every run executes its steps with.
+  ExecContext BeginRun();
+
   std::vector<ValueInfo> inputs_;
   std::vector<std::string> outputs_;
   std::map<std::string, Tensor> values_;
