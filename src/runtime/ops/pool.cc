@@ -42,6 +42,29 @@ LOWBIT_VECTORIZE void MaxBytes(uint8_t* __restrict y, const uint8_t* __restrict 
   for (int64_t j = 0; j < n; ++j) y[j] = std::max(y[j], x[j]);
 }
 
+// One output row of NHWC byte pixels from a row `t` of in_w pixels (the
+// window rows' max): pixel ow is the max of pixels [ow * stride - pad,
+// + k) that lie inside the row, c channels each.
+LOWBIT_VECTORIZE void MaxRowWindows(const uint8_t* __restrict t, int64_t in_w, int64_t c, int64_t k,
+                                    int64_t stride, int64_t pad, uint8_t* __restrict y,
+                                    int64_t out_w) {
+  for (int64_t ow = 0; ow < out_w; ++ow) {
+    const int64_t w0 = std::max<int64_t>(0, ow * stride - pad);
+    const int64_t w1 = std::min(in_w, ow * stride - pad + k);
+    uint8_t* yp = y + ow * c;
+    if (w0 >= w1) {
+      for (int64_t j = 0; j < c; ++j) yp[j] = 0;
+      continue;
+    }
+    const uint8_t* x = t + w0 * c;
+    for (int64_t j = 0; j < c; ++j) yp[j] = x[j];
+    for (int64_t iw = w0 + 1; iw < w1; ++iw) {
+      x += c;
+      for (int64_t j = 0; j < c; ++j) yp[j] = std::max(yp[j], x[j]);
+    }
+  }
+}
+
 class Pool final : public OpKernel {
  public:
   Pool(const Node& n, bool max) : OpKernel(n), max_(max) {}
@@ -171,35 +194,49 @@ class Pool final : public OpKernel {
   }
 
   // NHWC bytes: each output pixel is the channel-wise max of the window's
-  // pixels inside the input (padding never wins a max).
+  // pixels inside the input (padding never wins a max). Separable: the max
+  // of the window's input rows, then of each window along that row.
   void MaxPoolBytes(const uint8_t* x, uint8_t* y, const ExecContext& ctx) {
     const auto& g = g_;
-    const int64_t c = planes_ / n_, rows = n_ * g.out[1];
-    auto pool_rows = [&](int64_t r0, int64_t r1) {
+    const int64_t c = planes_ / n_, rows = n_ * g.out[1], row_bytes = g.in[2] * c;
+    const int threads = ctx.pool->threads();
+    if (static_cast<int>(byte_rows_.size()) < threads) byte_rows_.resize(threads);
+    auto pool_rows = [&](int64_t r0, int64_t r1, std::vector<uint8_t>& t) {
+      t.resize(static_cast<size_t>(row_bytes));
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t i = r / g.out[1], oh = r % g.out[1];
         const int64_t h0 = std::max<int64_t>(0, oh * g.stride[1] - g.pad_begin[1]);
         const int64_t h1 = std::min(g.in[1], oh * g.stride[1] - g.pad_begin[1] + g.k[1]);
-        for (int64_t ow = 0; ow < g.out[2]; ++ow) {
-          const int64_t w0 = std::max<int64_t>(0, ow * g.stride[2] - g.pad_begin[2]);
-          const int64_t w1 = std::min(g.in[2], ow * g.stride[2] - g.pad_begin[2] + g.k[2]);
-          uint8_t* yp = y + (r * g.out[2] + ow) * c;
-          std::memset(yp, 0, c);
-          for (int64_t ih = h0; ih < h1; ++ih) {
-            for (int64_t iw = w0; iw < w1; ++iw) MaxBytes(yp, x + ((i * g.in[1] + ih) * g.in[2] + iw) * c, c);
-          }
+        uint8_t* yr = y + r * g.out[2] * c;
+        if (h0 >= h1) {
+          std::memset(yr, 0, static_cast<size_t>(g.out[2] * c));
+          continue;
         }
+        const uint8_t* x0 = x + (i * g.in[1] + h0) * row_bytes;
+        const uint8_t* src = x0;
+        if (h1 - h0 > 1) {
+          std::memcpy(t.data(), x0, static_cast<size_t>(row_bytes));
+          for (int64_t ih = h0 + 1; ih < h1; ++ih)
+            MaxBytes(t.data(), x0 + (ih - h0) * row_bytes, row_bytes);
+          src = t.data();
+        }
+        MaxRowWindows(src, g.in[2], c, g.k[2], g.stride[2], g.pad_begin[2], yr, g.out[2]);
       }
     };
-    if (WorthSplitting(rows * g.out[2] * c * g.k[1] * g.k[2])) {  // window reads
-      ctx.pool->ParallelFor(rows, pool_rows);
+    if (WorthSplitting(rows * g.out[2] * c * g.k[1] * g.k[2]) && threads > 1) {  // window reads
+      ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          pool_rows(rows * t / threads, rows * (t + 1) / threads, byte_rows_[t]);
+        }
+      });
     } else {
-      pool_rows(0, rows);
+      pool_rows(0, rows, byte_rows_[0]);
     }
   }
 
  private:
   std::vector<std::vector<float>> scratch_;
+  std::vector<std::vector<uint8_t>> byte_rows_;  // per thread: one input row's window max
   bool max_, bytes_ = false;
   int64_t n_ = 1;
   bool count_pad_ = false;
