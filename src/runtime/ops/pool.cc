@@ -37,6 +37,21 @@ LOWBIT_VECTORIZE void MaxPlane(const float* __restrict xp, int64_t pw, int64_t k
   }
 }
 
+// 2x2 windows at stride 2 (LeNet-style pooling) on an unpadded plane of row
+// length iw: a plain loop, since on planes of a few pixels the general one's
+// set-up costs more than the maxima.
+void MaxPlane2x2(const float* __restrict x, int64_t iw, float* __restrict y, int64_t oh_n,
+                 int64_t ow_n) {
+  for (int64_t oh = 0; oh < oh_n; ++oh) {
+    const float* r0 = x + 2 * oh * iw;
+    const float* r1 = r0 + iw;
+    for (int64_t ow = 0; ow < ow_n; ++ow) {
+      y[oh * ow_n + ow] =
+          std::max(std::max(r0[2 * ow], r0[2 * ow + 1]), std::max(r1[2 * ow], r1[2 * ow + 1]));
+    }
+  }
+}
+
 // y[j] = max(y[j], x[j]).
 LOWBIT_VECTORIZE void MaxBytes(uint8_t* __restrict y, const uint8_t* __restrict x, int64_t n) {
   for (int64_t j = 0; j < n; ++j) y[j] = std::max(y[j], x[j]);
@@ -170,10 +185,25 @@ class Pool final : public OpKernel {
     });
   }
 
-  // Each thread copies a plane into a -inf padded scratch plane.
+  // Each thread copies a plane into a -inf padded scratch plane; windows
+  // that all lie inside the input read the planes in place.
   void MaxPool2D(const float* x, float* y, const ExecContext& ctx) {
     const auto& g = g_;
     const int64_t ph = PaddedRows(g), pw = PaddedCols(g);
+    if (g.pad_begin[1] == 0 && g.pad_begin[2] == 0 && ph <= g.in[1] && pw <= g.in[2]) {
+      ctx.pool->ParallelFor(planes_, [&](int64_t p0, int64_t p1) {
+        const bool k2s2 = g.k[1] == 2 && g.k[2] == 2 && g.stride[1] == 2 && g.stride[2] == 2;
+        for (int64_t p = p0; p < p1; ++p) {
+          if (k2s2) {
+            MaxPlane2x2(x + p * g.in_size(), g.in[2], y + p * g.out_size(), g.out[1], g.out[2]);
+          } else {
+            MaxPlane(x + p * g.in_size(), g.in[2], g.k[1], g.k[2], g.stride[1], g.stride[2],
+                     y + p * g.out_size(), g.out[1], g.out[2]);
+          }
+        }
+      });
+      return;
+    }
     const int threads = ctx.pool->threads();
     if (static_cast<int>(scratch_.size()) < threads) scratch_.resize(threads);
     ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
