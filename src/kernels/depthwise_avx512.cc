@@ -112,7 +112,7 @@ inline void DepthwisePairPixels(const DepthwiseNhwcArgs& a, const ByteQuantizer&
           _mm512_cvtepi32_ps(_mm512_permutex2var_epi32(lo[r], half ? i1 : i0, hi[r]));
       const __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(acc, zw), scale, bias);
       if (a.yb != nullptr) {
-        _mm512_mask_cvtepi32_storeu_epi8(a.yb + (p + r) * a.c + ch, mh, bb.Quantize(v));
+        StoreLaneBytes(a.yb + (p + r) * a.c + ch, mh, bb.Quantize(v));
         continue;
       }
       alignas(64) float tmp[16];

@@ -145,10 +145,11 @@ void QuantizeNhwcAvx512(const float* x, int64_t c, int64_t hw, float scale_inv, 
 void PixelSumsAvx512(const uint8_t* x, int64_t n, int64_t stride, int64_t c, bool is_signed,
                      int32_t* out);
 
-// The same for images of c <= 4 channels stored as 4-byte pixels (a stem's
-// RGB input): the bytes past c hold `zero` (the padding channels).
+// The same for images of c <= 4 channels (a stem's RGB input) stored as
+// pixels of `stride` bytes, c <= stride <= 4: the bytes past c hold `zero`
+// (the padding channels).
 void QuantizeNhwc4Avx512(const float* x, int64_t c, int64_t hw, float scale_inv, int32_t zero,
-                         bool is_signed, int64_t p0, int64_t p1, uint8_t* dst);
+                         bool is_signed, int64_t p0, int64_t p1, uint8_t* dst, int64_t stride);
 
 // Kernel selection: the best path this CPU supports (avx512vnni, then avx2,
 // then ref), or the one named by LOWBIT_KERNEL (ref, avx2, avx512vnni) for

@@ -485,7 +485,7 @@ void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C,
         const __m512i q = b.Quantize(v);
         uint8_t* yrow = y + (p0 + p) * ldy;
         if (out == nullptr) {
-          _mm512_mask_cvtepi32_storeu_epi8(yrow + j0, jmask, q);
+          StoreLaneBytes(yrow + j0, jmask, q);
         } else {
           // A full (unmasked) store, which the byte loads can forward from.
           _mm_store_si128(reinterpret_cast<__m128i*>(scattered), _mm512_cvtepi32_epi8(q));
@@ -522,11 +522,52 @@ void EpilogueRowsBytesGatheredAvx512(const ColumnEpilogue& c, DotGather g, const
         if (res.planes != nullptr) v = _mm512_add_ps(v, rp[p]);
         if (res.bytes != nullptr)
           v = b.AddResidual(v, _mm_maskz_loadu_epi8(jmask, res.bytes + (p0 + p) * res.ld + j0));
-        _mm512_mask_cvtepi32_storeu_epi8(y + (p0 + p) * ldy + j0, jmask, b.Quantize(v));
+        StoreLaneBytes(y + (p0 + p) * ldy + j0, jmask, b.Quantize(v));
       }
     }
   }
 }
+
+namespace {
+
+// Between 16 pixels of c < 4 packed bytes and 16 pixels of 4 bytes. Packed,
+// four pixels are c dwords, so a dword permute moves each four to a 128-bit
+// lane (spread) or back (gather), and vpshufb within the lanes moves pixel
+// i's bytes between ci and 4i (widen; zeros after) or back (narrow).
+struct PixelTables {
+  alignas(64) int32_t spread[16], gather[16];
+  alignas(64) int8_t widen[64], narrow[64];
+  constexpr explicit PixelTables(int c) : spread(), gather(), widen(), narrow() {
+    for (int l = 0; l < 4; ++l) {
+      for (int j = 0; j < 4; ++j) spread[4 * l + j] = l * c + (j < c ? j : c - 1);
+      for (int i = 0; i < 16; ++i) {
+        widen[16 * l + i] = static_cast<int8_t>(i % 4 < c ? i / 4 * c + i % 4 : -128);
+        narrow[16 * l + i] = static_cast<int8_t>(i < 4 * c ? i / c * 4 + i % c : -128);
+      }
+    }
+    for (int d = 0; d < 16; ++d) gather[d] = d < 4 * c ? d / c * 4 + d % c : 0;
+  }
+};
+// Indexed by c (entry 0 unused).
+constexpr PixelTables kPixelTables[4] = {PixelTables(1), PixelTables(1), PixelTables(2),
+                                         PixelTables(3)};
+
+struct PixelShuffles {
+  __m512i spread, widen, narrow, gather;
+  explicit PixelShuffles(int64_t c) {
+    const PixelTables& t = kPixelTables[c];
+    spread = _mm512_load_si512(t.spread);
+    widen = _mm512_load_si512(t.widen);
+    narrow = _mm512_load_si512(t.narrow);
+    gather = _mm512_load_si512(t.gather);
+  }
+  static __mmask64 Bytes(int64_t pixels, int64_t c) {
+    const int64_t n = pixels * c;
+    return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
+  }
+};
+
+}  // namespace
 
 void PixelSumsAvx512(const uint8_t* x, int64_t n, int64_t stride, int64_t c, bool is_signed,
                      int32_t* out) {
@@ -545,6 +586,18 @@ void PixelSumsAvx512(const uint8_t* x, int64_t n, int64_t stride, int64_t c, boo
     }
     return;
   }
+  if (c < 4 && stride == c) {  // 16 packed pixels of 1-3 bytes, widened to 4 bytes
+    const PixelShuffles ps(c);
+    for (int64_t p = 0; p < n; p += 16) {
+      const int64_t m = std::min<int64_t>(16, n - p);
+      const __m512i v =
+          _mm512_permutexvar_epi32(ps.spread, _mm512_maskz_loadu_epi8(ps.Bytes(m, c), x + p * c));
+      // The filler bytes are 0, which adds nothing whatever the side.
+      const __m512i s = dot(_mm512_setzero_si512(), _mm512_shuffle_epi8(v, ps.widen));
+      _mm512_mask_storeu_epi32(out + p, static_cast<__mmask16>((1u << m) - 1), s);
+    }
+    return;
+  }
   const __mmask64 tail = c % 64 == 0 ? ~__mmask64{0} : (__mmask64{1} << (c % 64)) - 1;
   for (int64_t p = 0; p < n; ++p) {
     const uint8_t* px = x + p * stride;
@@ -557,7 +610,7 @@ void PixelSumsAvx512(const uint8_t* x, int64_t n, int64_t stride, int64_t c, boo
 }
 
 void QuantizeNhwc4Avx512(const float* x, int64_t c, int64_t hw, float scale_inv, int32_t zero,
-                         bool is_signed, int64_t p0, int64_t p1, uint8_t* dst) {
+                         bool is_signed, int64_t p0, int64_t p1, uint8_t* dst, int64_t stride) {
   const __m512 inv = _mm512_set1_ps(scale_inv);
   const __m512i z = _mm512_set1_epi32(zero), bytes = _mm512_set1_epi32(0xFF);
   const __m512i lo = _mm512_set1_epi32(is_signed ? -128 : 0), hi = _mm512_set1_epi32(is_signed ? 127 : 255);
@@ -565,6 +618,7 @@ void QuantizeNhwc4Avx512(const float* x, int64_t c, int64_t hw, float scale_inv,
   uint32_t fill = 0;
   for (int64_t ch = c; ch < 4; ++ch) fill |= (static_cast<uint32_t>(zero) & 0xFF) << (8 * ch);
   const __m512i vfill = _mm512_set1_epi32(static_cast<int32_t>(fill));
+  const PixelShuffles ps(stride < 4 ? stride : 1);  // (stride 4 stores px as it is)
   for (int64_t pb = p0; pb < p1; pb += 16) {
     const int64_t m = std::min<int64_t>(16, p1 - pb);
     const __mmask16 pmask = static_cast<__mmask16>((1u << m) - 1);
@@ -573,7 +627,12 @@ void QuantizeNhwc4Avx512(const float* x, int64_t c, int64_t hw, float scale_inv,
       const __m512i q = QuantizeLanes(_mm512_maskz_loadu_ps(pmask, x + ch * hw + pb), inv, z, lo, hi);
       px = _mm512_or_si512(px, _mm512_slli_epi32(_mm512_and_si512(q, bytes), static_cast<unsigned>(8 * ch)));
     }
-    _mm512_mask_storeu_epi32(dst + 4 * (pb - p0), pmask, px);
+    if (stride == 4) {
+      _mm512_mask_storeu_epi32(dst + 4 * (pb - p0), pmask, px);
+      continue;
+    }
+    px = _mm512_permutexvar_epi32(ps.gather, _mm512_shuffle_epi8(px, ps.narrow));
+    _mm512_mask_storeu_epi8(dst + (pb - p0) * stride, ps.Bytes(m, stride), px);
   }
 }
 

@@ -177,6 +177,8 @@ TEST(PackedOpsTest, ConvMatchesQdqReferenceOnOddShapes) {
       {1, 8, 7, 6, 8, 3, 2, 1, 8},     // depthwise, stride 2
       {1, 8, 5, 5, 6, 3, 1, 2, 2},     // grouped, pad 2
       {2, 3, 19, 17, 9, 7, 2, 3, 1},   // a ResNet stem: 7x7 at stride 2 (summed-area window sums)
+      {3, 1, 10, 9, 16, 5, 1, 2, 1},   // a grey stem: kernel rows of 5 bytes in K steps of 8
+      {1, 2, 6, 11, 18, 3, 2, 1, 1},   // 2 channels: rows of 6 bytes, 2 read past each window
       {1, 16, 5, 5, 130, 3, 1, 1, 1},  // few pixels, many outputs: threads split the outputs
       {1, 32, 4, 3, 128, 1, 1, 0, 1},  // the same, pointwise
   };

@@ -399,15 +399,22 @@ class PackedConv final : public PackedKernel {
         dw_pairs_ = DepthwisePairWeights(dw_taps_.data(), taps_, m_);
       }
     } else {
-      // Images with a channel count that is not a multiple of 4 get padding
-      // channels holding the zero point (x = 0), so every input step of 4
-      // lies in one tap and the implicit GEMM applies; a - z = 0 there, so
-      // their weights never contribute.
-      cs_ = c_;
-      ck_ = cg_;
-      if (group_ == 1 && c_ % 4 != 0) cs_ = ck_ = (c_ + 3) / 4 * 4;
-      kk_ = ck_ * taps_;
+      // Images with a channel count that is not a multiple of 4 (an RGB or
+      // grey stem) get one of two forms that keep every input step of 4
+      // inside one run of contiguous bytes, so the implicit GEMM applies:
+      // - row segments (SetKernelRows): packed pixels, and K runs over each
+      //   kernel row's kw * c bytes, padded to a multiple of 4 with weights
+      //   of code 0, so the bytes read past the row's window never count;
+      // - else padding channels holding the zero point (x = 0): a - z = 0
+      //   there, so their weights never contribute.
+      SetKernelRows(true);
       LOWBIT_RETURN_IF_ERROR(BuildGroups(w));
+      if (segment_ > 0 && !std::all_of(groups_.begin(), groups_.end(), [](const QLinearWeights& q) {
+            return q.layout == QLinearWeights::Layout::kPlanes;
+          })) {
+        SetKernelRows(false);  // table layouts give code 0 a weight
+        LOWBIT_RETURN_IF_ERROR(BuildGroups(w));
+      }
       LOWBIT_RETURN_IF_ERROR(CheckOneOperand(groups_, w));
       signed_ = groups_[0].signed_acts();
       SetUpImage();
@@ -707,6 +714,14 @@ class PackedConv final : public PackedKernel {
       for (int64_t r = 0; r < mg; ++r) {
         w.UnpackRow(grp * mg + r, row.data());
         uint32_t* dst = perm.data() + r * kk_;
+        if (segment_ > 0) {  // kernel row q's taps, pixel after pixel, then code 0
+          std::fill_n(dst, kk_, 0u);
+          for (int64_t t = 0; t < taps_; ++t) {
+            const int64_t q = t / g_.k[2], kw = t % g_.k[2];
+            for (int64_t c = 0; c < cg_; ++c) dst[q * segment_ + kw * cg_ + c] = row[c * taps_ + t];
+          }
+          continue;
+        }
         for (int64_t c = 0; c < ck_; ++c) {
           for (int64_t t = 0; t < taps_; ++t) dst[t * ck_ + c] = c < cg_ ? row[c * taps_ + t] : 0;
         }
@@ -718,6 +733,27 @@ class PackedConv final : public PackedKernel {
       groups_.push_back(std::move(q));
     }
     return OkStatus();
+  }
+
+  // The kernel's input columns: cs_ (pixel stride in the image), ck_
+  // (channels per tap), kk_ (K) and, for row segments, segment_ (bytes per
+  // kernel row in K; 0 otherwise). Row segments only where they shorten K
+  // and `segments` allows them.
+  void SetKernelRows(bool segments) {
+    cs_ = c_;
+    ck_ = cg_;
+    segment_ = 0;
+    kk_ = ck_ * taps_;
+    if (group_ != 1 || c_ % 4 == 0) return;
+    const int64_t seg = (g_.k[2] * c_ + 3) / 4 * 4, rows = taps_ / g_.k[2];
+    const int64_t padded_channels = (c_ + 3) / 4 * 4;
+    if (segments && g_.k[2] > 1 && g_.dilation[2] == 1 && rows * seg < taps_ * padded_channels) {
+      segment_ = seg;
+      kk_ = rows * seg;
+      return;
+    }
+    cs_ = ck_ = padded_channels;
+    kk_ = ck_ * taps_;
   }
 
   // Depthwise weights as small integers T[code] - offset (one per tap) and a
@@ -763,7 +799,7 @@ class PackedConv final : public PackedKernel {
     // plane layout's padded inputs have code 0 (a zero product whatever the
     // byte), so there the padding steps may read any window byte, while the
     // table layout needs k_pad == K.
-    implicit_ = !direct_ && RowKernelAvailable(w0, path_) && ck_ % 4 == 0 &&
+    implicit_ = !direct_ && RowKernelAvailable(w0, path_) && (ck_ % 4 == 0 || segment_ > 0) &&
                 (k_pad_kk || w0.layout == QLinearWeights::Layout::kPlanes);
     // Direct convolutions also get the row-pointer form (a pixel's bytes in
     // steps of 4) for the split by output channels.
@@ -771,7 +807,10 @@ class PackedConv final : public PackedKernel {
     if (implicit_ || rows_for_direct_) {
       step_off_.assign(k_pad / 4, 0);
       for (int64_t s = 0; s < kk_ / 4; ++s) {
-        step_off_[s] = static_cast<int32_t>(tap_pix_[4 * s / ck_] * cs_ + 4 * s % ck_);
+        step_off_[s] =
+            segment_ > 0
+                ? static_cast<int32_t>(tap_pix_[4 * s / segment_ * g.k[2]] * cs_ + 4 * s % segment_)
+                : static_cast<int32_t>(tap_pix_[4 * s / ck_] * cs_ + 4 * s % ck_);
       }
     }
     use_integral_ = taps_ > 9 && g.k[0] == 1 && padded_[0] == 1 && g.dilation[1] == 1 &&
@@ -782,7 +821,8 @@ class PackedConv final : public PackedKernel {
   // SetUpGeometry for the NHWC depthwise).
   void SizeScratch(ImageScratch* s) const {
     const int64_t padded_px = padded_[0] * padded_[1] * padded_[2], osz = g_.out_size();
-    s->image.assign(static_cast<size_t>(padded_px * cs_), 0);
+    // (+ 4: a row segment's last step may read 3 bytes past the image.)
+    s->image.assign(static_cast<size_t>(padded_px * cs_ + 4), 0);
     s->image_zero = INT_MIN;
     if (depthwise_) return;
     int64_t k_pad = 0, n_pad = 0;
@@ -835,7 +875,7 @@ class PackedConv final : public PackedKernel {
     const float lo = signed_ ? -128.0f : 0.0f, hi = signed_ ? 127.0f : 255.0f;
     const float zero = static_cast<float>(a.zero);
     const bool simd = c_ % 16 == 0 && path_ == KernelPath::kAvx512Vnni;
-    const bool simd4 = c_ <= 4 && cs_ == 4 && path_ == KernelPath::kAvx512Vnni;
+    const bool simd4 = c_ <= 4 && cs_ <= 4 && path_ == KernelPath::kAvx512Vnni;
     const int threads = ctx.pool->threads();
     if (static_cast<int>(s.block.size()) < threads) s.block.resize(threads);
     const int64_t rows = g.in[0] * g.in[1];
@@ -852,7 +892,7 @@ class PackedConv final : public PackedKernel {
             continue;
           }
           if (simd4) {
-            QuantizeNhwc4Avx512(x, c_, hw, inv, a.zero, signed_, p0, p0 + g.in[2], dst);
+            QuantizeNhwc4Avx512(x, c_, hw, inv, a.zero, signed_, p0, p0 + g.in[2], dst, cs_);
             continue;
           }
           for (int64_t b = 0; b < g.in[2]; b += 64) {
@@ -934,8 +974,18 @@ class PackedConv final : public PackedKernel {
     });
     if (use_integral_) {
       IntegralWindowSums(ctx, s);
-      return;
+    } else {
+      StridedWindowSums(ctx, s);
     }
+    // Row segments: the epilogue takes K = kk_ inputs, so each padding
+    // column counts as an input holding the zero point (a - z = 0).
+    if (segment_ > 0) {
+      const int32_t pad = static_cast<int32_t>(kk_ - taps_ * cg_) * s.image_zero;
+      for (int32_t& v : s.sums) v += pad;
+    }
+  }
+
+  void StridedWindowSums(const ExecContext& ctx, ImageScratch& s) {
     // Per output row: the row's windows start stride pixels apart, so each
     // tap adds a strided run of pixel sums.
     const int64_t ow_n = g_.out[2], sw = g_.stride[2];
@@ -989,8 +1039,14 @@ class PackedConv final : public PackedKernel {
     ctx.pool->ParallelFor(g_.out_size(), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         uint8_t* dst = s.u.data() + p * k_pad;
-        for (int64_t t = 0; t < taps_; ++t, dst += ck_) {
-          std::memcpy(dst, s.image.data() + (row_pix_[p] + tap_pix_[t]) * cs_ + grp * cg_, ck_);
+        if (segment_ > 0) {  // the bytes the implicit GEMM reads
+          for (int64_t t = 0; t < taps_; t += g_.k[2], dst += segment_) {
+            std::memcpy(dst, s.image.data() + (row_pix_[p] + tap_pix_[t]) * cs_, segment_);
+          }
+        } else {
+          for (int64_t t = 0; t < taps_; ++t, dst += ck_) {
+            std::memcpy(dst, s.image.data() + (row_pix_[p] + tap_pix_[t]) * cs_ + grp * cg_, ck_);
+          }
         }
         std::memset(dst, 0, k_pad - kk_);
       }
@@ -1106,6 +1162,7 @@ class PackedConv final : public PackedKernel {
   Residual residual_;  // input 4
   int64_t n_ = 0, c_ = 0, m_ = 0, group_ = 1, cg_ = 0, mg_ = 0, taps_ = 0, kk_ = 0;
   int64_t cs_ = 0, ck_ = 0;  // pixel stride of the image; channels per group the kernel sees
+  int64_t segment_ = 0;      // SetKernelRows
   bool depthwise_ = false, signed_ = false, direct_ = false, implicit_ = false, rows_for_direct_ = false;
   // Filter-wise formats: groups_ holds one layout per format, and part i
   // writes output channels part_out_[i].
