@@ -536,7 +536,8 @@ TEST(PackedOpsTest, FusedResidualAddsMatchUnfusedGraphs) {
 // A small network in the shape of a ResNet stem and two blocks (residual =
 // true; false drops the Adds): conv (Relu) -> MaxPool -> [conv, conv + skip]
 // -> [strided conv, 1x1 conv + skip] -> two depthwise convs (strides 1, 2)
-// -> two 1x1 convs -> GlobalAveragePool. With
+// -> two 1x1 convs -> GlobalAveragePool. Without the Adds the 1x1 conv after
+// the strided one has stride 2 (a downsample reading 8-bit pixels). With
 // `broadcast`, instead: a conv down to 1x1 pixels g, read by a conv as X and
 // added, broadcast, to another conv's output.
 Graph BlocksGraph(bool residual, bool broadcast, Rng& rng) {
@@ -583,11 +584,12 @@ Graph BlocksGraph(bool residual, bool broadcast, Rng& rng) {
     conv("a", residual ? "b" : "r1", 16, 16, 3, 1, 1, !residual);
     if (residual) add_relu("b", "p", "r1");
     conv("r1", "c", 16, 24, 3, 2, 1, false);  // a skip with negative values
-    conv("c", residual ? "d" : "r2", 24, 24, 1, 1, 0, !residual);
+    conv("c", residual ? "d" : "r2", 24, 24, 1, residual ? 1 : 2, 0, !residual);
     if (residual) add_relu("d", "c", "r2");
     conv("r2", "dw1", 24, 24, 3, 1, 1, false, 24);  // depthwise, MobileNet style
     conv("dw1", "dw2", 24, 24, 3, 2, 1, true, 24);  // (reading negative values)
-    conv("dw2", "wide", 24, 130, 1, 1, 0, true);      // 2x2 pixels: threads split the outputs
+    conv("dw2", "wide", 24, 130, 1, 1, 0,
+         true);  // 2x2 pixels (chain: 1): threads split the outputs
     conv("wide", "e", 130, 20, 1, 1, 0, false);
     node("GlobalAveragePool", {"e"}, "y");
   }
