@@ -211,11 +211,28 @@ using SampleObserver =
     std::function<void(const std::string& name, const Tensor& value, const float* x, int64_t used)>;
 
 // Runs `plan` over the first `limit` calibration samples in batches.
+// The samples one run of `plan` takes: its input's batch dimension, which is
+// the model's own where the model fixes it; refused unless the rest of the
+// input is one calibration sample.
+Result<int64_t> CalibBatch(Plan* plan, const QuantizeOptions& o) {
+  const Tensor& input = plan->input(0);
+  const int64_t batch = input.rank() > 0 ? input.shape()[0] : 1;
+  if (input.dtype() != DType::kFloat32 || batch < 1 ||
+      input.numel() != batch * o.calib->sample_size()) {
+    return InvalidArgument(
+        "--calib '", o.calib->spec(), "' has samples of ", o.calib->sample_size(), " values ",
+        ShapeToString(o.calib->sample_shape()), ", but model input '", plan->input_info(0).name,
+        "' is ", DTypeName(input.dtype()), " ", ShapeToString(input.shape()));
+  }
+  return batch;
+}
+
 Status ForCalibBatches(Plan* plan, const QuantizeOptions& o, int64_t limit, const std::string& label,
                        const SampleObserver& observe) {
   Dataset& ds = *o.calib;
   Tensor& input = plan->input(0);
-  const int64_t batch = o.calib_batch;
+  int64_t batch = 0;
+  LOWBIT_ASSIGN_OR_RETURN(batch, CalibBatch(plan, o));
   const int64_t per_sample = input.numel() / batch;
   const int64_t channels = input.rank() == 4 ? input.shape()[1] : 1;
   const int64_t n = std::min(limit, ds.size());
@@ -241,16 +258,7 @@ Status CheckCalibInput(Plan* plan, const Graph& g, const QuantizeOptions& o) {
     return InvalidArgument(g.source, ": calibration needs a model with one input, it has ",
                            g.inputs.size());
   }
-  const Tensor& input = plan->input(0);
-  const int64_t per_sample = input.numel() / o.calib_batch;
-  if (input.dtype() != DType::kFloat32 || per_sample != o.calib->sample_size()) {
-    return InvalidArgument("--calib '", o.calib->spec(), "' has samples of ",
-                           o.calib->sample_size(), " values ",
-                           ShapeToString(o.calib->sample_shape()), ", but model input '",
-                           plan->input_info(0).name, "' is ", ShapeToString(input.shape()),
-                           " at batch ", o.calib_batch);
-  }
-  return OkStatus();
+  return CalibBatch(plan, o).status();
 }
 
 // Filter-wise formats for one layer: the plan's assignment, or the fraction

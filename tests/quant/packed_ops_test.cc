@@ -11,7 +11,9 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "base/npy.h"
 #include "base/rng.h"
+#include "data/dataset.h"
 #include "ir/passes.h"
 #include "kernels/depthwise.h"
 #include "kernels/qlinear.h"
@@ -704,6 +706,42 @@ int64_t ResidentBytes() {
     std::fclose(f);
   }
   return static_cast<int64_t>(resident) * sysconf(_SC_PAGESIZE);
+}
+
+// A model whose input fixes the batch (here 1) calibrates at that batch,
+// whatever calib_batch asks: every pass reads as many samples as the plan's
+// input holds (reading calib_batch of them overflowed it).
+TEST(PackedOpsTest, CalibrationTakesTheModelsFixedBatch) {
+  Rng rng(testing::TestSeed());
+  const ConvCase cc{1, 3, 9, 7, 5, 3, 1, 1, 1};
+  Graph g = ConvGraph(cc, rng, true);
+  g.inputs[0].shape = {1, cc.c, cc.h, cc.w};
+  const int64_t samples = 20;
+  const Tensor x = Random({samples, cc.c, cc.h, cc.w}, rng);
+  const std::string path = ::testing::TempDir() + "/lowbit_fixed_batch_calib.npy";
+  ASSERT_TRUE(WriteNpy(path, x.shape(), x.data<float>()).ok());
+  auto ds = Dataset::Open("npy:" + path);
+  ASSERT_TRUE(ds.ok()) << ds.status().ToString();
+  QuantizeOptions o;
+  o.plan.defaults.weights = "int8";
+  o.quiet = true;
+  o.calib = ds->get();
+  ASSERT_EQ(o.calib_batch, 32);
+  auto r = QuantizeGraph(g, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->calib_samples, samples);
+  ASSERT_EQ(r->layers.size(), 1u);
+  EXPECT_GT(r->layers[0].output_sqnr_db, 30.0);
+  // Samples of another size are refused, naming both shapes.
+  const Tensor bad = Random({4, cc.c + 1, cc.h, cc.w}, rng);
+  ASSERT_TRUE(WriteNpy(path, bad.shape(), bad.data<float>()).ok());
+  auto ds2 = Dataset::Open("npy:" + path);
+  ASSERT_TRUE(ds2.ok());
+  o.calib = ds2->get();
+  auto r2 = QuantizeGraph(g, o);
+  ASSERT_FALSE(r2.ok());
+  EXPECT_NE(r2.status().message().find("[1, 3, 9, 7]"), std::string::npos) << r2.status().message();
+  std::remove(path.c_str());
 }
 
 TEST(PackedOpsTest, PlansKeepWeightsPacked) {
