@@ -137,6 +137,22 @@ else
 fi
 
 # Bad input.
+# A model whose input fixes the batch at 1 (as exported without dynamic axes)
+# calibrates and evaluates at that batch with the default batch sizes.
+$py - "$cnn" "$tmp/fixed.onnx" <<'EOF'
+import sys, onnx
+m = onnx.load(sys.argv[1])
+m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+onnx.save(m, sys.argv[2])
+EOF
+if "$lowbit" quantize "$tmp/fixed.onnx" -o "$tmp/fixed_w4.onnx" --weights int4 \
+     --calib 'fashion-mnist:train[0:40]' --quiet >/dev/null 2>"$tmp/err" &&
+   "$lowbit" eval "$tmp/fixed_w4.onnx" --data 'fashion-mnist:test[:50]' --quiet --json >"$tmp/fixed.json" 2>>"$tmp/err" &&
+   grep -q '"batch": *1' "$tmp/fixed.json"; then
+  ok "a fixed-batch model calibrates and evaluates at its batch"
+else
+  bad "fixed-batch model: $(head -c 300 "$tmp/err")"
+fi
 expect_error "unknown weight format" "int9" quantize "$cnn" -o "$tmp/bad.onnx" --weights int9
 expect_error "pattern matching no layer" "nosuch.*layers: /features" quantize "$cnn" -o "$tmp/bad.onnx" --layer 'nosuch=int4'
 expect_error "malformed --layer" "PATTERN=FORMAT" quantize "$cnn" -o "$tmp/bad.onnx" --layer 'conv1'

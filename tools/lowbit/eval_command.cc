@@ -43,42 +43,45 @@ Status RunEval(const EvalArgs& a) {
   std::unique_ptr<Dataset> ds;
   LOWBIT_ASSIGN_OR_RETURN(ds, Dataset::Open(a.data));
   if (!ds->has_labels()) return InvalidArgument("dataset '", a.data, "' has no labels to score");
+  // A model whose input fixes the batch runs at that batch.
+  const Shape& in_shape = g.inputs[0].shape;
+  const int64_t batch = !in_shape.empty() && in_shape[0] > 0 ? in_shape[0] : a.batch;
   PlanOptions po;
-  po.batch = a.batch;
+  po.batch = batch;
   po.threads = a.threads;
   std::unique_ptr<Plan> plan;
   LOWBIT_ASSIGN_OR_RETURN(plan, Plan::Create(g, po));
   Tensor& input = plan->input(0);
-  const int64_t per_sample = input.numel() / a.batch;
-  if (input.shape().empty() || input.shape()[0] != a.batch || per_sample != ds->sample_size()) {
+  const int64_t per_sample = input.numel() / batch;
+  if (input.shape().empty() || input.shape()[0] != batch || per_sample != ds->sample_size()) {
     return InvalidArgument("dataset '", a.data, "' has samples of ", ds->sample_size(), " values ",
                            ShapeToString(ds->sample_shape()), ", but model input '",
                            plan->input_info(0).name, "' is ", ShapeToString(input.shape()),
-                           " at batch ", a.batch);
+                           " at batch ", batch);
   }
   if (input.dtype() != DType::kFloat32) {
     return Unimplemented(a.model, ": input '", plan->input_info(0).name, "' is not float32");
   }
   const int64_t channels = input.rank() == 4 ? input.shape()[1] : 1;
   const int64_t n = a.limit > 0 ? std::min(a.limit, ds->size()) : ds->size();
-  std::vector<int64_t> labels(a.batch);
+  std::vector<int64_t> labels(batch);
   int64_t top1 = 0, top5 = 0, classes = 0;
   double run_seconds = 0;
   const auto start = std::chrono::steady_clock::now();
   {
-    Progress progress("eval " + a.model, (n + a.batch - 1) / a.batch, "batches", a.quiet || a.json);
-    for (int64_t i = 0; i < n; i += a.batch) {
-      const int64_t m = std::min(a.batch, n - i);
+    Progress progress("eval " + a.model, (n + batch - 1) / batch, "batches", a.quiet || a.json);
+    for (int64_t i = 0; i < n; i += batch) {
+      const int64_t m = std::min(batch, n - i);
       float* x = input.data<float>();
       LOWBIT_RETURN_IF_ERROR(ds->Read(i, m, x, labels.data()));
       LOWBIT_RETURN_IF_ERROR(ApplyPreprocess(pre, ds->default_scale(), m, per_sample, channels, x));
-      std::fill(x + m * per_sample, x + a.batch * per_sample, 0.0f);  // a short last batch
+      std::fill(x + m * per_sample, x + batch * per_sample, 0.0f);  // a short last batch
       const auto t0 = std::chrono::steady_clock::now();
       plan->Run();
       run_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const Tensor& out = plan->output(0);
-      classes = out.numel() / a.batch;
-      if (out.dtype() != DType::kFloat32 || out.shape().empty() || out.shape()[0] != a.batch) {
+      classes = out.numel() / batch;
+      if (out.dtype() != DType::kFloat32 || out.shape().empty() || out.shape()[0] != batch) {
         return InvalidArgument(a.model, ": output '", plan->output_name(0), "' ",
                                ShapeToString(out.shape()), " is not a batch of class scores");
       }
@@ -109,17 +112,18 @@ Status RunEval(const EvalArgs& a) {
     j["correct_top1"] = top1;
     j["top1"] = acc1;
     j["top5"] = acc5;
-    j["batch"] = a.batch;
+    j["batch"] = batch;
     j["threads"] = a.threads;
     j["images_per_second"] = static_cast<double>(n) / run_seconds;
     j["seconds"] = total;
     std::printf("%s\n", j.dump(2).c_str());
   } else {
-    std::printf("%s on %s: top-1 %.2f%% (%lld/%lld), top-5 %.2f%%, %.0f images/s "
-                "(batch %lld, %d thread%s)\n",
-                a.model.c_str(), a.data.c_str(), acc1, static_cast<long long>(top1),
-                static_cast<long long>(n), acc5, static_cast<double>(n) / run_seconds,
-                static_cast<long long>(a.batch), a.threads, a.threads > 1 ? "s" : "");
+    std::printf(
+        "%s on %s: top-1 %.2f%% (%lld/%lld), top-5 %.2f%%, %.0f images/s "
+        "(batch %lld, %d thread%s)\n",
+        a.model.c_str(), a.data.c_str(), acc1, static_cast<long long>(top1),
+        static_cast<long long>(n), acc5, static_cast<double>(n) / run_seconds,
+        static_cast<long long>(batch), a.threads, a.threads > 1 ? "s" : "");
   }
   return OkStatus();
 }
@@ -133,7 +137,8 @@ Command AddEvalCommand(CLI::App& app) {
   cmd->add_option("--data", args->data,
                   "fashion-mnist:train|test, digits, idx:I,L, npy:X[,Y], npz:F, with [a:b]")
       ->required();
-  cmd->add_option("--batch", args->batch, "Batch size")->capture_default_str();
+  cmd->add_option("--batch", args->batch, "Batch size (a model that fixes its batch runs at that)")
+      ->capture_default_str();
   cmd->add_option("--threads", args->threads, "Threads")->capture_default_str();
   cmd->add_option("--scale", args->scale, "Multiply raw values (default: the dataset's)");
   cmd->add_option("--mean", args->mean, "Subtract after scaling: one value or one per channel");

@@ -162,7 +162,9 @@ Command AddQuantizeCommand(CLI::App& app) {
   cmd->add_option("--calib", args->calib,
                   "Calibration data (as eval's --data, e.g. fashion-mnist:train[0:1000]); "
                   "without it activations are quantized dynamically");
-  cmd->add_option("--calib-batch", args->calib_batch, "Calibration batch size")->capture_default_str();
+  cmd->add_option("--calib-batch", args->calib_batch,
+                  "Calibration batch size (a model that fixes its batch calibrates at that)")
+      ->capture_default_str();
   cmd->add_option("--act-calib", args->act_calib, "Activation ranges: minmax, mse or percentile:P")
       ->capture_default_str();
   cmd->add_option("--weight-clip", args->weight_clip, "Weight ranges: auto (minmax at >= 4 bits, mse below), minmax, mse or percentile:P")
