@@ -153,6 +153,7 @@ if "$lowbit" quantize "$tmp/fixed.onnx" -o "$tmp/fixed_w4.onnx" --weights int4 \
 else
   bad "fixed-batch model: $(head -c 300 "$tmp/err")"
 fi
+expect_error "a --batch the fixed-batch model does not take" "batch 8.*fixed.onnx.*at 1" bench "$tmp/fixed.onnx" --batch 8
 expect_error "unknown weight format" "int9" quantize "$cnn" -o "$tmp/bad.onnx" --weights int9
 expect_error "pattern matching no layer" "nosuch.*layers: /features" quantize "$cnn" -o "$tmp/bad.onnx" --layer 'nosuch=int4'
 expect_error "malformed --layer" "PATTERN=FORMAT" quantize "$cnn" -o "$tmp/bad.onnx" --layer 'conv1'

@@ -37,6 +37,7 @@ double PeakRssMib() {
 struct BenchArgs {
   std::string model;
   int64_t batch = 1;
+  bool batch_given = false;  // --batch on the command line
   int threads = 1;
   int warmup = 5;
   int runs = 0;          // 0: as many as fit in `seconds`
@@ -77,8 +78,10 @@ Status RunBench(const BenchArgs& a) {
   }
   Graph g;
   LOWBIT_ASSIGN_OR_RETURN(g, LoadModel(a.model));
+  int64_t batch = 0;
+  LOWBIT_ASSIGN_OR_RETURN(batch, ModelBatch(g, a.model, a.batch, a.batch_given));
   PlanOptions po;
-  po.batch = a.batch;
+  po.batch = batch;
   po.threads = a.threads;
   std::unique_ptr<Plan> plan;
   LOWBIT_ASSIGN_OR_RETURN(plan, Plan::Create(g, po));
@@ -108,7 +111,7 @@ Status RunBench(const BenchArgs& a) {
   const double median = ms[ms.size() / 2];
   const double p90 = ms[std::min(ms.size() - 1, ms.size() * 9 / 10)];
   const double peak_mib = PeakRssMib();
-  const double throughput = 1000.0 * static_cast<double>(a.batch) / median;
+  const double throughput = 1000.0 * static_cast<double>(batch) / median;
   std::vector<NodeTime> nodes;
   std::map<std::string, double> op_ms;
   double node_total = 0;
@@ -122,7 +125,7 @@ Status RunBench(const BenchArgs& a) {
   if (a.json) {
     nlohmann::json j;
     j["model"] = a.model;
-    j["batch"] = a.batch;
+    j["batch"] = batch;
     j["threads"] = a.threads;
     j["runs"] = ms.size();
     j["median_ms"] = median;
@@ -142,10 +145,11 @@ Status RunBench(const BenchArgs& a) {
     }
     std::printf("%s\n", j.dump(2).c_str());
   } else {
-    std::printf("%s: batch %lld, %d thread%s: median %.3f ms, p90 %.3f ms, min %.3f ms over %zu "
-                "runs; %.1f images/s; peak RSS %.1f MiB\n",
-                a.model.c_str(), static_cast<long long>(a.batch), a.threads, a.threads > 1 ? "s" : "",
-                median, p90, ms.front(), ms.size(), throughput, peak_mib);
+    std::printf(
+        "%s: batch %lld, %d thread%s: median %.3f ms, p90 %.3f ms, min %.3f ms over %zu "
+        "runs; %.1f images/s; peak RSS %.1f MiB\n",
+        a.model.c_str(), static_cast<long long>(batch), a.threads, a.threads > 1 ? "s" : "", median,
+        p90, ms.front(), ms.size(), throughput, peak_mib);
     if (a.profile) {
       std::printf("\nper node (median of %zu runs; the sum of medians is %.3f ms):\n", ms.size(),
                   node_total);
@@ -173,7 +177,8 @@ Command AddBenchCommand(CLI::App& app) {
   auto args = std::make_shared<BenchArgs>();
   CLI::App* cmd = app.add_subcommand("bench", "Latency, throughput and memory of a model");
   cmd->add_option("model", args->model, "Model (.onnx)")->required();
-  cmd->add_option("--batch", args->batch, "Batch size")->capture_default_str();
+  cmd->add_option("--batch", args->batch, "Batch size (a model that fixes its batch runs at that)")
+      ->capture_default_str();
   cmd->add_option("--threads", args->threads, "Threads")->capture_default_str();
   cmd->add_option("--warmup", args->warmup, "Untimed runs first")->capture_default_str();
   cmd->add_option("--runs", args->runs, "Timed runs (default: as many as fit in --seconds)");
@@ -181,7 +186,10 @@ Command AddBenchCommand(CLI::App& app) {
   cmd->add_flag("--json", args->json, "Print one JSON object");
   cmd->add_flag("--profile", args->profile,
                 "Also time every node (as many runs again) and list them, the slowest first");
-  return {cmd, [args] { return RunBench(*args); }};
+  return {cmd, [args, cmd] {
+            args->batch_given = cmd->count("--batch") > 0;
+            return RunBench(*args);
+          }};
 }
 
 }  // namespace lowbit

@@ -21,6 +21,7 @@ namespace {
 struct EvalArgs {
   std::string model, data;
   int64_t batch = 32;
+  bool batch_given = false;  // --batch on the command line
   int threads = 1;
   double scale = -1;
   std::string mean, std;
@@ -43,9 +44,8 @@ Status RunEval(const EvalArgs& a) {
   std::unique_ptr<Dataset> ds;
   LOWBIT_ASSIGN_OR_RETURN(ds, Dataset::Open(a.data));
   if (!ds->has_labels()) return InvalidArgument("dataset '", a.data, "' has no labels to score");
-  // A model whose input fixes the batch runs at that batch.
-  const Shape& in_shape = g.inputs[0].shape;
-  const int64_t batch = !in_shape.empty() && in_shape[0] > 0 ? in_shape[0] : a.batch;
+  int64_t batch = 0;
+  LOWBIT_ASSIGN_OR_RETURN(batch, ModelBatch(g, a.model, a.batch, a.batch_given));
   PlanOptions po;
   po.batch = batch;
   po.threads = a.threads;
@@ -146,7 +146,10 @@ Command AddEvalCommand(CLI::App& app) {
   cmd->add_option("--limit", args->limit, "Evaluate at most this many samples");
   cmd->add_flag("--json", args->json, "Print one JSON object");
   cmd->add_flag("--quiet", args->quiet, "No progress line");
-  return {cmd, [args] { return RunEval(*args); }};
+  return {cmd, [args, cmd] {
+            args->batch_given = cmd->count("--batch") > 0;
+            return RunEval(*args);
+          }};
 }
 
 }  // namespace lowbit
