@@ -959,7 +959,8 @@ class PackedConv final : public PackedKernel {
   }
 
   // sums_[p]: the sum of output pixel p's window bytes in the group's
-  // channels, from per-pixel sums over the padded image (taps adds, not K).
+  // channels, from per-pixel sums over the padded image (taps adds, not K);
+  // with row segments, plus the zero point once per padding column of K.
   void WindowSums(int64_t grp, const ExecContext& ctx, ImageScratch& s) {
     const bool simd = path_ == KernelPath::kAvx512Vnni;
     ctx.pool->ParallelFor(static_cast<int64_t>(s.pixel_sum.size()), [&](int64_t p0, int64_t p1) {
@@ -985,6 +986,7 @@ class PackedConv final : public PackedKernel {
     }
   }
 
+  // The window sums one tap at a time (small windows).
   void StridedWindowSums(const ExecContext& ctx, ImageScratch& s) {
     // Per output row: the row's windows start stride pixels apart, so each
     // tap adds a strided run of pixel sums.
