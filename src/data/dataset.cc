@@ -427,6 +427,22 @@ Result<std::map<std::string, ZipMember>> ReadZipDirectory(const std::string& pat
 
 }  // namespace
 
+bool SampleFitsInput(const std::vector<int64_t>& sample, const std::vector<int64_t>& input) {
+  auto squeeze = [](const std::vector<int64_t>& s) {
+    std::vector<int64_t> out;
+    for (int64_t d : s) {
+      if (d != 1) out.push_back(d);
+    }
+    return out;
+  };
+  int64_t a = 1, b = 1;
+  for (int64_t d : sample) a *= d;
+  for (int64_t d : input) b *= d;
+  if (a != b) return false;
+  const std::vector<int64_t> s = squeeze(sample), t = squeeze(input);
+  return s.size() <= 1 || t.size() <= 1 || s == t;
+}
+
 int64_t Dataset::sample_size() const {
   int64_t n = 1;
   for (int64_t d : sample_shape_) n *= d;

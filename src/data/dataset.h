@@ -20,6 +20,13 @@
 
 namespace lowbit {
 
+// Whether samples of shape `sample` can feed a model input of per-sample
+// shape `input` (both without the batch dimension): the same number of values
+// and, unless one side is flat (images into an MLP), the same dimensions once
+// those of size 1 are dropped -- so NHWC images for an NCHW model
+// ([224, 224, 3] for [3, 224, 224]) are refused rather than read scrambled.
+bool SampleFitsInput(const std::vector<int64_t>& sample, const std::vector<int64_t>& input);
+
 struct Preprocess {
   // Multiplies raw values; < 0 means the dataset's default (1/255 for 8-bit
   // images, 1/16 for digits, 1 for npy/npz).

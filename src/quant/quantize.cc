@@ -217,8 +217,9 @@ using SampleObserver =
 Result<int64_t> CalibBatch(Plan* plan, const QuantizeOptions& o) {
   const Tensor& input = plan->input(0);
   const int64_t batch = input.rank() > 0 ? input.shape()[0] : 1;
+  const Shape per_sample(input.shape().begin() + (input.rank() > 0 ? 1 : 0), input.shape().end());
   if (input.dtype() != DType::kFloat32 || batch < 1 ||
-      input.numel() != batch * o.calib->sample_size()) {
+      !SampleFitsInput(o.calib->sample_shape(), per_sample)) {
     return InvalidArgument(
         "--calib '", o.calib->spec(), "' has samples of ", o.calib->sample_size(), " values ",
         ShapeToString(o.calib->sample_shape()), ", but model input '", plan->input_info(0).name,

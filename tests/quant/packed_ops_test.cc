@@ -710,8 +710,9 @@ int64_t ResidentBytes() {
 
 // A model whose input fixes the batch (here 1) calibrates at that batch,
 // whatever calib_batch asks: every pass reads as many samples as the plan's
-// input holds (reading calib_batch of them overflowed it).
-TEST(PackedOpsTest, CalibrationTakesTheModelsFixedBatch) {
+// input holds (reading calib_batch of them overflowed it). Samples that do
+// not fit the input are refused.
+TEST(PackedOpsTest, CalibrationReadsWhatTheModelInputTakes) {
   Rng rng(testing::TestSeed());
   const ConvCase cc{1, 3, 9, 7, 5, 3, 1, 1, 1};
   Graph g = ConvGraph(cc, rng, true);
@@ -741,6 +742,21 @@ TEST(PackedOpsTest, CalibrationTakesTheModelsFixedBatch) {
   auto r2 = QuantizeGraph(g, o);
   ASSERT_FALSE(r2.ok());
   EXPECT_NE(r2.status().message().find("[1, 3, 9, 7]"), std::string::npos) << r2.status().message();
+  // So are NHWC images for this NCHW input (the same number of values), while
+  // flat samples of that size are taken as they are.
+  for (bool nhwc : {true, false}) {
+    const Tensor t =
+        nhwc ? Random({4, cc.h, cc.w, cc.c}, rng) : Random({4, cc.c * cc.h * cc.w}, rng);
+    ASSERT_TRUE(WriteNpy(path, t.shape(), t.data<float>()).ok());
+    auto ds3 = Dataset::Open("npy:" + path);
+    ASSERT_TRUE(ds3.ok());
+    o.calib = ds3->get();
+    auto r3 = QuantizeGraph(g, o);
+    EXPECT_EQ(r3.ok(), !nhwc) << r3.status().ToString();
+    if (nhwc)
+      EXPECT_NE(r3.status().message().find("[9, 7, 3]"), std::string::npos)
+          << r3.status().message();
+  }
   std::remove(path.c_str());
 }
 

@@ -53,7 +53,8 @@ Status RunEval(const EvalArgs& a) {
   LOWBIT_ASSIGN_OR_RETURN(plan, Plan::Create(g, po));
   Tensor& input = plan->input(0);
   const int64_t per_sample = input.numel() / batch;
-  if (input.shape().empty() || input.shape()[0] != batch || per_sample != ds->sample_size()) {
+  if (input.shape().empty() || input.shape()[0] != batch ||
+      !SampleFitsInput(ds->sample_shape(), Shape(input.shape().begin() + 1, input.shape().end()))) {
     return InvalidArgument("dataset '", a.data, "' has samples of ", ds->sample_size(), " values ",
                            ShapeToString(ds->sample_shape()), ", but model input '",
                            plan->input_info(0).name, "' is ", ShapeToString(input.shape()),
