@@ -23,6 +23,12 @@ inline __m256i DotQuad(__m256i w, __m256i x, __m256i ones) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones);
 }
 
+// The two ymm of a tile's 64 bytes at p: rows 0-7, then rows 8-15.
+inline void LoadTileHalves(const void* p, __m256i* lo, __m256i* hi) {
+  *lo = _mm256_loadu_si256(static_cast<const __m256i*>(p));
+  *hi = _mm256_loadu_si256(static_cast<const __m256i*>(p) + 1);
+}
+
 // Tile t's 16 dot products of R rows (two ymm each), to rows of ldd.
 template <int R>
 inline void StoreTile(const __m256i (&acc)[R][2], int32_t* dot, int64_t ldd, int64_t t) {
@@ -44,8 +50,8 @@ inline void PlanesTile(const QLinearWeights& w, const uint8_t* const* xr, const 
   __m256i acc[R][2];
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
   for (int64_t g = 0; g < groups; ++g) {
-    const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + g * 64));
-    const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + g * 64 + 32));
+    __m256i v0, v1;
+    LoadTileHalves(base + g * 64, &v0, &v1);
     for (int p = 0; p < P; ++p) {
       __m256i w0, w1, h0, h1;
       if (B == 8) {
@@ -111,8 +117,8 @@ inline void NibbleTile(const QLinearWeights& w, __m256i table, const uint8_t* co
   __m256i acc[R][2];
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
   for (int64_t g = 0; g < groups; ++g) {
-    const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + g * 64));
-    const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + g * 64 + 32));
+    __m256i v0, v1;
+    LoadTileHalves(base + g * 64, &v0, &v1);
     for (int p = 0; p < 2 && 2 * g + p < steps; ++p) {
       const __m256i w0 = _mm256_shuffle_epi8(
           table, _mm256_and_si256(p == 0 ? v0 : _mm256_srli_epi16(v0, 4), mask));
@@ -133,8 +139,8 @@ inline void LevelTile(const QLinearWeights& w, const uint8_t* const* xr, const i
   __m256i acc[R][2];
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
   for (int64_t s = 0; s < steps; ++s) {
-    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + s * 64));
-    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + s * 64 + 32));
+    __m256i w0, w1;
+    LoadTileHalves(base + s * 64, &w0, &w1);
     TableStep<R, kSplit>(acc, w0, w1, xr, off[s]);
   }
   StoreTile<R>(acc, dot, ldd, t);

@@ -417,8 +417,6 @@ void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, c
 
 namespace {
 
-// What both byte epilogues do to one row's 16 values: add a residual read as
-// bytes, clamp to the activation, quantize to the output's bytes.
 // The fp32 residual of outputs j0..j0 + nj (out[j] for filter-wise formats,
 // null: in order) for pixels p0..p0 + 15, read from its NCHW planes and
 // transposed: rp[p] holds pixel p0 + p's 16 outputs.
@@ -432,6 +430,8 @@ inline void ResidualPlanes(const RowResidual& res, const int32_t* out, int64_t j
   Transpose16(rp);
 }
 
+// What both byte epilogues do to one row's 16 values: add a residual read as
+// bytes, clamp to the activation, quantize to the output's bytes.
 struct ByteLanes {
   ByteQuantizer q;
   __m512 rscale;

@@ -32,6 +32,16 @@ Node MakeNode(std::string op, std::vector<std::string> in, std::vector<std::stri
 }
 
 // Runs `g` at batch 2 on x and returns output 0.
+// An empty opset-13 graph with float input "x" of `shape` and output `out`.
+Graph TestGraph(Shape shape, const std::string& out = "y") {
+  Graph g;
+  g.source = "test";
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, std::move(shape)}};
+  g.outputs = {{out, DType::kFloat32, {}}};
+  return g;
+}
+
 Tensor RunGraph(const Graph& g, const Tensor& x) {
   PlanOptions po;
   po.batch = x.shape()[0];
@@ -54,11 +64,7 @@ float MaxRelDiff(const Tensor& a, const Tensor& b) {
 
 TEST(PassesTest, BatchNormFoldsIntoConvAndReluFuses) {
   Rng rng(testing::TestSeed());
-  Graph g;
-  g.source = "test";
-  g.opset = 13;
-  g.inputs = {{"x", DType::kFloat32, {-1, 3, 9, 7}}};
-  g.outputs = {{"y", DType::kFloat32, {}}};
+  Graph g = TestGraph({-1, 3, 9, 7});
   g.constants["W"] = Random({5, 3, 3, 3}, rng);
   g.constants["B"] = Random({5}, rng);
   g.constants["scale"] = Random({5}, rng, 0.5, 2);
@@ -89,11 +95,7 @@ TEST(PassesTest, BatchNormFoldsIntoConvAndReluFuses) {
 
 TEST(PassesTest, ClipFusesIntoGemmWithItsBounds) {
   Rng rng(testing::TestSeed() + 1);
-  Graph g;
-  g.source = "test";
-  g.opset = 13;
-  g.inputs = {{"x", DType::kFloat32, {-1, 6}}};
-  g.outputs = {{"y", DType::kFloat32, {}}};
+  Graph g = TestGraph({-1, 6});
   g.constants["W"] = Random({4, 6}, rng, -3, 3);
   g.constants["B"] = Random({4}, rng);
   g.constants["lo"] = Tensor::FromFloats({}, {-0.5f});
@@ -113,11 +115,7 @@ TEST(PassesTest, ClipFusesIntoGemmWithItsBounds) {
 
 TEST(PlanTest, ShapeArithmeticFoldsAndReshapeIsAView) {
   // PyTorch's x.view(x.size(0), -1): Shape -> Gather -> Unsqueeze -> Concat -> Reshape.
-  Graph g;
-  g.source = "test";
-  g.opset = 13;
-  g.inputs = {{"x", DType::kFloat32, {-1, 2, 3, 4}}};
-  g.outputs = {{"y", DType::kFloat32, {}}};
+  Graph g = TestGraph({-1, 2, 3, 4});
   g.constants["zero"] = Tensor::FromInt64s({}, {0});
   g.constants["axes"] = Tensor::FromInt64s({1}, {0});
   g.constants["minus1"] = Tensor::FromInt64s({1}, {-1});
@@ -143,11 +141,7 @@ TEST(PlanTest, ShapeArithmeticFoldsAndReshapeIsAView) {
 }
 
 TEST(PlanTest, BuffersAreReusedAlongAChain) {
-  Graph g;
-  g.source = "test";
-  g.opset = 13;
-  g.inputs = {{"x", DType::kFloat32, {-1, 1000}}};
-  g.outputs = {{"v5", DType::kFloat32, {}}};
+  Graph g = TestGraph({-1, 1000}, "v5");
   std::string prev = "x";
   for (int i = 1; i <= 5; ++i) {
     const std::string out = "v" + std::to_string(i);
@@ -175,11 +169,7 @@ TEST(PlanTest, BuffersAreReusedAlongAChain) {
 // node, and the same outputs as Run().
 TEST(PlanTest, TimedRunNamesEveryStepAndComputesTheSame) {
   Rng rng(testing::TestSeed() + 5);
-  Graph g;
-  g.source = "test";
-  g.opset = 13;
-  g.inputs = {{"x", DType::kFloat32, {-1, 64}}};
-  g.outputs = {{"y", DType::kFloat32, {}}};
+  Graph g = TestGraph({-1, 64});
   g.constants["W"] = Random({64, 300}, rng);
   g.nodes.push_back(MakeNode("MatMul", {"x", "W"}, {"h"}));
   g.nodes.push_back(MakeNode("Tanh", {"h"}, {"y"}));
