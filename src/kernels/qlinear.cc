@@ -500,6 +500,8 @@ const char* KernelPathName(KernelPath p) {
   switch (p) {
     case KernelPath::kRef: return "ref";
     case KernelPath::kAvx2: return "avx2";
+    case KernelPath::kAvxVnni:
+      return "avxvnni";
     case KernelPath::kAvx512Vnni: return "avx512vnni";
   }
   return "?";
@@ -511,6 +513,12 @@ bool KernelPathAvailable(KernelPath p) {
     case KernelPath::kAvx2:
 #if defined(__x86_64__)
       return __builtin_cpu_supports("avx2");
+#else
+      return false;
+#endif
+    case KernelPath::kAvxVnni:
+#if defined(__x86_64__)
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
 #else
       return false;
 #endif
@@ -529,16 +537,18 @@ bool KernelPathAvailable(KernelPath p) {
 Result<KernelPath> SelectKernelPath() {
   const char* env = std::getenv("LOWBIT_KERNEL");
   if (env != nullptr && *env != '\0') {
-    for (KernelPath p : {KernelPath::kRef, KernelPath::kAvx2, KernelPath::kAvx512Vnni}) {
+    for (KernelPath p :
+         {KernelPath::kRef, KernelPath::kAvx2, KernelPath::kAvxVnni, KernelPath::kAvx512Vnni}) {
       if (std::strcmp(env, KernelPathName(p)) != 0) continue;
       if (!KernelPathAvailable(p)) {
         return Unimplemented("LOWBIT_KERNEL=", env, ": this CPU cannot run that kernel path");
       }
       return p;
     }
-    return InvalidArgument("LOWBIT_KERNEL=", env, ": unknown kernel path (ref, avx2, avx512vnni)");
+    return InvalidArgument("LOWBIT_KERNEL=", env,
+                           ": unknown kernel path (ref, avx2, avxvnni, avx512vnni)");
   }
-  for (KernelPath p : {KernelPath::kAvx512Vnni, KernelPath::kAvx2}) {
+  for (KernelPath p : {KernelPath::kAvx512Vnni, KernelPath::kAvxVnni, KernelPath::kAvx2}) {
     if (KernelPathAvailable(p)) return p;
   }
   return KernelPath::kRef;
@@ -548,6 +558,8 @@ void QLinearDotRows(const QLinearWeights& w, KernelPath path, const uint8_t* con
                     const int32_t* step_off, int64_t nrows, int32_t* dot, int64_t t0, int64_t t1) {
   if (path == KernelPath::kAvx512Vnni) {
     QLinearDotRowsAvx512Vnni(w, rows, step_off, nrows, dot, t0, t1);
+  } else if (path == KernelPath::kAvxVnni) {
+    QLinearDotRowsAvxVnni(w, rows, step_off, nrows, dot, t0, t1);
   } else {
     QLinearDotRowsAvx2(w, rows, step_off, nrows, dot, t0, t1);
   }

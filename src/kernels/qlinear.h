@@ -151,11 +151,16 @@ void PixelSumsAvx512(const uint8_t* x, int64_t n, int64_t stride, int64_t c, boo
 void QuantizeNhwc4Avx512(const float* x, int64_t c, int64_t hw, float scale_inv, int32_t zero,
                          bool is_signed, int64_t p0, int64_t p1, uint8_t* dst, int64_t stride);
 
-// Kernel selection: the best path this CPU supports (avx512vnni, then avx2,
-// then ref), or the one named by LOWBIT_KERNEL (ref, avx2, avx512vnni) for
-// tests and comparisons. The avx2 path covers the plane layout and, with
-// PrepareAvx2Table, every table layout.
-enum class KernelPath { kRef, kAvx2, kAvx512Vnni };
+// Kernel selection: the best path this CPU supports (avx512vnni, then
+// avxvnni, then avx2, then ref), or the one named by LOWBIT_KERNEL (ref, avx2,
+// avxvnni, avx512vnni) for tests and comparisons. The avx2 and avxvnni paths
+// (256-bit; vpmaddubsw or AVX-VNNI's vpdpbusd) cover the plane layout and,
+// with PrepareAvx2Table, every table layout.
+enum class KernelPath { kRef, kAvx2, kAvxVnni, kAvx512Vnni };
+// The 256-bit paths, which read PrepareAvx2Table's forms of table layouts.
+inline bool Is256BitPath(KernelPath p) {
+  return p == KernelPath::kAvx2 || p == KernelPath::kAvxVnni;
+}
 
 // The epilogue for rows that share one activation scale and zero point (a
 // convolution's pixels of one image) and differ in their sums, written
@@ -270,16 +275,19 @@ void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* do
 // weights are reused across rows; dot is rows x n_pad.
 void QLinearDotBatchAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int64_t rows,
                                int32_t* dot, int64_t t0, int64_t t1);
-// AVX2 (plane layout, or a table layout's AVX2 form): the general
-// row-pointer form below.
+// AVX2 and AVX-VNNI (plane layout, or a table layout's AVX2 form): the
+// general row-pointer form below.
 void QLinearDotRowsAvx2(const QLinearWeights& w, const uint8_t* const* rows,
                         const int32_t* step_off, int64_t nrows, int32_t* dot, int64_t t0,
                         int64_t t1);
+void QLinearDotRowsAvxVnni(const QLinearWeights& w, const uint8_t* const* rows,
+                           const int32_t* step_off, int64_t nrows, int32_t* dot, int64_t t0,
+                           int64_t t1);
 // Whether `path` runs w with SIMD through the row-pointer entry points.
 inline bool RowKernelAvailable(const QLinearWeights& w, KernelPath path) {
   return path == KernelPath::kAvx512Vnni ||
-         (path == KernelPath::kAvx2 && (w.layout == QLinearWeights::Layout::kPlanes ||
-                                        !w.nibbles.empty() || !w.level_bytes.empty()));
+         (Is256BitPath(path) && (w.layout == QLinearWeights::Layout::kPlanes ||
+                                 !w.nibbles.empty() || !w.level_bytes.empty()));
 }
 // Dispatches the row-pointer form to `path` (RowKernelAvailable must hold).
 void QLinearDotRows(const QLinearWeights& w, KernelPath path, const uint8_t* const* rows,

@@ -111,15 +111,17 @@ TEST(QLinearTest, BatchedSimdDotEqualsReferenceExactly) {
                   << f << " n " << n << " k " << k << " rows " << rows << " at " << r << "," << j;
             }
           }
-          // The AVX2 plane kernel through QLinearDots (dense rows, 2 threads).
-          if (KernelPathAvailable(KernelPath::kAvx2) && RowKernelAvailable(w, KernelPath::kAvx2)) {
+          // The 256-bit kernels through QLinearDots (dense rows, 2 threads).
+          for (KernelPath path : {KernelPath::kAvx2, KernelPath::kAvxVnni}) {
+            if (!KernelPathAvailable(path) || !RowKernelAvailable(w, path)) continue;
             std::vector<int32_t> avx2(rows * w.n_pad);
             ThreadPool pool(2);
-            QLinearDots(w, KernelPath::kAvx2, u.data(), rows, avx2.data(), &pool);
+            QLinearDots(w, path, u.data(), rows, avx2.data(), &pool);
             for (int64_t r = 0; r < rows; ++r) {
               for (int64_t j = 0; j < n; ++j) {
                 ASSERT_EQ(avx2[r * w.n_pad + j], ref[r * w.n_pad + j])
-                    << "avx2 " << f << " n " << n << " k " << k << " rows " << rows << " at " << r << "," << j;
+                    << KernelPathName(path) << " " << f << " n " << n << " k " << k << " rows "
+                    << rows << " at " << r << "," << j;
               }
             }
           }
@@ -149,8 +151,11 @@ TEST(QLinearTest, BatchedSimdDotEqualsReferenceExactly) {
       std::vector<int32_t> ref(3 * w.n_pad), avx2(3 * w.n_pad);
       for (int64_t r = 0; r < 3; ++r)
         QLinearDotRef(w, u.data() + r * w.k_pad, ref.data() + r * w.n_pad);
-      QLinearDots(w, KernelPath::kAvx2, u.data(), 3, avx2.data(), nullptr);
-      EXPECT_EQ(avx2, ref) << f;
+      for (KernelPath path : {KernelPath::kAvx2, KernelPath::kAvxVnni}) {
+        if (!KernelPathAvailable(path)) continue;
+        QLinearDots(w, path, u.data(), 3, avx2.data(), nullptr);
+        EXPECT_EQ(avx2, ref) << KernelPathName(path) << " " << f;
+      }
     }
   }
 }
@@ -173,45 +178,48 @@ TEST(QLinearTest, ForwardMatchesDequantizedFloatWithinBound) {
     for (float& v : x) v = static_cast<float>(rng.Normal());
     for (float& v : bias) v = static_cast<float>(rng.Normal());
     for (int mode = 0; mode < 3; ++mode)
-    for (KernelPath path : {KernelPath::kRef, KernelPath::kAvx2, KernelPath::kAvx512Vnni}) {
-      if (!KernelPathAvailable(path)) continue;
-      // mode 0: dynamic asymmetric, 1: dynamic symmetric, 2: static range.
-      const bool symmetric = mode == 1;
-      const ActQuant fixed = StaticActParams(-1.5f, 2.5f, false, w.signed_acts());
-      std::vector<float> y(rows * n);
-      QLinearScratch scratch;
-      Epilogue e;
-      e.bias = bias.data();
-      ThreadPool pool(2);
-      QLinearForward(w, path, x.data(), rows, e, &scratch, y.data(), &pool,
-                     mode == 2 ? &fixed : nullptr, symmetric);
-      for (int64_t r = 0; r < rows; ++r) {
-        SCOPED_TRACE(::testing::Message() << "mode " << mode);
-        // The activations exactly as the kernel quantizes them (int8 operand
-        // for the plane layout, uint8 for the table layout).
-        std::vector<double> xq(w.k_pad);
-        std::vector<uint8_t> q(w.k_pad);
-        const ActQuant p = mode == 2 ? fixed
-                                     : DynamicActParams(x.data() + r * k, k, symmetric, w.signed_acts());
-        const ActQuant a = QuantizeRowWith(x.data() + r * k, k, w.k_pad, p, w.signed_acts(), q.data());
-        for (int64_t c = 0; c < k; ++c) {
-          xq[c] = w.signed_acts() ? static_cast<int8_t>(q[c]) : q[c];
-        }
-        for (int64_t j = 0; j < n; ++j) {
-          // The same products in double: dequantized weight times dequantized input.
-          double want = bias[j], mag = std::fabs(bias[j]);
+      for (KernelPath path :
+           {KernelPath::kRef, KernelPath::kAvx2, KernelPath::kAvxVnni, KernelPath::kAvx512Vnni}) {
+        if (!KernelPathAvailable(path)) continue;
+        // mode 0: dynamic asymmetric, 1: dynamic symmetric, 2: static range.
+        const bool symmetric = mode == 1;
+        const ActQuant fixed = StaticActParams(-1.5f, 2.5f, false, w.signed_acts());
+        std::vector<float> y(rows * n);
+        QLinearScratch scratch;
+        Epilogue e;
+        e.bias = bias.data();
+        ThreadPool pool(2);
+        QLinearForward(w, path, x.data(), rows, e, &scratch, y.data(), &pool,
+                       mode == 2 ? &fixed : nullptr, symmetric);
+        for (int64_t r = 0; r < rows; ++r) {
+          SCOPED_TRACE(::testing::Message() << "mode " << mode);
+          // The activations exactly as the kernel quantizes them (int8 operand
+          // for the plane layout, uint8 for the table layout).
+          std::vector<double> xq(w.k_pad);
+          std::vector<uint8_t> q(w.k_pad);
+          const ActQuant p =
+              mode == 2 ? fixed : DynamicActParams(x.data() + r * k, k, symmetric, w.signed_acts());
+          const ActQuant a =
+              QuantizeRowWith(x.data() + r * k, k, w.k_pad, p, w.signed_acts(), q.data());
           for (int64_t c = 0; c < k; ++c) {
-            const double xv = a.scale * (xq[c] - a.zero);
-            want += static_cast<double>(wd[j * k + c]) * xv;
-            mag += std::fabs(static_cast<double>(wd[j * k + c]) * xv);
+            xq[c] = w.signed_acts() ? static_cast<int8_t>(q[c]) : q[c];
           }
-          // fp32 rounding of the epilogue (a few ulps of the magnitude) and of
-          // the decoded weights (one ulp each).
-          const double bound = 1e-5 * mag + 1e-6;
-          ASSERT_NEAR(y[r * n + j], want, bound) << KernelPathName(path) << " row " << r << " out " << j;
+          for (int64_t j = 0; j < n; ++j) {
+            // The same products in double: dequantized weight times dequantized input.
+            double want = bias[j], mag = std::fabs(bias[j]);
+            for (int64_t c = 0; c < k; ++c) {
+              const double xv = a.scale * (xq[c] - a.zero);
+              want += static_cast<double>(wd[j * k + c]) * xv;
+              mag += std::fabs(static_cast<double>(wd[j * k + c]) * xv);
+            }
+            // fp32 rounding of the epilogue (a few ulps of the magnitude) and of
+            // the decoded weights (one ulp each).
+            const double bound = 1e-5 * mag + 1e-6;
+            ASSERT_NEAR(y[r * n + j], want, bound)
+                << KernelPathName(path) << " row " << r << " out " << j;
+          }
         }
       }
-    }
   }
 }
 

@@ -162,6 +162,7 @@ class KernelEnv {
 std::vector<const char*> Paths() {
   std::vector<const char*> p = {"ref"};
   if (KernelPathAvailable(KernelPath::kAvx2)) p.push_back("avx2");
+  if (KernelPathAvailable(KernelPath::kAvxVnni)) p.push_back("avxvnni");
   if (KernelPathAvailable(KernelPath::kAvx512Vnni)) p.push_back("avx512vnni");
   return p;
 }

@@ -70,7 +70,7 @@ class PackedKernel : public OpKernel {
   Result<QLinearWeights> Layout(const PackedTensor& w) const {
     Result<QLinearWeights> q = PrepareQLinear(w);
     if (!q.ok()) return Status(q.status().code(), Where() + q.status().message());
-    if (path_ == KernelPath::kAvx2) PrepareAvx2Table(&q.value());
+    if (Is256BitPath(path_)) PrepareAvx2Table(&q.value());
     return q;
   }
 
