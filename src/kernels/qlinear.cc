@@ -7,6 +7,7 @@
 
 #include "base/check.h"
 #include "base/target.h"
+#include "kernels/lut.h"
 #include "lowbit/bitpack.h"
 
 namespace lowbit {
@@ -36,16 +37,6 @@ bool IntegerGrid(const std::vector<float>& levels, std::vector<int8_t>* t, float
   return false;
 }
 
-// Bit `i` of the packed little-endian stream `p`.
-inline uint32_t Field(const uint8_t* p, int64_t bit, int bits) {
-  uint32_t v = 0;
-  for (int b = 0; b < bits; ++b) {
-    const int64_t i = bit + b;
-    v |= static_cast<uint32_t>((p[i >> 3] >> (i & 7)) & 1) << b;
-  }
-  return v;
-}
-
 }  // namespace
 
 void PrepareAvx2Table(QLinearWeights* w) {
@@ -64,7 +55,7 @@ void PrepareAvx2Table(QLinearWeights* w) {
       for (int64_t c = 0; c < w->k; ++c) {
         const int64_t tile = r / 16, i = r % 16, step = c / 4, j = c % 4;
         w->level_bytes[(tile * w->steps() + step) * 64 + 4 * i + j] =
-            w->table[Field(row, c * w->bits, w->bits)];
+            w->table[CodeField(row, c * w->bits, w->bits)];
       }
     }
     return;
@@ -76,7 +67,7 @@ void PrepareAvx2Table(QLinearWeights* w) {
     for (int64_t c = 0; c < w->k; ++c) {
       const int64_t tile = r / 16, i = r % 16, step = c / 4, j = c % 4;
       w->nibbles[(tile * groups + step / 2) * 64 + 4 * i + j] |=
-          static_cast<uint8_t>(Field(row, c * w->bits, w->bits) << (4 * (step % 2)));
+          static_cast<uint8_t>(CodeField(row, c * w->bits, w->bits) << (4 * (step % 2)));
     }
   }
 }
@@ -236,7 +227,7 @@ void QLinearDotRef(const QLinearWeights& w, const uint8_t* u, int32_t* dot) {
       const uint8_t* row = w.codes.data() + r * w.row_bytes;
       int32_t acc = 0;
       for (int64_t c = 0; c < w.k; ++c) {
-        acc += static_cast<int32_t>(Field(row, c * w.bits, w.bits)) * xq[c];
+        acc += static_cast<int32_t>(CodeField(row, c * w.bits, w.bits)) * xq[c];
       }
       dot[r] = acc;
     }
@@ -246,7 +237,7 @@ void QLinearDotRef(const QLinearWeights& w, const uint8_t* u, int32_t* dot) {
     const uint8_t* row = w.codes.data() + r * w.row_bytes;
     int32_t acc = 0;
     for (int64_t c = 0; c < w.k; ++c) {
-      acc += static_cast<int32_t>(w.table[Field(row, c * w.bits, w.bits)]) * u[c];
+      acc += static_cast<int32_t>(w.table[CodeField(row, c * w.bits, w.bits)]) * u[c];
     }
     dot[r] = acc;
   }
@@ -556,7 +547,13 @@ Result<KernelPath> SelectKernelPath() {
 
 void QLinearDotRows(const QLinearWeights& w, KernelPath path, const uint8_t* const* rows,
                     const int32_t* step_off, int64_t nrows, int32_t* dot, int64_t t0, int64_t t1) {
-  if (path == KernelPath::kAvx512Vnni) {
+  if (!w.lut.empty() && nrows <= w.lut_max_rows) {
+    if (path == KernelPath::kAvx512Vnni) {
+      LutDotRowsAvx512(w, rows, step_off, nrows, dot, t0, t1);
+    } else {
+      LutDotRowsAvx2(w, rows, step_off, nrows, dot, t0, t1);
+    }
+  } else if (path == KernelPath::kAvx512Vnni) {
     QLinearDotRowsAvx512Vnni(w, rows, step_off, nrows, dot, t0, t1);
   } else if (path == KernelPath::kAvxVnni) {
     QLinearDotRowsAvxVnni(w, rows, step_off, nrows, dot, t0, t1);
@@ -630,7 +627,8 @@ void QLinearDots(const QLinearWeights& w, KernelPath path, const uint8_t* u, int
     }
     return;
   }
-  if (rows == 1 && path == KernelPath::kAvx512Vnni) {  // GEMV: the single-row kernel
+  if (rows == 1 && path == KernelPath::kAvx512Vnni &&
+      w.lut.empty()) {  // GEMV: the single-row kernel
     SplitDots(1, w.n_pad / 16, pool, [&](int64_t, int64_t, int64_t t0, int64_t t1) {
       QLinearDotAvx512Vnni(w, u, dot, t0, t1);
     });

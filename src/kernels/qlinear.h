@@ -68,6 +68,11 @@ struct QLinearWeights {
   // Whether some |T| exceeds 64, so vpmaddubsw's int16 pairs (2 * 255 * |T|)
   // could saturate and the AVX2 kernel splits activations into nibbles.
   bool avx2_split = false;
+  // The bit-serial table kernel's form (PrepareLut in lut.h; empty unless a
+  // plan picked that kernel for this weight) and the most activation rows per
+  // call it runs; more rows take the product kernels.
+  std::vector<uint8_t> lut;
+  int64_t lut_max_rows = 0;
 
   int64_t steps() const { return k_pad / 4; }
   // Bytes per (tile, step) in the table layout; per (tile, group of P steps),
@@ -76,6 +81,17 @@ struct QLinearWeights {
   int planes_per_byte() const { return 8 / bits; }
   bool signed_acts() const { return layout == Layout::kPlanes; }
 };
+
+// The `bits`-bit field at bit offset `bit` of the packed little-endian
+// stream `p` (a code of QLinearWeights::codes).
+inline uint32_t CodeField(const uint8_t* p, int64_t bit, int bits) {
+  uint32_t v = 0;
+  for (int b = 0; b < bits; ++b) {
+    const int64_t i = bit + b;
+    v |= static_cast<uint32_t>((p[i >> 3] >> (i & 7)) & 1) << b;
+  }
+  return v;
+}
 
 // Prepares a packed weight [n, k] for the kernels. Refuses, naming the format,
 // tensors whose levels are not on an int8 grid (a codebook with arbitrary

@@ -2,12 +2,14 @@
 // reference exactly, on every width, every integer-grid family and shapes
 // around the tile sizes; the fused epilogue equals a float computation on the
 // dequantized weights and activations within a derived rounding bound.
-#include <algorithm>
-#include <cmath>
+#include "kernels/qlinear.h"
 
 #include <gtest/gtest.h>
 
-#include "kernels/qlinear.h"
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/lut.h"
 #include "tests/test_util.h"
 
 namespace lowbit {
@@ -158,6 +160,147 @@ TEST(QLinearTest, BatchedSimdDotEqualsReferenceExactly) {
       }
     }
   }
+}
+
+// The bit-serial table kernel (lut.h): its scalar reference, AVX2 and
+// AVX-512 bodies give QLinearDotRef's int32 dot products exactly, at 1 and 2
+// bits, on shapes around the tile (16 rows), the quad (16 inputs) and the
+// int16 accumulators' flush interval (16 and 8 blocks), with rows read
+// through permuted step offsets, and on the extremes (every code at its
+// largest, every activation -128 or 255).
+TEST(QLinearTest, LookupTableDotEqualsReferenceExactly) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  Rng rng(seed + 21);
+  int checked = 0;
+  for (const char* f : {"int1", "int2", "uint2", "int2-asym", "uint1"}) {
+    for (int64_t n : {1, 15, 16, 17, 50}) {
+      for (int64_t k : {1, 5, 16, 17, 33, 100, 513, 1100}) {
+        for (bool extreme : {false, true}) {
+          if (extreme && (n != 17 || k < 513)) continue;
+          SCOPED_TRACE(::testing::Message()
+                       << f << " n " << n << " k " << k << (extreme ? " extreme" : ""));
+          std::vector<float> wf = testing::Laplace(n * k, seed + n * 7 + k);
+          if (extreme) std::fill(wf.begin(), wf.end(), 1.0f);
+          FitOptions o;
+          o.clip = ClipMethod::kMinMax;
+          const PackedTensor t = *PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(f), o);
+          QLinearWeights w = *PrepareQLinear(t);
+          ASSERT_TRUE(LutEligible(w));
+          PrepareLut(&w);
+          // Rows of `stride` bytes, steps stored in reverse order.
+          const int64_t rows = 3, stride = w.k_pad + 12;
+          std::vector<uint8_t> buf(rows * stride), dense(rows * w.k_pad, 0);
+          std::vector<int32_t> off(w.steps());
+          for (int64_t s = 0; s < w.steps(); ++s)
+            off[s] = static_cast<int32_t>(4 * (w.steps() - 1 - s));
+          std::vector<const uint8_t*> ptr(rows);
+          for (int64_t r = 0; r < rows; ++r) {
+            ptr[r] = buf.data() + r * stride;
+            for (int64_t c = 0; c < w.k_pad; ++c) {
+              const uint8_t v = c >= k    ? 0
+                                : extreme ? (w.signed_acts() ? 0x80 : 0xFF)
+                                          : static_cast<uint8_t>(rng.Below(256));
+              dense[r * w.k_pad + c] = v;
+              buf[r * stride + off[c / 4] + c % 4] = v;
+            }
+          }
+          std::vector<int32_t> ref(rows * w.n_pad);
+          for (int64_t r = 0; r < rows; ++r) {
+            QLinearDotRef(w, dense.data() + r * w.k_pad, ref.data() + r * w.n_pad);
+          }
+          auto expect_equal = [&](const std::vector<int32_t>& got, const char* what) {
+            for (int64_t r = 0; r < rows; ++r) {
+              for (int64_t j = 0; j < n; ++j) {
+                ASSERT_EQ(got[r * w.n_pad + j], ref[r * w.n_pad + j])
+                    << what << " row " << r << " out " << j;
+              }
+            }
+          };
+          const int64_t tiles = w.n_pad / 16;
+          std::vector<int32_t> got(rows * w.n_pad, -7);
+          LutDotRowsRef(w, ptr.data(), off.data(), rows, got.data(), 0, tiles);
+          expect_equal(got, "ref");
+          if (KernelPathAvailable(KernelPath::kAvx2)) {
+            std::fill(got.begin(), got.end(), -7);
+            LutDotRowsAvx2(w, ptr.data(), off.data(), rows, got.data(), 0, tiles);
+            expect_equal(got, "avx2");
+          }
+          if (KernelPathAvailable(KernelPath::kAvx512Vnni)) {
+            std::fill(got.begin(), got.end(), -7);
+            LutDotRowsAvx512(w, ptr.data(), off.data(), rows, got.data(), 0, tiles);
+            expect_equal(got, "avx512");
+          }
+          // Through the dispatcher: dense rows, 2 threads, every SIMD path.
+          for (KernelPath path :
+               {KernelPath::kAvx2, KernelPath::kAvxVnni, KernelPath::kAvx512Vnni}) {
+            if (!KernelPathAvailable(path)) continue;
+            ThreadPool pool(2);
+            for (int64_t nr : {int64_t{1}, rows}) {
+              std::fill(got.begin(), got.end(), -7);
+              QLinearDots(w, path, dense.data(), nr, got.data(), &pool);
+              for (int64_t r = 0; r < nr; ++r) {
+                for (int64_t j = 0; j < n; ++j) {
+                  ASSERT_EQ(got[r * w.n_pad + j], ref[r * w.n_pad + j])
+                      << KernelPathName(path) << " rows " << nr << " row " << r << " out " << j;
+                }
+              }
+            }
+          }
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 200);
+}
+
+// LOWBIT_LUT picks the table kernel, or refuses a value it does not know;
+// unset, the rule gives it to wide 1-bit layers only, and the dispatcher
+// runs it for few rows only.
+TEST(QLinearTest, LookupTableChoice) {
+  auto prepare = [](const char* f, int64_t n) {
+    const std::vector<float> wf = testing::Laplace(n * 64, 5);
+    return *PrepareQLinear(
+        *PackedTensor::Quantize(wf.data(), {n, 64}, *ParseFormat(f), FitOptions()));
+  };
+  const QLinearWeights w1 = prepare("int1", 1024), w1_narrow = prepare("int1", 64),
+                       w2 = prepare("int2", 1024), w4 = prepare("int4", 1024);
+  EXPECT_FALSE(LutEligible(w4));
+  unsetenv("LOWBIT_LUT");
+  EXPECT_EQ(*LutMaxRows(w1, KernelPath::kAvx2), kLutRows);
+  EXPECT_EQ(*LutMaxRows(w1, KernelPath::kAvx512Vnni), kLutRows);
+  EXPECT_EQ(*LutMaxRows(w1_narrow, KernelPath::kAvx512Vnni), 0);
+  EXPECT_EQ(*LutMaxRows(w2, KernelPath::kAvx512Vnni), 0);
+  EXPECT_EQ(*LutMaxRows(w1, KernelPath::kRef), 0);
+  setenv("LOWBIT_LUT", "on", 1);
+  EXPECT_GT(*LutMaxRows(w2, KernelPath::kAvx512Vnni), 1 << 20);
+  EXPECT_GT(*LutMaxRows(w1_narrow, KernelPath::kAvx2), 1 << 20);
+  EXPECT_EQ(*LutMaxRows(w2, KernelPath::kRef), 0);
+  EXPECT_EQ(*LutMaxRows(w4, KernelPath::kAvx2), 0);
+  setenv("LOWBIT_LUT", "off", 1);
+  EXPECT_EQ(*LutMaxRows(w1, KernelPath::kAvx2), 0);
+  setenv("LOWBIT_LUT", "fast", 1);
+  const Result<int64_t> bad = LutMaxRows(w2, KernelPath::kAvx2);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("LOWBIT_LUT=fast"), std::string::npos)
+      << bad.status().ToString();
+  unsetenv("LOWBIT_LUT");
+  // Above kLutRows rows the product kernels run: a table form that is
+  // deliberately wrong changes the result of 1 row only.
+  if (!KernelPathAvailable(KernelPath::kAvx2)) return;
+  QLinearWeights w = w1;
+  PrepareAvx2Table(&w);
+  PrepareLut(&w, kLutRows);
+  std::fill(w.lut.begin(), w.lut.end(), 0);  // every weight's bits cleared
+  const int64_t rows = kLutRows + 1;
+  std::vector<uint8_t> u(rows * w.k_pad, 200);
+  std::vector<int32_t> ref(w.n_pad), got(rows * w.n_pad);
+  QLinearDotRef(w, u.data(), ref.data());
+  QLinearDots(w, KernelPath::kAvx2, u.data(), rows, got.data(), nullptr);
+  EXPECT_EQ(got[0], ref[0]);
+  QLinearDots(w, KernelPath::kAvx2, u.data(), 1, got.data(), nullptr);
+  EXPECT_NE(got[0], ref[0]);
 }
 
 TEST(QLinearTest, ForwardMatchesDequantizedFloatWithinBound) {

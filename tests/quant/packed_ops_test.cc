@@ -159,6 +159,19 @@ class KernelEnv {
   ~KernelEnv() { unsetenv("LOWBIT_KERNEL"); }
 };
 
+// Sets LOWBIT_LUT for a scope (the table kernel for 1- and 2-bit weights).
+class LutEnv {
+ public:
+  explicit LutEnv(const char* mode) { setenv("LOWBIT_LUT", mode, 1); }
+  ~LutEnv() { unsetenv("LOWBIT_LUT"); }
+};
+
+// "off", and "on" too for the formats the table kernel runs.
+std::vector<const char*> LutModes(const std::string& weights) {
+  if (weights == "int1" || weights == "int2" || weights == "uint2") return {"off", "on"};
+  return {"off"};
+}
+
 std::vector<const char*> Paths() {
   std::vector<const char*> p = {"ref"};
   if (KernelPathAvailable(KernelPath::kAvx2)) p.push_back("avx2");
@@ -204,19 +217,22 @@ TEST(PackedOpsTest, ConvMatchesQdqReferenceOnOddShapes) {
           // DynamicQuantizeLinear is per tensor, so compare one image at a time.
           for (const char* path : Paths()) {
             KernelEnv env(path);
-            for (int threads : {1, 2}) {
-              const Tensor got = RunGraph(q, x, threads);
-              // (DynamicQuantizeLinear is asymmetric: only uint8 matches.)
-              if (!dynamic || (cc.n == 1 && std::string(acts) == "uint8")) {
-                const Tensor want = RunGraph(*qdq, x);
-                // Same integers; fp32 summation order differs.
-                EXPECT_LT(MaxRelDiff(got, want), 2e-5) << path << " threads " << threads;
+            for (const char* lut : LutModes(weights))
+              for (int threads : {1, 2}) {
+                LutEnv lut_env(lut);
+                const Tensor got = RunGraph(q, x, threads);
+                // (DynamicQuantizeLinear is asymmetric: only uint8 matches.)
+                if (!dynamic || (cc.n == 1 && std::string(acts) == "uint8")) {
+                  const Tensor want = RunGraph(*qdq, x);
+                  // Same integers; fp32 summation order differs.
+                  EXPECT_LT(MaxRelDiff(got, want), 2e-5)
+                      << path << " lut " << lut << " threads " << threads;
+                }
+                // Static ranges clip this input; dynamic ones see all of it.
+                if (dynamic && std::string(weights) == "int8") {
+                  EXPECT_GT(SqnrDb(fp32, got), 30) << path;
+                }
               }
-              // Static ranges clip this input; dynamic ones see all of it.
-              if (dynamic && std::string(weights) == "int8") {
-                EXPECT_GT(SqnrDb(fp32, got), 30) << path;
-              }
-            }
           }
         }
       }
@@ -240,7 +256,10 @@ TEST(PackedOpsTest, GemmAndMatMulMatchQdqReference) {
         const Tensor want = RunGraph(*qdq, x);
         for (const char* path : Paths()) {
           KernelEnv env(path);
-          EXPECT_LT(MaxRelDiff(RunGraph(q, x), want), 2e-5) << path;
+          for (const char* lut : LutModes(weights)) {
+            LutEnv lut_env(lut);
+            EXPECT_LT(MaxRelDiff(RunGraph(q, x), want), 2e-5) << path << " lut " << lut;
+          }
         }
         if (std::string(weights) == "int8") {  // dynamic ranges: no clipping
           EXPECT_GT(SqnrDb(RunGraph(g, x), RunGraph(Quantize(g, weights), x)), 30);

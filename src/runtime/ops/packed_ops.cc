@@ -20,6 +20,7 @@
 
 #include "base/target.h"
 #include "kernels/depthwise.h"
+#include "kernels/lut.h"
 #include "kernels/qlinear.h"
 #include "kernels/weight_decode.h"
 #include "runtime/activation.h"
@@ -71,6 +72,9 @@ class PackedKernel : public OpKernel {
     Result<QLinearWeights> q = PrepareQLinear(w);
     if (!q.ok()) return Status(q.status().code(), Where() + q.status().message());
     if (Is256BitPath(path_)) PrepareAvx2Table(&q.value());
+    Result<int64_t> lut = LutMaxRows(*q, path_);
+    if (!lut.ok()) return Status(lut.status().code(), Where() + lut.status().message());
+    if (*lut > 0) PrepareLut(&q.value(), *lut);
     return q;
   }
 
