@@ -9,6 +9,7 @@
 // and int1, the table kernel. Names: BM_Dots/<path>/<format>[_lut]/rows/n/k.
 #include <benchmark/benchmark.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,8 +20,16 @@
 namespace lowbit {
 namespace {
 
-void BM_Dots(benchmark::State& state, KernelPath path, const char* format, bool lut) {
-  const int64_t rows = state.range(0), n = state.range(1), k = state.range(2);
+// The weight n x k in `format`, prepared for `path` (and the table kernel),
+// made once per benchmark: Google Benchmark calls BM_Dots again for every
+// repetition.
+const QLinearWeights& Weights(KernelPath path, const char* format, bool lut, int64_t n, int64_t k) {
+  static std::map<std::string, QLinearWeights> cache;
+  const std::string key = std::string(KernelPathName(path)) + format + (lut ? "+lut" : "") + "/" +
+                          std::to_string(n) + "/" + std::to_string(k);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  cache.clear();  // one weight at a time (16384 x 4096 int8 is 64 MB)
   Rng rng(1);
   std::vector<float> wf(n * k);
   for (float& v : wf) v = static_cast<float>(rng.Laplace(0.05));
@@ -30,6 +39,13 @@ void BM_Dots(benchmark::State& state, KernelPath path, const char* format, bool 
       *PrepareQLinear(*PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(format), o));
   if (Is256BitPath(path)) PrepareAvx2Table(&w);
   if (lut) PrepareLut(&w);
+  return cache.emplace(key, std::move(w)).first->second;
+}
+
+void BM_Dots(benchmark::State& state, KernelPath path, const char* format, bool lut) {
+  const int64_t rows = state.range(0), n = state.range(1), k = state.range(2);
+  const QLinearWeights& w = Weights(path, format, lut, n, k);
+  Rng rng(2);
   std::vector<uint8_t> u(rows * w.k_pad, 0);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < k; ++c) u[r * w.k_pad + c] = static_cast<uint8_t>(rng.Below(256));

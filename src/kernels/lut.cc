@@ -47,7 +47,7 @@ Result<int64_t> LutMaxRows(const QLinearWeights& w, KernelPath path) {
     return InvalidArgument("LOWBIT_LUT=", mode, ": expected on, off or auto");
   }
   const int64_t min_outputs = path == KernelPath::kAvx512Vnni ? 256 : 1024;
-  return w.bits == 1 && w.n >= min_outputs ? kLutRows : 0;
+  return w.bits == 1 && w.n >= min_outputs ? LutRows(path) : 0;
 }
 
 int32_t BuildLutTablesRef(const QLinearWeights& w, const uint8_t* x, const int32_t* step_off,

@@ -44,6 +44,24 @@ inline __m256i DotQuad(__m256i acc, __m256i u, __m256i s) {
 #endif
 }
 
+// Independent accumulator sets a tile of R rows alternates between, step by
+// step: vpdpbusd adds into its accumulator (latency ~5 cycles), so a single
+// row's two accumulators would leave it waiting; vpmaddubsw's partial
+// products are added with 1-cycle vpaddd.
+template <int R>
+constexpr int kSets = kVnni&& R == 1 ? 2 : 1;
+
+// Adds sets 1.. of acc into set 0.
+template <int S, int R>
+inline void MergeSets(__m256i (&acc)[S][R][2]) {
+  for (int s = 1; s < S; ++s) {
+    for (int r = 0; r < R; ++r) {
+      acc[0][r][0] = _mm256_add_epi32(acc[0][r][0], acc[s][r][0]);
+      acc[0][r][1] = _mm256_add_epi32(acc[0][r][1], acc[s][r][1]);
+    }
+  }
+}
+
 // The two ymm of a tile's 64 bytes at p: rows 0-7, then rows 8-15.
 inline void LoadTileHalves(const void* p, __m256i* lo, __m256i* hi) {
   *lo = _mm256_loadu_si256(static_cast<const __m256i*>(p));
@@ -68,12 +86,16 @@ inline void PlanesTile(const QLinearWeights& w, const uint8_t* const* xr, const 
   const __m256i mask = _mm256_set1_epi8(static_cast<char>(B == 8 ? 0x0F : (1 << B) - 1));
   const int64_t groups = w.steps() / P;
   const uint8_t* base = w.tiles.data() + t * groups * 64;
-  __m256i acc[R][2];
-  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  constexpr int S = kSets<R>;
+  __m256i sets[S][R][2];
+  for (auto& set : sets) {
+    for (int r = 0; r < R; ++r) set[r][0] = set[r][1] = _mm256_setzero_si256();
+  }
   for (int64_t g = 0; g < groups; ++g) {
     __m256i v0, v1;
     LoadTileHalves(base + g * 64, &v0, &v1);
     for (int p = 0; p < P; ++p) {
+      __m256i(&acc)[R][2] = sets[(g * P + p) % S];
       __m256i w0, w1, h0 = _mm256_setzero_si256(), h1 = h0;
       if (B == 8 && kVnni) {
         w0 = v0;
@@ -100,7 +122,8 @@ inline void PlanesTile(const QLinearWeights& w, const uint8_t* const* xr, const 
       }
     }
   }
-  StoreTile<R>(acc, dot, ldd, t);
+  MergeSets(sets);
+  StoreTile<R>(sets[0], dot, ldd, t);
 }
 
 // One step of 4 inputs for R rows: w0/w1 are the 64 int8 levels of the
@@ -137,8 +160,11 @@ inline void NibbleTile(const QLinearWeights& w, __m256i table, const uint8_t* co
   const __m256i mask = _mm256_set1_epi8(0x0F);
   const int64_t steps = w.steps(), groups = (steps + 1) / 2;
   const uint8_t* base = w.nibbles.data() + t * groups * 64;
-  __m256i acc[R][2];
-  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  constexpr int S = kSets<R>;
+  __m256i sets[S][R][2];
+  for (auto& set : sets) {
+    for (int r = 0; r < R; ++r) set[r][0] = set[r][1] = _mm256_setzero_si256();
+  }
   for (int64_t g = 0; g < groups; ++g) {
     __m256i v0, v1;
     LoadTileHalves(base + g * 64, &v0, &v1);
@@ -147,10 +173,11 @@ inline void NibbleTile(const QLinearWeights& w, __m256i table, const uint8_t* co
           table, _mm256_and_si256(p == 0 ? v0 : _mm256_srli_epi16(v0, 4), mask));
       const __m256i w1 = _mm256_shuffle_epi8(
           table, _mm256_and_si256(p == 0 ? v1 : _mm256_srli_epi16(v1, 4), mask));
-      TableStep<R, kSplit>(acc, w0, w1, xr, off[2 * g + p]);
+      TableStep<R, kSplit>(sets[p % S], w0, w1, xr, off[2 * g + p]);
     }
   }
-  StoreTile<R>(acc, dot, ldd, t);
+  MergeSets(sets);
+  StoreTile<R>(sets[0], dot, ldd, t);
 }
 
 // Table layout at 5-8 bits (w.level_bytes): the levels are read as they are.
@@ -159,14 +186,18 @@ inline void LevelTile(const QLinearWeights& w, const uint8_t* const* xr, const i
                       int32_t* dot, int64_t ldd, int64_t t) {
   const int64_t steps = w.steps();
   const int8_t* base = w.level_bytes.data() + t * steps * 64;
-  __m256i acc[R][2];
-  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  constexpr int S = kSets<R>;
+  __m256i sets[S][R][2];
+  for (auto& set : sets) {
+    for (int r = 0; r < R; ++r) set[r][0] = set[r][1] = _mm256_setzero_si256();
+  }
   for (int64_t s = 0; s < steps; ++s) {
     __m256i w0, w1;
     LoadTileHalves(base + s * 64, &w0, &w1);
-    TableStep<R, kSplit>(acc, w0, w1, xr, off[s]);
+    TableStep<R, kSplit>(sets[s % S], w0, w1, xr, off[s]);
   }
-  StoreTile<R>(acc, dot, ldd, t);
+  MergeSets(sets);
+  StoreTile<R>(sets[0], dot, ldd, t);
 }
 
 template <bool kNibbles, bool kSplit>

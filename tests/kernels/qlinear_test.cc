@@ -268,8 +268,8 @@ TEST(QLinearTest, LookupTableChoice) {
                        w2 = prepare("int2", 1024), w4 = prepare("int4", 1024);
   EXPECT_FALSE(LutEligible(w4));
   unsetenv("LOWBIT_LUT");
-  EXPECT_EQ(*LutMaxRows(w1, KernelPath::kAvx2), kLutRows);
-  EXPECT_EQ(*LutMaxRows(w1, KernelPath::kAvx512Vnni), kLutRows);
+  EXPECT_EQ(*LutMaxRows(w1, KernelPath::kAvx2), 8);
+  EXPECT_EQ(*LutMaxRows(w1, KernelPath::kAvx512Vnni), 2);
   EXPECT_EQ(*LutMaxRows(w1_narrow, KernelPath::kAvx512Vnni), 0);
   EXPECT_EQ(*LutMaxRows(w2, KernelPath::kAvx512Vnni), 0);
   EXPECT_EQ(*LutMaxRows(w1, KernelPath::kRef), 0);
@@ -286,14 +286,14 @@ TEST(QLinearTest, LookupTableChoice) {
   EXPECT_NE(bad.status().message().find("LOWBIT_LUT=fast"), std::string::npos)
       << bad.status().ToString();
   unsetenv("LOWBIT_LUT");
-  // Above kLutRows rows the product kernels run: a table form that is
+  // Above w.lut_max_rows rows the product kernels run: a table form that is
   // deliberately wrong changes the result of 1 row only.
   if (!KernelPathAvailable(KernelPath::kAvx2)) return;
   QLinearWeights w = w1;
   PrepareAvx2Table(&w);
-  PrepareLut(&w, kLutRows);
+  PrepareLut(&w, 2);
   std::fill(w.lut.begin(), w.lut.end(), 0);  // every weight's bits cleared
-  const int64_t rows = kLutRows + 1;
+  const int64_t rows = 3;
   std::vector<uint8_t> u(rows * w.k_pad, 200);
   std::vector<int32_t> ref(w.n_pad), got(rows * w.n_pad);
   QLinearDotRef(w, u.data(), ref.data());
