@@ -3,12 +3,12 @@
 // (packed codes for lowbit, fp32 for sgemv). BM_ReadBandwidth is a STREAM-like
 // read of a buffer the size of each weight matrix: the time needed just to
 // read those bytes once.
-#include <cblas.h>
-
 #include <benchmark/benchmark.h>
+#include <cblas.h>
 
 #include "base/rng.h"
 #include "base/target.h"
+#include "kernels/lut.h"
 #include "kernels/qlinear.h"
 #include "kernels/weight_decode.h"
 
@@ -31,12 +31,21 @@ PackedTensor PackedWeights(int64_t n, int64_t k, const char* format) {
   return *PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(format), o);
 }
 
+// The kernel forms a plan on `path` gives t: the AVX2 table form, and the
+// table kernel where its rule picks it (1-bit weights, GEMV).
+QLinearWeights RuntimeLayout(const PackedTensor& t, KernelPath path) {
+  QLinearWeights w = *PrepareQLinear(t);
+  if (Is256BitPath(path)) PrepareAvx2Table(&w);
+  if (const int64_t rows = *LutMaxRows(w, path); rows > 0) PrepareLut(&w, rows);
+  return w;
+}
+
 void BM_PackedGemv(benchmark::State& state, const char* format) {
   const int64_t n = state.range(0), k = state.range(1);
   ThreadPool pool(static_cast<int>(state.range(2)));
   const PackedTensor t = PackedWeights(n, k, format);
-  const QLinearWeights w = *PrepareQLinear(t);
   const KernelPath path = *SelectKernelPath();
+  const QLinearWeights w = RuntimeLayout(t, path);
   std::vector<float> x(k), y(n);
   Rng rng(2);
   for (float& v : x) v = static_cast<float>(rng.Normal());
@@ -68,8 +77,8 @@ void BM_PackedGemm(benchmark::State& state, const char* format) {
   const int64_t m = state.range(0), n = 4096, k = 4096;
   ThreadPool pool(static_cast<int>(state.range(1)));
   const PackedTensor t = PackedWeights(n, k, format);
-  const QLinearWeights w = *PrepareQLinear(t);
   const KernelPath path = *SelectKernelPath();
+  const QLinearWeights w = RuntimeLayout(t, path);
   std::vector<float> x(m * k), y(m * n);
   Rng rng(3);
   for (float& v : x) v = static_cast<float>(rng.Normal());

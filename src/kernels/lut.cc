@@ -8,6 +8,7 @@
 #include <vector>
 
 namespace lowbit {
+
 bool LutEligible(const QLinearWeights& w) {
   return w.layout == QLinearWeights::Layout::kPlanes ? w.bits == 1 || w.bits == 2 : w.bits == 1;
 }

@@ -1,8 +1,8 @@
 // The table kernel on AVX2: each 64-byte block of indices is two ymm (lanes
 // 0-1 and 2-3, lut.h), so 32 lookups per vpshufb. Compiled with -mavx2 for
 // this file only. Both ymm add into the same int16 accumulators, two entries
-// per lane and block, so they are widened every kFlush = 8 blocks: 2 bits,
-// at most 3 * 512 * 2 * 8 < 2^15.
+// per lane and block, so they are widened every kFlush = 8 blocks: at most
+// 3 * 512 * 2 * 8 (2 bits) or 2 * 1020 * 2 * 8 = 32640 (1 bit) < 2^15.
 #include <immintrin.h>
 
 #include <algorithm>

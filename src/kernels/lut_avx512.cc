@@ -5,9 +5,11 @@
 // Per block of 64 index bytes: two nibble masks, and for each nibble two
 // vpshufb (the entries' low and high bytes) and two vpunpck{l,h}bw giving
 // int16 entries for rows 0-7 and 8-15 of each lane, added into int16
-// accumulators. |entry| <= 512, so each accumulator holds kFlush blocks before
-// it is widened into int32: 2 bits add (nibble 0) + 2 * (nibble 1), at most
-// 3 * 512 * 16 < 2^15.
+// accumulators, which are widened into int32 every kFlush blocks. At 2 bits
+// (int8 activations, |entry| <= 512) the widened sum is nibble 0 + 2 *
+// nibble 1, at most 3 * 512 * 16; at 1 bit (entries <= 1020 with uint8
+// activations) nibble 0 + nibble 1, at most 2 * 1020 * 16 = 32640; both
+// below 2^15.
 #include <immintrin.h>
 
 #include <algorithm>
