@@ -574,14 +574,21 @@ struct DenseRows {
   }
 };
 
-// Splits run(r0, r1, t0, t1) across the pool: many rows (a convolution's
-// pixels) in blocks of 4 rows per thread, so each thread streams all the
-// cache-resident weights over its own rows; otherwise output tiles in
-// multiples of 4 (the kernels' register block).
+// Weights up to this size stay in a core's L2 (1 MiB here), so threads can
+// each stream all of them over their own rows.
+constexpr int64_t kRowSplitWeightBytes = int64_t{512} << 10;
+
+// Splits run(r0, r1, t0, t1) across the pool: many rows over cache-resident
+// weights (a convolution's pixels) in blocks of 4 rows per thread, so each
+// thread streams all the weights over its own rows; otherwise output tiles
+// in multiples of 4 (the kernels' register block), so each thread streams its
+// share of larger weights.
 template <typename Run>
-void SplitDots(int64_t rows, int64_t tiles, ThreadPool* pool, Run run) {
+void SplitDots(int64_t rows, int64_t tiles, int64_t weight_bytes, ThreadPool* pool, Run run) {
   const int parts = pool != nullptr ? pool->threads() : 1;
-  if (parts > 1 && rows >= 16 * parts) {
+  const bool by_rows =
+      rows >= 16 * parts && (weight_bytes <= kRowSplitWeightBytes || tiles < 8 * parts);
+  if (parts > 1 && by_rows) {
     const int64_t per = ((rows + parts - 1) / parts + 3) / 4 * 4;
     pool->ParallelFor(parts, [&](int64_t a, int64_t b) {
       for (int64_t p = a; p < b; ++p) {
@@ -609,9 +616,10 @@ void QLinearDotBatchAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int64_
 
 void QLinearDotsRows(const QLinearWeights& w, KernelPath path, const uint8_t* const* rows,
                      const int32_t* step_off, int64_t nrows, int32_t* dot, ThreadPool* pool) {
-  SplitDots(nrows, w.n_pad / 16, pool, [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-    QLinearDotRows(w, path, rows + r0, step_off, r1 - r0, dot + r0 * w.n_pad, t0, t1);
-  });
+  SplitDots(nrows, w.n_pad / 16, static_cast<int64_t>(w.tiles.size()), pool,
+            [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+              QLinearDotRows(w, path, rows + r0, step_off, r1 - r0, dot + r0 * w.n_pad, t0, t1);
+            });
 }
 
 void QLinearDots(const QLinearWeights& w, KernelPath path, const uint8_t* u, int64_t rows,
@@ -629,9 +637,9 @@ void QLinearDots(const QLinearWeights& w, KernelPath path, const uint8_t* u, int
   }
   if (rows == 1 && path == KernelPath::kAvx512Vnni &&
       w.lut.empty()) {  // GEMV: the single-row kernel
-    SplitDots(1, w.n_pad / 16, pool, [&](int64_t, int64_t, int64_t t0, int64_t t1) {
-      QLinearDotAvx512Vnni(w, u, dot, t0, t1);
-    });
+    SplitDots(
+        1, w.n_pad / 16, static_cast<int64_t>(w.tiles.size()), pool,
+        [&](int64_t, int64_t, int64_t t0, int64_t t1) { QLinearDotAvx512Vnni(w, u, dot, t0, t1); });
     return;
   }
   const DenseRows d(w, u, rows);
@@ -646,20 +654,30 @@ void QLinearForward(const QLinearWeights& w, KernelPath path, const float* x, in
   s->dot.resize(static_cast<size_t>(rows * w.n_pad));
   std::vector<ActQuant>& acts = s->acts;
   acts.resize(rows);
-  for (int64_t r = 0; r < rows; ++r) {
+  // Below about a million products a layer takes a few microseconds, about
+  // what waking and joining another thread costs.
+  if (!WorthSplitting(rows * w.n_pad * w.k_pad)) pool = nullptr;
+  // Several rows: each thread also quantizes and finishes its share of them
+  // (otherwise 5-10% of a batch-8 layer would stay on one thread).
+  auto for_rows = [&](auto fn) {
+    if (pool != nullptr && rows > 1) {
+      pool->ParallelFor(rows, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) fn(r);
+      });
+    } else {
+      for (int64_t r = 0; r < rows; ++r) fn(r);
+    }
+  };
+  for_rows([&](int64_t r) {
     uint8_t* u = s->u.data() + r * w.k_pad;
     const float* xr = x + r * w.k;
     const ActQuant p =
         act != nullptr ? *act : DynamicActParams(xr, w.k, symmetric, w.signed_acts());
     acts[r] = QuantizeRowWith(xr, w.k, w.k_pad, p, w.signed_acts(), u);
-  }
-  // Below about a million products a layer takes a few microseconds, about
-  // what waking and joining another thread costs.
-  if (!WorthSplitting(rows * w.n_pad * w.k_pad)) pool = nullptr;
+  });
   QLinearDots(w, path, s->u.data(), rows, s->dot.data(), pool);
-  for (int64_t r = 0; r < rows; ++r) {
-    QLinearEpilogue(w, acts[r], s->dot.data() + r * w.n_pad, e, y + r * ldy);
-  }
+  for_rows(
+      [&](int64_t r) { QLinearEpilogue(w, acts[r], s->dot.data() + r * w.n_pad, e, y + r * ldy); });
 }
 
 }  // namespace lowbit

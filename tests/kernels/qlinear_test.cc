@@ -366,6 +366,44 @@ TEST(QLinearTest, ForwardMatchesDequantizedFloatWithinBound) {
   }
 }
 
+// Two threads give the one-thread result bit for bit (QLinearForward splits
+// the rows' quantization and epilogues and, by rows or by output tiles, the
+// dot products), on layers large enough to be split.
+TEST(QLinearTest, ForwardWithTwoThreadsEqualsOneThread) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  Rng rng(seed + 5);
+  struct Shape {
+    int64_t rows, n, k;
+  };
+  // Rows split (small weights), tiles split (batch 8), GEMV.
+  for (const Shape sh : {Shape{40, 64, 600}, Shape{8, 300, 600}, Shape{1, 2000, 700}}) {
+    ASSERT_TRUE(WorthSplitting(sh.rows * sh.n * sh.k));
+    for (const char* f : {"int4", "int3", "int1"}) {
+      SCOPED_TRACE(::testing::Message()
+                   << f << " rows " << sh.rows << " n " << sh.n << " k " << sh.k);
+      const std::vector<float> wf = testing::Laplace(sh.n * sh.k, seed + sh.n);
+      QLinearWeights w = *PrepareQLinear(
+          *PackedTensor::Quantize(wf.data(), {sh.n, sh.k}, *ParseFormat(f), FitOptions()));
+      PrepareAvx2Table(&w);
+      std::vector<float> x(sh.rows * sh.k), bias(sh.n);
+      for (float& v : x) v = static_cast<float>(rng.Normal());
+      for (float& v : bias) v = static_cast<float>(rng.Normal());
+      Epilogue e;
+      e.bias = bias.data();
+      for (KernelPath path : {KernelPath::kRef, KernelPath::kAvx2, KernelPath::kAvx512Vnni}) {
+        if (!KernelPathAvailable(path)) continue;
+        std::vector<float> one(sh.rows * sh.n), two(sh.rows * sh.n);
+        QLinearScratch s1, s2;
+        ThreadPool pool1(1), pool2(2);
+        QLinearForward(w, path, x.data(), sh.rows, e, &s1, one.data(), &pool1);
+        QLinearForward(w, path, x.data(), sh.rows, e, &s2, two.data(), &pool2);
+        ASSERT_EQ(one, two) << KernelPathName(path);
+      }
+    }
+  }
+}
+
 // The byte epilogue: each byte equals the fp32 column epilogue's value put
 // through an activation quantizer (round to nearest even, clamp), with no
 // residual, fp32 residual planes or 8-bit residual pixels; the AVX-512 body
