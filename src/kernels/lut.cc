@@ -51,6 +51,12 @@ Result<int64_t> LutMaxRows(const QLinearWeights& w, KernelPath path) {
   return w.bits == 1 && w.n >= min_outputs ? LutRows(path) : 0;
 }
 
+uint8_t* LutScratch(int64_t bytes) {
+  thread_local std::vector<uint8_t> tables;
+  if (tables.size() < static_cast<size_t>(bytes)) tables.resize(static_cast<size_t>(bytes));
+  return tables.data();
+}
+
 int32_t BuildLutTablesRef(const QLinearWeights& w, const uint8_t* x, const int32_t* step_off,
                           uint8_t* tables) {
   int32_t sum = 0;

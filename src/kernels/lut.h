@@ -33,6 +33,7 @@
 #define LOWBIT_KERNELS_LUT_H_
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/qlinear.h"
 
@@ -86,6 +87,36 @@ void LutSumTileRef(const QLinearWeights& w, const uint8_t* tables, int64_t t, in
 // tiles [t0, t1)).
 void LutDotRowsRef(const QLinearWeights& w, const uint8_t* const* rows, const int32_t* step_off,
                    int64_t nrows, int32_t* dot, int64_t t0, int64_t t1);
+// This thread's table scratch of at least `bytes` bytes (kept and reused).
+// Defined in lut.cc, so the SIMD files instantiate no std::vector code of
+// their own: the linker keeps one copy of such inline functions, possibly
+// one compiled for AVX-512.
+uint8_t* LutScratch(int64_t bytes);
+
+// The driver both SIMD bodies share: for each row, build(x, tables) builds
+// its tables and returns the activations' sum; tile<B>(weights, blocks,
+// tables, map, bias, dot) computes one tile's 16 dot products (B = 1, 2
+// given as std::integral_constant).
+template <typename Build, typename Tile>
+void LutDotRowsWith(const QLinearWeights& w, const uint8_t* const* rows, int64_t nrows,
+                    int32_t* dot, int64_t t0, int64_t t1, Build build, Tile tile) {
+  uint8_t* const tables = LutScratch(LutTableBytes(w));
+  const int64_t blocks = LutBlocks(w);
+  const LutMap map = LutMapOf(w);
+  for (int64_t r = 0; r < nrows; ++r) {
+    const int32_t bias = map.offset * build(rows[r], tables);
+    for (int64_t t = t0; t < t1; ++t) {
+      const uint8_t* wt = w.lut.data() + t * blocks * 64;
+      int32_t* d = dot + r * w.n_pad + t * 16;
+      if (w.bits == 2) {
+        tile(std::integral_constant<int, 2>(), wt, blocks, tables, map, bias, d);
+      } else {
+        tile(std::integral_constant<int, 1>(), wt, blocks, tables, map, bias, d);
+      }
+    }
+  }
+}
+
 void LutDotRowsAvx2(const QLinearWeights& w, const uint8_t* const* rows, const int32_t* step_off,
                     int64_t nrows, int32_t* dot, int64_t t0, int64_t t1);
 void LutDotRowsAvx512(const QLinearWeights& w, const uint8_t* const* rows, const int32_t* step_off,

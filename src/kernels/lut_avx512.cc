@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "kernels/lut.h"
 
@@ -123,24 +122,14 @@ void TileDot(const uint8_t* wt, int64_t blocks, const uint8_t* tab, LutMap map, 
 
 void LutDotRowsAvx512(const QLinearWeights& w, const uint8_t* const* rows, const int32_t* step_off,
                       int64_t nrows, int32_t* dot, int64_t t0, int64_t t1) {
-  thread_local std::vector<uint8_t> tables;
-  if (tables.size() < static_cast<size_t>(LutTableBytes(w))) tables.resize(LutTableBytes(w));
-  const int64_t blocks = LutBlocks(w);
-  const LutMap map = LutMapOf(w);
-  for (int64_t r = 0; r < nrows; ++r) {
-    const int32_t bias =
-        w.signed_acts() ? 0 : map.offset * BuildTables<false>(w, rows[r], step_off, tables.data());
-    if (w.signed_acts()) BuildTables<true>(w, rows[r], step_off, tables.data());
-    for (int64_t t = t0; t < t1; ++t) {
-      const uint8_t* wt = w.lut.data() + t * blocks * 64;
-      int32_t* d = dot + r * w.n_pad + t * 16;
-      if (w.bits == 2) {
-        TileDot<2>(wt, blocks, tables.data(), map, bias, d);
-      } else {
-        TileDot<1>(wt, blocks, tables.data(), map, bias, d);
-      }
-    }
-  }
+  const bool is_signed = w.signed_acts();
+  LutDotRowsWith(
+      w, rows, nrows, dot, t0, t1,
+      [&](const uint8_t* x, uint8_t* tables) {
+        return is_signed ? BuildTables<true>(w, x, step_off, tables)
+                         : BuildTables<false>(w, x, step_off, tables);
+      },
+      [](auto bits, auto... args) { TileDot<decltype(bits)::value>(args...); });
 }
 
 }  // namespace lowbit

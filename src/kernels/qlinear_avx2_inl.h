@@ -51,6 +51,13 @@ inline __m256i DotQuad(__m256i acc, __m256i u, __m256i s) {
 template <int R>
 constexpr int kSets = kVnni&& R == 1 ? 2 : 1;
 
+template <int S, int R>
+inline void ZeroSets(__m256i (&acc)[S][R][2]) {
+  for (auto& set : acc) {
+    for (int r = 0; r < R; ++r) set[r][0] = set[r][1] = _mm256_setzero_si256();
+  }
+}
+
 // Adds sets 1.. of acc into set 0.
 template <int S, int R>
 inline void MergeSets(__m256i (&acc)[S][R][2]) {
@@ -88,9 +95,7 @@ inline void PlanesTile(const QLinearWeights& w, const uint8_t* const* xr, const 
   const uint8_t* base = w.tiles.data() + t * groups * 64;
   constexpr int S = kSets<R>;
   __m256i sets[S][R][2];
-  for (auto& set : sets) {
-    for (int r = 0; r < R; ++r) set[r][0] = set[r][1] = _mm256_setzero_si256();
-  }
+  ZeroSets(sets);
   for (int64_t g = 0; g < groups; ++g) {
     __m256i v0, v1;
     LoadTileHalves(base + g * 64, &v0, &v1);
@@ -162,9 +167,7 @@ inline void NibbleTile(const QLinearWeights& w, __m256i table, const uint8_t* co
   const uint8_t* base = w.nibbles.data() + t * groups * 64;
   constexpr int S = kSets<R>;
   __m256i sets[S][R][2];
-  for (auto& set : sets) {
-    for (int r = 0; r < R; ++r) set[r][0] = set[r][1] = _mm256_setzero_si256();
-  }
+  ZeroSets(sets);
   for (int64_t g = 0; g < groups; ++g) {
     __m256i v0, v1;
     LoadTileHalves(base + g * 64, &v0, &v1);
@@ -188,9 +191,7 @@ inline void LevelTile(const QLinearWeights& w, const uint8_t* const* xr, const i
   const int8_t* base = w.level_bytes.data() + t * steps * 64;
   constexpr int S = kSets<R>;
   __m256i sets[S][R][2];
-  for (auto& set : sets) {
-    for (int r = 0; r < R; ++r) set[r][0] = set[r][1] = _mm256_setzero_si256();
-  }
+  ZeroSets(sets);
   for (int64_t s = 0; s < steps; ++s) {
     __m256i w0, w1;
     LoadTileHalves(base + s * 64, &w0, &w1);
