@@ -635,8 +635,8 @@ void QLinearDots(const QLinearWeights& w, KernelPath path, const uint8_t* u, int
     }
     return;
   }
-  if (rows == 1 && path == KernelPath::kAvx512Vnni &&
-      w.lut.empty()) {  // GEMV: the single-row kernel
+  // GEMV: the single-row kernel (unless the table kernel takes the row).
+  if (rows == 1 && path == KernelPath::kAvx512Vnni && w.lut.empty()) {
     SplitDots(
         1, w.n_pad / 16, static_cast<int64_t>(w.tiles.size()), pool,
         [&](int64_t, int64_t, int64_t t0, int64_t t1) { QLinearDotAvx512Vnni(w, u, dot, t0, t1); });
