@@ -49,9 +49,11 @@ void PrepareLut(QLinearWeights* w, int64_t max_rows = INT64_MAX);
 // table kernel's tables are built per activation row and only pay off over
 // many output tiles, while the product kernels reuse each unpacked weight
 // across 4 rows. So it runs 1-bit weights with at least 256 outputs
-// (AVX-512) or 1024 (256-bit paths), for calls of at most LutRows(path) rows,
-// and never 2-bit weights (the vpdpbusd kernels are 1.6x faster there).
-inline int64_t LutRows(KernelPath path) { return path == KernelPath::kAvx2 ? 8 : 2; }
+// (AVX-512) or 1024 (256-bit paths), for calls of at most LutRows(path) rows
+// (on AVX-VNNI, whose ymm vpdpbusd product kernel is the strongest relative
+// to the lookups, 2), and never 2-bit weights (the vpdpbusd kernels are
+// 1.6x faster there).
+inline int64_t LutRows(KernelPath path) { return path == KernelPath::kAvxVnni ? 2 : 8; }
 // How many rows per call a plan on `path` gives w the table kernel for (0:
 // never). LOWBIT_LUT=on: every eligible weight on a SIMD path, for any number
 // of rows; =off: never; unset or =auto: the rule. Another value is an error

@@ -269,7 +269,8 @@ TEST(QLinearTest, LookupTableChoice) {
   EXPECT_FALSE(LutEligible(w4));
   unsetenv("LOWBIT_LUT");
   EXPECT_EQ(*LutMaxRows(w1, KernelPath::kAvx2), 8);
-  EXPECT_EQ(*LutMaxRows(w1, KernelPath::kAvx512Vnni), 2);
+  EXPECT_EQ(*LutMaxRows(w1, KernelPath::kAvx512Vnni), 8);
+  EXPECT_EQ(*LutMaxRows(w1, KernelPath::kAvxVnni), 2);
   EXPECT_EQ(*LutMaxRows(w1_narrow, KernelPath::kAvx512Vnni), 0);
   EXPECT_EQ(*LutMaxRows(w2, KernelPath::kAvx512Vnni), 0);
   EXPECT_EQ(*LutMaxRows(w1, KernelPath::kRef), 0);
