@@ -8,7 +8,6 @@
 
 #include "base/rng.h"
 #include "base/target.h"
-#include "kernels/lut.h"
 #include "kernels/qlinear.h"
 #include "kernels/weight_decode.h"
 
@@ -31,21 +30,12 @@ PackedTensor PackedWeights(int64_t n, int64_t k, const char* format) {
   return *PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(format), o);
 }
 
-// The kernel forms a plan on `path` gives t: the AVX2 table form, and the
-// table kernel where its rule picks it (1-bit weights, GEMV).
-QLinearWeights RuntimeLayout(const PackedTensor& t, KernelPath path) {
-  QLinearWeights w = *PrepareQLinear(t);
-  if (Is256BitPath(path)) PrepareAvx2Table(&w);
-  if (const int64_t rows = *LutMaxRows(w, path); rows > 0) PrepareLut(&w, rows);
-  return w;
-}
-
 void BM_PackedGemv(benchmark::State& state, const char* format) {
   const int64_t n = state.range(0), k = state.range(1);
   ThreadPool pool(static_cast<int>(state.range(2)));
   const PackedTensor t = PackedWeights(n, k, format);
   const KernelPath path = *SelectKernelPath();
-  const QLinearWeights w = RuntimeLayout(t, path);
+  const QLinearWeights w = *PrepareQLinearFor(t, path);  // as a plan lays it out
   std::vector<float> x(k), y(n);
   Rng rng(2);
   for (float& v : x) v = static_cast<float>(rng.Normal());
@@ -78,7 +68,7 @@ void BM_PackedGemm(benchmark::State& state, const char* format) {
   ThreadPool pool(static_cast<int>(state.range(1)));
   const PackedTensor t = PackedWeights(n, k, format);
   const KernelPath path = *SelectKernelPath();
-  const QLinearWeights w = RuntimeLayout(t, path);
+  const QLinearWeights w = *PrepareQLinearFor(t, path);  // as a plan lays it out
   std::vector<float> x(m * k), y(m * n);
   Rng rng(3);
   for (float& v : x) v = static_cast<float>(rng.Normal());

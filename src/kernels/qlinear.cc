@@ -39,6 +39,16 @@ bool IntegerGrid(const std::vector<float>& levels, std::vector<int8_t>* t, float
 
 }  // namespace
 
+Result<QLinearWeights> PrepareQLinearFor(const PackedTensor& t, KernelPath path) {
+  Result<QLinearWeights> w = PrepareQLinear(t);
+  if (!w.ok()) return w;
+  if (Is256BitPath(path)) PrepareAvx2Table(&w.value());
+  Result<int64_t> lut_rows = LutMaxRows(*w, path);
+  if (!lut_rows.ok()) return lut_rows.status();
+  if (*lut_rows > 0) PrepareLut(&w.value(), *lut_rows);
+  return w;
+}
+
 void PrepareAvx2Table(QLinearWeights* w) {
   if (w->layout != QLinearWeights::Layout::kTable || !w->nibbles.empty() ||
       !w->level_bytes.empty()) {

@@ -177,6 +177,10 @@ enum class KernelPath { kRef, kAvx2, kAvxVnni, kAvx512Vnni };
 inline bool Is256BitPath(KernelPath p) {
   return p == KernelPath::kAvx2 || p == KernelPath::kAvxVnni;
 }
+// PrepareQLinear plus the forms a plan on `path` reads: the AVX2 form of a
+// table layout on the 256-bit paths (PrepareAvx2Table) and the table
+// kernel's form where its rule picks it (LutMaxRows, PrepareLut in lut.h).
+Result<QLinearWeights> PrepareQLinearFor(const PackedTensor& w, KernelPath path);
 
 // The epilogue for rows that share one activation scale and zero point (a
 // convolution's pixels of one image) and differ in their sums, written

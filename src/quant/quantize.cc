@@ -210,7 +210,6 @@ double Sqnr(const float* ref, const float* got, int64_t n) {
 using SampleObserver =
     std::function<void(const std::string& name, const Tensor& value, const float* x, int64_t used)>;
 
-// Runs `plan` over the first `limit` calibration samples in batches.
 // The samples one run of `plan` takes: its input's batch dimension, which is
 // the model's own where the model fixes it; refused unless the rest of the
 // input is one calibration sample.
@@ -228,6 +227,7 @@ Result<int64_t> CalibBatch(Plan* plan, const QuantizeOptions& o) {
   return batch;
 }
 
+// Runs `plan` over the first `limit` calibration samples in batches.
 Status ForCalibBatches(Plan* plan, const QuantizeOptions& o, int64_t limit, const std::string& label,
                        const SampleObserver& observe) {
   Dataset& ds = *o.calib;

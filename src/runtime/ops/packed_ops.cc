@@ -20,7 +20,6 @@
 
 #include "base/target.h"
 #include "kernels/depthwise.h"
-#include "kernels/lut.h"
 #include "kernels/qlinear.h"
 #include "kernels/weight_decode.h"
 #include "runtime/activation.h"
@@ -69,12 +68,8 @@ class PackedKernel : public OpKernel {
 
   // The kernel layout of a packed weight, errors naming this node.
   Result<QLinearWeights> Layout(const PackedTensor& w) const {
-    Result<QLinearWeights> q = PrepareQLinear(w);
+    Result<QLinearWeights> q = PrepareQLinearFor(w, path_);
     if (!q.ok()) return Status(q.status().code(), Where() + q.status().message());
-    if (Is256BitPath(path_)) PrepareAvx2Table(&q.value());
-    Result<int64_t> lut = LutMaxRows(*q, path_);
-    if (!lut.ok()) return Status(lut.status().code(), Where() + lut.status().message());
-    if (*lut > 0) PrepareLut(&q.value(), *lut);
     return q;
   }
 
@@ -629,9 +624,9 @@ class PackedConv final : public PackedKernel {
   }
 
   // Filter-wise formats writing bytes: per block of pixels, every format's
-  // dot products (each in its own region of the block buffer), then one epilogue pass in
-  // output-channel order that gathers them, so each pixel's bytes are stored
-  // contiguously rather than scattered format by format.
+  // dot products (each in its own region of the block buffer), then one
+  // epilogue pass in output-channel order that gathers them, so each pixel's
+  // bytes are stored contiguously rather than scattered format by format.
   void MixedBytes(const ActQuant& a, const float* bias, const float* res, const uint8_t* res_b,
                   ByteOutput bo, uint8_t* yb, const ExecContext& ctx, ImageScratch& s) {
     const int64_t osz = g_.out_size(), threads = ctx.pool->threads();
