@@ -39,14 +39,15 @@ void PrepareLut(QLinearWeights* w, int64_t max_rows) {
 }
 
 Result<int64_t> LutMaxRows(const QLinearWeights& w, KernelPath path) {
-  if (!LutEligible(w) || path == KernelPath::kRef) return 0;
+  // The variable is checked for every weight, so a bad value is refused
+  // whatever the model's formats.
   const char* env = std::getenv("LOWBIT_LUT");
   const std::string mode = env != nullptr ? env : "";
-  if (mode == "on") return INT64_MAX;
-  if (mode == "off") return 0;
-  if (!mode.empty() && mode != "auto") {
+  if (!mode.empty() && mode != "on" && mode != "off" && mode != "auto") {
     return InvalidArgument("LOWBIT_LUT=", mode, ": expected on, off or auto");
   }
+  if (!LutEligible(w) || path == KernelPath::kRef || mode == "off") return 0;
+  if (mode == "on") return INT64_MAX;
   const int64_t min_outputs = path == KernelPath::kAvx512Vnni ? 256 : 1024;
   return w.bits == 1 && w.n >= min_outputs ? LutRows(path) : 0;
 }

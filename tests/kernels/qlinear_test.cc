@@ -286,6 +286,7 @@ TEST(QLinearTest, LookupTableChoice) {
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("LOWBIT_LUT=fast"), std::string::npos)
       << bad.status().ToString();
+  EXPECT_FALSE(LutMaxRows(w4, KernelPath::kAvx2).ok()) << "refused whatever the format";
   unsetenv("LOWBIT_LUT");
   // Above w.lut_max_rows rows the product kernels run: a table form that is
   // deliberately wrong changes the result of 1 row only.
