@@ -415,7 +415,7 @@ TEST(QLinearTest, ByteEpilogueEqualsQuantizedFloatEpilogue) {
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   Rng rng(seed);
   auto uniform = [&](float lo, float hi) { return lo + (hi - lo) * static_cast<float>(rng.Uniform()); };
-  for (int64_t n : {1, 16, 37}) {
+  for (int64_t n : {1, 16, 37, 64, 100, 130}) {
     for (int64_t rows : {1, 15, 16, 17, 50}) {
       for (int residual = 0; residual < 3; ++residual) {
         SCOPED_TRACE(::testing::Message() << "n " << n << " rows " << rows << " residual " << residual);
