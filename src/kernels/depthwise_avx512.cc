@@ -99,25 +99,45 @@ inline void DepthwisePairPixels(const DepthwiseNhwcArgs& a, const ByteQuantizer&
   const __m512i i0 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
   const __m512i i1 =
       _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+  __m512 zw[2], scale[2], bias[2];
+  for (int half = 0; half < 2; ++half) {
+    const int64_t ch = c0 + 16 * half;
+    const __mmask16 mh = FirstLanes(a.c - ch);
+    zw[half] = _mm512_mul_ps(_mm512_set1_ps(static_cast<float>(a.zero)),
+                             _mm512_maskz_loadu_ps(mh, a.wsum + ch));
+    scale[half] = _mm512_maskz_loadu_ps(mh, a.scale + ch);
+    bias[half] = _mm512_maskz_loadu_ps(mh, a.bias + ch);
+  }
+  auto value = [&](int r, int half) {
+    const __m512 acc = _mm512_cvtepi32_ps(_mm512_permutex2var_epi32(lo[r], half ? i1 : i0, hi[r]));
+    return _mm512_fmadd_ps(_mm512_sub_ps(acc, zw[half]), scale[half], bias[half]);
+  };
+  if (a.yb != nullptr) {
+    // Both halves' bytes packed together (vpackssdw, vpackuswb: the values
+    // lie in [0, 255]) and stored at once; dword 4 * L + i of the pack holds
+    // half i's channels 4L..4L+3, so a dword permute puts them in order.
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    for (int r = 0; r < R; ++r) {
+      const __m512i q0 = bb.Quantize(value(r, 0)), q1 = bb.Quantize(value(r, 1));
+      const __m512i zero = _mm512_setzero_si512();
+      const __m256i packed = _mm512_castsi512_si256(_mm512_permutexvar_epi32(
+          order, _mm512_packus_epi16(_mm512_packs_epi32(q0, q1), _mm512_packs_epi32(zero, zero))));
+      uint8_t* dst = a.yb + (p + r) * a.c + c0;
+      if (n >= 32) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), packed);
+      } else {
+        _mm256_mask_storeu_epi8(dst, m, packed);
+      }
+    }
+    return;
+  }
   for (int half = 0; half < 2; ++half) {
     const int64_t ch = c0 + 16 * half;
     if (ch >= a.c) break;
-    const __mmask16 mh = FirstLanes(a.c - ch);
-    const __m512 zw = _mm512_mul_ps(_mm512_set1_ps(static_cast<float>(a.zero)),
-                                    _mm512_maskz_loadu_ps(mh, a.wsum + ch));
-    const __m512 scale = _mm512_maskz_loadu_ps(mh, a.scale + ch),
-                 bias = _mm512_maskz_loadu_ps(mh, a.bias + ch);
     for (int r = 0; r < R; ++r) {
-      const __m512 acc =
-          _mm512_cvtepi32_ps(_mm512_permutex2var_epi32(lo[r], half ? i1 : i0, hi[r]));
-      const __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(acc, zw), scale, bias);
-      if (a.yb != nullptr) {
-        StoreLaneBytes(a.yb + (p + r) * a.c + ch, mh, bb.Quantize(v));
-        continue;
-      }
       alignas(64) float tmp[16];
-      _mm512_store_ps(tmp,
-                      _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+      _mm512_store_ps(tmp, _mm512_min_ps(_mm512_max_ps(value(r, half), _mm512_set1_ps(a.lo)),
+                                         _mm512_set1_ps(a.hi)));
       for (int64_t j = 0; j < std::min<int64_t>(16, a.c - ch); ++j)
         a.yf[(ch + j) * a.ldy + p + r] = tmp[j];
     }

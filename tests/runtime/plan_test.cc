@@ -254,7 +254,7 @@ TEST(DepthwiseTest, NhwcAvx512BodyMatchesPortableLoop) {
   const uint64_t seed = testing::TestSeed();
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   Rng rng(seed + 3);
-  for (int64_t c : {5, 16, 37, 96}) {
+  for (int64_t c : {5, 16, 37, 96, 144}) {
     const int64_t ih = 6, iw = 7, oh = 3, ow = 5, px = oh * ow;  // 3x3, stride 1: 15 pixels
     std::vector<uint8_t> image(ih * iw * c);
     for (auto& v : image) v = static_cast<uint8_t>(rng.Below(256));
