@@ -187,11 +187,29 @@ __attribute__((noinline)) void PlanesDotOneTile(const QLinearWeights& w, const u
   for (; r < rows; ++r) PlanesDotBlock<B, 1, 1>(w, xr + r, off, dot + r * ldd, ldd, t);
 }
 
+// Two tiles (17-32 outputs: MobileNet's 24- and 32-channel projections): 6
+// rows per block, 12 accumulator chains, so each unpacked weight vector feeds
+// 6 vpdpbusd (4 rows x 2 tiles: 8 chains, 4 each).
+template <int B>
+__attribute__((noinline)) void PlanesDotTwoTiles(const QLinearWeights& w, const uint8_t* const* xr,
+                                                 const int32_t* off, int64_t rows, int32_t* dot,
+                                                 int64_t t) {
+  const int64_t ldd = w.n_pad;
+  int64_t r = 0;
+  for (; r + 6 <= rows; r += 6) PlanesDotBlock<B, 6, 2>(w, xr + r, off, dot + r * ldd, ldd, t);
+  for (; r + 2 <= rows; r += 2) PlanesDotBlock<B, 2, 2>(w, xr + r, off, dot + r * ldd, ldd, t);
+  for (; r < rows; ++r) PlanesDotBlock<B, 1, 2>(w, xr + r, off, dot + r * ldd, ldd, t);
+}
+
 template <int B>
 void PlanesDotBatch(const QLinearWeights& w, const uint8_t* const* xr, const int32_t* off,
                     int64_t rows, int32_t* dot, int64_t t0, int64_t t1) {
   if (t1 - t0 == 1) {
     PlanesDotOneTile<B>(w, xr, off, rows, dot, t0);
+    return;
+  }
+  if (t1 - t0 == 2) {
+    PlanesDotTwoTiles<B>(w, xr, off, rows, dot, t0);
     return;
   }
   const int64_t ldd = w.n_pad;
