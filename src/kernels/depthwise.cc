@@ -27,9 +27,13 @@ std::vector<int16_t> DepthwisePairWeights(const float* w, int64_t taps, int64_t 
   return out;
 }
 
-void DepthwiseNhwc(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, bool simd) {
-  if (simd && a.w_pairs != nullptr && DepthwiseAvx512Available()) {
+void DepthwiseNhwc(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, DepthwiseBody body) {
+  if (body == DepthwiseBody::kAvx512 && a.w_pairs != nullptr && DepthwiseAvx512Available()) {
     DepthwiseNhwcAvx512(a, p0, p1);
+    return;
+  }
+  if (body == DepthwiseBody::kAvx2 && a.w_pairs != nullptr && DepthwiseAvx2Available()) {
+    DepthwiseNhwcAvx2(a, p0, p1);
     return;
   }
   const float z = static_cast<float>(a.zero);

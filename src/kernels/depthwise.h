@@ -66,9 +66,14 @@ struct DepthwiseNhwcArgs {
 // channels {0-3, 8-11, 16-19, 24-27} of the block, then {4-7, 12-15, 20-23,
 // 28-31} (the order vpunpcklwd / vpunpckhwd give), each as (w[2q], w[2q + 1]).
 std::vector<int16_t> DepthwisePairWeights(const float* w, int64_t taps, int64_t c);
-// The AVX-512 body (simd, with w_pairs, when DepthwiseAvx512Available()) or
-// the portable loop; both give the same bytes and floats.
-void DepthwiseNhwc(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, bool simd);
+// Which body DepthwiseNhwc runs: the AVX-512 one (with w_pairs, when
+// DepthwiseAvx512Available()), the 256-bit one (with w_pairs, when
+// DepthwiseAvx2Available(): AVX2 and FMA) or the portable loop. All give the
+// same bytes and floats; a body the CPU lacks falls back to the portable loop.
+enum class DepthwiseBody { kPortable, kAvx2, kAvx512 };
+void DepthwiseNhwc(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, DepthwiseBody body);
+bool DepthwiseAvx2Available();
+void DepthwiseNhwcAvx2(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1);
 void DepthwiseNhwcAvx512(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1);
 
 }  // namespace lowbit

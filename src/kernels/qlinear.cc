@@ -359,6 +359,8 @@ void PrepareColumnEpilogue(const QLinearWeights& w, const ActQuant& a, const Epi
   c->lo = e.clamp ? e.lo : -INFINITY;
   c->hi = e.clamp ? e.hi : INFINITY;
   c->avx512 = path == KernelPath::kAvx512Vnni && KernelPathAvailable(path);
+  c->avx2 = (path == KernelPath::kAvx2 || path == KernelPath::kAvxVnni) &&
+            KernelPathAvailable(path) && EpilogueAvx2Available();
 }
 
 namespace {
@@ -449,6 +451,10 @@ void QLinearEpilogueRowsBytes(const QLinearWeights& w, const ColumnEpilogue& c, 
                             out);
     return;
   }
+  if (c.avx2 && out == nullptr && (r.planes == nullptr || r.ld < (int64_t{1} << 27))) {
+    EpilogueRowsBytesAvx2(A, B, C, bias, n, sums, dot, w.n_pad, rows, r, c.lo, c.hi, o, y, ldy);
+    return;
+  }
   for (int64_t p0 = 0; p0 < rows; p0 += 16) {
     const int64_t m = std::min<int64_t>(16, rows - p0);
     EpilogueRowsBytesBlock(A, B, C, bias, n, sums + p0, dot + p0 * w.n_pad, w.n_pad, m, r, p0, c.lo,
@@ -474,6 +480,7 @@ void MergeColumnEpilogues(const std::vector<ColumnEpilogue>& parts, int64_t n, C
   m->lo = parts[0].lo;
   m->hi = parts[0].hi;
   m->avx512 = parts[0].avx512;
+  m->avx2 = parts[0].avx2;
 }
 
 void QLinearEpilogueRowsBytesGathered(const ColumnEpilogue& c, DotGather g, const int32_t* sums,

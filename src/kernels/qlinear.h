@@ -194,6 +194,7 @@ struct ColumnEpilogue {
   std::vector<int32_t> out;  // Epilogue::out (empty: identity)
   float lo = 0, hi = 0;
   bool avx512 = false;
+  bool avx2 = false;  // the 256-bit byte epilogue (kAvx2 and kAvxVnni paths)
 };
 void PrepareColumnEpilogue(const QLinearWeights& w, const ActQuant& a, const Epilogue& e,
                            KernelPath path, ColumnEpilogue* c);
@@ -255,6 +256,13 @@ void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C,
                              int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
                              int64_t rows, const RowResidual& r, float lo, float hi, ByteOutput o,
                              uint8_t* y, int64_t ldy, const int32_t* out);
+// The 256-bit body (AVX2 + FMA; bit-identical to the portable loop), for
+// outputs in order (no Epilogue::out) and fp32 residual planes with ld < 2^27.
+bool EpilogueAvx2Available();
+void EpilogueRowsBytesAvx2(const float* A, const int32_t* B, const int32_t* C, const float* bias,
+                           int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
+                           int64_t rows, const RowResidual& r, float lo, float hi, ByteOutput o,
+                           uint8_t* y, int64_t ldy);
 
 const char* KernelPathName(KernelPath p);
 bool KernelPathAvailable(KernelPath p);

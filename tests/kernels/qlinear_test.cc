@@ -408,8 +408,8 @@ TEST(QLinearTest, ForwardWithTwoThreadsEqualsOneThread) {
 
 // The byte epilogue: each byte equals the fp32 column epilogue's value put
 // through an activation quantizer (round to nearest even, clamp), with no
-// residual, fp32 residual planes or 8-bit residual pixels; the AVX-512 body
-// equals the portable loop byte for byte.
+// residual, fp32 residual planes or 8-bit residual pixels; the AVX2 and
+// AVX-512 bodies equal the portable loop byte for byte.
 TEST(QLinearTest, ByteEpilogueEqualsQuantizedFloatEpilogue) {
   const uint64_t seed = testing::TestSeed();
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
@@ -481,8 +481,11 @@ TEST(QLinearTest, ByteEpilogueEqualsQuantizedFloatEpilogue) {
         }
         EXPECT_LT(clipped, (rows * n + 1) / 2 + 1);  // mostly inside the range
         if (rows * n >= 16) EXPECT_GT(clipped, 0);
-        if (KernelPathAvailable(KernelPath::kAvx512Vnni)) {
-          PrepareColumnEpilogue(*w, a, e, KernelPath::kAvx512Vnni, &c);
+        for (KernelPath path : {KernelPath::kAvx2, KernelPath::kAvxVnni, KernelPath::kAvx512Vnni}) {
+          if (!KernelPathAvailable(path)) continue;
+          SCOPED_TRACE(KernelPathName(path));
+          PrepareColumnEpilogue(*w, a, e, path, &c);
+          EXPECT_EQ(c.avx512 || c.avx2, true);
           std::vector<uint8_t> simd(rows * n, 9);
           QLinearEpilogueRowsBytes(*w, c, sums.data(), dot.data(), rows, r, o, simd.data(), n);
           EXPECT_EQ(simd, got);
@@ -493,7 +496,7 @@ TEST(QLinearTest, ByteEpilogueEqualsQuantizedFloatEpilogue) {
             PrepareColumnEpilogue(*w, a, e, KernelPath::kRef, &c);
             QLinearEpilogueRowsBytes(*w, c, sums.data(), dot.data(), rows, r, far, ref_far.data(),
                                      n);
-            PrepareColumnEpilogue(*w, a, e, KernelPath::kAvx512Vnni, &c);
+            PrepareColumnEpilogue(*w, a, e, path, &c);
             QLinearEpilogueRowsBytes(*w, c, sums.data(), dot.data(), rows, r, far, simd_far.data(),
                                      n);
             EXPECT_EQ(simd_far, ref_far);

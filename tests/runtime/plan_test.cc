@@ -245,16 +245,19 @@ TEST(DepthwiseTest, Avx512KernelMatchesPortableLoop) {
   }
 }
 
-// The NHWC byte depthwise kernel: the AVX-512 body (integer tap pairs) equals
+// The NHWC byte depthwise kernel: the AVX2 and AVX-512 bodies (integer tap pairs) equal
 // the portable loop, bytes out and fp32 planes out, for weights beyond int8,
 // channel counts that are not multiples of 32, a pixel count with a 3-pixel
 // tail, and output ranges inside, across and wholly beyond the clamp.
-TEST(DepthwiseTest, NhwcAvx512BodyMatchesPortableLoop) {
-  if (!DepthwiseAvx512Available()) GTEST_SKIP() << "no AVX-512 on this CPU";
+TEST(DepthwiseTest, NhwcSimdBodiesMatchPortableLoop) {
+  std::vector<DepthwiseBody> bodies;
+  if (DepthwiseAvx2Available()) bodies.push_back(DepthwiseBody::kAvx2);
+  if (DepthwiseAvx512Available()) bodies.push_back(DepthwiseBody::kAvx512);
+  if (bodies.empty()) GTEST_SKIP() << "no AVX2 or AVX-512 on this CPU";
   const uint64_t seed = testing::TestSeed();
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   Rng rng(seed + 3);
-  for (int64_t c : {5, 16, 37, 96, 144}) {
+  for (int64_t c : {5, 16, 24, 37, 96, 144}) {
     const int64_t ih = 6, iw = 7, oh = 3, ow = 5, px = oh * ow;  // 3x3, stride 1: 15 pixels
     std::vector<uint8_t> image(ih * iw * c);
     for (auto& v : image) v = static_cast<uint8_t>(rng.Below(256));
@@ -294,10 +297,13 @@ TEST(DepthwiseTest, NhwcAvx512BodyMatchesPortableLoop) {
       const std::vector<int16_t> pairs = DepthwisePairWeights(w.data(), 9, c);
       a.w_pairs = pairs.data();
       a.yb = want.data();
-      DepthwiseNhwc(a, 0, px, false);
-      a.yb = got.data();
-      DepthwiseNhwc(a, 0, px, true);
-      ASSERT_EQ(got, want);
+      DepthwiseNhwc(a, 0, px, DepthwiseBody::kPortable);
+      for (DepthwiseBody body : bodies) {
+        std::fill(got.begin(), got.end(), 2);
+        a.yb = got.data();
+        DepthwiseNhwc(a, 0, px, body);
+        ASSERT_EQ(got, want) << "body " << static_cast<int>(body);
+      }
       int inside = 0;
       for (uint8_t v : want) inside += v != 0 && v != 255;
       if (zero == 100) EXPECT_GT(inside, 0);
@@ -307,10 +313,13 @@ TEST(DepthwiseTest, NhwcAvx512BodyMatchesPortableLoop) {
       a.yb = nullptr;
       a.ldy = px;
       a.yf = fwant.data();
-      DepthwiseNhwc(a, 0, px, false);
-      a.yf = fgot.data();
-      DepthwiseNhwc(a, 0, px, true);
-      ASSERT_EQ(fgot, fwant);
+      DepthwiseNhwc(a, 0, px, DepthwiseBody::kPortable);
+      for (DepthwiseBody body : bodies) {
+        std::fill(fgot.begin(), fgot.end(), 2.0f);
+        a.yf = fgot.data();
+        DepthwiseNhwc(a, 0, px, body);
+        ASSERT_EQ(fgot, fwant) << "body " << static_cast<int>(body);
+      }
     }
   }
 }

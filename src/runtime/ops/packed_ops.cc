@@ -1111,9 +1111,12 @@ class PackedConv final : public PackedKernel {
     d.yb = yb;
     d.yf = yb == nullptr ? yf : nullptr;
     d.ldy = g_.out_size();
-    const bool simd = path_ == KernelPath::kAvx512Vnni;
+    const DepthwiseBody body = path_ == KernelPath::kAvx512Vnni ? DepthwiseBody::kAvx512
+                               : path_ == KernelPath::kRef      ? DepthwiseBody::kPortable
+                                                                : DepthwiseBody::kAvx2;
     d.w_pairs = dw_pairs_.data();
-    ctx.pool->ParallelFor(g_.out_size(), [&](int64_t p0, int64_t p1) { DepthwiseNhwc(d, p0, p1, simd); });
+    ctx.pool->ParallelFor(g_.out_size(),
+                          [&](int64_t p0, int64_t p1) { DepthwiseNhwc(d, p0, p1, body); });
   }
 
   // y[m] = scale[m] * xs * sum over taps of (T - offset[m]) * (a - z) + b[m],

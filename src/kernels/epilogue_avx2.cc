@@ -1,0 +1,100 @@
+// The byte epilogue on 256-bit lanes (AVX2 + FMA), for the kAvx2 and
+// kAvxVnni paths: bit-identical to the portable loop in qlinear.cc, as the
+// AVX-512 body is.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/avx2_lanes.h"
+#include "kernels/qlinear.h"
+
+namespace lowbit {
+
+bool EpilogueAvx2Available() {  // the file is compiled for AVX2 and FMA
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+}
+
+namespace {
+
+// Lanes [0, n) of 8, as vpmaskmovd's mask.
+inline __m256i LaneMask(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(n)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+}  // namespace
+
+// Chunks of 16 outputs (one 16-row tile of the dot products, so the loads
+// stay inside the padded rows): per pixel, both halves' values quantized and
+// packed into one 16-byte store. A partial last chunk goes through a small
+// buffer (AVX2 has no byte-masked load or store). An fp32 residual (NCHW
+// planes) is gathered, 8 outputs' planes per load; the caller checks that
+// 8 * ld fits the gather's 32-bit indices.
+void EpilogueRowsBytesAvx2(const float* A, const int32_t* B, const int32_t* C, const float* bias,
+                           int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
+                           int64_t rows, const RowResidual& res, float lo, float hi, ByteOutput o,
+                           uint8_t* y, int64_t ldy) {
+  const ByteQuantizer256 bq(lo, hi, o.inv, o.zero);
+  const __m256 rscale = _mm256_set1_ps(res.scale);
+  const __m256i rzero = _mm256_set1_epi32(res.zero);
+  const __m256i ld_lanes = _mm256_mullo_epi32(_mm256_set1_epi32(static_cast<int32_t>(res.ld)),
+                                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  for (int64_t j0 = 0; j0 < n; j0 += 16) {
+    const int64_t nj = std::min<int64_t>(16, n - j0);
+    __m256 a[2], bs[2];
+    __m256i bb[2], cc[2], lanes[2];
+    for (int h = 0; h < 2; ++h) {
+      const __m256i m = lanes[h] = LaneMask(nj - 8 * h);
+      a[h] = _mm256_maskload_ps(A + j0 + 8 * h, m);
+      bs[h] = _mm256_maskload_ps(bias + j0 + 8 * h, m);
+      bb[h] = _mm256_maskload_epi32(B + j0 + 8 * h, m);
+      cc[h] = _mm256_maskload_epi32(C + j0 + 8 * h, m);
+    }
+    for (int64_t p = 0; p < rows; ++p) {
+      const __m256i s = _mm256_set1_epi32(sums[p]);
+      const int32_t* drow = dot + p * ldd + j0;
+      __m128i rb = _mm_setzero_si128();
+      if (res.bytes != nullptr) {
+        const uint8_t* rrow = res.bytes + p * res.ld + j0;
+        if (nj == 16) {
+          rb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rrow));
+        } else {
+          alignas(16) uint8_t tmp[16] = {};
+          std::memcpy(tmp, rrow, static_cast<size_t>(nj));
+          rb = _mm_load_si128(reinterpret_cast<const __m128i*>(tmp));
+        }
+      }
+      __m256i q[2];
+      for (int h = 0; h < 2; ++h) {
+        const __m256i d = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(drow + 8 * h));
+        const __m256i t =
+            _mm256_sub_epi32(_mm256_add_epi32(d, bb[h]), _mm256_mullo_epi32(cc[h], s));
+        __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), a[h], bs[h]);
+        if (res.planes != nullptr) {  // output j of pixel p at planes[j * ld + p]
+          v = _mm256_add_ps(v, _mm256_mask_i32gather_ps(
+                                   _mm256_setzero_ps(), res.planes + (j0 + 8 * h) * res.ld + p,
+                                   ld_lanes, _mm256_castsi256_ps(lanes[h]), 4));
+        }
+        if (res.bytes != nullptr) {
+          const __m256i r8 = _mm256_cvtepu8_epi32(h == 0 ? rb : _mm_srli_si128(rb, 8));
+          v = _mm256_add_ps(v,
+                            _mm256_mul_ps(rscale, _mm256_cvtepi32_ps(_mm256_sub_epi32(r8, rzero))));
+        }
+        q[h] = bq.Quantize(v);
+      }
+      const __m128i packed = PackBytes16(q[0], q[1]);
+      uint8_t* yrow = y + p * ldy + j0;
+      if (nj == 16) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(yrow), packed);
+      } else {
+        alignas(16) uint8_t tmp[16];
+        _mm_store_si128(reinterpret_cast<__m128i*>(tmp), packed);
+        std::memcpy(yrow, tmp, static_cast<size_t>(nj));
+      }
+    }
+  }
+}
+
+}  // namespace lowbit
