@@ -97,4 +97,74 @@ void EpilogueRowsBytesAvx2(const float* A, const int32_t* B, const int32_t* C, c
   }
 }
 
+namespace {
+
+// r[p] (pixel p's 8 outputs) to r[j] (output j's 8 pixels).
+inline void Transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i) {
+    for (int h = 0; h < 2; ++h) {
+      u[4 * i + 2 * h] = _mm256_shuffle_ps(t[4 * i + h], t[4 * i + 2 + h], 0x44);
+      u[4 * i + 2 * h + 1] = _mm256_shuffle_ps(t[4 * i + h], t[4 * i + 2 + h], 0xEE);
+    }
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x20);
+    r[4 + i] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x31);
+  }
+}
+
+}  // namespace
+
+// Blocks of 8 pixels x 8 outputs: values in pixel-major registers, a
+// transpose, then per output channel the residual, the clamp and one store of
+// 8 pixels.
+void EpilogueColumnsAvx2(const float* A, const int32_t* B, const int32_t* C, const float* bias,
+                         int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
+                         int64_t rows, const float* residual, float lo, float hi, float* y,
+                         int64_t ldy, const int32_t* out) {
+  const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  for (int64_t p0 = 0; p0 < rows; p0 += 8) {
+    const int64_t m = std::min<int64_t>(8, rows - p0);
+    const __m256i pmask = LaneMask(m);
+    for (int64_t j0 = 0; j0 < n; j0 += 8) {
+      const int64_t nj = std::min<int64_t>(8, n - j0);
+      const __m256i jm = LaneMask(nj);
+      const __m256 a = _mm256_maskload_ps(A + j0, jm), bs = _mm256_maskload_ps(bias + j0, jm);
+      const __m256i bb = _mm256_maskload_epi32(B + j0, jm), cc = _mm256_maskload_epi32(C + j0, jm);
+      __m256 r[8];
+      for (int64_t p = 0; p < 8; ++p) {
+        if (p >= m) {
+          r[p] = _mm256_setzero_ps();
+          continue;
+        }
+        const __m256i d =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(dot + (p0 + p) * ldd + j0));
+        const __m256i t = _mm256_sub_epi32(_mm256_add_epi32(d, bb),
+                                           _mm256_mullo_epi32(cc, _mm256_set1_epi32(sums[p0 + p])));
+        r[p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), a, bs);
+      }
+      Transpose8(r);
+      for (int64_t j = 0; j < nj; ++j) {
+        float* yj = y + (out != nullptr ? out[j0 + j] : j0 + j) * ldy + p0;
+        __m256 v = r[j];
+        if (residual != nullptr) {
+          const float* rj = residual + (out != nullptr ? out[j0 + j] : j0 + j) * ldy + p0;
+          v = _mm256_add_ps(v, _mm256_maskload_ps(rj, pmask));
+        }
+        v = _mm256_min_ps(_mm256_max_ps(v, vlo), vhi);
+        if (m == 8) {
+          _mm256_storeu_ps(yj, v);
+        } else {
+          _mm256_maskstore_ps(yj, pmask, v);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace lowbit

@@ -402,6 +402,11 @@ void QLinearEpilogueColumns(const QLinearWeights& w, const ColumnEpilogue& c, co
                           out);
     return;
   }
+  if (c.avx2) {
+    EpilogueColumnsAvx2(A, B, C, bias, n, sums, dot, w.n_pad, rows, residual, c.lo, c.hi, y, ldy,
+                        out);
+    return;
+  }
   for (int64_t p0 = 0; p0 < rows; p0 += 16) {
     const int64_t m = std::min<int64_t>(16, rows - p0);
     EpilogueBlock(A, B, C, bias, n, sums + p0, dot + p0 * w.n_pad, w.n_pad, m,

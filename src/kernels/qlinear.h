@@ -256,9 +256,14 @@ void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C,
                              int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
                              int64_t rows, const RowResidual& r, float lo, float hi, ByteOutput o,
                              uint8_t* y, int64_t ldy, const int32_t* out);
-// The 256-bit body (AVX2 + FMA; bit-identical to the portable loop), for
-// outputs in order (no Epilogue::out) and fp32 residual planes with ld < 2^27.
+// The 256-bit bodies (AVX2 + FMA; bit-identical to the portable loops). The
+// byte one takes outputs in order (no Epilogue::out) and fp32 residual planes
+// with ld < 2^27.
 bool EpilogueAvx2Available();
+void EpilogueColumnsAvx2(const float* A, const int32_t* B, const int32_t* C, const float* bias,
+                         int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
+                         int64_t rows, const float* residual, float lo, float hi, float* y,
+                         int64_t ldy, const int32_t* out);
 void EpilogueRowsBytesAvx2(const float* A, const int32_t* B, const int32_t* C, const float* bias,
                            int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
                            int64_t rows, const RowResidual& r, float lo, float hi, ByteOutput o,

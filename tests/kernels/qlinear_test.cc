@@ -409,7 +409,7 @@ TEST(QLinearTest, ForwardWithTwoThreadsEqualsOneThread) {
 // The byte epilogue: each byte equals the fp32 column epilogue's value put
 // through an activation quantizer (round to nearest even, clamp), with no
 // residual, fp32 residual planes or 8-bit residual pixels; the AVX2 and
-// AVX-512 bodies equal the portable loop byte for byte.
+// AVX-512 bodies equal the portable loops bit for bit (bytes and fp32 planes).
 TEST(QLinearTest, ByteEpilogueEqualsQuantizedFloatEpilogue) {
   const uint64_t seed = testing::TestSeed();
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
@@ -486,6 +486,10 @@ TEST(QLinearTest, ByteEpilogueEqualsQuantizedFloatEpilogue) {
           SCOPED_TRACE(KernelPathName(path));
           PrepareColumnEpilogue(*w, a, e, path, &c);
           EXPECT_EQ(c.avx512 || c.avx2, true);
+          std::vector<float> simd_y(n * rows, 5.0f);
+          QLinearEpilogueColumns(*w, c, sums.data(), dot.data(), rows,
+                                 residual ? planes.data() : nullptr, simd_y.data(), rows);
+          EXPECT_EQ(simd_y, y);
           std::vector<uint8_t> simd(rows * n, 9);
           QLinearEpilogueRowsBytes(*w, c, sums.data(), dot.data(), rows, r, o, simd.data(), n);
           EXPECT_EQ(simd, got);
@@ -564,7 +568,9 @@ TEST(QLinearTest, MappedEpiloguesScatterRows) {
     const ActQuant rq = StaticActParams(-0.5f, 2.0f, false, false);
     const ByteOutput o{1.0f / 0.03f, 100};
     std::vector<KernelPath> paths = {KernelPath::kRef};
-    if (KernelPathAvailable(KernelPath::kAvx512Vnni)) paths.push_back(KernelPath::kAvx512Vnni);
+    for (KernelPath p : {KernelPath::kAvx2, KernelPath::kAvxVnni, KernelPath::kAvx512Vnni}) {
+      if (KernelPathAvailable(p)) paths.push_back(p);
+    }
     for (KernelPath path : paths) {
       SCOPED_TRACE(KernelPathName(path));
       ColumnEpilogue plain, mapped;
