@@ -9,6 +9,14 @@
 
 namespace lowbit {
 
+// Lanes [0, n) of 8 set (n <= 0: none), as vpmaskmovd's mask.
+inline __m256i LaneMask(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(n < 0   ? 0
+                                                                   : n > 8 ? 8
+                                                                           : n)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 // ByteQuantizer (avx512_lanes.h) on 8 lanes: ToByte(min(max(v, lo), hi)) of
 // kernels/qlinear.h, the two clamps merged into one pair of bounds.
 struct ByteQuantizer256 {

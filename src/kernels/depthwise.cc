@@ -27,6 +27,8 @@ std::vector<int16_t> DepthwisePairWeights(const float* w, int64_t taps, int64_t 
   return out;
 }
 
+bool DepthwiseAvx2Available() { return EpilogueAvx2Available(); }  // the same AVX2 + FMA files
+
 void DepthwiseNhwc(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, DepthwiseBody body) {
   if (body == DepthwiseBody::kAvx512 && a.w_pairs != nullptr && DepthwiseAvx512Available()) {
     DepthwiseNhwcAvx512(a, p0, p1);

@@ -11,17 +11,7 @@
 
 namespace lowbit {
 
-bool DepthwiseAvx2Available() {  // the file is compiled for AVX2 and FMA
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
-
 namespace {
-
-inline __m256i LaneMask(int64_t n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(n)),
-                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
 
 // 16 bytes of a pixel from channel c0 (n < 16: the first n, zeros after; a
 // full load could read past the image).

@@ -16,16 +16,6 @@ bool EpilogueAvx2Available() {  // the file is compiled for AVX2 and FMA
   return ok;
 }
 
-namespace {
-
-// Lanes [0, n) of 8, as vpmaskmovd's mask.
-inline __m256i LaneMask(int64_t n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(n)),
-                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-}  // namespace
-
 // Chunks of 16 outputs (one 16-row tile of the dot products, so the loads
 // stay inside the padded rows): per pixel, both halves' values quantized and
 // packed into one 16-byte store. A partial last chunk goes through a small

@@ -173,43 +173,33 @@ void PlanesDotRows(const QLinearWeights& w, const uint8_t* const* xr, const int3
   if (t < t1) PlanesDotTail<B, R>(w, xr, off, dot, ldd, t, t1 - t);
 }
 
-// A single tile (16 outputs: a small layer, or a filter-wise format's few
-// filters): 8 rows per block, so 8 accumulator chains hide vpdpbusd's latency
-// (4 rows x 1 tile would leave 4).
-template <int B>
-__attribute__((noinline)) void PlanesDotOneTile(const QLinearWeights& w, const uint8_t* const* xr,
-                                                const int32_t* off, int64_t rows, int32_t* dot,
-                                                int64_t t) {
-  const int64_t ldd = w.n_pad;
-  int64_t r = 0;
-  for (; r + 8 <= rows; r += 8) PlanesDotBlock<B, 8, 1>(w, xr + r, off, dot + r * ldd, ldd, t);
-  for (; r + 4 <= rows; r += 4) PlanesDotBlock<B, 4, 1>(w, xr + r, off, dot + r * ldd, ldd, t);
-  for (; r < rows; ++r) PlanesDotBlock<B, 1, 1>(w, xr + r, off, dot + r * ldd, ldd, t);
-}
-
-// Two tiles (17-32 outputs: MobileNet's 24- and 32-channel projections): 6
-// rows per block, 12 accumulator chains, so each unpacked weight vector feeds
-// 6 vpdpbusd (4 rows x 2 tiles: 8 chains, 4 each).
-template <int B>
-__attribute__((noinline)) void PlanesDotTwoTiles(const QLinearWeights& w, const uint8_t* const* xr,
+// Layers of one or two output tiles, where 4-row blocks would leave too few
+// accumulator chains to hide vpdpbusd's latency: NT tiles x R rows per block,
+// then blocks of H rows, then single rows.
+// - One tile (16 outputs: a small layer, or a filter-wise format's few
+//   filters): R = 8, H = 4 (8 chains; 4 rows x 1 tile would leave 4).
+// - Two tiles (17-32 outputs: MobileNet's 24- and 32-channel projections):
+//   R = 6, H = 2 (12 chains; each unpacked weight vector feeds 6 vpdpbusd).
+template <int B, int NT, int R, int H>
+__attribute__((noinline)) void PlanesDotFewTiles(const QLinearWeights& w, const uint8_t* const* xr,
                                                  const int32_t* off, int64_t rows, int32_t* dot,
                                                  int64_t t) {
   const int64_t ldd = w.n_pad;
   int64_t r = 0;
-  for (; r + 6 <= rows; r += 6) PlanesDotBlock<B, 6, 2>(w, xr + r, off, dot + r * ldd, ldd, t);
-  for (; r + 2 <= rows; r += 2) PlanesDotBlock<B, 2, 2>(w, xr + r, off, dot + r * ldd, ldd, t);
-  for (; r < rows; ++r) PlanesDotBlock<B, 1, 2>(w, xr + r, off, dot + r * ldd, ldd, t);
+  for (; r + R <= rows; r += R) PlanesDotBlock<B, R, NT>(w, xr + r, off, dot + r * ldd, ldd, t);
+  for (; r + H <= rows; r += H) PlanesDotBlock<B, H, NT>(w, xr + r, off, dot + r * ldd, ldd, t);
+  for (; r < rows; ++r) PlanesDotBlock<B, 1, NT>(w, xr + r, off, dot + r * ldd, ldd, t);
 }
 
 template <int B>
 void PlanesDotBatch(const QLinearWeights& w, const uint8_t* const* xr, const int32_t* off,
                     int64_t rows, int32_t* dot, int64_t t0, int64_t t1) {
   if (t1 - t0 == 1) {
-    PlanesDotOneTile<B>(w, xr, off, rows, dot, t0);
+    PlanesDotFewTiles<B, 1, 8, 4>(w, xr, off, rows, dot, t0);
     return;
   }
   if (t1 - t0 == 2) {
-    PlanesDotTwoTiles<B>(w, xr, off, rows, dot, t0);
+    PlanesDotFewTiles<B, 2, 6, 2>(w, xr, off, rows, dot, t0);
     return;
   }
   const int64_t ldd = w.n_pad;
