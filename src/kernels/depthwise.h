@@ -55,12 +55,12 @@ struct DepthwiseNhwcArgs {
   uint8_t* yb = nullptr;
   float* yf = nullptr;
   int64_t ldy = 0;
-  // The weights as int16 tap pairs (DepthwisePairWeights), which the AVX-512
-  // body multiplies in integers (vpmaddwd on two taps' pixels interleaved),
-  // 32 channels at a time; null: the portable loop.
+  // The weights as int16 tap pairs (DepthwisePairWeights), which the SIMD
+  // bodies multiply in integers (vpmaddwd on two taps' pixels interleaved),
+  // 32 (AVX-512) or 16 (AVX2) channels at a time; null: the portable loop.
   const int16_t* w_pairs = nullptr;
 };
-// w (tap-major, small integers) as the int16 tap pairs the AVX-512 body reads:
+// w (tap-major, small integers) as the int16 tap pairs the SIMD bodies read:
 // for pair q (taps 2q and 2q + 1; an odd last tap pairs with weight 0) and
 // 32-channel block b, 64 values at ((q * blocks + b) * 64): the pairs of
 // channels {0-3, 8-11, 16-19, 24-27} of the block, then {4-7, 12-15, 20-23,

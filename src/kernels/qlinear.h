@@ -187,7 +187,8 @@ Result<QLinearWeights> PrepareQLinearFor(const PackedTensor& w, KernelPath path)
 // transposed: y[r' * ldy + p] for output r' and row p (NCHW planes). Works in
 // blocks of 16 rows so the dot products it reads stay in L1 and each output
 // channel gets contiguous stores. The per-output constants are prepared once
-// per activation quantization; the AVX-512 body runs on the kAvx512Vnni path.
+// per activation quantization; the AVX-512 body runs on the kAvx512Vnni path,
+// the AVX2+FMA one on the kAvx2 and kAvxVnni paths.
 struct ColumnEpilogue {
   std::vector<float> A, bias;
   std::vector<int32_t> B, C;
