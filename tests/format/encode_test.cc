@@ -254,7 +254,9 @@ TEST(EncodeTest, AllZeroGranulesEncodeExactly) {
     ASSERT_TRUE(Encode(*p, x.data(), codes.data()).ok());
     Decode(*p, codes.data(), y.data());
     for (int64_t i = 0; i < 6 * 8; ++i) {
-      if (i / 8 != 3) ASSERT_EQ(y[i], 0.0f) << FormatName(spec) << " at " << i;
+      if (i / 8 != 3) {
+        ASSERT_EQ(y[i], 0.0f) << FormatName(spec) << " at " << i;
+      }
     }
   }
 }

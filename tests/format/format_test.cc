@@ -157,7 +157,9 @@ TEST(LevelsTest, NHotLevelsComeFromTheCandidates) {
       // All 2^b levels are used while the candidates are plentiful; at wide
       // widths, candidates beyond the data's range are of no use and dropped.
       EXPECT_LE(p->levels.size(), std::min(size_t{1} << b, cand.size()));
-      if (n >= 2 && b <= 4) EXPECT_EQ(p->levels.size(), size_t{1} << b) << FormatName(s);
+      if (n >= 2 && b <= 4) {
+        EXPECT_EQ(p->levels.size(), size_t{1} << b) << FormatName(s);
+      }
       for (float l : p->levels) {
         EXPECT_TRUE(std::binary_search(cand.begin(), cand.end(), static_cast<int>(l)));
         EXPECT_EQ(l, std::round(l));
@@ -270,7 +272,9 @@ TEST(PruneTest, PrunesExactlyTheSmallestAndKeepsThemZero) {
       std::vector<float> pruned = x;
       ASSERT_TRUE(Prune(pruned.data(), 4000, 0.6).ok());
       for (int i = 0; i < 4000; ++i) {
-        if (pruned[i] == 0.0f) ASSERT_EQ(y[i], 0.0f) << FormatName(spec) << " at " << i;
+        if (pruned[i] == 0.0f) {
+          ASSERT_EQ(y[i], 0.0f) << FormatName(spec) << " at " << i;
+        }
       }
     }
   }

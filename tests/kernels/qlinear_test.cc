@@ -480,7 +480,9 @@ TEST(QLinearTest, ByteEpilogueEqualsQuantizedFloatEpilogue) {
           }
         }
         EXPECT_LT(clipped, (rows * n + 1) / 2 + 1);  // mostly inside the range
-        if (rows * n >= 16) EXPECT_GT(clipped, 0);
+        if (rows * n >= 16) {
+          EXPECT_GT(clipped, 0);
+        }
         for (KernelPath path : {KernelPath::kAvx2, KernelPath::kAvxVnni, KernelPath::kAvx512Vnni}) {
           if (!KernelPathAvailable(path)) continue;
           SCOPED_TRACE(KernelPathName(path));

@@ -773,9 +773,10 @@ TEST(PackedOpsTest, CalibrationReadsWhatTheModelInputTakes) {
     o.calib = ds3->get();
     auto r3 = QuantizeGraph(g, o);
     EXPECT_EQ(r3.ok(), !nhwc) << r3.status().ToString();
-    if (nhwc)
+    if (nhwc) {
       EXPECT_NE(r3.status().message().find("[9, 7, 3]"), std::string::npos)
           << r3.status().message();
+    }
   }
   std::remove(path.c_str());
 }

@@ -306,9 +306,13 @@ TEST(DepthwiseTest, NhwcSimdBodiesMatchPortableLoop) {
       }
       int inside = 0;
       for (uint8_t v : want) inside += v != 0 && v != 255;
-      if (zero == 100) EXPECT_GT(inside, 0);
-      if (zero < 0) EXPECT_EQ(want, std::vector<uint8_t>(px * c, 0));
-      if (zero > 255) EXPECT_EQ(want, std::vector<uint8_t>(px * c, 255));
+      if (zero == 100) {
+        EXPECT_GT(inside, 0);
+      } else if (zero < 0) {
+        EXPECT_EQ(want, std::vector<uint8_t>(px * c, 0));
+      } else if (zero > 255) {
+        EXPECT_EQ(want, std::vector<uint8_t>(px * c, 255));
+      }
       std::vector<float> fwant(c * px, 1.0f), fgot(c * px, 2.0f);
       a.yb = nullptr;
       a.ldy = px;
