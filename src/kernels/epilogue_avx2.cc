@@ -1,6 +1,6 @@
-// The byte epilogue on 256-bit lanes (AVX2 + FMA), for the kAvx2 and
-// kAvxVnni paths: bit-identical to the portable loop in qlinear.cc, as the
-// AVX-512 body is.
+// The byte and fp32 column epilogues on 256-bit lanes (AVX2 + FMA), for the
+// kAvx2 and kAvxVnni paths: bit-identical to the portable loops in
+// qlinear.cc, as the AVX-512 bodies are.
 #include <immintrin.h>
 
 #include <algorithm>
