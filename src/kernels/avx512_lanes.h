@@ -42,6 +42,15 @@ struct ByteQuantizer {
   }
 };
 
+// Four registers of 16 values in [0, 255] as 64 bytes in order (q0's 16,
+// then q1's, ...): vpackssdw and vpackuswb interleave them by 128-bit lane
+// (dword 4L + i holds q_i's values 4L..4L+3), and a dword permute undoes that.
+inline __m512i PackBytes64(__m512i q0, __m512i q1, __m512i q2, __m512i q3) {
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_epi32(
+      order, _mm512_packus_epi16(_mm512_packs_epi32(q0, q1), _mm512_packs_epi32(q2, q3)));
+}
+
 // The low bytes of q's lanes in `mask` to dst. Narrowed in a register, then
 // stored: vpmovdb straight to memory is several times slower on AMD cores.
 inline void StoreLaneBytes(uint8_t* dst, __mmask16 mask, __m512i q) {

@@ -113,15 +113,11 @@ inline void DepthwisePairPixels(const DepthwiseNhwcArgs& a, const ByteQuantizer&
     return _mm512_fmadd_ps(_mm512_sub_ps(acc, zw[half]), scale[half], bias[half]);
   };
   if (a.yb != nullptr) {
-    // Both halves' bytes packed together (vpackssdw, vpackuswb: the values
-    // lie in [0, 255]) and stored at once; dword 4 * L + i of the pack holds
-    // half i's channels 4L..4L+3, so a dword permute puts them in order.
-    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    // Both halves' bytes packed together and stored at once.
+    const __m512i zero = _mm512_setzero_si512();
     for (int r = 0; r < R; ++r) {
-      const __m512i q0 = bb.Quantize(value(r, 0)), q1 = bb.Quantize(value(r, 1));
-      const __m512i zero = _mm512_setzero_si512();
-      const __m256i packed = _mm512_castsi512_si256(_mm512_permutexvar_epi32(
-          order, _mm512_packus_epi16(_mm512_packs_epi32(q0, q1), _mm512_packs_epi32(zero, zero))));
+      const __m256i packed = _mm512_castsi512_si256(
+          PackBytes64(bb.Quantize(value(r, 0)), bb.Quantize(value(r, 1)), zero, zero));
       uint8_t* dst = a.yb + (p + r) * a.c + c0;
       if (n >= 32) {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), packed);

@@ -359,8 +359,7 @@ void PrepareColumnEpilogue(const QLinearWeights& w, const ActQuant& a, const Epi
   c->lo = e.clamp ? e.lo : -INFINITY;
   c->hi = e.clamp ? e.hi : INFINITY;
   c->avx512 = path == KernelPath::kAvx512Vnni && KernelPathAvailable(path);
-  c->avx2 = (path == KernelPath::kAvx2 || path == KernelPath::kAvxVnni) &&
-            KernelPathAvailable(path) && EpilogueAvx2Available();
+  c->avx2 = Is256BitPath(path) && KernelPathAvailable(path) && EpilogueAvx2Available();
 }
 
 namespace {

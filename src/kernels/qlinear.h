@@ -195,7 +195,7 @@ struct ColumnEpilogue {
   std::vector<int32_t> out;  // Epilogue::out (empty: identity)
   float lo = 0, hi = 0;
   bool avx512 = false;
-  bool avx2 = false;  // the 256-bit byte epilogue (kAvx2 and kAvxVnni paths)
+  bool avx2 = false;  // the 256-bit bodies (kAvx2 and kAvxVnni paths)
 };
 void PrepareColumnEpilogue(const QLinearWeights& w, const ActQuant& a, const Epilogue& e,
                            KernelPath path, ColumnEpilogue* c);

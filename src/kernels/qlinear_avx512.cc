@@ -455,14 +455,9 @@ struct ByteLanes {
   __m512i Quantize(__m512 v) const { return q.Quantize(v); }
 };
 
-}  // namespace
-
-namespace {
-
 // Up to 64 contiguous outputs [j0, j0 + 64) of every row, T = ceil(outputs /
 // 16) tiles: each pixel's sum broadcast once, its T tiles quantized, packed
-// to bytes together (two vpackssdw, one vpackuswb: the values already lie in
-// [0, 255]) and stored with one 64-byte store. Narrowing each tile on its own
+// to bytes together (PackBytes64) and stored with one 64-byte store. Narrowing each tile on its own
 // (vpmovdb, then a 16-byte store) costs several times as much on AMD cores.
 template <int T>
 void EpilogueRowsBytesChunk(const float* A, const int32_t* B, const int32_t* C, const float* bias,
@@ -481,8 +476,6 @@ void EpilogueRowsBytesChunk(const float* A, const int32_t* B, const int32_t* C, 
     cc[i] = _mm512_maskz_loadu_epi32(m[i], C + j0 + 16 * i);
     bs[i] = _mm512_maskz_loadu_ps(m[i], bias + j0 + 16 * i);
   }
-  // Dword d of the packed vector holds tile d % 4's outputs 4 (d / 4)..+3.
-  const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
   for (int64_t p = 0; p < rows; ++p) {
     const __m512i s = _mm512_set1_epi32(sums[p]);
     const int32_t* drow = dot + p * ldd + j0;
@@ -496,8 +489,7 @@ void EpilogueRowsBytesChunk(const float* A, const int32_t* B, const int32_t* C, 
       q[i] = b.Quantize(v);
     }
     for (int i = T; i < 4; ++i) q[i] = _mm512_setzero_si512();
-    const __m512i packed = _mm512_permutexvar_epi32(
-        order, _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3])));
+    const __m512i packed = PackBytes64(q[0], q[1], q[2], q[3]);
     uint8_t* yrow = y + p * ldy + j0;
     if (nj == 64) {
       _mm512_storeu_si512(yrow, packed);

@@ -1112,8 +1112,8 @@ class PackedConv final : public PackedKernel {
     d.yf = yb == nullptr ? yf : nullptr;
     d.ldy = g_.out_size();
     const DepthwiseBody body = path_ == KernelPath::kAvx512Vnni ? DepthwiseBody::kAvx512
-                               : path_ == KernelPath::kRef      ? DepthwiseBody::kPortable
-                                                                : DepthwiseBody::kAvx2;
+                               : Is256BitPath(path_)            ? DepthwiseBody::kAvx2
+                                                                : DepthwiseBody::kPortable;
     d.w_pairs = dw_pairs_.data();
     ctx.pool->ParallelFor(g_.out_size(),
                           [&](int64_t p0, int64_t p1) { DepthwiseNhwc(d, p0, p1, body); });
