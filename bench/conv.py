@@ -7,10 +7,10 @@ usage: bench/conv.py [--repetitions 3] [--update BENCHMARKS.md]
 """
 import argparse
 import datetime
-import json
 import os
-import subprocess
 import sys
+
+from gbench import medians
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "build", "bench")
@@ -18,10 +18,7 @@ BENCH = os.path.join(ROOT, "build", "bench")
 
 def run(binary, reps):
     env = dict(os.environ, OPENBLAS_CORETYPE="SkylakeX")
-    r = subprocess.run([os.path.join(BENCH, binary), "--benchmark_format=json",
-                        f"--benchmark_repetitions={reps}", "--benchmark_report_aggregates_only=true",
-                        "--benchmark_min_time=0.3"], capture_output=True, text=True, env=env, check=True)
-    return {b["run_name"]: b for b in json.loads(r.stdout)["benchmarks"] if b["aggregate_name"] == "median"}
+    return medians(os.path.join(BENCH, binary), reps, 0.3, env)
 
 
 def main():

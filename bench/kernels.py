@@ -6,10 +6,11 @@ usage: bench/kernels.py [--repetitions 5] [--update BENCHMARKS.md]
 Sets OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS misdetects Zen 5).
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
+
+from gbench import medians
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "bench", "qlinear_bench")
@@ -23,10 +24,7 @@ def main():
     subprocess.run([os.path.join(ROOT, "scripts", "build"), "--target", "qlinear_bench"], check=True,
                    stdout=subprocess.DEVNULL)
     env = dict(os.environ, OPENBLAS_CORETYPE="SkylakeX")
-    out = subprocess.run([BIN, "--benchmark_format=json", f"--benchmark_repetitions={args.repetitions}",
-                          "--benchmark_report_aggregates_only=true", "--benchmark_min_time=0.3"],
-                         capture_output=True, text=True, env=env, check=True).stdout
-    rows = {b["run_name"]: b for b in json.loads(out)["benchmarks"] if b.get("aggregate_name") == "median"}
+    rows = medians(BIN, args.repetitions, 0.3, env)
     t = lambda name: rows[name]["real_time"]  # microseconds
     bw = {int(n.split("/")[1]): rows[n]["GBs"] / 1e9 for n in rows if n.startswith("BM_ReadBandwidth")}
 

@@ -8,10 +8,11 @@ usage: bench/lut.py [--repetitions 3] [--update BENCHMARKS.md]
 """
 import argparse
 import datetime
-import json
 import os
 import subprocess
 import sys
+
+from gbench import medians
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "bench", "lut_bench")
@@ -29,10 +30,7 @@ def main():
     args = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "scripts", "build"), "--target", "lut_bench"], check=True,
                    stdout=subprocess.DEVNULL)
-    out = subprocess.run([BIN, "--benchmark_format=json", f"--benchmark_repetitions={args.repetitions}",
-                          "--benchmark_report_aggregates_only=true", "--benchmark_min_time=0.2"],
-                         capture_output=True, text=True, check=True).stdout
-    rows = {b["run_name"]: b for b in json.loads(out)["benchmarks"] if b.get("aggregate_name") == "median"}
+    rows = medians(BIN, args.repetitions, 0.2)
     paths, shapes = [], []
     for name in rows:
         _, path, _, r, n, k = name.split("/")
