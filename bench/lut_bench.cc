@@ -2,7 +2,7 @@
 // the same shapes, in one binary: the dot products of `rows` quantized
 // activation rows with an n x k packed weight, one thread, for every dispatch
 // path this CPU has. Shapes: GEMV 4096 x 4096 and 16384 x 4096 (batch 1 and
-// 8), smaller linear layers around UseLut's rule, and ResNet-18's 3x3
+// 8), smaller linear layers around LutMaxRows's rule, and ResNet-18's 3x3
 // convolutions as the GEMM their implicit form runs
 // (pixels x (9 * c) x c). Formats: int8 and int2 (plane layout, vpdpbusd or
 // vpmaddubsw), int1 (+-1, table layout), each product kernel and, for int2
