@@ -10,9 +10,9 @@ namespace lowbit {
 namespace {
 
 const std::set<std::string>& PackedAttrs() {
-  static const std::set<std::string> k = {"format",    "granularity", "weight_shape",
-                                          "levels",    "zero_points", "act",
-                                          "act_range", "sqnr_db",     kFilterParts};
+  static const std::set<std::string> k = {"format",      "granularity",   "weight_shape", "levels",
+                                          "zero_points", "act",           "act_range",    "sqnr_db",
+                                          kFilterParts,  "residual_range"};
   return k;
 }
 

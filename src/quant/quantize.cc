@@ -388,6 +388,12 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
     po.batch = o.calib_batch;
     po.threads = o.threads;
     for (const Candidate& c : cands) stats[c.x].channel_axis = c.channel_axis;
+    // Fused residuals too (residual_range): a residual nothing else reads
+    // then travels as bytes (runtime/byte_edges.h).
+    for (const Candidate& c : cands) {
+      const std::string& r = graph.nodes[c.node].input(3);
+      if (c.op == "Conv" && !r.empty()) stats.try_emplace(r);
+    }
     LOWBIT_ASSIGN_OR_RETURN(fp32_plan, Plan::Create(graph, po));
     LOWBIT_RETURN_IF_ERROR(CheckCalibInput(fp32_plan.get(), graph, o));
     const int64_t n = o.calib->size();
@@ -572,6 +578,11 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
       if (!old.input(3).empty()) {  // a fused residual (Conv input 3, PackedConv input 4)
         q.inputs.resize(4);
         q.inputs.push_back(old.input(3));
+        auto rs = stats.find(old.input(3));
+        if (!weight_only && rs != stats.end() && rs->second.per_channel > 0) {
+          const auto [lo, hi] = ChooseRange(rs->second, o, false);
+          q.attrs["residual_range"] = std::vector<float>{lo, hi};
+        }
       }
       out.nodes[c.node] = std::move(q);
       result.layers.push_back(rep);

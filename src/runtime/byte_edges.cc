@@ -64,17 +64,25 @@ int MarkByteEdges(const Graph& g, const std::set<std::string>& pinned, std::vect
     if (!IsBytePackedConv(p) && !IsByteMaxPool(p)) continue;
     const std::string& value = p.outputs[0];
     if (g.IsOutput(value) || pinned.count(value) || !uses.count(value)) continue;
-    std::optional<Params> params;
-    bool ok = true;
+    std::optional<Params> params, residual;  // residual: the readers' residual_range
+    bool ok = true, residual_ranges = true;
     for (const Use& u : uses[value]) {
       const Node& c = (*nodes)[u.node];
       Params want;
       if (IsBytePackedConv(c) && ActSpecOf(c)->is_static && u.input == 0) {
         want = {c.GetString("act", "uint8"), std::get<std::vector<float>>(c.attrs.at("act_range"))};
       } else if (IsBytePackedConv(c) && u.input == 4) {
-        if (edges.count(c.outputs[0])) continue;  // the residual is added while writing bytes
-        ok = false;
-        break;
+        // The residual is added while writing bytes, with the X readers'
+        // parameters or else the residual readers' common calibrated range.
+        ok = edges.count(c.outputs[0]) > 0;
+        if (!ok) break;
+        const Result<ResidualRange> r = ResidualRangeOf(c);
+        const Params mine{"uint8", r.ok() && r->present ? std::vector<float>{r->lo, r->hi}
+                                                        : std::vector<float>{}};
+        residual_ranges =
+            residual_ranges && !mine.range.empty() && (!residual || *residual == mine);
+        residual = mine;
+        continue;
       } else if (IsByteMaxPool(c) && u.input == 0 && edges.count(c.outputs[0])) {
         want = edges.at(c.outputs[0]);  // max pooling keeps the quantization
       } else {
@@ -86,6 +94,7 @@ int MarkByteEdges(const Graph& g, const std::set<std::string>& pinned, std::vect
       }
       params = want;
     }
+    if (ok && !params && residual && residual_ranges) params = residual;
     if (ok && params) edges[value] = *params;
   }
   // A max pool writes bytes only when it reads them.

@@ -47,7 +47,9 @@ void ClearByteEdges(std::vector<Node>* nodes);
 // reader is such a convolution with a static range that reads it as X or as a
 // residual, or a 2-D MaxPool whose output qualifies; the X readers (through
 // max pools) all with the same act and act_range. A residual reader must
-// itself write bytes (its epilogue adds the residual while writing them).
+// itself write bytes (its epilogue adds the residual while writing them); a
+// value that only residual readers read (a projection shortcut) takes their
+// common residual_range, as uint8, and needs one on each.
 // Max pools are marked like convolutions (x_bytes, y_bytes_*), with equal
 // parameters in and out.
 int MarkByteEdges(const Graph& g, const std::set<std::string>& pinned, std::vector<Node>* nodes);

@@ -404,6 +404,31 @@ void SetPackedWeight(const PackedTensor& w, Node* node, Tensor* codes, Tensor* s
   *scales = Tensor::FromFloats({static_cast<int64_t>(p.scales.size())}, p.scales);
 }
 
+namespace {
+
+// Attribute `key`, a calibrated range [lo, hi] of 8-bit activations: false
+// when absent; refused with fp32 activations (`weight_only`) or when not two
+// finite floats lo <= hi.
+Result<bool> RangeAttr(const Node& node, const char* key, bool weight_only, float* lo, float* hi) {
+  auto it = node.attrs.find(key);
+  if (it == node.attrs.end()) return false;
+  if (weight_only) {
+    return InvalidArgument(node.Describe(), ": attribute ", key,
+                           " is for 8-bit activations, act is 'float'");
+  }
+  const auto* r = std::get_if<std::vector<float>>(&it->second);
+  if (r == nullptr || r->size() != 2 || !std::isfinite((*r)[0]) || !std::isfinite((*r)[1]) ||
+      (*r)[0] > (*r)[1]) {
+    return InvalidArgument(node.Describe(), ": attribute ", key,
+                           " must be two finite floats lo <= hi");
+  }
+  *lo = (*r)[0];
+  *hi = (*r)[1];
+  return true;
+}
+
+}  // namespace
+
 Result<ActSpec> ActSpecOf(const Node& node) {
   const std::string act = node.GetString("act", "uint8");
   if (act != "int8" && act != "uint8" && act != "float") {
@@ -412,20 +437,21 @@ Result<ActSpec> ActSpecOf(const Node& node) {
   ActSpec a;
   a.symmetric = act == "int8";
   a.weight_only = act == "float";
-  auto it = node.attrs.find("act_range");
-  if (it == node.attrs.end()) return a;
-  if (a.weight_only) {
-    return InvalidArgument(node.Describe(), ": attribute act_range is for 8-bit activations, act is 'float'");
-  }
-  const auto* r = std::get_if<std::vector<float>>(&it->second);
-  if (r == nullptr || r->size() != 2 || !std::isfinite((*r)[0]) || !std::isfinite((*r)[1]) ||
-      (*r)[0] > (*r)[1]) {
-    return InvalidArgument(node.Describe(), ": attribute act_range must be two finite floats lo <= hi");
-  }
-  a.is_static = true;
-  a.lo = (*r)[0];
-  a.hi = (*r)[1];
+  LOWBIT_ASSIGN_OR_RETURN(a.is_static, RangeAttr(node, "act_range", a.weight_only, &a.lo, &a.hi));
   return a;
+}
+
+Result<ResidualRange> ResidualRangeOf(const Node& node) {
+  ResidualRange r;
+  if (!node.Has("residual_range")) return r;
+  if (node.op_type != kPackedConv || node.input(4).empty()) {
+    return InvalidArgument(node.Describe(),
+                           ": attribute residual_range needs a PackedConv with a residual input R");
+  }
+  LOWBIT_ASSIGN_OR_RETURN(
+      r.present,
+      RangeAttr(node, "residual_range", node.GetString("act", "uint8") == "float", &r.lo, &r.hi));
+  return r;
 }
 
 }  // namespace lowbit

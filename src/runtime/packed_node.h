@@ -13,7 +13,8 @@
 // "uint8": 8-bit activations; "float": weight-only, fp32 activations and any
 // packed format), act_range (floats [lo, hi]: static calibration of 8-bit
 // activations; absent: dynamic per row / per image), the fused activation
-// (runtime/activation.h) and, from calibration, sqnr_db of the layer output.
+// (runtime/activation.h) and, from calibration, sqnr_db of the layer output
+// and (PackedConv with R) residual_range, R's range.
 // PackedConv also keeps Conv's attributes (strides, pads, dilations, group,
 // auto_pad, kernel_shape).
 #ifndef LOWBIT_RUNTIME_PACKED_NODE_H_
@@ -103,6 +104,15 @@ struct ActSpec {
   float lo = 0, hi = 0;
 };
 Result<ActSpec> ActSpecOf(const Node& node);
+
+// A PackedConv's calibrated range of its fused residual R (attribute
+// residual_range, floats [lo, hi]); absent: no range. With it a residual
+// that only fused convolutions read can travel as bytes (byte_edges.h).
+struct ResidualRange {
+  bool present = false;
+  float lo = 0, hi = 0;
+};
+Result<ResidualRange> ResidualRangeOf(const Node& node);
 
 }  // namespace lowbit
 

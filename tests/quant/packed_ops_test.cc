@@ -561,8 +561,10 @@ TEST(PackedOpsTest, FusedResidualAddsMatchUnfusedGraphs) {
 // -> two 1x1 convs -> GlobalAveragePool. Without the Adds the 1x1 conv after
 // the strided one has stride 2 (a downsample reading 8-bit pixels). With
 // `broadcast`, instead: a conv down to 1x1 pixels g, read by a conv as X and
-// added, broadcast, to another conv's output.
-Graph BlocksGraph(bool residual, bool broadcast, Rng& rng) {
+// added, broadcast, to another conv's output. With `projection` (and
+// residual), the second block's skip is a strided 1x1 conv sc that only the
+// Add reads (a ResNet downsample): [strided conv c, conv d + sc].
+Graph BlocksGraph(bool residual, bool broadcast, Rng& rng, bool projection = false) {
   Graph g;
   g.source = "test";
   g.opset = 13;
@@ -605,9 +607,17 @@ Graph BlocksGraph(bool residual, bool broadcast, Rng& rng) {
     conv("p", "a", 16, 16, 3, 1, 1, true);
     conv("a", residual ? "b" : "r1", 16, 16, 3, 1, 1, !residual);
     if (residual) add_relu("b", "p", "r1");
-    conv("r1", "c", 16, 24, 3, 2, 1, false);  // a skip with negative values
-    conv("c", residual ? "d" : "r2", 24, 24, 1, residual ? 1 : 2, 0, !residual);
-    if (residual) add_relu("d", "c", "r2");
+    if (residual && projection) {
+      conv("r1", "c", 16, 24, 3, 2, 1, true);
+      conv("c", "d", 24, 24, 3, 1, 1, false);
+      conv("r1", "sc", 16, 24, 1, 2, 0,
+           false);  // a skip with negative values, read only by the Add
+      add_relu("d", "sc", "r2");
+    } else {
+      conv("r1", "c", 16, 24, 3, 2, 1, false);  // a skip with negative values
+      conv("c", residual ? "d" : "r2", 24, 24, 1, residual ? 1 : 2, 0, !residual);
+      if (residual) add_relu("d", "c", "r2");
+    }
     conv("r2", "dw1", 24, 24, 3, 1, 1, false, 24);  // depthwise, MobileNet style
     conv("dw1", "dw2", 24, 24, 3, 2, 1, true, 24);  // (reading negative values)
     conv("dw2", "wide", 24, 130, 1, 1, 0,
@@ -619,14 +629,17 @@ Graph BlocksGraph(bool residual, bool broadcast, Rng& rng) {
   return g;
 }
 
-// Every packed node's act_range: the min and max of the value it reads in
-// the fp32 graph `f` on input x (as calibration gives: the same for all
-// readers of a value).
+// Every packed node's act_range, and residual_range where it has a residual:
+// the min and max of the value it reads in the fp32 graph `f` on input x (as
+// calibration gives: the same for all readers of a value).
 void SetRangesPerValue(const Graph& f, const Tensor& x, Graph* q) {
   PlanOptions po;
   po.batch = x.shape()[0];
   for (const Node& n : q->nodes) {
-    if (IsPackedNode(n) && !f.IsConstant(n.inputs[0])) po.keep.push_back(n.inputs[0]);
+    if (!IsPackedNode(n)) continue;
+    for (size_t i : {size_t{0}, size_t{4}}) {
+      if (!n.input(i).empty() && !f.IsConstant(n.input(i))) po.keep.push_back(n.input(i));
+    }
   }
   auto plan = Plan::Create(f, po);
   ASSERT_TRUE(plan.ok()) << plan.status().ToString();
@@ -634,10 +647,13 @@ void SetRangesPerValue(const Graph& f, const Tensor& x, Graph* q) {
   (*plan)->Run();
   for (Node& n : q->nodes) {
     if (!IsPackedNode(n)) continue;
-    const Tensor* v = (*plan)->value(n.inputs[0]);
-    ASSERT_NE(v, nullptr) << n.inputs[0];
-    const auto [lo, hi] = std::minmax_element(v->data<float>(), v->data<float>() + v->numel());
-    n.attrs["act_range"] = std::vector<float>{*lo, *hi};
+    for (size_t i : {size_t{0}, size_t{4}}) {
+      if (n.input(i).empty()) continue;
+      const Tensor* v = (*plan)->value(n.input(i));
+      ASSERT_NE(v, nullptr) << n.input(i);
+      const auto [lo, hi] = std::minmax_element(v->data<float>(), v->data<float>() + v->numel());
+      n.attrs[i == 0 ? "act_range" : "residual_range"] = std::vector<float>{*lo, *hi};
+    }
   }
 }
 
@@ -648,24 +664,32 @@ TEST(PackedOpsTest, ByteEdgesMatchFloatEdges) {
   const uint64_t seed = testing::TestSeed();
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   struct Case {
-    bool residual, broadcast;
+    bool residual, broadcast, projection, residual_range;
     int edges;  // values that travel as bytes
   };
   // Chain: c0, p, a, r1, c, r2, dw1, dw2, wide. Residual: the same (the
-  // skips' readers write bytes). Broadcast: g, g1, gp, rs.
+  // skips' readers write bytes). Broadcast: g, g1, gp, rs. Projection: the
+  // chain and sc, by its reader's residual_range (and not without it).
   // (Filter-wise formats: byte outputs and residuals scattered per format.)
-  for (const Case& k : {Case{false, false, 9}, Case{true, false, 9}, Case{false, true, 4}})
+  for (const Case& k : {Case{false, false, false, true, 9}, Case{true, false, false, true, 9},
+                        Case{false, true, false, true, 4}, Case{true, false, true, true, 10},
+                        Case{true, false, true, false, 9}})
     for (const char* weights : {"int4", "int2/int4:0.5"}) {
-      SCOPED_TRACE(::testing::Message() << (k.broadcast  ? "broadcast"
-                                            : k.residual ? "residual"
-                                                         : "chain")
-                                        << " " << weights);
+      SCOPED_TRACE(::testing::Message()
+                   << (k.broadcast    ? "broadcast"
+                       : k.projection ? "projection"
+                       : k.residual   ? "residual"
+                                      : "chain")
+                   << (k.residual_range ? "" : " without residual_range") << " " << weights);
       Rng rng(seed + 5);
-      const Graph f = BlocksGraph(k.residual, k.broadcast, rng);
+      const Graph f = BlocksGraph(k.residual, k.broadcast, rng, k.projection);
       Graph q = Quantize(f, weights);
       Rng xr(seed);
       const Tensor x = Random({2, 6, 11, 9}, xr, 0.0f, 1.0f);
       SetRangesPerValue(f, x, &q);
+      if (!k.residual_range) {
+        for (Node& n : q.nodes) n.attrs.erase("residual_range");
+      }
       // Batch 1 splits each image across threads (by pixels or, for "wide", by
       // outputs); batch 2 on 2 threads gives each thread whole images.
       Tensor x1(DType::kFloat32, {1, 6, 11, 9});
@@ -781,6 +805,55 @@ TEST(PackedOpsTest, CalibrationReadsWhatTheModelInputTakes) {
   std::remove(path.c_str());
 }
 
+// Calibration records the range of every fused residual (residual_range),
+// so a projection shortcut that only the Add reads travels as bytes too.
+TEST(PackedOpsTest, CalibrationRecordsResidualRanges) {
+  Rng rng(testing::TestSeed());
+  const Graph f = BlocksGraph(true, false, rng, true);
+  const Tensor x = Random({6, 6, 11, 9}, rng, 0.0f, 1.0f);
+  const std::string path = ::testing::TempDir() + "/lowbit_residual_calib.npy";
+  ASSERT_TRUE(WriteNpy(path, x.shape(), x.data<float>()).ok());
+  auto ds = Dataset::Open("npy:" + path);
+  ASSERT_TRUE(ds.ok()) << ds.status().ToString();
+  QuantizeOptions o;
+  o.plan.defaults.weights = "int8";
+  o.act_calib = ActCalib::kMinMax;
+  o.quiet = true;
+  o.calib = ds->get();
+  auto r = QuantizeGraph(f, o);
+  std::remove(path.c_str());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  // The fp32 values the residuals take on the calibration samples.
+  PlanOptions po;
+  po.batch = x.shape()[0];
+  int residuals = 0;
+  for (const Node& n : r->graph.nodes) {
+    if (IsPackedNode(n) && !n.input(4).empty()) po.keep.push_back(n.input(4));
+  }
+  auto plan = Plan::Create(f, po);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  std::copy_n(x.data<float>(), x.numel(), (*plan)->input(0).data<float>());
+  (*plan)->Run();
+  for (const Node& n : r->graph.nodes) {
+    if (!IsPackedNode(n) || n.input(4).empty()) continue;
+    ++residuals;
+    const Result<ResidualRange> got = ResidualRangeOf(n);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    ASSERT_TRUE(got->present) << n.name;
+    const Tensor* v = (*plan)->value(n.input(4));
+    ASSERT_NE(v, nullptr);
+    const auto [lo, hi] = std::minmax_element(v->data<float>(), v->data<float>() + v->numel());
+    EXPECT_EQ(got->lo, std::min(*lo, 0.0f)) << n.name;
+    EXPECT_EQ(got->hi, std::max(*hi, 0.0f)) << n.name;
+  }
+  EXPECT_EQ(residuals, 2);
+  // Both skips and the chain travel as bytes; the output stays close to fp32.
+  int edges = 0;
+  const Tensor got = RunEdges(r->graph, x, 1, true, &edges);
+  EXPECT_EQ(edges, 10);
+  EXPECT_GT(SqnrDb(RunGraph(f, x), got), 25);
+}
+
 TEST(PackedOpsTest, PlansKeepWeightsPacked) {
   // A 2048 x 2048 layer: 16 MiB in fp32, 1 MiB at int2. A plan that widened
   // it to fp32 at load time (or, weight-only, at run time) would grow resident
@@ -875,6 +948,36 @@ TEST(PackedOpsTest, LoadingRefusesInconsistentPackedNodes) {
   bad = mn;
   bad.attrs["format"] = std::string("int2/nhot2-4");
   refused(bad, mc, ms, "stores levels");
+
+  // residual_range: a range, and only on a PackedConv with a residual.
+  auto range_refused = [](const Node& node, const std::string& words) {
+    auto r = ResidualRangeOf(node);
+    ASSERT_FALSE(r.ok()) << words;
+    EXPECT_NE(r.status().message().find(words), std::string::npos) << r.status().message();
+  };
+  Node conv;
+  conv.name = "c";
+  conv.op_type = kPackedConv;
+  conv.domain = kLowbitDomain;
+  conv.inputs = {"x", "codes", "scales", "", "r"};
+  ASSERT_TRUE(ResidualRangeOf(conv).ok());
+  EXPECT_FALSE(ResidualRangeOf(conv)->present);
+  conv.attrs["residual_range"] = std::vector<float>{-1.5f, 2.0f};
+  ASSERT_TRUE(ResidualRangeOf(conv).ok());
+  EXPECT_TRUE(ResidualRangeOf(conv)->present);
+  EXPECT_EQ(ResidualRangeOf(conv)->lo, -1.5f);
+  EXPECT_EQ(ResidualRangeOf(conv)->hi, 2.0f);
+  bad = conv;
+  bad.attrs["residual_range"] = std::vector<float>{2.0f, -1.5f};
+  range_refused(bad, "residual_range must be two finite floats lo <= hi");
+  bad.attrs["residual_range"] = std::vector<float>{0.0f, INFINITY};
+  range_refused(bad, "residual_range must be two finite floats lo <= hi");
+  bad = conv;
+  bad.attrs["act"] = std::string("float");
+  range_refused(bad, "residual_range is for 8-bit activations");
+  bad = conv;
+  bad.inputs.resize(4);
+  range_refused(bad, "needs a PackedConv with a residual input R");
 }
 
 }  // namespace

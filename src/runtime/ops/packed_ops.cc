@@ -365,6 +365,7 @@ class PackedConv final : public PackedKernel {
     }
     LOWBIT_ASSIGN_OR_RETURN(bytes_out_, ByteEdgeParams(kByteOutputAct, kByteOutputRange, &out_q_));
     LOWBIT_ASSIGN_OR_RETURN(res_bytes_, ByteEdgeParams(kByteResidualAct, kByteResidualRange, &res_q_));
+    LOWBIT_RETURN_IF_ERROR(ResidualRangeOf(node_).status());
     const Shape x_shape = bytes_in_ ? NchwOf(in[0].shape) : in[0].shape;
     ConvDims d;
     LOWBIT_ASSIGN_OR_RETURN(d, ComputeConvDims(node_, x_shape, w.shape, "weight_shape"));
