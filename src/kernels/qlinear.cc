@@ -168,6 +168,47 @@ Result<QLinearWeights> PrepareQLinear(const PackedTensor& t) {
   return w;
 }
 
+bool ToLevelPlanes(QLinearWeights* w, const std::vector<bool>& padding) {
+  if (w->layout != QLinearWeights::Layout::kPlanes || !w->lut.empty()) return false;
+  // Planes: T[c] = c + T[0] and offset = zero point - T[0]; symmetric grids
+  // have zero point 0, and the zero level's code is -T[0].
+  const int32_t zero_code = -w->table[0];
+  if (zero_code < 0 || zero_code >= (1 << w->bits)) return false;
+  for (int32_t o : w->offset) {
+    if (o != zero_code) return false;
+  }
+  const int P = w->planes_per_byte(), bits = w->bits;
+  const int64_t groups = w->steps() / P;
+  uint8_t fill = 0;
+  for (int p = 0; p < P; ++p) fill |= static_cast<uint8_t>(zero_code << (bits * p));
+  std::fill(w->tiles.begin(), w->tiles.end(), fill);
+  for (int64_t r = 0; r < w->n; ++r) {
+    uint8_t* row = w->codes.data() + r * w->row_bytes;
+    int32_t sum = 0;
+    for (int64_t c = 0; c < w->k; ++c) {
+      uint32_t code = CodeField(row, c * bits, bits);
+      if (!padding.empty() && padding[c]) {
+        code = static_cast<uint32_t>(zero_code);
+        for (int b = 0; b < bits; ++b) {
+          const int64_t i = c * bits + b;
+          row[i >> 3] = static_cast<uint8_t>((row[i >> 3] & ~(1u << (i & 7))) |
+                                             (((code >> b) & 1u) << (i & 7)));
+        }
+      }
+      sum += w->table[code];
+      const int64_t tile = r / 16, i = r % 16, step = c / 4, j = c % 4;
+      const int64_t grp = step / P, p = step % P;
+      uint8_t& byte = w->tiles[(tile * groups + grp) * 64 + 4 * i + j];
+      const uint8_t field = static_cast<uint8_t>(((1u << bits) - 1) << (bits * p));
+      byte = static_cast<uint8_t>((byte & ~field) | (code << (bits * p)));
+    }
+    w->rowsum[r] = sum;
+    w->offset[r] = 0;
+  }
+  w->layout = QLinearWeights::Layout::kLevelPlanes;
+  return true;
+}
+
 ActQuant StaticActParams(float lo, float hi, bool symmetric, bool signed_operand) {
   lo = std::min(lo, 0.0f);
   hi = std::max(hi, 0.0f);

@@ -28,6 +28,14 @@
 // 4*i + j holds, in bits [b*p, b*(p+1)), the code of row i and input
 // 4*(s0 + p) + j; one load, a shift and a mask give each step's 64 weights.
 // Inputs are padded to a multiple of 4 * P.
+//
+// Level-plane layout (ToLevelPlanes; the AVX-512 path): plane tiles whose
+// codes give int8 levels T[c] = c + T[0] (one vpaddb after the mask), the
+// signed operand, against uint8 activations, the unsigned one -- the table
+// layout's arithmetic, with offset 0. Only grids with a zero level and no
+// per-row zero point: the zero-point correction is then per output
+// (xz * rowsum), with no per-row activation sums; padded inputs hold the zero
+// level's code, so whatever bytes they meet add nothing.
 #ifndef LOWBIT_KERNELS_QLINEAR_H_
 #define LOWBIT_KERNELS_QLINEAR_H_
 
@@ -44,7 +52,9 @@
 namespace lowbit {
 
 struct QLinearWeights {
-  enum class Layout { kTable, kPlanes };
+  // kLevelPlanes (ToLevelPlanes, AVX-512 only): the plane layout's tiles, read
+  // with the table layout's arithmetic (below).
+  enum class Layout { kTable, kPlanes, kLevelPlanes };
   Layout layout = Layout::kTable;
   int bits = 0;
   int64_t n = 0, k = 0;          // output rows, inputs
@@ -81,6 +91,13 @@ struct QLinearWeights {
   int planes_per_byte() const { return 8 / bits; }
   bool signed_acts() const { return layout == Layout::kPlanes; }
 };
+
+// Turns plane-layout weights of a grid with a zero level and no per-row zero
+// point into the level-plane layout, giving the inputs `padding` marks (one
+// flag per input k, or empty: none) the zero level's code, as well as the
+// padding past k. Returns false, changing nothing, for other weights (or a
+// table kernel's form). The AVX-512 kernels run it; the reference too.
+bool ToLevelPlanes(QLinearWeights* w, const std::vector<bool>& padding);
 
 // The `bits`-bit field at bit offset `bit` of the packed little-endian
 // stream `p` (a code of QLinearWeights::codes).

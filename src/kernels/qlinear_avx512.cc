@@ -59,21 +59,27 @@ struct Unpacker {
   }
 };
 
-
 // Plane layout: each 64-byte load per tile yields P = 8 / B steps of weights,
 // plane p being (v >> B*p) & mask (a 16-bit shift is enough: the mask drops
 // the bits that cross bytes). Codes are the unsigned operand, the int8
 // activations the signed one.
-template <int B>
-void PlanesDot(const QLinearWeights& w, const int8_t* xq, int32_t* dot, int64_t t0, int64_t t1) {
+// L (kLevelPlanes): the same tiles hold the codes of levels T[code] = code +
+// T[0]; the unpacked levels are the signed operand and the uint8 activations
+// the unsigned one.
+template <int B, bool L>
+void PlanesDot(const QLinearWeights& w, const uint8_t* xq, int32_t* dot, int64_t t0, int64_t t1) {
   constexpr int P = 8 / B;
   const __m512i mask = _mm512_set1_epi8(static_cast<char>((1 << B) - 1));
+  const __m512i t0v = _mm512_set1_epi8(static_cast<char>(w.table[0]));
   const int64_t groups = w.steps() / P;
   const int64_t tiles = t1;
   const uint8_t* base = w.tiles.data();
   auto plane = [&](__m512i v, int p) {
-    if (B == 8) return v;
-    return _mm512_and_si512(p == 0 ? v : _mm512_srli_epi16(v, B * p), mask);
+    const __m512i c = B == 8 ? v : _mm512_and_si512(p == 0 ? v : _mm512_srli_epi16(v, B * p), mask);
+    return L ? _mm512_add_epi8(c, t0v) : c;
+  };
+  auto dp = [](__m512i acc, __m512i wv, __m512i x) {
+    return L ? _mm512_dpbusd_epi32(acc, x, wv) : _mm512_dpbusd_epi32(acc, wv, x);
   };
   int64_t t = t0;
   for (; t + 4 <= tiles; t += 4) {
@@ -84,9 +90,7 @@ void PlanesDot(const QLinearWeights& w, const int8_t* xq, int32_t* dot, int64_t 
       for (int i = 0; i < 4; ++i) v[i] = _mm512_loadu_si512(base + ((t + i) * groups + g) * 64);
       for (int p = 0; p < P; ++p) {
         const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(xq + 4 * (g * P + p)));
-        for (int i = 0; i < 4; ++i) {
-          acc[i][p & 1] = _mm512_dpbusd_epi32(acc[i][p & 1], plane(v[i], p), x);
-        }
+        for (int i = 0; i < 4; ++i) acc[i][p & 1] = dp(acc[i][p & 1], plane(v[i], p), x);
       }
     }
     for (int i = 0; i < 4; ++i) {
@@ -99,14 +103,15 @@ void PlanesDot(const QLinearWeights& w, const int8_t* xq, int32_t* dot, int64_t 
       const __m512i v = _mm512_loadu_si512(base + (t * groups + g) * 64);
       for (int p = 0; p < P; ++p) {
         const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(xq + 4 * (g * P + p)));
-        if (p & 1) a1 = _mm512_dpbusd_epi32(a1, plane(v, p), x);
-        else a0 = _mm512_dpbusd_epi32(a0, plane(v, p), x);
+        if (p & 1)
+          a1 = dp(a1, plane(v, p), x);
+        else
+          a0 = dp(a0, plane(v, p), x);
       }
     }
     _mm512_storeu_si512(dot + t * 16, _mm512_add_epi32(a0, a1));
   }
 }
-
 
 // R activation rows at once (GEMM): each unpacked weight vector feeds R
 // vpdpbusd; NT tiles x R rows of accumulators stay in registers (the counts
@@ -114,11 +119,13 @@ void PlanesDot(const QLinearWeights& w, const int8_t* xq, int32_t* dot, int64_t 
 // Rows come as R pointers plus per-step byte offsets (off[s] for inputs
 // 4s..4s+3): dense rows (off[s] = 4s) and convolution windows read straight
 // from an NHWC image (implicit GEMM) take the same path.
-template <int B, int R, int NT>
+// L: level planes, as in PlanesDot.
+template <int B, int R, int NT, bool L>
 inline void PlanesDotBlock(const QLinearWeights& w, const uint8_t* const* xr, const int32_t* off,
                            int32_t* dot, int64_t ldd, int64_t t) {
   constexpr int P = 8 / B;
   const __m512i mask = _mm512_set1_epi8(static_cast<char>((1 << B) - 1));
+  const __m512i t0v = _mm512_set1_epi8(static_cast<char>(w.table[0]));
   const int64_t groups = w.steps() / P;
   const uint8_t* base = w.tiles.data();
   __m512i acc[NT][R];
@@ -132,11 +139,15 @@ inline void PlanesDotBlock(const QLinearWeights& w, const uint8_t* const* xr, co
       __m512i wv[NT];
       for (int i = 0; i < NT; ++i) {
         wv[i] = B == 8 ? v[i] : _mm512_and_si512(p == 0 ? v[i] : _mm512_srli_epi16(v[i], B * p), mask);
+        if (L) wv[i] = _mm512_add_epi8(wv[i], t0v);
       }
       const int32_t o = off[g * P + p];
       for (int r = 0; r < R; ++r) {
         const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(xr[r] + o));
-        for (int i = 0; i < NT; ++i) acc[i][r] = _mm512_dpbusd_epi32(acc[i][r], wv[i], x);
+        for (int i = 0; i < NT; ++i) {
+          acc[i][r] = L ? _mm512_dpbusd_epi32(acc[i][r], x, wv[i])
+                        : _mm512_dpbusd_epi32(acc[i][r], wv[i], x);
+        }
       }
     }
   }
@@ -148,29 +159,29 @@ inline void PlanesDotBlock(const QLinearWeights& w, const uint8_t* const* xr, co
 // The last 1-3 tiles in one block: each broadcast activation still feeds
 // every tile (a filter-wise format's few tiles, 130 outputs, ...). Kept out
 // of line: inlined, it costs the main loop's code quality (measured 15%).
-template <int B, int R>
+template <int B, int R, bool L>
 __attribute__((noinline)) void PlanesDotTail(const QLinearWeights& w, const uint8_t* const* xr,
                                              const int32_t* off, int32_t* dot, int64_t ldd,
                                              int64_t t, int64_t n) {
   switch (n) {
     case 3:
-      PlanesDotBlock<B, R, 3>(w, xr, off, dot, ldd, t);
+      PlanesDotBlock<B, R, 3, L>(w, xr, off, dot, ldd, t);
       break;
     case 2:
-      PlanesDotBlock<B, R, 2>(w, xr, off, dot, ldd, t);
+      PlanesDotBlock<B, R, 2, L>(w, xr, off, dot, ldd, t);
       break;
     default:
-      PlanesDotBlock<B, R, 1>(w, xr, off, dot, ldd, t);
+      PlanesDotBlock<B, R, 1, L>(w, xr, off, dot, ldd, t);
       break;
   }
 }
 
-template <int B, int R>
+template <int B, int R, bool L>
 void PlanesDotRows(const QLinearWeights& w, const uint8_t* const* xr, const int32_t* off,
                    int32_t* dot, int64_t ldd, int64_t t0, int64_t t1) {
   int64_t t = t0;
-  for (; t + 4 <= t1; t += 4) PlanesDotBlock<B, R, 4>(w, xr, off, dot, ldd, t);
-  if (t < t1) PlanesDotTail<B, R>(w, xr, off, dot, ldd, t, t1 - t);
+  for (; t + 4 <= t1; t += 4) PlanesDotBlock<B, R, 4, L>(w, xr, off, dot, ldd, t);
+  if (t < t1) PlanesDotTail<B, R, L>(w, xr, off, dot, ldd, t, t1 - t);
 }
 
 // Layers of one or two output tiles, where 4-row blocks would leave too few
@@ -180,33 +191,33 @@ void PlanesDotRows(const QLinearWeights& w, const uint8_t* const* xr, const int3
 //   filters): R = 8, H = 4 (8 chains; 4 rows x 1 tile would leave 4).
 // - Two tiles (17-32 outputs: MobileNet's 24- and 32-channel projections):
 //   R = 6, H = 2 (12 chains; each unpacked weight vector feeds 6 vpdpbusd).
-template <int B, int NT, int R, int H>
+template <int B, int NT, int R, int H, bool L>
 __attribute__((noinline)) void PlanesDotFewTiles(const QLinearWeights& w, const uint8_t* const* xr,
                                                  const int32_t* off, int64_t rows, int32_t* dot,
                                                  int64_t t) {
   const int64_t ldd = w.n_pad;
   int64_t r = 0;
-  for (; r + R <= rows; r += R) PlanesDotBlock<B, R, NT>(w, xr + r, off, dot + r * ldd, ldd, t);
-  for (; r + H <= rows; r += H) PlanesDotBlock<B, H, NT>(w, xr + r, off, dot + r * ldd, ldd, t);
-  for (; r < rows; ++r) PlanesDotBlock<B, 1, NT>(w, xr + r, off, dot + r * ldd, ldd, t);
+  for (; r + R <= rows; r += R) PlanesDotBlock<B, R, NT, L>(w, xr + r, off, dot + r * ldd, ldd, t);
+  for (; r + H <= rows; r += H) PlanesDotBlock<B, H, NT, L>(w, xr + r, off, dot + r * ldd, ldd, t);
+  for (; r < rows; ++r) PlanesDotBlock<B, 1, NT, L>(w, xr + r, off, dot + r * ldd, ldd, t);
 }
 
-template <int B>
+template <int B, bool L>
 void PlanesDotBatch(const QLinearWeights& w, const uint8_t* const* xr, const int32_t* off,
                     int64_t rows, int32_t* dot, int64_t t0, int64_t t1) {
   if (t1 - t0 == 1) {
-    PlanesDotFewTiles<B, 1, 8, 4>(w, xr, off, rows, dot, t0);
+    PlanesDotFewTiles<B, 1, 8, 4, L>(w, xr, off, rows, dot, t0);
     return;
   }
   if (t1 - t0 == 2) {
-    PlanesDotFewTiles<B, 2, 6, 2>(w, xr, off, rows, dot, t0);
+    PlanesDotFewTiles<B, 2, 6, 2, L>(w, xr, off, rows, dot, t0);
     return;
   }
   const int64_t ldd = w.n_pad;
   int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) PlanesDotRows<B, 4>(w, xr + r, off, dot + r * ldd, ldd, t0, t1);
-  for (; r + 2 <= rows; r += 2) PlanesDotRows<B, 2>(w, xr + r, off, dot + r * ldd, ldd, t0, t1);
-  if (r < rows) PlanesDotRows<B, 1>(w, xr + r, off, dot + r * ldd, ldd, t0, t1);
+  for (; r + 4 <= rows; r += 4) PlanesDotRows<B, 4, L>(w, xr + r, off, dot + r * ldd, ldd, t0, t1);
+  for (; r + 2 <= rows; r += 2) PlanesDotRows<B, 2, L>(w, xr + r, off, dot + r * ldd, ldd, t0, t1);
+  if (r < rows) PlanesDotRows<B, 1, L>(w, xr + r, off, dot + r * ldd, ldd, t0, t1);
 }
 
 template <int R, int NT>
@@ -246,10 +257,34 @@ void QLinearDotRowsAvx512Vnni(const QLinearWeights& w, const uint8_t* const* row
                               int64_t t1) {
   if (w.layout == QLinearWeights::Layout::kPlanes) {
     switch (w.bits) {
-      case 1: PlanesDotBatch<1>(w, rows, step_off, nrows, dot, t0, t1); return;
-      case 2: PlanesDotBatch<2>(w, rows, step_off, nrows, dot, t0, t1); return;
-      case 4: PlanesDotBatch<4>(w, rows, step_off, nrows, dot, t0, t1); return;
-      default: PlanesDotBatch<8>(w, rows, step_off, nrows, dot, t0, t1); return;
+      case 1:
+        PlanesDotBatch<1, false>(w, rows, step_off, nrows, dot, t0, t1);
+        return;
+      case 2:
+        PlanesDotBatch<2, false>(w, rows, step_off, nrows, dot, t0, t1);
+        return;
+      case 4:
+        PlanesDotBatch<4, false>(w, rows, step_off, nrows, dot, t0, t1);
+        return;
+      default:
+        PlanesDotBatch<8, false>(w, rows, step_off, nrows, dot, t0, t1);
+        return;
+    }
+  }
+  if (w.layout == QLinearWeights::Layout::kLevelPlanes) {
+    switch (w.bits) {
+      case 1:
+        PlanesDotBatch<1, true>(w, rows, step_off, nrows, dot, t0, t1);
+        return;
+      case 2:
+        PlanesDotBatch<2, true>(w, rows, step_off, nrows, dot, t0, t1);
+        return;
+      case 4:
+        PlanesDotBatch<4, true>(w, rows, step_off, nrows, dot, t0, t1);
+        return;
+      default:
+        PlanesDotBatch<8, true>(w, rows, step_off, nrows, dot, t0, t1);
+        return;
     }
   }
   const Unpacker up(w);
@@ -262,12 +297,35 @@ void QLinearDotRowsAvx512Vnni(const QLinearWeights& w, const uint8_t* const* row
 void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* dot, int64_t t0,
                           int64_t t1) {
   if (w.layout == QLinearWeights::Layout::kPlanes) {
-    const int8_t* xq = reinterpret_cast<const int8_t*>(u);
     switch (w.bits) {
-      case 1: PlanesDot<1>(w, xq, dot, t0, t1); return;
-      case 2: PlanesDot<2>(w, xq, dot, t0, t1); return;
-      case 4: PlanesDot<4>(w, xq, dot, t0, t1); return;
-      default: PlanesDot<8>(w, xq, dot, t0, t1); return;
+      case 1:
+        PlanesDot<1, false>(w, u, dot, t0, t1);
+        return;
+      case 2:
+        PlanesDot<2, false>(w, u, dot, t0, t1);
+        return;
+      case 4:
+        PlanesDot<4, false>(w, u, dot, t0, t1);
+        return;
+      default:
+        PlanesDot<8, false>(w, u, dot, t0, t1);
+        return;
+    }
+  }
+  if (w.layout == QLinearWeights::Layout::kLevelPlanes) {
+    switch (w.bits) {
+      case 1:
+        PlanesDot<1, true>(w, u, dot, t0, t1);
+        return;
+      case 2:
+        PlanesDot<2, true>(w, u, dot, t0, t1);
+        return;
+      case 4:
+        PlanesDot<4, true>(w, u, dot, t0, t1);
+        return;
+      default:
+        PlanesDot<8, true>(w, u, dot, t0, t1);
+        return;
     }
   }
   const Unpacker up(w);

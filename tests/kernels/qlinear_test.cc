@@ -646,6 +646,98 @@ TEST(QLinearTest, UniformGridsUseThePlaneLayout) {
   }
 }
 
+// Level planes (ToLevelPlanes): symmetric grids with a zero level convert,
+// others do not; the AVX-512 kernels (rows and GEMV) equal the reference
+// exactly, whatever bytes the padded inputs hold; and the epilogue's values
+// equal the plane layout's bit for bit on the same real activations.
+TEST(QLinearTest, LevelPlanesEqualThePlaneLayout) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  Rng rng(seed + 3);
+  int converted = 0;
+  for (const char* f : {"int2", "int4", "int8", "uint2", "uint4", "int4-asym", "int1", "int3"}) {
+    for (int64_t n : {16, 17, 50, 80}) {
+      for (int64_t k : {4, 13, 64, 100}) {
+        SCOPED_TRACE(::testing::Message() << f << " n " << n << " k " << k);
+        const std::vector<float> wf = testing::Laplace(n * k, seed + n + k);
+        FitOptions o;
+        o.clip = ClipMethod::kMinMax;
+        const PackedTensor t = *PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(f), o);
+        const QLinearWeights planes = *PrepareQLinear(t);
+        QLinearWeights w = planes;
+        std::vector<bool> padding(k);
+        for (int64_t c = 0; c < k; ++c) padding[c] = rng.Below(5) == 0;
+        const bool eligible = planes.layout == QLinearWeights::Layout::kPlanes &&
+                              std::string(f).find("asym") == std::string::npos;
+        ASSERT_EQ(ToLevelPlanes(&w, padding), eligible);
+        if (!eligible) {
+          EXPECT_EQ(w.layout, planes.layout);
+          continue;
+        }
+        ++converted;
+        EXPECT_EQ(w.layout, QLinearWeights::Layout::kLevelPlanes);
+        EXPECT_FALSE(w.signed_acts());
+        const int64_t rows = 1 + static_cast<int64_t>(rng.Below(9));
+        std::vector<uint8_t> u(rows * w.k_pad);
+        for (auto& b : u) b = static_cast<uint8_t>(rng.Below(256));
+        std::vector<int32_t> ref(rows * w.n_pad);
+        for (int64_t r = 0; r < rows; ++r)
+          QLinearDotRef(w, u.data() + r * w.k_pad, ref.data() + r * w.n_pad);
+        // The reference: padded inputs add nothing, other rows T[code] * u.
+        for (int64_t j = 0; j < n; ++j) {
+          int32_t want = 0;
+          for (int64_t c = 0; c < k; ++c) {
+            if (padding[c]) continue;
+            want += planes.table[CodeField(planes.codes.data() + j * planes.row_bytes, c * w.bits,
+                                           w.bits)] *
+                    u[c];
+          }
+          ASSERT_EQ(ref[j], want) << "output " << j;
+        }
+        if (KernelPathAvailable(KernelPath::kAvx512Vnni)) {
+          std::vector<int32_t> simd(rows * w.n_pad), gemv(w.n_pad);
+          QLinearDotBatchAvx512Vnni(w, u.data(), rows, simd.data(), 0, w.n_pad / 16);
+          QLinearDotAvx512Vnni(w, u.data(), gemv.data(), 0, w.n_pad / 16);
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t j = 0; j < n; ++j) {
+              ASSERT_EQ(simd[r * w.n_pad + j], ref[r * w.n_pad + j]) << "row " << r << " out " << j;
+            }
+          }
+          for (int64_t j = 0; j < n; ++j) ASSERT_EQ(gemv[j], ref[j]) << "gemv out " << j;
+        }
+        // The same real activations through both layouts' epilogues, no padding.
+        QLinearWeights w2 = planes;
+        ASSERT_TRUE(ToLevelPlanes(&w2, {}));
+        std::vector<uint8_t> ub(w.k_pad, 0), xb(planes.k_pad, 0);
+        const ActQuant au = StaticActParams(-1.5f, 2.5f, false, false);
+        const ActQuant as = StaticActParams(-1.5f, 2.5f, false, true);
+        int32_t xsum = 0;
+        for (int64_t c = 0; c < k; ++c) {
+          ub[c] = static_cast<uint8_t>(rng.Below(256));
+          xb[c] = static_cast<uint8_t>(ub[c] ^ 0x80);
+          xsum += static_cast<int8_t>(xb[c]);
+        }
+        std::vector<int32_t> dl(w2.n_pad), dp(planes.n_pad);
+        QLinearDotRef(w2, ub.data(), dl.data());
+        QLinearDotRef(planes, xb.data(), dp.data());
+        std::vector<float> bias(n);
+        for (auto& b : bias) b = static_cast<float>(rng.Uniform()) - 0.5f;
+        Epilogue e;
+        e.bias = bias.data();
+        ColumnEpilogue cl, cp;
+        PrepareColumnEpilogue(w2, au, e, KernelPath::kRef, &cl);
+        PrepareColumnEpilogue(planes, as, e, KernelPath::kRef, &cp);
+        std::vector<float> yl(n), yp(n);
+        const int32_t usum = 0;  // unused: the level layout's offsets are 0
+        QLinearEpilogueColumns(w2, cl, &usum, dl.data(), 1, nullptr, yl.data(), 1);
+        QLinearEpilogueColumns(planes, cp, &xsum, dp.data(), 1, nullptr, yp.data(), 1);
+        EXPECT_EQ(yl, yp);
+      }
+    }
+  }
+  EXPECT_EQ(converted, 5 * 16);
+}
+
 TEST(QLinearTest, RefusesWhatItCannotRun) {
   const std::vector<float> wf = testing::Laplace(64, 1);
   PackedTensor cb = *PackedTensor::Quantize(wf.data(), {4, 16}, *ParseFormat("codebook-3"), FitOptions());

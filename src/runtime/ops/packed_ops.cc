@@ -424,6 +424,16 @@ class PackedConv final : public PackedKernel {
         SetKernelRows(false);  // table layouts give code 0 a weight
         LOWBIT_RETURN_IF_ERROR(BuildGroups(w));
       }
+      // AVX-512: symmetric grids run as level planes (kernels/qlinear.h):
+      // uint8 images as they are and no window sums, when every part can.
+      level_planes_ = false;
+      if (path_ == KernelPath::kAvx512Vnni) {
+        std::vector<QLinearWeights> level = groups_;
+        const std::vector<bool> padding = KernelPadding();
+        level_planes_ = std::all_of(level.begin(), level.end(),
+                                    [&](QLinearWeights& q) { return ToLevelPlanes(&q, padding); });
+        if (level_planes_) groups_ = std::move(level);
+      }
       LOWBIT_RETURN_IF_ERROR(CheckOneOperand(groups_, w));
       signed_ = groups_[0].signed_acts();
       SetUpImage();
@@ -517,7 +527,7 @@ class PackedConv final : public PackedKernel {
         // of the weights and the work divides evenly.
         const bool by_channels = threads > 1 && (implicit_ || rows_for_direct_) &&
                                  osz < 128 * threads && w.n_pad / 16 >= 4 * threads;
-        if (!mixed_ || part == 0) WindowSums(grp, ctx, s);
+        if (!level_planes_ && (!mixed_ || part == 0)) WindowSums(grp, ctx, s);
         if (implicit_ || by_channels) {
           for (int64_t p = 0; p < osz; ++p) {
             s.row_ptr[p] = s.image.data() + row_pix_[p] * cs_ + grp * cg_;
@@ -631,7 +641,7 @@ class PackedConv final : public PackedKernel {
   void MixedBytes(const ActQuant& a, const float* bias, const float* res, const uint8_t* res_b,
                   ByteOutput bo, uint8_t* yb, const ExecContext& ctx, ImageScratch& s) {
     const int64_t osz = g_.out_size(), threads = ctx.pool->threads();
-    WindowSums(0, ctx, s);
+    if (!level_planes_) WindowSums(0, ctx, s);
     if (implicit_) {
       for (int64_t p = 0; p < osz; ++p) s.row_ptr[p] = s.image.data() + row_pix_[p] * cs_;
     }
@@ -718,6 +728,18 @@ class PackedConv final : public PackedKernel {
     for (int64_t grp = 0; grp < group_; ++grp)
       LOWBIT_RETURN_IF_ERROR(AddGroup(parts.parts[0], grp, mg_));
     return OkStatus();
+  }
+
+  // Which of the kernel rows' kk_ inputs are padding (AddGroup's code 0):
+  // the gaps of row segments and the channels past cg_.
+  std::vector<bool> KernelPadding() const {
+    std::vector<bool> pad(kk_, true);
+    for (int64_t t = 0; t < taps_; ++t) {
+      const int64_t q = t / g_.k[2], kw = t % g_.k[2];
+      for (int64_t c = 0; c < cg_; ++c)
+        pad[segment_ > 0 ? q * segment_ + kw * cg_ + c : t * ck_ + c] = false;
+    }
+    return pad;
   }
 
   // The kernel layout of rows [grp * mg, (grp + 1) * mg) of w.
@@ -833,7 +855,7 @@ class PackedConv final : public PackedKernel {
     // byte), so there the padding steps may read any window byte, while the
     // table layout needs k_pad == K.
     implicit_ = !direct_ && RowKernelAvailable(w0, path_) && (ck_ % 4 == 0 || segment_ > 0) &&
-                (k_pad_kk || w0.layout == QLinearWeights::Layout::kPlanes);
+                (k_pad_kk || w0.layout != QLinearWeights::Layout::kTable);
     // Direct convolutions also get the row-pointer form (a pixel's bytes in
     // steps of 4) for the split by output channels.
     rows_for_direct_ = direct_ && RowKernelAvailable(w0, path_) && ck_ % 4 == 0;
@@ -1217,6 +1239,8 @@ class PackedConv final : public PackedKernel {
   std::vector<int64_t> row_pix_, tap_pix_;
   std::vector<int32_t> step_off_;
   bool use_integral_ = false;  // IntegralWindowSums
+  // Level-plane weights (Prepare): no per-pixel sums (their offsets are 0).
+  bool level_planes_ = false;
   // Per-image working memory (ImageScratch above).
   std::vector<ImageScratch> scratch_;
   ImageScratch no_scratch_;  // for the planes depthwise, which has its own
