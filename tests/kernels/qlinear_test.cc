@@ -514,6 +514,47 @@ TEST(QLinearTest, ByteEpilogueEqualsQuantizedFloatEpilogue) {
   }
 }
 
+// The byte epilogue's residual add rounds the product and the sum apart on
+// every path (a fused multiply-add would round once and, about once in 10^5
+// values, move a byte). A million outputs with an 8-bit residual of nonzero
+// zero point give such values; every SIMD body must match the portable loop.
+TEST(QLinearTest, ByteResidualAddRoundsLikeThePortableLoop) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  Rng rng(seed + 21);
+  const int64_t n = 256, k = 64, rows = 4096;
+  const std::vector<float> wf = testing::Laplace(n * k, seed);
+  const QLinearWeights w = *PrepareQLinear(
+      *PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat("int4"), FitOptions()));
+  std::vector<int32_t> dot(rows * w.n_pad), sums(rows);
+  for (auto& d : dot) d = static_cast<int32_t>(rng.Below(20001)) - 10000;
+  for (auto& v : sums) v = static_cast<int32_t>(rng.Below(2001)) - 1000;
+  std::vector<uint8_t> res(rows * n);
+  for (auto& b : res) b = static_cast<uint8_t>(rng.Below(256));
+  const ActQuant a = StaticActParams(-1.0f, 1.0f, false, w.signed_acts());
+  const ActQuant rq = StaticActParams(-3.7f, 3.1f, false, false);
+  const RowResidual r{nullptr, res.data(), n, rq.scale, rq.zero};
+  std::vector<float> bias(n);
+  for (auto& b : bias) b = static_cast<float>(rng.Uniform()) - 0.5f;
+  Epilogue e;
+  e.bias = bias.data();
+  const ActQuant oq = StaticActParams(-4.0f, 4.0f, false, false);
+  const ByteOutput o{1.0f / oq.scale, oq.zero};
+  ColumnEpilogue c;
+  PrepareColumnEpilogue(w, a, e, KernelPath::kRef, &c);
+  std::vector<uint8_t> want(rows * n);
+  QLinearEpilogueRowsBytes(w, c, sums.data(), dot.data(), rows, r, o, want.data(), n);
+  for (KernelPath path : {KernelPath::kAvx2, KernelPath::kAvxVnni, KernelPath::kAvx512Vnni}) {
+    if (!KernelPathAvailable(path)) continue;
+    PrepareColumnEpilogue(w, a, e, path, &c);
+    std::vector<uint8_t> got(rows * n);
+    QLinearEpilogueRowsBytes(w, c, sums.data(), dot.data(), rows, r, o, got.data(), n);
+    int64_t differ = 0;
+    for (int64_t i = 0; i < rows * n; ++i) differ += got[i] != want[i];
+    EXPECT_EQ(differ, 0) << KernelPathName(path);
+  }
+}
+
 // Filter-wise formats: with Epilogue::out, row j of a weight writes output
 // out[j] of a wider layer (and reads its residual and bias there); the values
 // equal the unmapped epilogue's row j bit for bit, on every epilogue, every
