@@ -505,11 +505,14 @@ class PackedConv final : public PackedKernel {
         Depthwise(x + i * isz, a, bias, !late_residual, y + i * m_ * osz, ctx);
         return;
       }
-      if (bytes_in_) {
+      if (in_place_) {
+        // (the kernels read in[0] below)
+      } else if (bytes_in_) {
         CopyImage(in[0]->data<uint8_t>() + i * isz, a, ctx, s);
       } else {
         QuantizeImage(x + i * isz, a, ctx, s);
       }
+      const uint8_t* image = in_place_ ? in[0]->data<uint8_t>() + i * isz : s.image.data();
       const int64_t threads = ctx.pool->threads();
       if (mixed_ && write_bytes && (implicit_ || direct_)) {
         MixedBytes(a, bias, res != nullptr && !late_residual ? res + i * m_ * osz : nullptr,
@@ -529,9 +532,7 @@ class PackedConv final : public PackedKernel {
                                  osz < 128 * threads && w.n_pad / 16 >= 4 * threads;
         if (!level_planes_ && (!mixed_ || part == 0)) WindowSums(grp, ctx, s);
         if (implicit_ || by_channels) {
-          for (int64_t p = 0; p < osz; ++p) {
-            s.row_ptr[p] = s.image.data() + row_pix_[p] * cs_ + grp * cg_;
-          }
+          for (int64_t p = 0; p < osz; ++p) s.row_ptr[p] = image + row_pix_[p] * cs_ + grp * cg_;
         } else if (!direct_) {
           Gather(w, grp, ctx, s);
         }
@@ -575,7 +576,7 @@ class PackedConv final : public PackedKernel {
         ForBlocks(osz, threads, ctx, [&](int64_t t, int64_t p0, int64_t n) {
           int32_t* dot = s.dot[t].data();
           if (direct_) {
-            QLinearDots(w, path_, s.image.data() + p0 * cs_, n, dot, nullptr);
+            QLinearDots(w, path_, image + p0 * cs_, n, dot, nullptr);
           } else if (implicit_) {
             QLinearDotsRows(w, path_, s.row_ptr.data() + p0, step_off_.data(), n, dot, nullptr);
           } else {
@@ -869,6 +870,12 @@ class PackedConv final : public PackedKernel {
     }
     use_integral_ = taps_ > 9 && g.k[0] == 1 && padded_[0] == 1 && g.dilation[1] == 1 &&
                     g.dilation[2] == 1;
+    // Level planes read uint8 pixels as they are: 1x1 windows without
+    // padding over an 8-bit input whose pixels are the kernel's rows read the
+    // input in place, with no image.
+    in_place_ = level_planes_ && bytes_in_ && !mixed_ && group_ == 1 && taps_ == 1 && cs_ == c_ &&
+                (implicit_ || direct_) && g.pad_begin == std::array<int64_t, 3>{0, 0, 0} &&
+                padded_ == g.in;
   }
 
   // Sizes one set of per-image working memory (after SetUpImage, or
@@ -1241,6 +1248,7 @@ class PackedConv final : public PackedKernel {
   bool use_integral_ = false;  // IntegralWindowSums
   // Level-plane weights (Prepare): no per-pixel sums (their offsets are 0).
   bool level_planes_ = false;
+  bool in_place_ = false;  // the 8-bit input read without an image (SetUpImage)
   // Per-image working memory (ImageScratch above).
   std::vector<ImageScratch> scratch_;
   ImageScratch no_scratch_;  // for the planes depthwise, which has its own
