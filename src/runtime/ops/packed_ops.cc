@@ -852,9 +852,10 @@ class PackedConv final : public PackedKernel {
               g.stride == std::array<int64_t, 3>{1, 1, 1} &&
               g.pad_begin == std::array<int64_t, 3>{0, 0, 0};
     // Implicit GEMM: every input step of 4 lies in one tap's channels; the
-    // plane layout's padded inputs have code 0 (a zero product whatever the
-    // byte), so there the padding steps may read any window byte, while the
-    // table layout needs k_pad == K.
+    // plane layouts' padded inputs have code 0 (planes) or the zero level's
+    // code (level planes), a zero product whatever the byte, so there the
+    // padding steps may read any window byte, while the table layout needs
+    // k_pad == K.
     implicit_ = !direct_ && RowKernelAvailable(w0, path_) && (ck_ % 4 == 0 || segment_ > 0) &&
                 (k_pad_kk || w0.layout != QLinearWeights::Layout::kTable);
     // Direct convolutions also get the row-pointer form (a pixel's bytes in
@@ -882,8 +883,9 @@ class PackedConv final : public PackedKernel {
   // SetUpGeometry for the NHWC depthwise).
   void SizeScratch(ImageScratch* s) const {
     const int64_t padded_px = padded_[0] * padded_[1] * padded_[2], osz = g_.out_size();
-    // (+ 4: a row segment's last step may read 3 bytes past the image.)
-    s->image.assign(static_cast<size_t>(padded_px * cs_ + 4), 0);
+    // (+ 4: a row segment's last step may read 3 bytes past the image; none
+    // when the input is read in place.)
+    s->image.assign(in_place_ ? 0 : static_cast<size_t>(padded_px * cs_ + 4), 0);
     s->image_zero = INT_MIN;
     if (depthwise_) return;
     int64_t k_pad = 0, n_pad = 0;
@@ -891,7 +893,7 @@ class PackedConv final : public PackedKernel {
       k_pad = std::max(k_pad, q.k_pad);
       n_pad = std::max(n_pad, q.n_pad);
     }
-    s->pixel_sum.resize(padded_px);
+    if (!level_planes_) s->pixel_sum.resize(padded_px);  // (level planes: no window sums)
     if (implicit_ || rows_for_direct_) {
       s->row_ptr.resize(osz);
     } else if (!direct_) {
@@ -903,8 +905,8 @@ class PackedConv final : public PackedKernel {
     }
     s->dot.clear();
     s->dot_size = kBlockRows * n_pad;
-    s->sums.resize(osz);
-    if (use_integral_) s->integral.assign((padded_[1] + 1) * (padded_[2] + 1), 0);
+    s->sums.resize(osz);  // (level planes: all 0)
+    if (use_integral_ && !level_planes_) s->integral.assign((padded_[1] + 1) * (padded_[2] + 1), 0);
   }
 
   // The padded image and the window maps.
