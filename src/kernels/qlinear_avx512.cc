@@ -113,6 +113,21 @@ void PlanesDot(const QLinearWeights& w, const uint8_t* xq, int32_t* dot, int64_t
   }
 }
 
+template <bool L>
+void PlanesDotBits(const QLinearWeights& w, const uint8_t* u, int32_t* dot, int64_t t0,
+                   int64_t t1) {
+  switch (w.bits) {
+    case 1:
+      return PlanesDot<1, L>(w, u, dot, t0, t1);
+    case 2:
+      return PlanesDot<2, L>(w, u, dot, t0, t1);
+    case 4:
+      return PlanesDot<4, L>(w, u, dot, t0, t1);
+    default:
+      return PlanesDot<8, L>(w, u, dot, t0, t1);
+  }
+}
+
 // R activation rows at once (GEMM): each unpacked weight vector feeds R
 // vpdpbusd; NT tiles x R rows of accumulators stay in registers (the counts
 // are compile-time so nothing spills).
@@ -220,6 +235,22 @@ void PlanesDotBatch(const QLinearWeights& w, const uint8_t* const* xr, const int
   if (r < rows) PlanesDotRows<B, 1, L>(w, xr + r, off, dot + r * ldd, ldd, t0, t1);
 }
 
+// PlanesDotBatch and PlanesDot for w's width.
+template <bool L>
+void PlanesDotBatchBits(const QLinearWeights& w, const uint8_t* const* xr, const int32_t* off,
+                        int64_t rows, int32_t* dot, int64_t t0, int64_t t1) {
+  switch (w.bits) {
+    case 1:
+      return PlanesDotBatch<1, L>(w, xr, off, rows, dot, t0, t1);
+    case 2:
+      return PlanesDotBatch<2, L>(w, xr, off, rows, dot, t0, t1);
+    case 4:
+      return PlanesDotBatch<4, L>(w, xr, off, rows, dot, t0, t1);
+    default:
+      return PlanesDotBatch<8, L>(w, xr, off, rows, dot, t0, t1);
+  }
+}
+
 template <int R, int NT>
 inline void TableDotBlock(const QLinearWeights& w, const Unpacker& up, const uint8_t* const* xr,
                           const int32_t* off, int32_t* dot, int64_t ldd, int64_t t) {
@@ -256,36 +287,12 @@ void QLinearDotRowsAvx512Vnni(const QLinearWeights& w, const uint8_t* const* row
                               const int32_t* step_off, int64_t nrows, int32_t* dot, int64_t t0,
                               int64_t t1) {
   if (w.layout == QLinearWeights::Layout::kPlanes) {
-    switch (w.bits) {
-      case 1:
-        PlanesDotBatch<1, false>(w, rows, step_off, nrows, dot, t0, t1);
-        return;
-      case 2:
-        PlanesDotBatch<2, false>(w, rows, step_off, nrows, dot, t0, t1);
-        return;
-      case 4:
-        PlanesDotBatch<4, false>(w, rows, step_off, nrows, dot, t0, t1);
-        return;
-      default:
-        PlanesDotBatch<8, false>(w, rows, step_off, nrows, dot, t0, t1);
-        return;
-    }
+    PlanesDotBatchBits<false>(w, rows, step_off, nrows, dot, t0, t1);
+    return;
   }
   if (w.layout == QLinearWeights::Layout::kLevelPlanes) {
-    switch (w.bits) {
-      case 1:
-        PlanesDotBatch<1, true>(w, rows, step_off, nrows, dot, t0, t1);
-        return;
-      case 2:
-        PlanesDotBatch<2, true>(w, rows, step_off, nrows, dot, t0, t1);
-        return;
-      case 4:
-        PlanesDotBatch<4, true>(w, rows, step_off, nrows, dot, t0, t1);
-        return;
-      default:
-        PlanesDotBatch<8, true>(w, rows, step_off, nrows, dot, t0, t1);
-        return;
-    }
+    PlanesDotBatchBits<true>(w, rows, step_off, nrows, dot, t0, t1);
+    return;
   }
   const Unpacker up(w);
   const int64_t ldd = w.n_pad;
@@ -297,36 +304,12 @@ void QLinearDotRowsAvx512Vnni(const QLinearWeights& w, const uint8_t* const* row
 void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* dot, int64_t t0,
                           int64_t t1) {
   if (w.layout == QLinearWeights::Layout::kPlanes) {
-    switch (w.bits) {
-      case 1:
-        PlanesDot<1, false>(w, u, dot, t0, t1);
-        return;
-      case 2:
-        PlanesDot<2, false>(w, u, dot, t0, t1);
-        return;
-      case 4:
-        PlanesDot<4, false>(w, u, dot, t0, t1);
-        return;
-      default:
-        PlanesDot<8, false>(w, u, dot, t0, t1);
-        return;
-    }
+    PlanesDotBits<false>(w, u, dot, t0, t1);
+    return;
   }
   if (w.layout == QLinearWeights::Layout::kLevelPlanes) {
-    switch (w.bits) {
-      case 1:
-        PlanesDot<1, true>(w, u, dot, t0, t1);
-        return;
-      case 2:
-        PlanesDot<2, true>(w, u, dot, t0, t1);
-        return;
-      case 4:
-        PlanesDot<4, true>(w, u, dot, t0, t1);
-        return;
-      default:
-        PlanesDot<8, true>(w, u, dot, t0, t1);
-        return;
-    }
+    PlanesDotBits<true>(w, u, dot, t0, t1);
+    return;
   }
   const Unpacker up(w);
   const int64_t steps = w.steps();
