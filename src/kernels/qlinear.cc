@@ -82,6 +82,19 @@ void PrepareAvx2Table(QLinearWeights* w) {
   }
 }
 
+namespace {
+
+// Where the plane layout keeps the code of row r, input c: the byte of
+// w->tiles and the code's bit shift in it.
+uint8_t& PlaneByte(QLinearWeights* w, int64_t r, int64_t c, int* shift) {
+  const int P = w->planes_per_byte();
+  const int64_t tile = r / 16, i = r % 16, step = c / 4, j = c % 4;
+  *shift = w->bits * static_cast<int>(step % P);
+  return w->tiles[(tile * (w->steps() / P) + step / P) * 64 + 4 * i + j];
+}
+
+}  // namespace
+
 Result<QLinearWeights> PrepareQLinear(const PackedTensor& t) {
   const QuantParams& p = t.params();
   const std::string name = FormatName(p.spec);
@@ -148,9 +161,9 @@ Result<QLinearWeights> PrepareQLinear(const PackedTensor& t) {
     for (int64_t c = 0; c < w.k; ++c) {
       sum += w.table[row[c]];
       if (planes) {
-        const int64_t tile = r / 16, i = r % 16, step = c / 4, j = c % 4;
-        const int64_t grp = step / w.planes_per_byte(), p = step % w.planes_per_byte();
-        w.tiles[(tile * groups + grp) * 64 + 4 * i + j] |= static_cast<uint8_t>(row[c] << (w.bits * p));
+        int shift = 0;
+        uint8_t& byte = PlaneByte(&w, r, c, &shift);  // (sets shift first)
+        byte |= static_cast<uint8_t>(row[c] << shift);
         continue;
       }
       // Position in the tile layout.
@@ -178,30 +191,22 @@ bool ToLevelPlanes(QLinearWeights* w, const std::vector<bool>& padding) {
     if (o != zero_code) return false;
   }
   const int P = w->planes_per_byte(), bits = w->bits;
-  const int64_t groups = w->steps() / P;
   uint8_t fill = 0;
   for (int p = 0; p < P; ++p) fill |= static_cast<uint8_t>(zero_code << (bits * p));
   std::fill(w->tiles.begin(), w->tiles.end(), fill);
+  std::vector<uint32_t> codes(w->k);
   for (int64_t r = 0; r < w->n; ++r) {
     uint8_t* row = w->codes.data() + r * w->row_bytes;
+    UnpackCodes(row, w->k, bits, codes.data());
     int32_t sum = 0;
     for (int64_t c = 0; c < w->k; ++c) {
-      uint32_t code = CodeField(row, c * bits, bits);
-      if (!padding.empty() && padding[c]) {
-        code = static_cast<uint32_t>(zero_code);
-        for (int b = 0; b < bits; ++b) {
-          const int64_t i = c * bits + b;
-          row[i >> 3] = static_cast<uint8_t>((row[i >> 3] & ~(1u << (i & 7))) |
-                                             (((code >> b) & 1u) << (i & 7)));
-        }
-      }
-      sum += w->table[code];
-      const int64_t tile = r / 16, i = r % 16, step = c / 4, j = c % 4;
-      const int64_t grp = step / P, p = step % P;
-      uint8_t& byte = w->tiles[(tile * groups + grp) * 64 + 4 * i + j];
-      const uint8_t field = static_cast<uint8_t>(((1u << bits) - 1) << (bits * p));
-      byte = static_cast<uint8_t>((byte & ~field) | (code << (bits * p)));
+      if (!padding.empty() && padding[c]) codes[c] = static_cast<uint32_t>(zero_code);
+      sum += w->table[codes[c]];
+      int shift = 0;
+      uint8_t& byte = PlaneByte(w, r, c, &shift);
+      byte = static_cast<uint8_t>((byte & ~(((1u << bits) - 1) << shift)) | (codes[c] << shift));
     }
+    if (!padding.empty()) PackCodes(codes.data(), w->k, bits, row);
     w->rowsum[r] = sum;
     w->offset[r] = 0;
   }

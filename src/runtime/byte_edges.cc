@@ -65,7 +65,7 @@ int MarkByteEdges(const Graph& g, const std::set<std::string>& pinned, std::vect
     const std::string& value = p.outputs[0];
     if (g.IsOutput(value) || pinned.count(value) || !uses.count(value)) continue;
     std::optional<Params> params, residual;  // residual: the readers' residual_range
-    bool ok = true, residual_ranges = true;
+    bool ok = true, one_range = true;        // every residual reader has the same range
     for (const Use& u : uses[value]) {
       const Node& c = (*nodes)[u.node];
       Params want;
@@ -77,10 +77,12 @@ int MarkByteEdges(const Graph& g, const std::set<std::string>& pinned, std::vect
         ok = edges.count(c.outputs[0]) > 0;
         if (!ok) break;
         const Result<ResidualRange> r = ResidualRangeOf(c);
-        const Params mine{"uint8", r.ok() && r->present ? std::vector<float>{r->lo, r->hi}
-                                                        : std::vector<float>{}};
-        residual_ranges =
-            residual_ranges && !mine.range.empty() && (!residual || *residual == mine);
+        if (!r.ok() || !r->present) {
+          one_range = false;
+          continue;
+        }
+        const Params mine{"uint8", {r->lo, r->hi}};
+        one_range = one_range && (!residual || *residual == mine);
         residual = mine;
         continue;
       } else if (IsByteMaxPool(c) && u.input == 0 && edges.count(c.outputs[0])) {
@@ -94,7 +96,7 @@ int MarkByteEdges(const Graph& g, const std::set<std::string>& pinned, std::vect
       }
       params = want;
     }
-    if (ok && !params && residual && residual_ranges) params = residual;
+    if (ok && !params && residual && one_range) params = residual;
     if (ok && params) edges[value] = *params;
   }
   // A max pool writes bytes only when it reads them.
