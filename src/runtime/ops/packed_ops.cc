@@ -426,13 +426,13 @@ class PackedConv final : public PackedKernel {
       }
       // AVX-512: symmetric grids run as level planes (kernels/qlinear.h):
       // uint8 images as they are and no window sums, when every part can.
-      level_planes_ = false;
       if (path_ == KernelPath::kAvx512Vnni) {
         std::vector<QLinearWeights> level = groups_;
         const std::vector<bool> padding = KernelPadding();
-        level_planes_ = std::all_of(level.begin(), level.end(),
-                                    [&](QLinearWeights& q) { return ToLevelPlanes(&q, padding); });
-        if (level_planes_) groups_ = std::move(level);
+        if (std::all_of(level.begin(), level.end(),
+                        [&](QLinearWeights& q) { return ToLevelPlanes(&q, padding); })) {
+          groups_ = std::move(level);
+        }
       }
       LOWBIT_RETURN_IF_ERROR(CheckOneOperand(groups_, w));
       signed_ = groups_[0].signed_acts();
@@ -505,12 +505,10 @@ class PackedConv final : public PackedKernel {
         Depthwise(x + i * isz, a, bias, !late_residual, y + i * m_ * osz, ctx);
         return;
       }
-      if (in_place_) {
-        // (the kernels read in[0] below)
-      } else if (bytes_in_) {
-        CopyImage(in[0]->data<uint8_t>() + i * isz, a, ctx, s);
-      } else {
+      if (!bytes_in_) {
         QuantizeImage(x + i * isz, a, ctx, s);
+      } else if (!in_place_) {
+        CopyImage(in[0]->data<uint8_t>() + i * isz, a, ctx, s);
       }
       const uint8_t* image = in_place_ ? in[0]->data<uint8_t>() + i * isz : s.image.data();
       const int64_t threads = ctx.pool->threads();
@@ -530,7 +528,7 @@ class PackedConv final : public PackedKernel {
         // of the weights and the work divides evenly.
         const bool by_channels = threads > 1 && (implicit_ || rows_for_direct_) &&
                                  osz < 128 * threads && w.n_pad / 16 >= 4 * threads;
-        if (!level_planes_ && (!mixed_ || part == 0)) WindowSums(grp, ctx, s);
+        if (!LevelPlanes() && (!mixed_ || part == 0)) WindowSums(grp, ctx, s);
         if (implicit_ || by_channels) {
           for (int64_t p = 0; p < osz; ++p) s.row_ptr[p] = image + row_pix_[p] * cs_ + grp * cg_;
         } else if (!direct_) {
@@ -642,7 +640,7 @@ class PackedConv final : public PackedKernel {
   void MixedBytes(const ActQuant& a, const float* bias, const float* res, const uint8_t* res_b,
                   ByteOutput bo, uint8_t* yb, const ExecContext& ctx, ImageScratch& s) {
     const int64_t osz = g_.out_size(), threads = ctx.pool->threads();
-    if (!level_planes_) WindowSums(0, ctx, s);
+    if (!LevelPlanes()) WindowSums(0, ctx, s);
     if (implicit_) {
       for (int64_t p = 0; p < osz; ++p) s.row_ptr[p] = s.image.data() + row_pix_[p] * cs_;
     }
@@ -729,6 +727,12 @@ class PackedConv final : public PackedKernel {
     for (int64_t grp = 0; grp < group_; ++grp)
       LOWBIT_RETURN_IF_ERROR(AddGroup(parts.parts[0], grp, mg_));
     return OkStatus();
+  }
+
+  // Whether Prepare gave the weights the level-plane layout: no per-pixel
+  // sums (their offsets are 0).
+  bool LevelPlanes() const {
+    return !groups_.empty() && groups_[0].layout == QLinearWeights::Layout::kLevelPlanes;
   }
 
   // Which of the kernel rows' kk_ inputs are padding (AddGroup's code 0):
@@ -874,7 +878,7 @@ class PackedConv final : public PackedKernel {
     // Level planes read uint8 pixels as they are: 1x1 windows without
     // padding over an 8-bit input whose pixels are the kernel's rows read the
     // input in place, with no image.
-    in_place_ = level_planes_ && bytes_in_ && !mixed_ && group_ == 1 && taps_ == 1 && cs_ == c_ &&
+    in_place_ = LevelPlanes() && bytes_in_ && !mixed_ && group_ == 1 && taps_ == 1 && cs_ == c_ &&
                 (implicit_ || direct_) && g.pad_begin == std::array<int64_t, 3>{0, 0, 0} &&
                 padded_ == g.in;
   }
@@ -893,7 +897,7 @@ class PackedConv final : public PackedKernel {
       k_pad = std::max(k_pad, q.k_pad);
       n_pad = std::max(n_pad, q.n_pad);
     }
-    if (!level_planes_) s->pixel_sum.resize(padded_px);  // (level planes: no window sums)
+    if (!LevelPlanes()) s->pixel_sum.resize(padded_px);  // (level planes: no window sums)
     if (implicit_ || rows_for_direct_) {
       s->row_ptr.resize(osz);
     } else if (!direct_) {
@@ -906,7 +910,7 @@ class PackedConv final : public PackedKernel {
     s->dot.clear();
     s->dot_size = kBlockRows * n_pad;
     s->sums.resize(osz);  // (level planes: all 0)
-    if (use_integral_ && !level_planes_) s->integral.assign((padded_[1] + 1) * (padded_[2] + 1), 0);
+    if (use_integral_ && !LevelPlanes()) s->integral.assign((padded_[1] + 1) * (padded_[2] + 1), 0);
   }
 
   // The padded image and the window maps.
@@ -1248,8 +1252,6 @@ class PackedConv final : public PackedKernel {
   std::vector<int64_t> row_pix_, tap_pix_;
   std::vector<int32_t> step_off_;
   bool use_integral_ = false;  // IntegralWindowSums
-  // Level-plane weights (Prepare): no per-pixel sums (their offsets are 0).
-  bool level_planes_ = false;
   bool in_place_ = false;  // the 8-bit input read without an image (SetUpImage)
   // Per-image working memory (ImageScratch above).
   std::vector<ImageScratch> scratch_;
