@@ -719,6 +719,91 @@ TEST(PackedOpsTest, ByteEdgesMatchFloatEdges) {
     }
 }
 
+// Sets LOWBIT_WINOGRAD for a scope.
+class WinogradEnv {
+ public:
+  explicit WinogradEnv(const char* mode) { setenv("LOWBIT_WINOGRAD", mode, 1); }
+  ~WinogradEnv() { unsetenv("LOWBIT_WINOGRAD"); }
+};
+
+// Two 3x3 convolutions (c -> c -> m, Relu after each): the second reads the
+// first's bytes. h x w need not be whole 4x4 tiles.
+Graph TwoConvGraph(int64_t c, int64_t m, int64_t h, int64_t w, Rng& rng) {
+  Graph g;
+  g.source = "test";
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, {-1, c, h, w}}};
+  g.outputs = {{"y", DType::kFloat32, {}}};
+  const char* names[2][4] = {{"W1", "B1", "c1", "r1"}, {"W2", "B2", "c2", "y"}};
+  std::string in = "x";
+  for (int i = 0; i < 2; ++i) {
+    const int64_t out = i == 0 ? c : m;
+    g.constants[names[i][0]] = Random({out, c, 3, 3}, rng, -0.2f, 0.2f);
+    g.constants[names[i][1]] = Random({out}, rng);
+    Node n;
+    n.name = std::string("conv") + std::to_string(i);
+    n.op_type = "Conv";
+    n.opset = 13;
+    n.inputs = {in, names[i][0], names[i][1]};
+    n.outputs = {names[i][2]};
+    n.attrs["pads"] = std::vector<int64_t>{1, 1, 1, 1};
+    g.nodes.push_back(n);
+    Node r;
+    r.name = std::string("relu") + std::to_string(i);
+    r.op_type = "Relu";
+    r.opset = 13;
+    r.inputs = {names[i][2]};
+    r.outputs = {names[i][3]};
+    g.nodes.push_back(r);
+    in = names[i][3];
+  }
+  EXPECT_TRUE(OptimizeGraph(&g).ok());
+  return g;
+}
+
+// Exact Winograd F(4x4, 3x3) (kernels/winograd.h) gives the direct kernels'
+// outputs bit for bit -- partial tiles, byte edges, 1 and 2 threads, batches
+// split by images -- and formats it cannot run exactly (int8 levels) fall
+// back to the direct kernels.
+TEST(PackedOpsTest, WinogradEqualsDirectConvolution) {
+  if (!KernelPathAvailable(KernelPath::kAvx512Vnni)) GTEST_SKIP() << "no AVX-512 VNNI here";
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  Rng rng(seed + 21);
+  struct Case {
+    int64_t n, c, m, h, w;
+  };
+  for (const Case& cc : {Case{1, 32, 40, 9, 14}, Case{2, 64, 64, 8, 8}, Case{1, 32, 16, 5, 23}}) {
+    for (const char* weights : {"int2", "int4", "uint4", "int8"}) {
+      SCOPED_TRACE(::testing::Message() << "c " << cc.c << " m " << cc.m << " " << cc.h << "x"
+                                        << cc.w << " " << weights);
+      const Graph g = TwoConvGraph(cc.c, cc.m, cc.h, cc.w, rng);
+      Graph q = Quantize(g, weights);
+      const Tensor x = Random({cc.n, cc.c, cc.h, cc.w}, rng, 0.0f, 1.0f);
+      SetRangesPerValue(g, x, &q);
+      KernelEnv env("avx512vnni");
+      for (int threads : {1, 2}) {
+        int edges = 0;
+        Tensor direct, wino;
+        {
+          WinogradEnv off("0");
+          direct = RunEdges(q, x, threads, true, &edges);
+        }
+        {
+          WinogradEnv on("1");
+          wino = RunEdges(q, x, threads, true, &edges);
+        }
+        EXPECT_EQ(edges, 1);
+        ASSERT_EQ(direct.numel(), wino.numel());
+        for (int64_t i = 0; i < direct.numel(); ++i) {
+          ASSERT_EQ(direct.data<float>()[i], wino.data<float>()[i])
+              << "threads " << threads << " element " << i;
+        }
+      }
+    }
+  }
+}
+
 // The byte-edge attributes belong to the plan: a model file that carries
 // them (every packed node claiming 8-bit input) runs as if it did not.
 TEST(PackedOpsTest, ModelFilesCannotSetByteEdges) {

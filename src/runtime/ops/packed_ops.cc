@@ -22,6 +22,7 @@
 #include "kernels/depthwise.h"
 #include "kernels/qlinear.h"
 #include "kernels/weight_decode.h"
+#include "kernels/winograd.h"
 #include "runtime/activation.h"
 #include "runtime/byte_edges.h"
 #include "runtime/ops/conv_geometry.h"
@@ -350,6 +351,10 @@ class PackedConv final : public PackedKernel {
     std::vector<int32_t> sums, pixel_sum;
     std::vector<uint32_t> integral;
     std::vector<const uint8_t*> row_ptr;
+    // Winograd (WinogradRun), per thread: a unit's transformed tiles, dot
+    // rows and products.
+    std::vector<std::vector<int16_t>> wino_v;
+    std::vector<std::vector<int32_t>> wino_dot, wino_m;
     ColumnEpilogue epilogue;
     std::vector<ColumnEpilogue> parts;  // per format (MixedBytes)
   };
@@ -436,6 +441,7 @@ class PackedConv final : public PackedKernel {
       }
       LOWBIT_RETURN_IF_ERROR(CheckOneOperand(groups_, w));
       signed_ = groups_[0].signed_acts();
+      SetUpWinograd();
       SetUpImage();
     }
     scratch_.clear();
@@ -553,6 +559,10 @@ class PackedConv final : public PackedKernel {
                                    rg != nullptr ? rg + p0 : nullptr, yg + p0, osz, j0, j1);
           }
         };
+        if (winograd_) {
+          WinogradRun(image, ctx, s, epilogue);
+          continue;
+        }
         SizeDots(threads, s);
         if (by_channels) {
           const int64_t tiles = w.n_pad / 16;
@@ -666,6 +676,86 @@ class PackedConv final : public PackedKernel {
       QLinearEpilogueRowsBytesGathered(
           s.epilogue, DotGather{gather_idx_.data(), gather_step_.data()}, s.sums.data() + p0,
           s.dot[t].data(), 0, n, r, bo, yb + p0 * m_, m_);
+    });
+  }
+
+  // Whether this convolution runs as exact Winograd F(4x4, 3x3)
+  // (kernels/winograd.h): AVX-512 level planes of one format, a 2D 3x3
+  // window at stride 1 with padding 1 and the input's size, channels in
+  // multiples of 32, weights WinogradExact accepts, and enough tiles per
+  // image (32: ResNet's 56x56 and 28x28 layers, not 14x14 or 7x7, whose
+  // partial tiles and few products per transformed weight lose) -- or any
+  // count with LOWBIT_WINOGRAD=1; LOWBIT_WINOGRAD=0 turns it off. Keeps the
+  // transformed weights (36 * outputs * channels int16s).
+  void SetUpWinograd() {
+    winograd_ = false;
+    wino_u_.clear();
+    const auto& g = g_;
+    const char* env = std::getenv("LOWBIT_WINOGRAD");
+    const std::string mode = env != nullptr ? env : "";
+    if (mode == "0" || path_ != KernelPath::kAvx512Vnni || !LevelPlanes() || mixed_ ||
+        group_ != 1 || segment_ > 0 || c_ % 32 != 0 || cs_ != c_ ||
+        g.k != std::array<int64_t, 3>{1, 3, 3} || g.stride != std::array<int64_t, 3>{1, 1, 1} ||
+        g.dilation != std::array<int64_t, 3>{1, 1, 1} ||
+        g.pad_begin != std::array<int64_t, 3>{0, 1, 1} || g.out != g.in ||
+        !WinogradExact(groups_[0], c_)) {
+      return;
+    }
+    wino_bands_ = (g.out[1] + 3) / 4;
+    wino_tpr_ = (g.out[2] + 3) / 4;
+    if (mode != "1" && wino_bands_ * wino_tpr_ < 32) return;
+    winograd_ = true;
+    // Units of at least 28 tiles (measured: 56x56 and 28x28 layers at 64 and
+    // 128 channels): full 6-tile blocks, each position's U reused across
+    // them, and V and the products in L2.
+    wino_unit_ = (28 + wino_tpr_ - 1) / wino_tpr_;
+    const QLinearWeights& w = groups_[0];
+    wino_u_.assign(36 * w.n_pad * c_, 0);
+    WinogradWeightsAvx512(w, c_, 0, w.n_pad / 16, wino_u_.data());
+  }
+
+  // Units of whole bands: their tiles transformed, through the products and
+  // into `epilogue` (p0, n, dot, j0, j1). Threads take bands when they divide
+  // evenly, else blocks of output tiles (each transforming every unit).
+  template <typename Epilogue>
+  void WinogradRun(const uint8_t* image, const ExecContext& ctx, ImageScratch& s,
+                   Epilogue epilogue) {
+    const QLinearWeights& w = groups_[0];
+    const int64_t threads = ctx.pool->threads(), tn = w.n_pad / 16;
+    const int64_t unit_tiles = wino_unit_ * wino_tpr_, row = 4 * wino_tpr_ * w.n_pad;
+    if (static_cast<int64_t>(s.wino_dot.size()) < threads) {
+      s.wino_v.resize(threads);
+      s.wino_dot.resize(threads);
+      s.wino_m.resize(threads);
+    }
+    // (Output tiles split in U's blocks of 4.)
+    const int64_t blocks = (tn + 3) / 4;
+    const bool by_bands = wino_bands_ % threads == 0 || blocks < threads;
+    ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t b0 = by_bands ? wino_bands_ * t / threads : 0;
+        const int64_t b1 = by_bands ? wino_bands_ * (t + 1) / threads : wino_bands_;
+        const int64_t n0 = by_bands ? 0 : 4 * (blocks * t / threads);
+        const int64_t n1 = by_bands ? tn : std::min(tn, 4 * (blocks * (t + 1) / threads));
+        std::vector<int16_t>& v = s.wino_v[t];
+        std::vector<int32_t>& dot = s.wino_dot[t];
+        v.resize(36 * unit_tiles * c_);
+        dot.resize(wino_unit_ * 4 * row);
+        s.wino_m[t].resize(WinogradScratchInts());
+        for (int64_t b = b0; b < b1; b += wino_unit_) {
+          const int64_t nb = std::min(wino_unit_, b1 - b), tiles = nb * wino_tpr_;
+          for (int64_t i = 0; i < nb; ++i) {
+            WinogradInputAvx512(image, padded_[2], c_, b + i, 0, wino_tpr_,
+                                v.data() + i * wino_tpr_ * c_, tiles);
+          }
+          WinogradDotsAvx512(v.data(), tiles, tiles, wino_tpr_, wino_u_.data(), c_, w.n_pad, n0, n1,
+                             s.wino_m[t].data(), dot.data());
+          for (int64_t r = 4 * b; r < std::min(4 * (b + nb), g_.out[1]); ++r) {
+            epilogue(r * g_.out[2], g_.out[2], dot.data() + (r - 4 * b) * row, n0 * 16,
+                     std::min(w.n, n1 * 16));
+          }
+        }
+      }
     });
   }
 
@@ -919,6 +1009,11 @@ class PackedConv final : public PackedKernel {
     for (int d = 0; d < 3; ++d) {
       padded_[d] = std::max((g.out[d] - 1) * g.stride[d] + (g.k[d] - 1) * g.dilation[d] + 1,
                             g.pad_begin[d] + g.in[d]);
+    }
+    // Winograd reads whole 4x4 output tiles' 6x6 windows.
+    if (winograd_) {
+      padded_[1] = std::max(padded_[1], 4 * wino_bands_ + 2);
+      padded_[2] = std::max(padded_[2], 4 * wino_tpr_ + 2);
     }
     row_pix_.resize(g.out_size());
     for (int64_t p = 0; p < g.out_size(); ++p) {
@@ -1253,6 +1348,11 @@ class PackedConv final : public PackedKernel {
   std::vector<int32_t> step_off_;
   bool use_integral_ = false;  // IntegralWindowSums
   bool in_place_ = false;  // the 8-bit input read without an image (SetUpImage)
+  // Winograd F(4x4, 3x3) (SetUpWinograd): bands of 4 output rows, tiles per
+  // band, bands per unit of the products, and the transformed weights.
+  bool winograd_ = false;
+  int64_t wino_bands_ = 0, wino_tpr_ = 0, wino_unit_ = 1;
+  std::vector<int16_t> wino_u_;
   // Per-image working memory (ImageScratch above).
   std::vector<ImageScratch> scratch_;
   ImageScratch no_scratch_;  // for the planes depthwise, which has its own

@@ -1,0 +1,239 @@
+// The AVX-512 Winograd F(4x4, 3x3) kernels (winograd.h): transforms on 32
+// int16 lanes, products with VNNI's vpdpwssd. Bit-identical to the *Ref
+// twins in winograd.cc.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "kernels/winograd.h"
+
+namespace lowbit {
+
+namespace {
+
+// y = B^T x on int16 vectors (|y| <= 20400 for bytes, winograd.h).
+inline void InputTransform(const __m512i* x, int sx, __m512i* y, int sy) {
+  const __m512i x0 = x[0], x1 = x[sx], x2 = x[2 * sx], x3 = x[3 * sx], x4 = x[4 * sx],
+                x5 = x[5 * sx];
+  const __m512i a = _mm512_sub_epi16(x4, _mm512_slli_epi16(x2, 2));
+  const __m512i b = _mm512_sub_epi16(x3, _mm512_slli_epi16(x1, 2));
+  const __m512i c = _mm512_sub_epi16(x4, x2);
+  const __m512i e = _mm512_slli_epi16(_mm512_sub_epi16(x3, x1), 1);
+  y[0] = _mm512_add_epi16(_mm512_slli_epi16(_mm512_sub_epi16(x0, x2), 2), c);
+  y[sy] = _mm512_add_epi16(a, b);
+  y[2 * sy] = _mm512_sub_epi16(a, b);
+  y[3 * sy] = _mm512_add_epi16(c, e);
+  y[4 * sy] = _mm512_sub_epi16(c, e);
+  y[5 * sy] =
+      _mm512_add_epi16(_mm512_slli_epi16(_mm512_sub_epi16(x1, x3), 2), _mm512_sub_epi16(x5, x3));
+}
+
+// y = G' x on int16 vectors, G' = 24 G.
+inline void WeightTransform(const __m512i* x, int sx, __m512i* y, int sy) {
+  const __m512i x0 = x[0], x1 = x[sx], x2 = x[2 * sx];
+  const __m512i s = _mm512_add_epi16(x0, x2), zero = _mm512_setzero_si512();
+  const __m512i f = _mm512_add_epi16(x0, _mm512_slli_epi16(x2, 2));
+  const __m512i t = _mm512_slli_epi16(x1, 1);
+  y[0] = _mm512_add_epi16(_mm512_slli_epi16(x0, 2), _mm512_slli_epi16(x0, 1));
+  y[sy] = _mm512_sub_epi16(zero, _mm512_slli_epi16(_mm512_add_epi16(s, x1), 2));
+  y[2 * sy] = _mm512_sub_epi16(zero, _mm512_slli_epi16(_mm512_sub_epi16(s, x1), 2));
+  y[3 * sy] = _mm512_add_epi16(f, t);
+  y[4 * sy] = _mm512_sub_epi16(f, t);
+  y[5 * sy] = _mm512_add_epi16(_mm512_slli_epi16(x2, 4), _mm512_slli_epi16(x2, 3));
+}
+
+// y = A^T x on int32 vectors, modulo 2^32.
+inline void OutputTransform(const __m512i* x, int sx, __m512i* y, int sy) {
+  const __m512i x0 = x[0], x5 = x[5 * sx];
+  const __m512i s12 = _mm512_add_epi32(x[sx], x[2 * sx]), d12 = _mm512_sub_epi32(x[sx], x[2 * sx]);
+  const __m512i s34 = _mm512_add_epi32(x[3 * sx], x[4 * sx]);
+  const __m512i d34 = _mm512_sub_epi32(x[3 * sx], x[4 * sx]);
+  y[0] = _mm512_add_epi32(_mm512_add_epi32(x0, s12), s34);
+  y[sy] = _mm512_add_epi32(d12, _mm512_slli_epi32(d34, 1));
+  y[2 * sy] = _mm512_add_epi32(s12, _mm512_slli_epi32(s34, 2));
+  y[3 * sy] = _mm512_add_epi32(_mm512_add_epi32(d12, _mm512_slli_epi32(d34, 3)), x5);
+}
+
+// acc[r][j] over c channels (pairs) for R tiles of V (stride c) and the NT
+// output tiles of U (a block's position: NT vectors per pair), stored to
+// m[(r * NT + j) * 16].
+template <int R, int NT>
+inline void Products(const int16_t* v, const int16_t* u, int64_t c, int32_t* m) {
+  __m512i acc[R][NT];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; ++j) acc[r][j] = _mm512_setzero_si512();
+  }
+  for (int64_t q = 0; q < c / 2; ++q) {
+    __m512i b[NT];
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; ++j) b[j] = _mm512_loadu_si512(u + (q * NT + j) * 32);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512i a = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(v + r * c + 2 * q));
+#pragma GCC unroll 4
+      for (int j = 0; j < NT; ++j) acc[r][j] = _mm512_dpwssd_epi32(acc[r][j], a, b[j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; ++j) _mm512_storeu_si512(m + (r * NT + j) * 16, acc[r][j]);
+  }
+}
+
+// R tiles from x and NT output tiles from t: the 36 positions' products into
+// m (in L1), then A^T M A and the division by 576 into the dot rows (tpr
+// tiles to a band; V's positions ldv tiles apart). U streams in per block
+// (one contiguous run, WinogradU).
+template <int R, int NT>
+__attribute__((noinline)) void TileBlock(const int16_t* v, int64_t ldv, int64_t tpr, int64_t x,
+                                         const int16_t* u, int64_t c, int64_t n_pad, int64_t t,
+                                         int32_t* m, int32_t* dot) {
+  constexpr int kM = R * NT * 16;
+  for (int xi = 0; xi < 36; ++xi) {
+    Products<R, NT>(v + (xi * ldv + x) * c, u + WinogradU(n_pad, c, t, xi, 0), c, m + xi * kM);
+  }
+  const __m512i inv9 = _mm512_set1_epi32(static_cast<int32_t>(0x38E38E39u));
+  for (int r = 0; r < R; ++r) {
+    const int64_t band = (x + r) / tpr, col = (x + r) % tpr;
+    int32_t* out = dot + (band * 4 * 4 * tpr + 4 * col) * n_pad + t * 16;
+    for (int j = 0; j < NT; ++j) {
+      __m512i mv[36], tmp[24], y[16];
+      for (int xi = 0; xi < 36; ++xi) mv[xi] = _mm512_loadu_si512(m + xi * kM + (r * NT + j) * 16);
+      for (int b = 0; b < 6; ++b) OutputTransform(mv + b, 6, tmp + b, 6);
+      for (int a = 0; a < 4; ++a) OutputTransform(tmp + 6 * a, 1, y + 4 * a, 1);
+      for (int a = 0; a < 4; ++a) {
+        for (int q = 0; q < 4; ++q) {
+          const __m512i yq = _mm512_mullo_epi32(_mm512_srai_epi32(y[4 * a + q], 6), inv9);
+          _mm512_storeu_si512(out + (a * 4 * tpr + q) * n_pad + j * 16, yq);
+        }
+      }
+    }
+  }
+}
+
+// Blocks of at most 6 tiles, as even as they come (14 tiles: 5, 5, 4), so
+// no block is left with too few accumulators to hide vpdpwssd's latency.
+template <int NT>
+void DotsByBlock(const int16_t* v, int64_t ldv, int64_t tiles, int64_t tpr, const int16_t* u,
+                 int64_t c, int64_t n_pad, int64_t t, int32_t* m, int32_t* dot) {
+  const int64_t blocks = (tiles + 5) / 6;
+  for (int64_t b = 0, x = 0; b < blocks; ++b) {
+    const int64_t r = tiles / blocks + (b < tiles % blocks ? 1 : 0);
+    switch (r) {
+      case 6:
+        TileBlock<6, NT>(v, ldv, tpr, x, u, c, n_pad, t, m, dot);
+        break;
+      case 5:
+        TileBlock<5, NT>(v, ldv, tpr, x, u, c, n_pad, t, m, dot);
+        break;
+      case 4:
+        TileBlock<4, NT>(v, ldv, tpr, x, u, c, n_pad, t, m, dot);
+        break;
+      case 3:
+        TileBlock<3, NT>(v, ldv, tpr, x, u, c, n_pad, t, m, dot);
+        break;
+      case 2:
+        TileBlock<2, NT>(v, ldv, tpr, x, u, c, n_pad, t, m, dot);
+        break;
+      default:
+        TileBlock<1, NT>(v, ldv, tpr, x, u, c, n_pad, t, m, dot);
+        break;
+    }
+    x += r;
+  }
+}
+
+}  // namespace
+
+void WinogradWeightsAvx512(const QLinearWeights& w, int64_t c, int64_t t0, int64_t t1, int16_t* u) {
+  const int bits = w.bits, P = 8 / bits;
+  const int64_t groups = w.steps() / P;
+  const __m512i mask = _mm512_set1_epi8(static_cast<char>((1 << bits) - 1));
+  const __m512i t0v = _mm512_set1_epi8(static_cast<char>(w.table[0]));
+  // Lane 2 i + e of pair q: output i, channel 2 q + e, from the halves'
+  // lanes 4 (i mod 8) + 2 q + e (outputs 0-7 in the first, 8-15 in the second).
+  alignas(64) int16_t idx[2][32];
+  for (int q = 0; q < 2; ++q) {
+    for (int i = 0; i < 16; ++i) {
+      for (int e = 0; e < 2; ++e)
+        idx[q][2 * i + e] = static_cast<int16_t>((i / 8) * 32 + 4 * (i % 8) + 2 * q + e);
+    }
+  }
+  const __m512i idx0 = _mm512_load_si512(idx[0]), idx1 = _mm512_load_si512(idx[1]);
+  for (int64_t t = t0; t < t1; ++t) {
+    for (int64_t c4 = 0; c4 < c / 4; ++c4) {
+      // The nine taps' levels: byte 4 i + j for output i, channel 4 c4 + j.
+      __m512i g[9];
+      for (int tap = 0; tap < 9; ++tap) {
+        const int64_t s = tap * c / 4 + c4;
+        const __m512i raw = _mm512_loadu_si512(w.tiles.data() + (t * groups + s / P) * 64);
+        const int sh = bits * static_cast<int>(s % P);
+        g[tap] = _mm512_add_epi8(
+            bits == 8 ? raw : _mm512_and_si512(_mm512_srli_epi16(raw, sh), mask), t0v);
+      }
+      __m512i out[2][36];
+      for (int h = 0; h < 2; ++h) {
+        __m512i x[9], tmp[18];
+        for (int tap = 0; tap < 9; ++tap) {
+          x[tap] = _mm512_cvtepi8_epi16(h == 0 ? _mm512_castsi512_si256(g[tap])
+                                               : _mm512_extracti64x4_epi64(g[tap], 1));
+        }
+        for (int k = 0; k < 3; ++k) WeightTransform(x + k, 3, tmp + k, 3);
+        for (int r = 0; r < 6; ++r) WeightTransform(tmp + 3 * r, 1, out[h] + 6 * r, 1);
+      }
+      for (int xi = 0; xi < 36; ++xi) {
+        _mm512_storeu_si512(u + WinogradU(w.n_pad, c, t, xi, 2 * c4),
+                            _mm512_permutex2var_epi16(out[0][xi], idx0, out[1][xi]));
+        _mm512_storeu_si512(u + WinogradU(w.n_pad, c, t, xi, 2 * c4 + 1),
+                            _mm512_permutex2var_epi16(out[0][xi], idx1, out[1][xi]));
+      }
+    }
+  }
+}
+
+void WinogradInputAvx512(const uint8_t* image, int64_t wp, int64_t c, int64_t ty, int64_t x0,
+                         int64_t x1, int16_t* v, int64_t tiles) {
+  for (int64_t x = x0; x < x1; ++x) {
+    for (int64_t c0 = 0; c0 < c; c0 += 32) {
+      __m512i d[36], tmp[36], out[36];
+      for (int a = 0; a < 6; ++a) {
+        const uint8_t* row = image + ((4 * ty + a) * wp + 4 * x) * c + c0;
+        for (int b = 0; b < 6; ++b) {
+          d[6 * a + b] = _mm512_cvtepu8_epi16(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + b * c)));
+        }
+      }
+      for (int b = 0; b < 6; ++b) InputTransform(d + b, 6, tmp + b, 6);
+      for (int a = 0; a < 6; ++a) InputTransform(tmp + 6 * a, 1, out + 6 * a, 1);
+      for (int xi = 0; xi < 36; ++xi) {
+        _mm512_storeu_si512(v + (xi * tiles + (x - x0)) * c + c0, out[xi]);
+      }
+    }
+  }
+}
+
+void WinogradDotsAvx512(const int16_t* v, int64_t ldv, int64_t tiles, int64_t tpr, const int16_t* u,
+                        int64_t c, int64_t n_pad, int64_t t0, int64_t t1, int32_t* scratch,
+                        int32_t* dot) {
+  for (int64_t t = t0; t < t1; t += 4) {
+    switch (std::min<int64_t>(4, t1 - t)) {
+      case 4:
+        DotsByBlock<4>(v, ldv, tiles, tpr, u, c, n_pad, t, scratch, dot);
+        break;
+      case 3:
+        DotsByBlock<3>(v, ldv, tiles, tpr, u, c, n_pad, t, scratch, dot);
+        break;
+      case 2:
+        DotsByBlock<2>(v, ldv, tiles, tpr, u, c, n_pad, t, scratch, dot);
+        break;
+      default:
+        DotsByBlock<1>(v, ldv, tiles, tpr, u, c, n_pad, t, scratch, dot);
+        break;
+    }
+  }
+}
+
+}  // namespace lowbit
