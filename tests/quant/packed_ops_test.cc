@@ -727,8 +727,9 @@ class WinogradEnv {
 };
 
 // Two 3x3 convolutions (c -> c -> m, Relu after each): the second reads the
-// first's bytes. h x w need not be whole 4x4 tiles.
-Graph TwoConvGraph(int64_t c, int64_t m, int64_t h, int64_t w, Rng& rng) {
+// first's bytes and, with `residual` (m == c), adds the input before its Relu.
+// h x w need not be whole 4x4 tiles.
+Graph TwoConvGraph(int64_t c, int64_t m, int64_t h, int64_t w, bool residual, Rng& rng) {
   Graph g;
   g.source = "test";
   g.opset = 13;
@@ -748,11 +749,22 @@ Graph TwoConvGraph(int64_t c, int64_t m, int64_t h, int64_t w, Rng& rng) {
     n.outputs = {names[i][2]};
     n.attrs["pads"] = std::vector<int64_t>{1, 1, 1, 1};
     g.nodes.push_back(n);
+    std::string pre = names[i][2];
+    if (residual && i == 1) {
+      Node add;
+      add.name = "add";
+      add.op_type = "Add";
+      add.opset = 13;
+      add.inputs = {pre, "x"};
+      add.outputs = {"sum"};
+      g.nodes.push_back(add);
+      pre = "sum";
+    }
     Node r;
     r.name = std::string("relu") + std::to_string(i);
     r.op_type = "Relu";
     r.opset = 13;
-    r.inputs = {names[i][2]};
+    r.inputs = {pre};
     r.outputs = {names[i][3]};
     g.nodes.push_back(r);
     in = names[i][3];
@@ -762,9 +774,9 @@ Graph TwoConvGraph(int64_t c, int64_t m, int64_t h, int64_t w, Rng& rng) {
 }
 
 // Exact Winograd F(4x4, 3x3) (kernels/winograd.h) gives the direct kernels'
-// outputs bit for bit -- partial tiles, byte edges, 1 and 2 threads, batches
-// split by images -- and formats it cannot run exactly (int8 levels) fall
-// back to the direct kernels.
+// outputs bit for bit -- partial tiles, byte edges, fused residuals, 1 and 2
+// threads -- and formats it cannot run exactly (int8 levels) fall back to
+// the direct kernels.
 TEST(PackedOpsTest, WinogradEqualsDirectConvolution) {
   if (!KernelPathAvailable(KernelPath::kAvx512Vnni)) GTEST_SKIP() << "no AVX-512 VNNI here";
   const uint64_t seed = testing::TestSeed();
@@ -772,12 +784,14 @@ TEST(PackedOpsTest, WinogradEqualsDirectConvolution) {
   Rng rng(seed + 21);
   struct Case {
     int64_t n, c, m, h, w;
+    bool residual;
   };
-  for (const Case& cc : {Case{1, 32, 40, 9, 14}, Case{2, 64, 64, 8, 8}, Case{1, 32, 16, 5, 23}}) {
+  for (const Case& cc : {Case{1, 32, 40, 9, 14, false}, Case{2, 64, 64, 8, 8, true},
+                         Case{1, 32, 16, 5, 23, false}, Case{1, 32, 32, 7, 10, true}}) {
     for (const char* weights : {"int2", "int4", "uint4", "int8"}) {
       SCOPED_TRACE(::testing::Message() << "c " << cc.c << " m " << cc.m << " " << cc.h << "x"
-                                        << cc.w << " " << weights);
-      const Graph g = TwoConvGraph(cc.c, cc.m, cc.h, cc.w, rng);
+                                        << cc.w << (cc.residual ? " residual " : " ") << weights);
+      const Graph g = TwoConvGraph(cc.c, cc.m, cc.h, cc.w, cc.residual, rng);
       Graph q = Quantize(g, weights);
       const Tensor x = Random({cc.n, cc.c, cc.h, cc.w}, rng, 0.0f, 1.0f);
       SetRangesPerValue(g, x, &q);

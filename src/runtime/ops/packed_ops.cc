@@ -535,7 +535,9 @@ class PackedConv final : public PackedKernel {
         const bool by_channels = threads > 1 && (implicit_ || rows_for_direct_) &&
                                  osz < 128 * threads && w.n_pad / 16 >= 4 * threads;
         if (!LevelPlanes() && (!mixed_ || part == 0)) WindowSums(grp, ctx, s);
-        if (implicit_ || by_channels) {
+        if (winograd_) {
+          // (reads the image by tiles)
+        } else if (implicit_ || by_channels) {
           for (int64_t p = 0; p < osz; ++p) s.row_ptr[p] = image + row_pix_[p] * cs_ + grp * cg_;
         } else if (!direct_) {
           Gather(w, grp, ctx, s);
@@ -705,9 +707,8 @@ class PackedConv final : public PackedKernel {
     wino_tpr_ = (g.out[2] + 3) / 4;
     if (mode != "1" && wino_bands_ * wino_tpr_ < 32) return;
     winograd_ = true;
-    // Units of at least 28 tiles (measured: 56x56 and 28x28 layers at 64 and
-    // 128 channels): full 6-tile blocks, each position's U reused across
-    // them, and V and the products in L2.
+    // Units of whole bands, at least 28 tiles (measured on 56x56 and 28x28
+    // layers of 64 and 128 channels): blocks of 5-6 tiles, V and the dots in L2.
     wino_unit_ = (28 + wino_tpr_ - 1) / wino_tpr_;
     const QLinearWeights& w = groups_[0];
     wino_u_.assign(36 * w.n_pad * c_, 0);
