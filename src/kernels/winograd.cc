@@ -84,7 +84,7 @@ void WinogradWeightsRef(const QLinearWeights& w, int64_t c, int64_t t0, int64_t 
 }
 
 void WinogradInputRef(const uint8_t* image, int64_t wp, int64_t c, int64_t ty, int64_t x0,
-                      int64_t x1, int16_t* v, int64_t tiles) {
+                      int64_t x1, int16_t* v) {
   for (int64_t x = x0; x < x1; ++x) {
     for (int64_t ch = 0; ch < c; ++ch) {
       int32_t d[36], tmp[36], out[36];
@@ -94,14 +94,14 @@ void WinogradInputRef(const uint8_t* image, int64_t wp, int64_t c, int64_t ty, i
       for (int b = 0; b < 6; ++b) InputTransform(d + b, 6, tmp + b, 6);
       for (int a = 0; a < 6; ++a) InputTransform(tmp + 6 * a, 1, out + 6 * a, 1);
       for (int xi = 0; xi < 36; ++xi) {
-        v[(xi * tiles + (x - x0)) * c + ch] = static_cast<int16_t>(out[xi]);
+        v[((x - x0) * 36 + xi) * c + ch] = static_cast<int16_t>(out[xi]);
       }
     }
   }
 }
 
-void WinogradDotsRef(const int16_t* v, int64_t ldv, int64_t tiles, int64_t tpr, const int16_t* u,
-                     int64_t c, int64_t n_pad, int64_t t0, int64_t t1, int32_t* dot) {
+void WinogradDotsRef(const int16_t* v, int64_t tiles, int64_t tpr, const int16_t* u, int64_t c,
+                     int64_t n_pad, int64_t t0, int64_t t1, int32_t* dot) {
   for (int64_t t = t0; t < t1; ++t) {
     for (int64_t i = 0; i < 16; ++i) {
       for (int64_t x = 0; x < tiles; ++x) {
@@ -110,7 +110,7 @@ void WinogradDotsRef(const int16_t* v, int64_t ldv, int64_t tiles, int64_t tpr, 
           uint32_t s = 0;
           for (int64_t ch = 0; ch < c; ++ch) {
             const int32_t uv = u[WinogradU(n_pad, c, t, xi, ch / 2) + 2 * i + ch % 2];
-            s += static_cast<uint32_t>(uv * static_cast<int32_t>(v[(xi * ldv + x) * c + ch]));
+            s += static_cast<uint32_t>(uv * static_cast<int32_t>(v[(x * 36 + xi) * c + ch]));
           }
           m[xi] = s;
         }

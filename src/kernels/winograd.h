@@ -20,8 +20,8 @@
 //      [36][c / 2][tiles of the block][16 outputs][2 channels] (position
 //      xi = 6 i + j of the 6x6 transform): one contiguous stream per block,
 //      as the products read it. 36 * n_pad * c values (WinogradU).
-//   V: [36][tiles][c] for a run of tiles: whole bands (4 output rows) of
-//      tpr tiles each, row-major, the first band's first tile first.
+//   V: [tiles][36][c] for a run of tiles (each tile's values contiguous):
+//      whole bands (4 output rows) of tpr tiles each, row-major.
 //   dot: tile x (band x / tpr, tile x % tpr in it), row r (0..3) and
 //        column q of the tile at
 //        dot[((x / tpr * 4 + r) * 4 * tpr + 4 * (x % tpr) + q) * n_pad + n]:
@@ -57,21 +57,18 @@ inline int64_t WinogradU(int64_t n_pad, int64_t c, int64_t t, int64_t xi, int64_
 void WinogradWeightsRef(const QLinearWeights& w, int64_t c, int64_t t0, int64_t t1, int16_t* u);
 void WinogradWeightsAvx512(const QLinearWeights& w, int64_t c, int64_t t0, int64_t t1, int16_t* u);
 
-// V of tiles [x0, x1) of band ty, written from v (tile x0's place in a V
-// of `tiles` tiles).
+// V of tiles [x0, x1) of band ty, tile x0's first.
 void WinogradInputRef(const uint8_t* image, int64_t wp, int64_t c, int64_t ty, int64_t x0,
-                      int64_t x1, int16_t* v, int64_t tiles);
+                      int64_t x1, int16_t* v);
 void WinogradInputAvx512(const uint8_t* image, int64_t wp, int64_t c, int64_t ty, int64_t x0,
-                         int64_t x1, int16_t* v, int64_t tiles);
+                         int64_t x1, int16_t* v);
 
-// The dots of `tiles` tiles (whole bands of tpr) from v, in a V whose
-// positions are ldv tiles apart, for output tiles [t0, t1). `scratch`:
-// WinogradScratchInts() int32s.
-void WinogradDotsRef(const int16_t* v, int64_t ldv, int64_t tiles, int64_t tpr, const int16_t* u,
-                     int64_t c, int64_t n_pad, int64_t t0, int64_t t1, int32_t* dot);
-void WinogradDotsAvx512(const int16_t* v, int64_t ldv, int64_t tiles, int64_t tpr, const int16_t* u,
-                        int64_t c, int64_t n_pad, int64_t t0, int64_t t1, int32_t* scratch,
-                        int32_t* dot);
+// The dots of V's `tiles` tiles (whole bands of tpr) for output tiles
+// [t0, t1) (t0 a multiple of 4). `scratch`: WinogradScratchInts() int32s.
+void WinogradDotsRef(const int16_t* v, int64_t tiles, int64_t tpr, const int16_t* u, int64_t c,
+                     int64_t n_pad, int64_t t0, int64_t t1, int32_t* dot);
+void WinogradDotsAvx512(const int16_t* v, int64_t tiles, int64_t tpr, const int16_t* u, int64_t c,
+                        int64_t n_pad, int64_t t0, int64_t t1, int32_t* scratch, int32_t* dot);
 int64_t WinogradScratchInts();
 
 }  // namespace lowbit

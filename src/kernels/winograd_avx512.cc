@@ -58,7 +58,7 @@ inline void OutputTransform(const __m512i* x, int sx, __m512i* y, int sy) {
 // output tiles of U (a block's position: NT vectors per pair), stored to
 // m[(r * NT + j) * 16].
 template <int R, int NT>
-inline void Products(const int16_t* v, const int16_t* u, int64_t c, int32_t* m) {
+inline void Products(const int16_t* v, int64_t vstride, const int16_t* u, int64_t c, int32_t* m) {
   __m512i acc[R][NT];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
@@ -71,7 +71,8 @@ inline void Products(const int16_t* v, const int16_t* u, int64_t c, int32_t* m) 
     for (int j = 0; j < NT; ++j) b[j] = _mm512_loadu_si512(u + (q * NT + j) * 32);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const __m512i a = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(v + r * c + 2 * q));
+      const __m512i a =
+          _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(v + r * vstride + 2 * q));
 #pragma GCC unroll 4
       for (int j = 0; j < NT; ++j) acc[r][j] = _mm512_dpwssd_epi32(acc[r][j], a, b[j]);
     }
@@ -85,15 +86,15 @@ inline void Products(const int16_t* v, const int16_t* u, int64_t c, int32_t* m) 
 
 // R tiles from x and NT output tiles from t: the 36 positions' products into
 // m (in L1), then A^T M A and the division by 576 into the dot rows (tpr
-// tiles to a band; V's positions ldv tiles apart). U streams in per block
-// (one contiguous run, WinogradU).
+// tiles to a band). U streams in per block (one contiguous run, WinogradU).
 template <int R, int NT>
-__attribute__((noinline)) void TileBlock(const int16_t* v, int64_t ldv, int64_t tpr, int64_t x,
-                                         const int16_t* u, int64_t c, int64_t n_pad, int64_t t,
-                                         int32_t* m, int32_t* dot) {
+__attribute__((noinline)) void TileBlock(const int16_t* v, int64_t tpr, int64_t x, const int16_t* u,
+                                         int64_t c, int64_t n_pad, int64_t t, int32_t* m,
+                                         int32_t* dot) {
   constexpr int kM = R * NT * 16;
   for (int xi = 0; xi < 36; ++xi) {
-    Products<R, NT>(v + (xi * ldv + x) * c, u + WinogradU(n_pad, c, t, xi, 0), c, m + xi * kM);
+    Products<R, NT>(v + (x * 36 + xi) * c, 36 * c, u + WinogradU(n_pad, c, t, xi, 0), c,
+                    m + xi * kM);
   }
   const __m512i inv9 = _mm512_set1_epi32(static_cast<int32_t>(0x38E38E39u));
   for (int r = 0; r < R; ++r) {
@@ -117,29 +118,29 @@ __attribute__((noinline)) void TileBlock(const int16_t* v, int64_t ldv, int64_t 
 // Blocks of at most 6 tiles, as even as they come (14 tiles: 5, 5, 4), so
 // no block is left with too few accumulators to hide vpdpwssd's latency.
 template <int NT>
-void DotsByBlock(const int16_t* v, int64_t ldv, int64_t tiles, int64_t tpr, const int16_t* u,
-                 int64_t c, int64_t n_pad, int64_t t, int32_t* m, int32_t* dot) {
+void DotsByBlock(const int16_t* v, int64_t tiles, int64_t tpr, const int16_t* u, int64_t c,
+                 int64_t n_pad, int64_t t, int32_t* m, int32_t* dot) {
   const int64_t blocks = (tiles + 5) / 6;
   for (int64_t b = 0, x = 0; b < blocks; ++b) {
     const int64_t r = tiles / blocks + (b < tiles % blocks ? 1 : 0);
     switch (r) {
       case 6:
-        TileBlock<6, NT>(v, ldv, tpr, x, u, c, n_pad, t, m, dot);
+        TileBlock<6, NT>(v, tpr, x, u, c, n_pad, t, m, dot);
         break;
       case 5:
-        TileBlock<5, NT>(v, ldv, tpr, x, u, c, n_pad, t, m, dot);
+        TileBlock<5, NT>(v, tpr, x, u, c, n_pad, t, m, dot);
         break;
       case 4:
-        TileBlock<4, NT>(v, ldv, tpr, x, u, c, n_pad, t, m, dot);
+        TileBlock<4, NT>(v, tpr, x, u, c, n_pad, t, m, dot);
         break;
       case 3:
-        TileBlock<3, NT>(v, ldv, tpr, x, u, c, n_pad, t, m, dot);
+        TileBlock<3, NT>(v, tpr, x, u, c, n_pad, t, m, dot);
         break;
       case 2:
-        TileBlock<2, NT>(v, ldv, tpr, x, u, c, n_pad, t, m, dot);
+        TileBlock<2, NT>(v, tpr, x, u, c, n_pad, t, m, dot);
         break;
       default:
-        TileBlock<1, NT>(v, ldv, tpr, x, u, c, n_pad, t, m, dot);
+        TileBlock<1, NT>(v, tpr, x, u, c, n_pad, t, m, dot);
         break;
     }
     x += r;
@@ -195,7 +196,7 @@ void WinogradWeightsAvx512(const QLinearWeights& w, int64_t c, int64_t t0, int64
 }
 
 void WinogradInputAvx512(const uint8_t* image, int64_t wp, int64_t c, int64_t ty, int64_t x0,
-                         int64_t x1, int16_t* v, int64_t tiles) {
+                         int64_t x1, int16_t* v) {
   for (int64_t x = x0; x < x1; ++x) {
     for (int64_t c0 = 0; c0 < c; c0 += 32) {
       __m512i d[36], tmp[36], out[36];
@@ -209,28 +210,27 @@ void WinogradInputAvx512(const uint8_t* image, int64_t wp, int64_t c, int64_t ty
       for (int b = 0; b < 6; ++b) InputTransform(d + b, 6, tmp + b, 6);
       for (int a = 0; a < 6; ++a) InputTransform(tmp + 6 * a, 1, out + 6 * a, 1);
       for (int xi = 0; xi < 36; ++xi) {
-        _mm512_storeu_si512(v + (xi * tiles + (x - x0)) * c + c0, out[xi]);
+        _mm512_storeu_si512(v + ((x - x0) * 36 + xi) * c + c0, out[xi]);
       }
     }
   }
 }
 
-void WinogradDotsAvx512(const int16_t* v, int64_t ldv, int64_t tiles, int64_t tpr, const int16_t* u,
-                        int64_t c, int64_t n_pad, int64_t t0, int64_t t1, int32_t* scratch,
-                        int32_t* dot) {
+void WinogradDotsAvx512(const int16_t* v, int64_t tiles, int64_t tpr, const int16_t* u, int64_t c,
+                        int64_t n_pad, int64_t t0, int64_t t1, int32_t* scratch, int32_t* dot) {
   for (int64_t t = t0; t < t1; t += 4) {
     switch (std::min<int64_t>(4, t1 - t)) {
       case 4:
-        DotsByBlock<4>(v, ldv, tiles, tpr, u, c, n_pad, t, scratch, dot);
+        DotsByBlock<4>(v, tiles, tpr, u, c, n_pad, t, scratch, dot);
         break;
       case 3:
-        DotsByBlock<3>(v, ldv, tiles, tpr, u, c, n_pad, t, scratch, dot);
+        DotsByBlock<3>(v, tiles, tpr, u, c, n_pad, t, scratch, dot);
         break;
       case 2:
-        DotsByBlock<2>(v, ldv, tiles, tpr, u, c, n_pad, t, scratch, dot);
+        DotsByBlock<2>(v, tiles, tpr, u, c, n_pad, t, scratch, dot);
         break;
       default:
-        DotsByBlock<1>(v, ldv, tiles, tpr, u, c, n_pad, t, scratch, dot);
+        DotsByBlock<1>(v, tiles, tpr, u, c, n_pad, t, scratch, dot);
         break;
     }
   }

@@ -67,8 +67,8 @@ void CheckBands(const QLinearWeights& w, int64_t c, const std::vector<uint8_t>& 
   std::vector<int32_t> dot(want.size(), 0);
   WinogradWeightsRef(w, c, 0, tn, u.data());
   for (int64_t ty = 0; ty < bands; ++ty)
-    WinogradInputRef(image.data(), wp, c, ty, x0, x0 + tpr, v.data() + ty * tpr * c, tiles);
-  WinogradDotsRef(v.data(), tiles, tiles, tpr, u.data(), c, w.n_pad, 0, tn, dot.data());
+    WinogradInputRef(image.data(), wp, c, ty, x0, x0 + tpr, v.data() + ty * tpr * 36 * c);
+  WinogradDotsRef(v.data(), tiles, tpr, u.data(), c, w.n_pad, 0, tn, dot.data());
   for (size_t i = 0; i < want.size(); ++i) {
     if (static_cast<int64_t>(i) % w.n_pad >= w.n) continue;
     ASSERT_EQ(dot[i], want[i]) << "reference, dot " << i;
@@ -81,12 +81,12 @@ void CheckBands(const QLinearWeights& w, int64_t c, const std::vector<uint8_t>& 
   WinogradWeightsAvx512(w, c, tn / 2, tn, u2.data());
   ASSERT_EQ(u2, u);
   for (int64_t ty = 0; ty < bands; ++ty)
-    WinogradInputAvx512(image.data(), wp, c, ty, x0, x0 + tpr, v2.data() + ty * tpr * c, tiles);
+    WinogradInputAvx512(image.data(), wp, c, ty, x0, x0 + tpr, v2.data() + ty * tpr * 36 * c);
   ASSERT_EQ(v2, v);
   const int64_t split = tn / 2 / 4 * 4;  // (a multiple of 4)
-  WinogradDotsAvx512(v2.data(), tiles, tiles, tpr, u2.data(), c, w.n_pad, 0, split, scratch.data(),
+  WinogradDotsAvx512(v2.data(), tiles, tpr, u2.data(), c, w.n_pad, 0, split, scratch.data(),
                      dot2.data());
-  WinogradDotsAvx512(v2.data(), tiles, tiles, tpr, u2.data(), c, w.n_pad, split, tn, scratch.data(),
+  WinogradDotsAvx512(v2.data(), tiles, tpr, u2.data(), c, w.n_pad, split, tn, scratch.data(),
                      dot2.data());
   for (size_t i = 0; i < want.size(); ++i) {
     if (static_cast<int64_t>(i) % w.n_pad >= w.n) continue;

@@ -747,9 +747,9 @@ class PackedConv final : public PackedKernel {
           const int64_t nb = std::min(wino_unit_, b1 - b), tiles = nb * wino_tpr_;
           for (int64_t i = 0; i < nb; ++i) {
             WinogradInputAvx512(image, padded_[2], c_, b + i, 0, wino_tpr_,
-                                v.data() + i * wino_tpr_ * c_, tiles);
+                                v.data() + i * wino_tpr_ * 36 * c_);
           }
-          WinogradDotsAvx512(v.data(), tiles, tiles, wino_tpr_, wino_u_.data(), c_, w.n_pad, n0, n1,
+          WinogradDotsAvx512(v.data(), tiles, wino_tpr_, wino_u_.data(), c_, w.n_pad, n0, n1,
                              s.wino_m[t].data(), dot.data());
           for (int64_t r = 4 * b; r < std::min(4 * (b + nb), g_.out[1]); ++r) {
             epilogue(r * g_.out[2], g_.out[2], dot.data() + (r - 4 * b) * row, n0 * 16,
