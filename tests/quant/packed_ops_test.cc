@@ -774,9 +774,9 @@ Graph TwoConvGraph(int64_t c, int64_t m, int64_t h, int64_t w, bool residual, Rn
 }
 
 // Exact Winograd F(4x4, 3x3) (kernels/winograd.h) gives the direct kernels'
-// outputs bit for bit -- partial tiles, byte edges, fused residuals, 1 and 2
-// threads -- and formats it cannot run exactly (int8 levels) fall back to
-// the direct kernels.
+// outputs bit for bit -- partial tiles, byte edges, fused residuals, static
+// and dynamic ranges, 1 and 2 threads -- and formats it cannot run exactly
+// (int8 levels) fall back to the direct kernels.
 TEST(PackedOpsTest, WinogradEqualsDirectConvolution) {
   if (!KernelPathAvailable(KernelPath::kAvx512Vnni)) GTEST_SKIP() << "no AVX-512 VNNI here";
   const uint64_t seed = testing::TestSeed();
@@ -792,26 +792,30 @@ TEST(PackedOpsTest, WinogradEqualsDirectConvolution) {
       SCOPED_TRACE(::testing::Message() << "c " << cc.c << " m " << cc.m << " " << cc.h << "x"
                                         << cc.w << (cc.residual ? " residual " : " ") << weights);
       const Graph g = TwoConvGraph(cc.c, cc.m, cc.h, cc.w, cc.residual, rng);
-      Graph q = Quantize(g, weights);
       const Tensor x = Random({cc.n, cc.c, cc.h, cc.w}, rng, 0.0f, 1.0f);
-      SetRangesPerValue(g, x, &q);
-      KernelEnv env("avx512vnni");
-      for (int threads : {1, 2}) {
-        int edges = 0;
-        Tensor direct, wino;
-        {
-          WinogradEnv off("0");
-          direct = RunEdges(q, x, threads, true, &edges);
-        }
-        {
-          WinogradEnv on("1");
-          wino = RunEdges(q, x, threads, true, &edges);
-        }
-        EXPECT_EQ(edges, 1);
-        ASSERT_EQ(direct.numel(), wino.numel());
-        for (int64_t i = 0; i < direct.numel(); ++i) {
-          ASSERT_EQ(direct.data<float>()[i], wino.data<float>()[i])
-              << "threads " << threads << " element " << i;
+      // Static ranges (the second conv reads the first's bytes) and dynamic
+      // ones (each image's own zero point in the padded borders).
+      for (bool dynamic : {false, true}) {
+        Graph q = Quantize(g, weights);
+        if (!dynamic) SetRangesPerValue(g, x, &q);
+        KernelEnv env("avx512vnni");
+        for (int threads : {1, 2}) {
+          int edges = 0;
+          Tensor direct, wino;
+          {
+            WinogradEnv off("0");
+            direct = RunEdges(q, x, threads, true, &edges);
+          }
+          {
+            WinogradEnv on("1");
+            wino = RunEdges(q, x, threads, true, &edges);
+          }
+          EXPECT_EQ(edges, dynamic ? 0 : 1);
+          ASSERT_EQ(direct.numel(), wino.numel());
+          for (int64_t i = 0; i < direct.numel(); ++i) {
+            ASSERT_EQ(direct.data<float>()[i], wino.data<float>()[i])
+                << (dynamic ? "dynamic" : "static") << " threads " << threads << " element " << i;
+          }
         }
       }
     }
