@@ -120,29 +120,15 @@ __attribute__((noinline)) void TileBlock(const int16_t* v, int64_t tpr, int64_t 
 template <int NT>
 void DotsByBlock(const int16_t* v, int64_t tiles, int64_t tpr, const int16_t* u, int64_t c,
                  int64_t n_pad, int64_t t, int32_t* m, int32_t* dot) {
+  using Block = void (*)(const int16_t*, int64_t, int64_t, const int16_t*, int64_t, int64_t,
+                         int64_t, int32_t*, int32_t*);
+  static constexpr Block kBlock[] = {nullptr,          TileBlock<1, NT>, TileBlock<2, NT>,
+                                     TileBlock<3, NT>, TileBlock<4, NT>, TileBlock<5, NT>,
+                                     TileBlock<6, NT>};
   const int64_t blocks = (tiles + 5) / 6;
   for (int64_t b = 0, x = 0; b < blocks; ++b) {
     const int64_t r = tiles / blocks + (b < tiles % blocks ? 1 : 0);
-    switch (r) {
-      case 6:
-        TileBlock<6, NT>(v, tpr, x, u, c, n_pad, t, m, dot);
-        break;
-      case 5:
-        TileBlock<5, NT>(v, tpr, x, u, c, n_pad, t, m, dot);
-        break;
-      case 4:
-        TileBlock<4, NT>(v, tpr, x, u, c, n_pad, t, m, dot);
-        break;
-      case 3:
-        TileBlock<3, NT>(v, tpr, x, u, c, n_pad, t, m, dot);
-        break;
-      case 2:
-        TileBlock<2, NT>(v, tpr, x, u, c, n_pad, t, m, dot);
-        break;
-      default:
-        TileBlock<1, NT>(v, tpr, x, u, c, n_pad, t, m, dot);
-        break;
-    }
+    kBlock[r](v, tpr, x, u, c, n_pad, t, m, dot);
     x += r;
   }
 }
@@ -218,21 +204,12 @@ void WinogradInputAvx512(const uint8_t* image, int64_t wp, int64_t c, int64_t ty
 
 void WinogradDotsAvx512(const int16_t* v, int64_t tiles, int64_t tpr, const int16_t* u, int64_t c,
                         int64_t n_pad, int64_t t0, int64_t t1, int32_t* scratch, int32_t* dot) {
+  using Outputs = void (*)(const int16_t*, int64_t, int64_t, const int16_t*, int64_t, int64_t,
+                           int64_t, int32_t*, int32_t*);
+  static constexpr Outputs kOutputs[] = {nullptr, DotsByBlock<1>, DotsByBlock<2>, DotsByBlock<3>,
+                                         DotsByBlock<4>};
   for (int64_t t = t0; t < t1; t += 4) {
-    switch (std::min<int64_t>(4, t1 - t)) {
-      case 4:
-        DotsByBlock<4>(v, tiles, tpr, u, c, n_pad, t, scratch, dot);
-        break;
-      case 3:
-        DotsByBlock<3>(v, tiles, tpr, u, c, n_pad, t, scratch, dot);
-        break;
-      case 2:
-        DotsByBlock<2>(v, tiles, tpr, u, c, n_pad, t, scratch, dot);
-        break;
-      default:
-        DotsByBlock<1>(v, tiles, tpr, u, c, n_pad, t, scratch, dot);
-        break;
-    }
+    kOutputs[std::min<int64_t>(4, t1 - t)](v, tiles, tpr, u, c, n_pad, t, scratch, dot);
   }
 }
 
