@@ -6,6 +6,7 @@
 // Args: channels, spatial size, stride, threads.
 #include <benchmark/benchmark.h>
 
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -102,13 +103,17 @@ std::unique_ptr<Plan> MakePlan(benchmark::State& state, Graph g, const std::stri
   return std::move(plan).value();
 }
 
-void BM_Conv(benchmark::State& state, const char* weights) {
+// `winograd`: LOWBIT_WINOGRAD while the plan is made ("0": the direct
+// kernels only; null: as the plan chooses).
+void BM_Conv(benchmark::State& state, const char* weights, const char* winograd = nullptr) {
   const int64_t c = state.range(0), hw = state.range(1), stride = state.range(2);
   const int threads = static_cast<int>(state.range(3));
+  if (winograd != nullptr) setenv("LOWBIT_WINOGRAD", winograd, 1);
   std::unique_ptr<Plan> plan =
       MakePlan(state, ConvGraph(c, hw, stride), weights, threads, [](const Node&) {
         return std::vector<float>{-3.0f, 3.0f};
       });
+  if (winograd != nullptr) unsetenv("LOWBIT_WINOGRAD");
   if (plan == nullptr) return;
   for (auto _ : state) plan->Run();
   const double macs = static_cast<double>(c) * c * 9 * hw * hw;
@@ -126,6 +131,8 @@ BENCHMARK_CAPTURE(BM_Conv, fp32, "fp32") RESNET_SHAPES;
 BENCHMARK_CAPTURE(BM_Conv, int8, "int8") RESNET_SHAPES;
 BENCHMARK_CAPTURE(BM_Conv, int4, "int4") RESNET_SHAPES;
 BENCHMARK_CAPTURE(BM_Conv, int2, "int2") RESNET_SHAPES;
+// The same without Winograd F(4x4, 3x3) (which the 56x56 and 28x28 layers take).
+BENCHMARK_CAPTURE(BM_Conv, int2_direct, "int2", "0") RESNET_SHAPES;
 // Filter-wise formats: a quarter of the filters at int4, the rest at int2.
 BENCHMARK_CAPTURE(BM_Conv, int2_int4, "int2/int4:0.25") RESNET_SHAPES;
 
