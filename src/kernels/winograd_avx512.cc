@@ -185,18 +185,24 @@ void WinogradInputAvx512(const uint8_t* image, int64_t wp, int64_t c, int64_t ty
                          int64_t x1, int16_t* v) {
   for (int64_t x = x0; x < x1; ++x) {
     for (int64_t c0 = 0; c0 < c; c0 += 32) {
-      __m512i d[36], tmp[36], out[36];
-      for (int a = 0; a < 6; ++a) {
-        const uint8_t* row = image + ((4 * ty + a) * wp + 4 * x) * c + c0;
-        for (int b = 0; b < 6; ++b) {
-          d[6 * a + b] = _mm512_cvtepu8_epi16(
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + b * c)));
+      // Columns first (each straight from its six pixels), then rows, each
+      // row's six values stored as they come.
+      __m512i tmp[36];
+      for (int b = 0; b < 6; ++b) {
+        const uint8_t* px = image + ((4 * ty) * wp + 4 * x + b) * c + c0;
+        __m512i col[6], t[6];
+        for (int a = 0; a < 6; ++a) {
+          col[a] = _mm512_cvtepu8_epi16(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(px + a * wp * c)));
         }
+        InputTransform(col, 1, t, 1);
+        for (int i = 0; i < 6; ++i) tmp[6 * i + b] = t[i];
       }
-      for (int b = 0; b < 6; ++b) InputTransform(d + b, 6, tmp + b, 6);
-      for (int a = 0; a < 6; ++a) InputTransform(tmp + 6 * a, 1, out + 6 * a, 1);
-      for (int xi = 0; xi < 36; ++xi) {
-        _mm512_storeu_si512(v + ((x - x0) * 36 + xi) * c + c0, out[xi]);
+      int16_t* dst = v + (x - x0) * 36 * c + c0;
+      for (int i = 0; i < 6; ++i) {
+        __m512i y[6];
+        InputTransform(tmp + 6 * i, 1, y, 1);
+        for (int j = 0; j < 6; ++j) _mm512_storeu_si512(dst + (6 * i + j) * c, y[j]);
       }
     }
   }
