@@ -101,13 +101,21 @@ __attribute__((noinline)) void TileBlock(const int16_t* v, int64_t tpr, int64_t 
     const int64_t band = (x + r) / tpr, col = (x + r) % tpr;
     int32_t* out = dot + (band * 4 * 4 * tpr + 4 * col) * n_pad + t * 16;
     for (int j = 0; j < NT; ++j) {
-      __m512i mv[36], tmp[24], y[16];
-      for (int xi = 0; xi < 36; ++xi) mv[xi] = _mm512_loadu_si512(m + xi * kM + (r * NT + j) * 16);
-      for (int b = 0; b < 6; ++b) OutputTransform(mv + b, 6, tmp + b, 6);
-      for (int a = 0; a < 4; ++a) OutputTransform(tmp + 6 * a, 1, y + 4 * a, 1);
+      // Columns first (each from its six products), then rows, each row's
+      // four outputs divided and stored as they come.
+      const int32_t* mj = m + (r * NT + j) * 16;
+      __m512i tmp[24];
+      for (int b = 0; b < 6; ++b) {
+        __m512i col[6], t[4];
+        for (int i = 0; i < 6; ++i) col[i] = _mm512_loadu_si512(mj + (6 * i + b) * kM);
+        OutputTransform(col, 1, t, 1);
+        for (int a = 0; a < 4; ++a) tmp[6 * a + b] = t[a];
+      }
       for (int a = 0; a < 4; ++a) {
+        __m512i y[4];
+        OutputTransform(tmp + 6 * a, 1, y, 1);
         for (int q = 0; q < 4; ++q) {
-          const __m512i yq = _mm512_mullo_epi32(_mm512_srai_epi32(y[4 * a + q], 6), inv9);
+          const __m512i yq = _mm512_mullo_epi32(_mm512_srai_epi32(y[q], 6), inv9);
           _mm512_storeu_si512(out + (a * 4 * tpr + q) * n_pad + j * 16, yq);
         }
       }
