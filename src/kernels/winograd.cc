@@ -83,13 +83,18 @@ void WinogradWeightsRef(const QLinearWeights& w, int64_t c, int64_t t0, int64_t 
   }
 }
 
-void WinogradInputRef(const uint8_t* image, int64_t wp, int64_t c, int64_t ty, int64_t x0,
-                      int64_t x1, int16_t* v) {
+void WinogradInputRef(const WinogradImage& im, int64_t ty, int64_t x0, int64_t x1, int16_t* v) {
+  const int64_t c = im.c;
   for (int64_t x = x0; x < x1; ++x) {
     for (int64_t ch = 0; ch < c; ++ch) {
       int32_t d[36], tmp[36], out[36];
       for (int a = 0; a < 6; ++a) {
-        for (int b = 0; b < 6; ++b) d[6 * a + b] = image[((4 * ty + a) * wp + 4 * x + b) * c + ch];
+        for (int b = 0; b < 6; ++b) {
+          const int64_t iy = 4 * ty + a - 1, ix = 4 * x + b - 1;
+          d[6 * a + b] = iy >= 0 && iy < im.h && ix >= 0 && ix < im.w
+                             ? im.data[(iy * im.ws + ix) * c + ch]
+                             : im.zero;
+        }
       }
       for (int b = 0; b < 6; ++b) InputTransform(d + b, 6, tmp + b, 6);
       for (int a = 0; a < 6; ++a) InputTransform(tmp + 6 * a, 1, out + 6 * a, 1);

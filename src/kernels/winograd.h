@@ -27,9 +27,9 @@
 //        dot[((x / tpr * 4 + r) * 4 * tpr + 4 * (x % tpr) + q) * n_pad + n]:
 //        each output row is 4 * tpr consecutive pixels, as the epilogues
 //        read them.
-// The image is padded NHWC: pixel stride c bytes, row stride `wp` pixels,
-// with the band ty's tile x reading rows 4 ty .. 4 ty + 5 and columns
-// 4 x .. 4 x + 5 (the caller pads it to whole tiles with the zero point).
+// The image (WinogradImage) is NHWC bytes with one pixel of padding that
+// holds the zero point: band ty's tile x reads rows 4 ty - 1 .. 4 ty + 4 and
+// columns 4 x - 1 .. 4 x + 4, the zero point wherever they fall outside.
 // Each entry point has a scalar *Ref twin, the specification.
 #ifndef LOWBIT_KERNELS_WINOGRAD_H_
 #define LOWBIT_KERNELS_WINOGRAD_H_
@@ -57,11 +57,17 @@ inline int64_t WinogradU(int64_t n_pad, int64_t c, int64_t t, int64_t xi, int64_
 void WinogradWeightsRef(const QLinearWeights& w, int64_t c, int64_t t0, int64_t t1, int16_t* u);
 void WinogradWeightsAvx512(const QLinearWeights& w, int64_t c, int64_t t0, int64_t t1, int16_t* u);
 
+// An h x w image of c channels (a multiple of 32): pixel (y, x) at
+// data + (y * ws + x) * c, rows ws >= w pixels apart.
+struct WinogradImage {
+  const uint8_t* data = nullptr;
+  int64_t h = 0, w = 0, ws = 0, c = 0;
+  uint8_t zero = 0;
+};
+
 // V of tiles [x0, x1) of band ty, tile x0's first.
-void WinogradInputRef(const uint8_t* image, int64_t wp, int64_t c, int64_t ty, int64_t x0,
-                      int64_t x1, int16_t* v);
-void WinogradInputAvx512(const uint8_t* image, int64_t wp, int64_t c, int64_t ty, int64_t x0,
-                         int64_t x1, int16_t* v);
+void WinogradInputRef(const WinogradImage& im, int64_t ty, int64_t x0, int64_t x1, int16_t* v);
+void WinogradInputAvx512(const WinogradImage& im, int64_t ty, int64_t x0, int64_t x1, int16_t* v);
 
 // The dots of V's `tiles` tiles (whole bands of tpr) for output tiles
 // [t0, t1) (t0 a multiple of 4). `scratch`: WinogradScratchInts() int32s.

@@ -189,19 +189,28 @@ void WinogradWeightsAvx512(const QLinearWeights& w, int64_t c, int64_t t0, int64
   }
 }
 
-void WinogradInputAvx512(const uint8_t* image, int64_t wp, int64_t c, int64_t ty, int64_t x0,
-                         int64_t x1, int16_t* v) {
+void WinogradInputAvx512(const WinogradImage& im, int64_t ty, int64_t x0, int64_t x1, int16_t* v) {
+  const int64_t c = im.c, y0 = 4 * ty - 1;
+  const __m512i zero = _mm512_set1_epi16(im.zero);
+  const bool rows_inside = y0 >= 0 && y0 + 6 <= im.h;
   for (int64_t x = x0; x < x1; ++x) {
+    // Tiles inside the image load their pixels straight; border tiles check
+    // each one.
+    const int64_t xs = 4 * x - 1;
+    const bool inside = rows_inside && xs >= 0 && xs + 6 <= im.w;
     for (int64_t c0 = 0; c0 < c; c0 += 32) {
       // Columns first (each straight from its six pixels), then rows, each
       // row's six values stored as they come.
       __m512i tmp[36];
       for (int b = 0; b < 6; ++b) {
-        const uint8_t* px = image + ((4 * ty) * wp + 4 * x + b) * c + c0;
         __m512i col[6], t[6];
         for (int a = 0; a < 6; ++a) {
-          col[a] = _mm512_cvtepu8_epi16(
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(px + a * wp * c)));
+          if (inside || (y0 + a >= 0 && y0 + a < im.h && xs + b >= 0 && xs + b < im.w)) {
+            const uint8_t* px = im.data + ((y0 + a) * im.ws + xs + b) * c + c0;
+            col[a] = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(px)));
+          } else {
+            col[a] = zero;
+          }
         }
         InputTransform(col, 1, t, 1);
         for (int i = 0; i < 6; ++i) tmp[6 * i + b] = t[i];

@@ -35,11 +35,11 @@ int32_t LevelOf(const QLinearWeights& w, int64_t n, int64_t k) {
   return w.table[CodeField(w.codes.data() + n * w.row_bytes, k * w.bits, w.bits)];
 }
 
-// The direct convolution of tiles [x0, x0 + tpr) of bands [0, bands): dot
-// rows as winograd.h lays them out.
-std::vector<int32_t> DirectDots(const QLinearWeights& w, int64_t c,
-                                const std::vector<uint8_t>& image, int64_t wp, int64_t bands,
+// The direct convolution (padding 1 holding the zero point) of tiles
+// [x0, x0 + tpr) of bands [0, bands): dot rows as winograd.h lays them out.
+std::vector<int32_t> DirectDots(const QLinearWeights& w, const WinogradImage& im, int64_t bands,
                                 int64_t x0, int64_t tpr) {
+  const int64_t c = im.c;
   std::vector<int32_t> dot(bands * 4 * 4 * tpr * w.n_pad, 0);
   for (int64_t row = 0; row < 4 * bands; ++row) {
     for (int64_t col = 0; col < 4 * tpr; ++col) {
@@ -47,8 +47,11 @@ std::vector<int32_t> DirectDots(const QLinearWeights& w, int64_t c,
       for (int64_t n = 0; n < w.n; ++n) {
         int32_t s = 0;
         for (int64_t tap = 0; tap < 9; ++tap) {
-          const uint8_t* px = image.data() + ((row + tap / 3) * wp + ox + tap % 3) * c;
-          for (int64_t ch = 0; ch < c; ++ch) s += LevelOf(w, n, tap * c + ch) * px[ch];
+          const int64_t iy = row + tap / 3 - 1, ix = ox + tap % 3 - 1;
+          const bool in = iy >= 0 && iy < im.h && ix >= 0 && ix < im.w;
+          for (int64_t ch = 0; ch < c; ++ch) {
+            s += LevelOf(w, n, tap * c + ch) * (in ? im.data[(iy * im.ws + ix) * c + ch] : im.zero);
+          }
         }
         dot[(row * 4 * tpr + col) * w.n_pad + n] = s;
       }
@@ -59,15 +62,15 @@ std::vector<int32_t> DirectDots(const QLinearWeights& w, int64_t c,
 
 // Those tiles through the reference and (where available) the AVX-512
 // kernels, both against the direct convolution.
-void CheckBands(const QLinearWeights& w, int64_t c, const std::vector<uint8_t>& image, int64_t wp,
-                int64_t bands, int64_t x0, int64_t tpr) {
-  const int64_t tiles = bands * tpr, tn = w.n_pad / 16;
-  const std::vector<int32_t> want = DirectDots(w, c, image, wp, bands, x0, tpr);
+void CheckBands(const QLinearWeights& w, const WinogradImage& im, int64_t bands, int64_t x0,
+                int64_t tpr) {
+  const int64_t c = im.c, tiles = bands * tpr, tn = w.n_pad / 16;
+  const std::vector<int32_t> want = DirectDots(w, im, bands, x0, tpr);
   std::vector<int16_t> u(36 * w.n_pad * c), v(36 * tiles * c);
   std::vector<int32_t> dot(want.size(), 0);
   WinogradWeightsRef(w, c, 0, tn, u.data());
   for (int64_t ty = 0; ty < bands; ++ty)
-    WinogradInputRef(image.data(), wp, c, ty, x0, x0 + tpr, v.data() + ty * tpr * 36 * c);
+    WinogradInputRef(im, ty, x0, x0 + tpr, v.data() + ty * tpr * 36 * c);
   WinogradDotsRef(v.data(), tiles, tpr, u.data(), c, w.n_pad, 0, tn, dot.data());
   for (size_t i = 0; i < want.size(); ++i) {
     if (static_cast<int64_t>(i) % w.n_pad >= w.n) continue;
@@ -81,7 +84,7 @@ void CheckBands(const QLinearWeights& w, int64_t c, const std::vector<uint8_t>& 
   WinogradWeightsAvx512(w, c, tn / 2, tn, u2.data());
   ASSERT_EQ(u2, u);
   for (int64_t ty = 0; ty < bands; ++ty)
-    WinogradInputAvx512(image.data(), wp, c, ty, x0, x0 + tpr, v2.data() + ty * tpr * 36 * c);
+    WinogradInputAvx512(im, ty, x0, x0 + tpr, v2.data() + ty * tpr * 36 * c);
   ASSERT_EQ(v2, v);
   const int64_t split = tn / 2 / 4 * 4;  // (a multiple of 4)
   WinogradDotsAvx512(v2.data(), tiles, tpr, u2.data(), c, w.n_pad, 0, split, scratch.data(),
@@ -111,12 +114,16 @@ TEST(WinogradTest, EqualsTheDirectConvolution) {
     const QLinearWeights w =
         LevelWeights(testing::Laplace(cc.m * 9 * cc.c, seed + cc.m + cc.c), cc.m, cc.c, cc.format);
     ASSERT_TRUE(WinogradExact(w, cc.c));
-    // Tiles [1, 1 + tiles) of two bands of a wider image: 2 * tiles in one
-    // run, blocks crossing from one band to the next.
-    const int64_t wp = 4 * (cc.tiles + 2) + 2, hp = 4 * 2 + 2;
-    std::vector<uint8_t> image(hp * wp * cc.c);
-    for (auto& b : image) b = rng.Below(4) == 0 ? 255 : static_cast<uint8_t>(rng.Below(256));
-    CheckBands(w, cc.c, image, wp, 2, 1, cc.tiles);
+    // Two bands over an image of 7 rows (the second band partly outside) and
+    // 4 * tiles + 1 columns, stored in rows of a wider buffer: tiles
+    // [0, tiles) (the left border) and [1, tiles + 1) (the last one mostly
+    // outside).
+    const int64_t h = 7, wi = 4 * cc.tiles + 1, ws = wi + 3;
+    std::vector<uint8_t> bytes(h * ws * cc.c);
+    for (auto& b : bytes) b = rng.Below(4) == 0 ? 255 : static_cast<uint8_t>(rng.Below(256));
+    const WinogradImage im{bytes.data(), h, wi, ws, cc.c, static_cast<uint8_t>(rng.Below(256))};
+    CheckBands(w, im, 2, 0, cc.tiles);
+    CheckBands(w, im, 2, 1, cc.tiles);
   }
 }
 
@@ -128,8 +135,8 @@ TEST(WinogradTest, WorstCaseSumsStayExactAndOverflowingWeightsAreRefused) {
   const QLinearWeights w2 = LevelWeights(testing::Laplace(m * 9 * c, 3), m, c, "int2", true);
   for (int64_t k = 0; k < 9 * c; ++k) ASSERT_EQ(LevelOf(w2, 0, k), -2);
   ASSERT_TRUE(WinogradExact(w2, c));
-  const std::vector<uint8_t> image(6 * 6 * c, 255);
-  CheckBands(w2, c, image, 6, 1, 0, 1);
+  const std::vector<uint8_t> image(4 * 4 * c, 255);
+  CheckBands(w2, WinogradImage{image.data(), 4, 4, 4, c, 255}, 1, 0, 1);
 
   const QLinearWeights w4 = LevelWeights(testing::Laplace(m * 9 * c, 4), m, c, "int4", true);
   EXPECT_FALSE(WinogradExact(w4, c));

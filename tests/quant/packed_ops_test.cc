@@ -726,9 +726,10 @@ class WinogradEnv {
   ~WinogradEnv() { unsetenv("LOWBIT_WINOGRAD"); }
 };
 
-// Two 3x3 convolutions (c -> c -> m, Relu after each): the second reads the
-// first's bytes and, with `residual` (m == c), adds the input before its Relu.
-// h x w need not be whole 4x4 tiles.
+// Two 3x3 convolutions (c -> c -> m): the second reads the first's bytes
+// and ends in a Relu. With `residual` (m == c) the first has a Relu too and
+// the second adds the input before its Relu; without, the first's bytes
+// have a zero point inside their range. h x w need not be whole 4x4 tiles.
 Graph TwoConvGraph(int64_t c, int64_t m, int64_t h, int64_t w, bool residual, Rng& rng) {
   Graph g;
   g.source = "test";
@@ -750,6 +751,10 @@ Graph TwoConvGraph(int64_t c, int64_t m, int64_t h, int64_t w, bool residual, Rn
     n.attrs["pads"] = std::vector<int64_t>{1, 1, 1, 1};
     g.nodes.push_back(n);
     std::string pre = names[i][2];
+    if (!residual && i == 0) {  // no Relu: signed values between the convs
+      in = pre;
+      continue;
+    }
     if (residual && i == 1) {
       Node add;
       add.name = "add";
@@ -792,7 +797,7 @@ TEST(PackedOpsTest, WinogradEqualsDirectConvolution) {
       SCOPED_TRACE(::testing::Message() << "c " << cc.c << " m " << cc.m << " " << cc.h << "x"
                                         << cc.w << (cc.residual ? " residual " : " ") << weights);
       const Graph g = TwoConvGraph(cc.c, cc.m, cc.h, cc.w, cc.residual, rng);
-      const Tensor x = Random({cc.n, cc.c, cc.h, cc.w}, rng, 0.0f, 1.0f);
+      const Tensor x = Random({cc.n, cc.c, cc.h, cc.w}, rng);  // (a zero point inside the range)
       // Static ranges (the second conv reads the first's bytes) and dynamic
       // ones (each image's own zero point in the padded borders).
       for (bool dynamic : {false, true}) {

@@ -562,7 +562,11 @@ class PackedConv final : public PackedKernel {
           }
         };
         if (winograd_) {
-          WinogradRun(image, ctx, s, epilogue);
+          // The image's pixels, from the input bytes or the padded image's interior.
+          const WinogradImage im{
+              in_place_ ? image : ImageRow(0, s), g_.in[1], g_.in[2],
+              in_place_ ? g_.in[2] : padded_[2],  c_,       static_cast<uint8_t>(a.zero)};
+          WinogradRun(im, ctx, s, epilogue);
           continue;
         }
         SizeDots(threads, s);
@@ -719,7 +723,7 @@ class PackedConv final : public PackedKernel {
   // into `epilogue` (p0, n, dot, j0, j1). Threads take bands when they divide
   // evenly, else blocks of output tiles (each transforming every unit).
   template <typename Epilogue>
-  void WinogradRun(const uint8_t* image, const ExecContext& ctx, ImageScratch& s,
+  void WinogradRun(const WinogradImage& im, const ExecContext& ctx, ImageScratch& s,
                    Epilogue epilogue) {
     const QLinearWeights& w = groups_[0];
     const int64_t threads = ctx.pool->threads(), tn = w.n_pad / 16;
@@ -746,8 +750,7 @@ class PackedConv final : public PackedKernel {
         for (int64_t b = b0; b < b1; b += wino_unit_) {
           const int64_t nb = std::min(wino_unit_, b1 - b), tiles = nb * wino_tpr_;
           for (int64_t i = 0; i < nb; ++i) {
-            WinogradInputAvx512(image, padded_[2], c_, b + i, 0, wino_tpr_,
-                                v.data() + i * wino_tpr_ * 36 * c_);
+            WinogradInputAvx512(im, b + i, 0, wino_tpr_, v.data() + i * wino_tpr_ * 36 * c_);
           }
           WinogradDotsAvx512(v.data(), tiles, wino_tpr_, wino_u_.data(), c_, w.n_pad, n0, n1,
                              s.wino_m[t].data(), dot.data());
@@ -967,11 +970,13 @@ class PackedConv final : public PackedKernel {
     use_integral_ = taps_ > 9 && g.k[0] == 1 && padded_[0] == 1 && g.dilation[1] == 1 &&
                     g.dilation[2] == 1;
     // Level planes read uint8 pixels as they are: 1x1 windows without
-    // padding over an 8-bit input whose pixels are the kernel's rows read the
+    // padding over an 8-bit input whose pixels are the kernel's rows, and
+    // Winograd (which takes its padding to be the zero point), read an 8-bit
     // input in place, with no image.
-    in_place_ = LevelPlanes() && bytes_in_ && !mixed_ && group_ == 1 && taps_ == 1 && cs_ == c_ &&
-                (implicit_ || direct_) && g.pad_begin == std::array<int64_t, 3>{0, 0, 0} &&
-                padded_ == g.in;
+    in_place_ = (LevelPlanes() && bytes_in_ && !mixed_ && group_ == 1 && taps_ == 1 && cs_ == c_ &&
+                 (implicit_ || direct_) && g.pad_begin == std::array<int64_t, 3>{0, 0, 0} &&
+                 padded_ == g.in) ||
+                (winograd_ && bytes_in_);
   }
 
   // Sizes one set of per-image working memory (after SetUpImage, or
@@ -1010,11 +1015,6 @@ class PackedConv final : public PackedKernel {
     for (int d = 0; d < 3; ++d) {
       padded_[d] = std::max((g.out[d] - 1) * g.stride[d] + (g.k[d] - 1) * g.dilation[d] + 1,
                             g.pad_begin[d] + g.in[d]);
-    }
-    // Winograd reads whole 4x4 output tiles' 6x6 windows.
-    if (winograd_) {
-      padded_[1] = std::max(padded_[1], 4 * wino_bands_ + 2);
-      padded_[2] = std::max(padded_[2], 4 * wino_tpr_ + 2);
     }
     row_pix_.resize(g.out_size());
     for (int64_t p = 0; p < g.out_size(); ++p) {
