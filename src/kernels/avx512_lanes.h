@@ -9,6 +9,14 @@
 
 namespace lowbit {
 
+// Plane p of a plane-layout tile's 64 bytes (kernels/qlinear.h): each byte's
+// `bits`-bit code (v >> bits * p) & mask -- a 16-bit shift is enough, the
+// mask drops the bits that cross bytes. Level planes add T[0] to these.
+inline __m512i PlaneCodes(__m512i v, int bits, int p, __m512i mask) {
+  if (bits == 8) return v;
+  return _mm512_and_si512(p == 0 ? v : _mm512_srli_epi16(v, bits * p), mask);
+}
+
 // 16 floats to 8-bit codes as the activation quantizers round them:
 // clamp(round_to_nearest_even(v * inv) + zero, lo, hi), v * inv first clamped
 // to +-1e6 so huge values cannot wrap in the conversion.

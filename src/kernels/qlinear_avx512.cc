@@ -59,13 +59,18 @@ struct Unpacker {
   }
 };
 
-// Plane layout: each 64-byte load per tile yields P = 8 / B steps of weights,
-// plane p being (v >> B*p) & mask (a 16-bit shift is enough: the mask drops
-// the bits that cross bytes). Codes are the unsigned operand, the int8
-// activations the signed one.
-// L (kLevelPlanes): the same tiles hold the codes of levels T[code] = code +
-// T[0]; the unpacked levels are the signed operand and the uint8 activations
-// the unsigned one.
+// acc + the products of a plane's weights wv and the activations x: codes
+// are vpdpbusd's unsigned operand and int8 activations the signed one, or
+// (L, level planes) the unpacked levels the signed operand and uint8
+// activations the unsigned one.
+template <bool L>
+inline __m512i PlaneDot(__m512i acc, __m512i wv, __m512i x) {
+  return L ? _mm512_dpbusd_epi32(acc, x, wv) : _mm512_dpbusd_epi32(acc, wv, x);
+}
+
+// Plane layout: each 64-byte load per tile yields P = 8 / B steps of weights
+// (PlaneCodes). L (kLevelPlanes): the same tiles hold the codes of levels
+// T[code] = code + T[0] (PlaneDot's operands swapped).
 template <int B, bool L>
 void PlanesDot(const QLinearWeights& w, const uint8_t* xq, int32_t* dot, int64_t t0, int64_t t1) {
   constexpr int P = 8 / B;
@@ -75,11 +80,8 @@ void PlanesDot(const QLinearWeights& w, const uint8_t* xq, int32_t* dot, int64_t
   const int64_t tiles = t1;
   const uint8_t* base = w.tiles.data();
   auto plane = [&](__m512i v, int p) {
-    const __m512i c = B == 8 ? v : _mm512_and_si512(p == 0 ? v : _mm512_srli_epi16(v, B * p), mask);
+    const __m512i c = PlaneCodes(v, B, p, mask);
     return L ? _mm512_add_epi8(c, t0v) : c;
-  };
-  auto dp = [](__m512i acc, __m512i wv, __m512i x) {
-    return L ? _mm512_dpbusd_epi32(acc, x, wv) : _mm512_dpbusd_epi32(acc, wv, x);
   };
   int64_t t = t0;
   for (; t + 4 <= tiles; t += 4) {
@@ -90,7 +92,7 @@ void PlanesDot(const QLinearWeights& w, const uint8_t* xq, int32_t* dot, int64_t
       for (int i = 0; i < 4; ++i) v[i] = _mm512_loadu_si512(base + ((t + i) * groups + g) * 64);
       for (int p = 0; p < P; ++p) {
         const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(xq + 4 * (g * P + p)));
-        for (int i = 0; i < 4; ++i) acc[i][p & 1] = dp(acc[i][p & 1], plane(v[i], p), x);
+        for (int i = 0; i < 4; ++i) acc[i][p & 1] = PlaneDot<L>(acc[i][p & 1], plane(v[i], p), x);
       }
     }
     for (int i = 0; i < 4; ++i) {
@@ -104,9 +106,9 @@ void PlanesDot(const QLinearWeights& w, const uint8_t* xq, int32_t* dot, int64_t
       for (int p = 0; p < P; ++p) {
         const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(xq + 4 * (g * P + p)));
         if (p & 1)
-          a1 = dp(a1, plane(v, p), x);
+          a1 = PlaneDot<L>(a1, plane(v, p), x);
         else
-          a0 = dp(a0, plane(v, p), x);
+          a0 = PlaneDot<L>(a0, plane(v, p), x);
       }
     }
     _mm512_storeu_si512(dot + t * 16, _mm512_add_epi32(a0, a1));
@@ -153,16 +155,13 @@ inline void PlanesDotBlock(const QLinearWeights& w, const uint8_t* const* xr, co
     for (int p = 0; p < P; ++p) {
       __m512i wv[NT];
       for (int i = 0; i < NT; ++i) {
-        wv[i] = B == 8 ? v[i] : _mm512_and_si512(p == 0 ? v[i] : _mm512_srli_epi16(v[i], B * p), mask);
+        wv[i] = PlaneCodes(v[i], B, p, mask);
         if (L) wv[i] = _mm512_add_epi8(wv[i], t0v);
       }
       const int32_t o = off[g * P + p];
       for (int r = 0; r < R; ++r) {
         const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(xr[r] + o));
-        for (int i = 0; i < NT; ++i) {
-          acc[i][r] = L ? _mm512_dpbusd_epi32(acc[i][r], x, wv[i])
-                        : _mm512_dpbusd_epi32(acc[i][r], wv[i], x);
-        }
+        for (int i = 0; i < NT; ++i) acc[i][r] = PlaneDot<L>(acc[i][r], wv[i], x);
       }
     }
   }

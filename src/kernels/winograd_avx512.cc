@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "kernels/avx512_lanes.h"
 #include "kernels/winograd.h"
 
 namespace lowbit {
@@ -165,9 +166,7 @@ void WinogradWeightsAvx512(const QLinearWeights& w, int64_t c, int64_t t0, int64
       for (int tap = 0; tap < 9; ++tap) {
         const int64_t s = tap * c / 4 + c4;
         const __m512i raw = _mm512_loadu_si512(w.tiles.data() + (t * groups + s / P) * 64);
-        const int sh = bits * static_cast<int>(s % P);
-        g[tap] = _mm512_add_epi8(
-            bits == 8 ? raw : _mm512_and_si512(_mm512_srli_epi16(raw, sh), mask), t0v);
+        g[tap] = _mm512_add_epi8(PlaneCodes(raw, bits, static_cast<int>(s % P), mask), t0v);
       }
       __m512i out[2][36];
       for (int h = 0; h < 2; ++h) {
