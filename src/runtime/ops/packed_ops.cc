@@ -535,13 +535,6 @@ class PackedConv final : public PackedKernel {
         const bool by_channels = threads > 1 && (implicit_ || rows_for_direct_) &&
                                  osz < 128 * threads && w.n_pad / 16 >= 4 * threads;
         if (!LevelPlanes() && (!mixed_ || part == 0)) WindowSums(grp, ctx, s);
-        if (winograd_) {
-          // (reads the image by tiles)
-        } else if (implicit_ || by_channels) {
-          for (int64_t p = 0; p < osz; ++p) s.row_ptr[p] = image + row_pix_[p] * cs_ + grp * cg_;
-        } else if (!direct_) {
-          Gather(w, grp, ctx, s);
-        }
         Epilogue e = MakeEpilogue(fused_, bias != nullptr ? bias + og : nullptr);
         if (mixed_) e.out = part_out_[part].data();
         if (late_residual) e.clamp = false;
@@ -568,6 +561,12 @@ class PackedConv final : public PackedKernel {
               in_place_ ? g_.in[2] : padded_[2],  c_,       static_cast<uint8_t>(a.zero)};
           WinogradRun(im, ctx, s, epilogue);
           continue;
+        }
+        // The GEMM rows: window pointers into the image, or gathered windows.
+        if (implicit_ || by_channels) {
+          for (int64_t p = 0; p < osz; ++p) s.row_ptr[p] = image + row_pix_[p] * cs_ + grp * cg_;
+        } else if (!direct_) {
+          Gather(w, grp, ctx, s);
         }
         SizeDots(threads, s);
         if (by_channels) {
@@ -703,13 +702,12 @@ class PackedConv final : public PackedKernel {
         group_ != 1 || segment_ > 0 || c_ % 32 != 0 || cs_ != c_ ||
         g.k != std::array<int64_t, 3>{1, 3, 3} || g.stride != std::array<int64_t, 3>{1, 1, 1} ||
         g.dilation != std::array<int64_t, 3>{1, 1, 1} ||
-        g.pad_begin != std::array<int64_t, 3>{0, 1, 1} || g.out != g.in ||
-        !WinogradExact(groups_[0], c_)) {
+        g.pad_begin != std::array<int64_t, 3>{0, 1, 1} || g.out != g.in) {
       return;
     }
     wino_bands_ = (g.out[1] + 3) / 4;
     wino_tpr_ = (g.out[2] + 3) / 4;
-    if (mode != "1" && wino_bands_ * wino_tpr_ < 32) return;
+    if ((mode != "1" && wino_bands_ * wino_tpr_ < 32) || !WinogradExact(groups_[0], c_)) return;
     winograd_ = true;
     // Units of whole bands, at least 28 tiles (measured on 56x56 and 28x28
     // layers of 64 and 128 channels): blocks of 5-6 tiles, V and the dots in L2.
@@ -994,9 +992,11 @@ class PackedConv final : public PackedKernel {
       n_pad = std::max(n_pad, q.n_pad);
     }
     if (!LevelPlanes()) s->pixel_sum.resize(padded_px);  // (level planes: no window sums)
-    if (implicit_ || rows_for_direct_) {
+    // GEMM rows: window pointers or gathered windows (none for Winograd,
+    // which reads tiles).
+    if ((implicit_ && !winograd_) || rows_for_direct_) {
       s->row_ptr.resize(osz);
-    } else if (!direct_) {
+    } else if (!direct_ && !implicit_) {
       s->u.assign(static_cast<size_t>(osz * k_pad), 0);
     }
     if (mixed_) {  // every format's region (MixedBytes)
