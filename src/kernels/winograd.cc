@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <vector>
+
+#include "lowbit/bitpack.h"
 
 namespace lowbit {
 
@@ -59,9 +62,11 @@ bool WinogradExact(const QLinearWeights& w, int64_t c) {
   int32_t max_level = 0;
   for (int8_t t : w.table) max_level = std::max(max_level, std::abs(static_cast<int32_t>(t)));
   if (576 * max_level > 32767) return false;
+  std::vector<uint32_t> codes(w.k);
   for (int64_t n = 0; n < w.n; ++n) {
+    UnpackCodes(w.codes.data() + n * w.row_bytes, w.k, w.bits, codes.data());
     int64_t sum = 0;
-    for (int64_t k = 0; k < w.k; ++k) sum += std::abs(Level(w, n, k));
+    for (uint32_t code : codes) sum += std::abs(static_cast<int32_t>(w.table[code]));
     if (576 * 255 * sum >= (int64_t{1} << 31)) return false;
   }
   return true;
