@@ -238,11 +238,29 @@ class MemoryDataset final : public Dataset {
     return OkStatus();
   }
 
+  // A copy of every sample of `src`.
+  Status InitFrom(Dataset& src) {
+    spec_ = src.spec();
+    sample_shape_ = src.sample_shape();
+    has_labels_ = src.has_labels();
+    default_scale_ = src.default_scale();
+    total_ = end_ = src.size();
+    const int64_t ss = src.sample_size();
+    x_.resize(static_cast<size_t>(total_ * ss));
+    labels_.assign(total_, 0);
+    constexpr int64_t kChunk = 1024;
+    for (int64_t i = 0; i < total_; i += kChunk) {
+      const int64_t n = std::min(kChunk, total_ - i);
+      LOWBIT_RETURN_IF_ERROR(src.Read(i, n, x_.data() + i * ss, has_labels_ ? labels_.data() + i : nullptr));
+    }
+    return OkStatus();
+  }
+
   Status Read(int64_t index, int64_t n, float* x, int64_t* labels) override {
     if (index < 0 || index + n > size()) return InvalidArgument(spec_, ": read past the end");
     const int64_t ss = sample_size();
     std::memcpy(x, x_.data() + (begin_ + index) * ss, sizeof(float) * n * ss);
-    if (labels != nullptr) {
+    if (labels != nullptr && has_labels_) {
       for (int64_t i = 0; i < n; ++i) labels[i] = labels_[begin_ + index + i];
     }
     return OkStatus();
@@ -589,6 +607,12 @@ Status ApplyPreprocess(const Preprocess& p, double default_scale, int64_t n, int
     x[i] = v;
   }
   return OkStatus();
+}
+
+Result<std::unique_ptr<Dataset>> LoadIntoMemory(Dataset& data) {
+  auto mem = std::make_unique<MemoryDataset>();
+  LOWBIT_RETURN_IF_ERROR(mem->InitFrom(data));
+  return std::unique_ptr<Dataset>(std::move(mem));
 }
 
 }  // namespace lowbit

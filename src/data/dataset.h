@@ -65,6 +65,12 @@ class Dataset {
   friend Result<std::unique_ptr<Dataset>> OpenDataset(const std::string&);
 };
 
+// Reads every sample and label of `data` into memory, for data read many
+// times (the tuner evaluates each candidate on the same samples: a gzipped
+// IDX file is then decoded once). The copy keeps the spec, sample shape and
+// default scale; it holds size() * sample_size() floats.
+Result<std::unique_ptr<Dataset>> LoadIntoMemory(Dataset& data);
+
 // Scales and normalizes n samples in place for a model input whose channel
 // count is `channels` (dim 1 of NCHW; 1 when the input has no channel dim).
 Status ApplyPreprocess(const Preprocess& p, double default_scale, int64_t n, int64_t sample_size,

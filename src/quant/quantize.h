@@ -1,4 +1,6 @@
-// Post-training quantization of an fp32 graph into a packed one.
+// Post-training quantization of an fp32 graph into a packed one: Calibrate
+// (quant/calibrate.h), then QuantizeLayer (quant/quantize_layer.h) for every
+// layer.
 //
 // Layers: Conv (constant weight), Gemm (constant B; alpha and beta folded) and
 // MatMul (constant 2-D B). Each gets the plan's settings; its weight is fitted
@@ -22,42 +24,23 @@
 #include "data/dataset.h"
 #include "ir/graph.h"
 #include "lowbit/format.h"
+#include "quant/calibrate.h"
 #include "quant/quant_plan.h"
+#include "quant/quantize_layer.h"
 
 namespace lowbit {
 
-enum class ActCalib { kMinMax, kPercentile, kMse };
-
-struct QuantizeOptions {
+struct QuantizeOptions : LayerQuantOptions {
   QuantPlan plan;
   // Calibration (optional): samples of the dataset, preprocessed like eval.
   Dataset* calib = nullptr;
   Preprocess preprocess;
   int64_t calib_batch = 32;
-  ActCalib act_calib = ActCalib::kMse;
-  double act_percentile = 99.99;
-  // Weight fitting: clip method, codebook init, seed. With weight_clip_auto
-  // the clip method is chosen per layer: min/max (keep every weight in range)
-  // at 4 bits and more, MSE search below (measured on the bundled models:
-  // at 4 bits clipping costs the CNN 0.3 points, at 2-3 bits it gains 1-10).
-  FitOptions weight_fit;
-  bool weight_clip_auto = false;
-  bool bias_correction = true;
-  double prune = 0.0;  // magnitude pruning ratio per layer, [0, 1)
+  // Statistics from Calibrate on this graph and `calib` (optional): used
+  // instead of calibrating again; `calib` still gives the output SQNR.
+  const CalibrationStats* stats = nullptr;
   int threads = 1;
   bool quiet = false;
-};
-
-struct LayerReport {
-  std::string name, op;  // op: Conv, Gemm, MatMul
-  LayerSettings settings;
-  bool quantized = false;  // false: kept fp32 (weights "float")
-  int64_t params = 0;
-  int64_t bytes = 0;       // packed weight bytes (codes + scales + ...), or fp32 bytes
-  double weight_sqnr_db = 0;
-  bool static_acts = false;
-  float act_lo = 0, act_hi = 0;
-  double output_sqnr_db = 0;  // with calibration data; NaN otherwise
 };
 
 struct QuantizeResult {
@@ -71,6 +54,12 @@ struct QuantizeResult {
 // pattern or value involved; a --layer/plan pattern without wildcards that
 // matches no layer is an error (listing the layers).
 Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& options);
+
+// Each layer's settings under `plan` (ValidateSettings-checked); refuses a
+// rule that matches no layer, and a graph with no layer.
+Result<std::vector<LayerSettings>> ResolvePlan(const Graph& graph,
+                                               const std::vector<QuantLayer>& layers,
+                                               const QuantPlan& plan);
 
 // The layers QuantizeGraph would quantize, in graph order.
 std::vector<std::string> QuantizableLayers(const Graph& graph);

@@ -79,7 +79,7 @@ Status RunBench(const BenchArgs& a) {
   Graph g;
   LOWBIT_ASSIGN_OR_RETURN(g, LoadModel(a.model));
   int64_t batch = 0;
-  LOWBIT_ASSIGN_OR_RETURN(batch, ModelBatch(g, a.model, a.batch, a.batch_given));
+  LOWBIT_ASSIGN_OR_RETURN(batch, EvalBatch(g, a.model, a.batch, a.batch_given));
   PlanOptions po;
   po.batch = batch;
   po.threads = a.threads;
