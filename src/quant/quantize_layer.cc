@@ -285,4 +285,11 @@ void DropUnusedConstants(Graph* graph) {
   }
 }
 
+Graph AssembleGraph(const Graph& graph, const std::vector<const QuantizedLayer*>& layers) {
+  Graph out = graph;
+  for (const QuantizedLayer* l : layers) ApplyLayer(*l, &out);
+  DropUnusedConstants(&out);
+  return out;
+}
+
 }  // namespace lowbit

@@ -75,6 +75,10 @@ void ApplyLayer(const QuantizedLayer& layer, Graph* graph);
 // Removes constants no node reads and no output names.
 void DropUnusedConstants(Graph* graph);
 
+// `graph` with these layers (quantized from it) in place and every other
+// layer fp32: a candidate for evaluation. Constants are shared, not copied.
+Graph AssembleGraph(const Graph& graph, const std::vector<const QuantizedLayer*>& layers);
+
 }  // namespace lowbit
 
 #endif  // LOWBIT_QUANT_QUANTIZE_LAYER_H_

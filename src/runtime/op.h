@@ -44,6 +44,10 @@ class OpKernel {
   // True when output 0 is input 0 with another shape (Reshape, Flatten, ...):
   // the plan then shares the buffer and never calls Run.
   virtual bool IsAlias() const { return false; }
+  // What the prepared kernel runs, for profiles and the tuner's latency
+  // tables: the kernel path and algorithm ("avx512vnni winograd", "ref lut",
+  // "weight-only"); "" for the fp32 operators.
+  virtual std::string Algorithm() const { return ""; }
 
   const Node& node() const { return node_; }
 

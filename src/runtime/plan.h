@@ -64,6 +64,8 @@ class Plan {
   // operator type.
   const std::string& step_name(int i) const { return steps_[i].name; }
   const std::string& step_op(int i) const { return steps_[i].op; }
+  // The kernel path and algorithm the step runs (OpKernel::Algorithm).
+  std::string step_algorithm(int i) const { return steps_[i].kernel->Algorithm(); }
 
   // A value named in PlanOptions::keep (or any graph input, output or
   // constant), valid after Run(); null when the plan has no such value.

@@ -18,6 +18,7 @@
 #include "model_util.h"
 #include "runtime/blas_setup.h"
 #include "runtime/plan.h"
+#include "runtime/profile.h"
 
 namespace lowbit {
 namespace {
@@ -45,30 +46,6 @@ struct BenchArgs {
   bool json = false;
   bool profile = false;
 };
-
-struct NodeTime {
-  std::string name, op;
-  double ms;  // median over the profiled runs
-};
-
-// Per-step medians over `runs` timed runs, the slowest first.
-std::vector<NodeTime> ProfileSteps(Plan* plan, int runs) {
-  std::vector<std::vector<double>> per_step(plan->num_steps());
-  std::vector<double> s;
-  for (int r = 0; r < runs; ++r) {
-    plan->RunTimed(&s);
-    for (size_t i = 0; i < s.size(); ++i) per_step[i].push_back(s[i] * 1e3);
-  }
-  std::vector<NodeTime> nodes;
-  for (int i = 0; i < plan->num_steps(); ++i) {
-    std::vector<double>& v = per_step[i];
-    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-    nodes.push_back({plan->step_name(i), plan->step_op(i), v[v.size() / 2]});
-  }
-  std::stable_sort(nodes.begin(), nodes.end(),
-                   [](const NodeTime& a, const NodeTime& b) { return a.ms > b.ms; });
-  return nodes;
-}
 
 Status RunBench(const BenchArgs& a) {
   if (a.batch < 1) return InvalidArgument("--batch must be >= 1, got ", a.batch);
@@ -112,12 +89,15 @@ Status RunBench(const BenchArgs& a) {
   const double p90 = ms[std::min(ms.size() - 1, ms.size() * 9 / 10)];
   const double peak_mib = PeakRssMib();
   const double throughput = 1000.0 * static_cast<double>(batch) / median;
-  std::vector<NodeTime> nodes;
+  std::vector<StepTime> nodes;
   std::map<std::string, double> op_ms;
   double node_total = 0;
   if (a.profile) {
-    nodes = ProfileSteps(plan.get(), static_cast<int>(ms.size()));
-    for (const NodeTime& n : nodes) {
+    // The slowest first.
+    nodes = ProfileSteps(plan.get(), 0, static_cast<int>(ms.size()));
+    std::stable_sort(nodes.begin(), nodes.end(),
+                     [](const StepTime& x, const StepTime& y) { return x.ms > y.ms; });
+    for (const StepTime& n : nodes) {
       op_ms[n.op] += n.ms;
       node_total += n.ms;
     }
@@ -137,8 +117,8 @@ Status RunBench(const BenchArgs& a) {
     j["activation_buffer_mib"] = static_cast<double>(plan->buffer_bytes()) / (1 << 20);
     if (a.profile) {
       nlohmann::json jn = nlohmann::json::array();
-      for (const NodeTime& n : nodes) {
-        jn.push_back({{"name", n.name}, {"op", n.op}, {"median_ms", n.ms}});
+      for (const StepTime& n : nodes) {
+        jn.push_back({{"name", n.name}, {"op", n.op}, {"algorithm", n.algorithm}, {"median_ms", n.ms}});
       }
       j["profile"]["nodes"] = jn;
       for (const auto& [op, t] : op_ms) j["profile"]["ops_ms"][op] = t;
@@ -153,11 +133,11 @@ Status RunBench(const BenchArgs& a) {
     if (a.profile) {
       std::printf("\nper node (median of %zu runs; the sum of medians is %.3f ms):\n", ms.size(),
                   node_total);
-      std::printf("  %9s %6s  %-18s %s\n", "ms", "share", "op", "node");
-      for (const NodeTime& n : nodes) {
+      std::printf("  %9s %6s  %-18s %-36s %s\n", "ms", "share", "op", "kernel", "node");
+      for (const StepTime& n : nodes) {
         if (n.ms <= 0) continue;
-        std::printf("  %9.3f %5.1f%%  %-18s %s\n", n.ms, 100 * n.ms / node_total, n.op.c_str(),
-                    n.name.c_str());
+        std::printf("  %9.3f %5.1f%%  %-18s %-36s %s\n", n.ms, 100 * n.ms / node_total, n.op.c_str(),
+                    n.algorithm.empty() ? "-" : n.algorithm.c_str(), n.name.c_str());
       }
       std::vector<std::pair<double, std::string>> by_op;
       for (const auto& [op, t] : op_ms) by_op.push_back({t, op});

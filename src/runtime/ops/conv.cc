@@ -35,6 +35,7 @@ LOWBIT_VECTORIZE void BiasResidualClamp(float* __restrict y, int64_t n, float b,
 class Conv final : public OpKernel {
  public:
   Conv(const Node& n, bool packed) : OpKernel(n), packed_(packed) {}
+  std::string Algorithm() const override { return packed_ ? "weight-only" : ""; }
 
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
     Shape wshape;

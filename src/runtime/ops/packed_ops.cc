@@ -102,6 +102,12 @@ class PackedGemm final : public PackedKernel {
  public:
   using PackedKernel::PackedKernel;
 
+  std::string Algorithm() const override {
+    const bool lut = !ws_.empty() && !ws_[0].lut.empty() && rows_ <= ws_[0].lut_max_rows;
+    return std::string(KernelPathName(path_)) + (lut ? " lut" : rows_ == 1 ? " gemv" : " gemm") +
+           (outs_.empty() ? "" : " filter-wise");
+  }
+
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
     PackedParts w;
     LOWBIT_RETURN_IF_ERROR(PrepareCommon(in, &w));
@@ -166,6 +172,8 @@ LOWBIT_VECTORIZE void BiasClampRow(float* __restrict y, int64_t n, const float* 
 class WeightOnlyGemm final : public OpKernel {
  public:
   using OpKernel::OpKernel;
+
+  std::string Algorithm() const override { return "weight-only"; }
 
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
     PackedTensor w;
@@ -360,6 +368,15 @@ class PackedConv final : public PackedKernel {
   };
 
  public:
+  std::string Algorithm() const override {
+    std::string a = KernelPathName(path_);
+    if (depthwise_) return a + (nhwc_dw_ ? " depthwise-bytes" : " depthwise-planes");
+    a += winograd_ ? " winograd" : direct_ ? " direct" : implicit_ ? " implicit-gemm" : " im2col";
+    if (LevelPlanes()) a += " level-planes";
+    if (mixed_) a += " filter-wise";
+    return a;
+  }
+
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
     PackedParts w;
     LOWBIT_RETURN_IF_ERROR(PrepareCommon(in, &w));
