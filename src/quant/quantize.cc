@@ -25,44 +25,42 @@ double Sqnr(const float* ref, const float* got, int64_t n) {
   return 10.0 * std::log10(std::max(s, 1e-30) / e);
 }
 
-// Per-layer output SQNR (every layer quantized) against the fp32 model on the
-// first few calibration samples (a small batch, so the copies of every layer
-// output stay small); stored in the report and as the packed node's sqnr_db.
-Status MeasureOutputSqnr(const Graph& graph, const std::vector<QuantLayer>& layers,
-                         const QuantizeOptions& o, QuantizeResult* result) {
-  const int64_t batch = std::min<int64_t>(8, o.calib->size());
+}  // namespace
+
+Status MeasureOutputSqnr(const Graph& graph, Dataset& data, const Preprocess& preprocess,
+                         int threads, bool quiet, Graph* quantized, std::vector<double>* db) {
+  const std::vector<QuantLayer> layers = QuantLayers(graph);
+  const int64_t batch = std::min<int64_t>(8, data.size());
   PlanOptions po;
   po.batch = batch;
-  po.threads = o.threads;
+  po.threads = threads;
   po.byte_edges = false;  // every layer output observed as fp32
   std::set<std::string> outputs;
   for (const QuantLayer& c : layers) outputs.insert(graph.nodes[c.node].outputs[0]);
   std::map<std::string, std::vector<float>> ref, got;
   for (int pass = 0; pass < 2; ++pass) {
     std::map<std::string, std::vector<float>>& dst = pass == 0 ? ref : got;
-    Result<std::unique_ptr<Plan>> made = Plan::Create(pass == 0 ? graph : result->graph, po);
+    Result<std::unique_ptr<Plan>> made = Plan::Create(pass == 0 ? graph : *quantized, po);
     if (!made.ok()) {
       return Status(made.status().code(),
                     std::string(pass == 0 ? "" : "quantized model: ") + made.status().message());
     }
     LOWBIT_RETURN_IF_ERROR(ForEachBatch(
-        made->get(), *o.calib, o.preprocess, batch,
-        pass == 0 ? "layer SQNR (fp32)" : "layer SQNR (quantized)", o.quiet,
+        made->get(), data, preprocess, batch,
+        pass == 0 ? "layer SQNR (fp32)" : "layer SQNR (quantized)", quiet,
         [&](const std::string& name, const Tensor&, const float* x, int64_t used) {
           if (outputs.count(name)) dst[name].assign(x, x + used);
         }));
   }
-  for (size_t ci = 0; ci < layers.size(); ++ci) {
-    const std::string& y = graph.nodes[layers[ci].node].outputs[0];
-    const double db = Sqnr(ref[y].data(), got[y].data(), static_cast<int64_t>(ref[y].size()));
-    result->layers[ci].output_sqnr_db = db;
-    Node& node = result->graph.nodes[layers[ci].node];
-    if (IsPackedNode(node)) node.attrs["sqnr_db"] = static_cast<float>(std::min(db, 999.0));
+  db->clear();
+  for (const QuantLayer& l : layers) {
+    const std::string& y = graph.nodes[l.node].outputs[0];
+    db->push_back(Sqnr(ref[y].data(), got[y].data(), static_cast<int64_t>(ref[y].size())));
+    Node& node = quantized->nodes[l.node];
+    if (IsPackedNode(node)) node.attrs["sqnr_db"] = static_cast<float>(std::min(db->back(), 999.0));
   }
   return OkStatus();
 }
-
-}  // namespace
 
 std::vector<std::string> QuantizableLayers(const Graph& graph) {
   std::vector<std::string> out;
@@ -130,7 +128,12 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
     }
   }
   DropUnusedConstants(&result.graph);
-  if (o.calib != nullptr) LOWBIT_RETURN_IF_ERROR(MeasureOutputSqnr(graph, layers, o, &result));
+  if (o.calib != nullptr) {
+    std::vector<double> db;
+    LOWBIT_RETURN_IF_ERROR(
+        MeasureOutputSqnr(graph, *o.calib, o.preprocess, o.threads, o.quiet, &result.graph, &db));
+    for (size_t i = 0; i < db.size(); ++i) result.layers[i].output_sqnr_db = db[i];
+  }
   return result;
 }
 

@@ -61,6 +61,13 @@ Result<std::vector<LayerSettings>> ResolvePlan(const Graph& graph,
                                                const std::vector<QuantLayer>& layers,
                                                const QuantPlan& plan);
 
+// Per-layer output SQNR of `quantized` (made from the fp32 `graph`, every
+// layer in place) against `graph` on the first 8 samples of `data` (a small
+// batch, so the copies of every layer output stay small): one value per
+// QuantLayers(graph) entry in `db`, and as each packed node's sqnr_db.
+Status MeasureOutputSqnr(const Graph& graph, Dataset& data, const Preprocess& preprocess,
+                         int threads, bool quiet, Graph* quantized, std::vector<double>* db);
+
 // The layers QuantizeGraph would quantize, in graph order.
 std::vector<std::string> QuantizableLayers(const Graph& graph);
 
