@@ -6,6 +6,7 @@
 // Args: channels, spatial size, stride, threads.
 #include <benchmark/benchmark.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <memory>
@@ -66,6 +67,18 @@ Graph ConvGraph(int64_t c, int64_t hw, int64_t stride) {
 // every packed layer (`range` of the node; null: dynamic), as a plan of
 // `threads` with a random normal input; null after reporting the error to
 // `state`. *code_bytes: the packed codes' size.
+// The plans' kernel choices: the environment's (LOWBIT_KERNEL, LOWBIT_LUT,
+// LOWBIT_WINOGRAD), as on the command line.
+KernelOptions& BenchKernels() {
+  static KernelOptions k = [] {
+    KernelOptions o;
+    const Status s = ApplyKernelEnvironment(&o);
+    if (!s.ok()) std::fprintf(stderr, "%s\n", s.ToString().c_str()), std::exit(2);
+    return o;
+  }();
+  return k;
+}
+
 std::unique_ptr<Plan> MakePlan(benchmark::State& state, Graph g, const std::string& weights,
                                int threads,
                                const std::function<std::vector<float>(const Node&)>& range,
@@ -92,6 +105,7 @@ std::unique_ptr<Plan> MakePlan(benchmark::State& state, Graph g, const std::stri
   }
   PlanOptions po;
   po.threads = threads;
+  po.kernels = BenchKernels();
   auto plan = Plan::Create(g, po);
   if (!plan.ok()) {
     state.SkipWithError(plan.status().ToString().c_str());
@@ -103,17 +117,20 @@ std::unique_ptr<Plan> MakePlan(benchmark::State& state, Graph g, const std::stri
   return std::move(plan).value();
 }
 
-// `winograd`: LOWBIT_WINOGRAD while the plan is made ("0": the direct
-// kernels only; null: as the plan chooses).
+// `winograd`: the Winograd rule while the plan is made ("0": the direct
+// kernels only, "1": forced; null: as the plan chooses).
 void BM_Conv(benchmark::State& state, const char* weights, const char* winograd = nullptr) {
   const int64_t c = state.range(0), hw = state.range(1), stride = state.range(2);
   const int threads = static_cast<int>(state.range(3));
-  if (winograd != nullptr) setenv("LOWBIT_WINOGRAD", winograd, 1);
+  const KernelOptions saved = BenchKernels();
+  if (winograd != nullptr) {
+    BenchKernels().winograd = std::string(winograd) == "1" ? KernelRule::kOn : KernelRule::kOff;
+  }
   std::unique_ptr<Plan> plan =
       MakePlan(state, ConvGraph(c, hw, stride), weights, threads, [](const Node&) {
         return std::vector<float>{-3.0f, 3.0f};
       });
-  if (winograd != nullptr) unsetenv("LOWBIT_WINOGRAD");
+  BenchKernels() = saved;
   if (plan == nullptr) return;
   for (auto _ : state) plan->Run();
   const double macs = static_cast<double>(c) * c * 9 * hw * hw;

@@ -6,6 +6,9 @@
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
+#include <cstdio>
+#include <cstdlib>
+
 #include "base/rng.h"
 #include "base/target.h"
 #include "kernels/qlinear.h"
@@ -30,11 +33,19 @@ PackedTensor PackedWeights(int64_t n, int64_t k, const char* format) {
   return *PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(format), o);
 }
 
+// The path the environment names (LOWBIT_KERNEL), else the best available.
+KernelPath BenchPath() {
+  KernelOptions o;
+  const Status s = ApplyKernelEnvironment(&o);
+  if (!s.ok()) std::fprintf(stderr, "%s\n", s.ToString().c_str()), std::exit(2);
+  return *ResolveKernelPath(o);
+}
+
 void BM_PackedGemv(benchmark::State& state, const char* format) {
   const int64_t n = state.range(0), k = state.range(1);
   ThreadPool pool(static_cast<int>(state.range(2)));
   const PackedTensor t = PackedWeights(n, k, format);
-  const KernelPath path = *SelectKernelPath();
+  const KernelPath path = BenchPath();
   const QLinearWeights w = *PrepareQLinearFor(t, path);  // as a plan lays it out
   std::vector<float> x(k), y(n);
   Rng rng(2);
@@ -67,7 +78,7 @@ void BM_PackedGemm(benchmark::State& state, const char* format) {
   const int64_t m = state.range(0), n = 4096, k = 4096;
   ThreadPool pool(static_cast<int>(state.range(1)));
   const PackedTensor t = PackedWeights(n, k, format);
-  const KernelPath path = *SelectKernelPath();
+  const KernelPath path = BenchPath();
   const QLinearWeights w = *PrepareQLinearFor(t, path);  // as a plan lays it out
   std::vector<float> x(m * k), y(m * n);
   Rng rng(3);

@@ -56,6 +56,8 @@ Result<EvalResult> Evaluate(const Graph& g, Dataset& data, const EvalOptions& o,
   PlanOptions po;
   po.batch = batch;
   po.threads = o.threads;
+  po.kernels = o.kernels;
+  po.byte_edges = o.byte_edges;
   std::unique_ptr<Plan> plan;
   LOWBIT_ASSIGN_OR_RETURN(plan, Plan::Create(g, po));
   Tensor& input = plan->input(0);

@@ -13,6 +13,7 @@
 
 #include "data/dataset.h"
 #include "ir/graph.h"
+#include "kernels/kernel_path.h"
 #include "lowbit/status.h"
 
 namespace lowbit {
@@ -29,6 +30,9 @@ struct ReferenceOutputs {
 struct EvalOptions {
   int64_t batch = 32;  // the plan's batch (see EvalBatch)
   int threads = 1;
+  // The plan's kernel choices and byte edges (runtime/plan.h).
+  KernelOptions kernels;
+  bool byte_edges = true;
   Preprocess preprocess;
   int64_t limit = 0;  // evaluate at most this many samples; 0: all
   // Score against labels (refused when the data has none); without, only

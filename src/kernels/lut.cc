@@ -38,16 +38,9 @@ void PrepareLut(QLinearWeights* w, int64_t max_rows) {
   }
 }
 
-Result<int64_t> LutMaxRows(const QLinearWeights& w, KernelPath path) {
-  // The variable is checked for every weight, so a bad value is refused
-  // whatever the model's formats.
-  const char* env = std::getenv("LOWBIT_LUT");
-  const std::string mode = env != nullptr ? env : "";
-  if (!mode.empty() && mode != "on" && mode != "off" && mode != "auto") {
-    return InvalidArgument("LOWBIT_LUT=", mode, ": expected on, off or auto");
-  }
-  if (!LutEligible(w) || path == KernelPath::kRef || mode == "off") return 0;
-  if (mode == "on") return INT64_MAX;
+int64_t LutMaxRows(const QLinearWeights& w, KernelPath path, KernelRule rule) {
+  if (!LutEligible(w) || path == KernelPath::kRef || rule == KernelRule::kOff) return 0;
+  if (rule == KernelRule::kOn) return INT64_MAX;
   const int64_t min_outputs = path == KernelPath::kAvx512Vnni ? 256 : 1024;
   return w.bits == 1 && w.n >= min_outputs ? LutRows(path) : 0;
 }

@@ -55,10 +55,9 @@ void PrepareLut(QLinearWeights* w, int64_t max_rows = INT64_MAX);
 // 1.6x faster there).
 inline int64_t LutRows(KernelPath path) { return path == KernelPath::kAvxVnni ? 2 : 8; }
 // How many rows per call a plan on `path` gives w the table kernel for (0:
-// never). LOWBIT_LUT=on: every eligible weight on a SIMD path, for any number
-// of rows; =off: never; unset or =auto: the rule. Another value is an error
-// naming it.
-Result<int64_t> LutMaxRows(const QLinearWeights& w, KernelPath path);
+// never). KernelRule::kOn (LOWBIT_LUT=on): every eligible weight on a SIMD
+// path, for any number of rows; kOff: never; kAuto: the rule.
+int64_t LutMaxRows(const QLinearWeights& w, KernelPath path, KernelRule rule = KernelRule::kAuto);
 
 // Quads of 16 inputs the layout covers (an even number at 1 bit), blocks of
 // 64 index bytes per tile, and bytes of table scratch for one activation row.

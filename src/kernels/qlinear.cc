@@ -39,13 +39,12 @@ bool IntegerGrid(const std::vector<float>& levels, std::vector<int8_t>* t, float
 
 }  // namespace
 
-Result<QLinearWeights> PrepareQLinearFor(const PackedTensor& t, KernelPath path) {
+Result<QLinearWeights> PrepareQLinearFor(const PackedTensor& t, KernelPath path, KernelRule lut) {
   Result<QLinearWeights> w = PrepareQLinear(t);
   if (!w.ok()) return w;
   if (Is256BitPath(path)) PrepareAvx2Table(&w.value());
-  Result<int64_t> lut_rows = LutMaxRows(*w, path);
-  if (!lut_rows.ok()) return lut_rows.status();
-  if (*lut_rows > 0) PrepareLut(&w.value(), *lut_rows);
+  const int64_t lut_rows = LutMaxRows(*w, path, lut);
+  if (lut_rows > 0) PrepareLut(&w.value(), lut_rows);
   return w;
 }
 
@@ -552,64 +551,6 @@ void QLinearEpilogueRowsBytesGathered(const ColumnEpilogue& c, DotGather g, cons
       yp[j] = ToByte(std::min(std::max(v, c.lo), c.hi), o);
     }
   }
-}
-
-const char* KernelPathName(KernelPath p) {
-  switch (p) {
-    case KernelPath::kRef: return "ref";
-    case KernelPath::kAvx2: return "avx2";
-    case KernelPath::kAvxVnni:
-      return "avxvnni";
-    case KernelPath::kAvx512Vnni: return "avx512vnni";
-  }
-  return "?";
-}
-
-bool KernelPathAvailable(KernelPath p) {
-  switch (p) {
-    case KernelPath::kRef: return true;
-    case KernelPath::kAvx2:
-#if defined(__x86_64__)
-      return __builtin_cpu_supports("avx2");
-#else
-      return false;
-#endif
-    case KernelPath::kAvxVnni:
-#if defined(__x86_64__)
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
-#else
-      return false;
-#endif
-    case KernelPath::kAvx512Vnni:
-#if defined(__x86_64__)
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi") &&
-             __builtin_cpu_supports("avx512vnni");
-#else
-      return false;
-#endif
-  }
-  return false;
-}
-
-Result<KernelPath> SelectKernelPath() {
-  const char* env = std::getenv("LOWBIT_KERNEL");
-  if (env != nullptr && *env != '\0') {
-    for (KernelPath p :
-         {KernelPath::kRef, KernelPath::kAvx2, KernelPath::kAvxVnni, KernelPath::kAvx512Vnni}) {
-      if (std::strcmp(env, KernelPathName(p)) != 0) continue;
-      if (!KernelPathAvailable(p)) {
-        return Unimplemented("LOWBIT_KERNEL=", env, ": this CPU cannot run that kernel path");
-      }
-      return p;
-    }
-    return InvalidArgument("LOWBIT_KERNEL=", env,
-                           ": unknown kernel path (ref, avx2, avxvnni, avx512vnni)");
-  }
-  for (KernelPath p : {KernelPath::kAvx512Vnni, KernelPath::kAvxVnni, KernelPath::kAvx2}) {
-    if (KernelPathAvailable(p)) return p;
-  }
-  return KernelPath::kRef;
 }
 
 void QLinearDotRows(const QLinearWeights& w, KernelPath path, const uint8_t* const* rows,

@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "base/thread_pool.h"
+#include "kernels/kernel_path.h"
 #include "lowbit/packed_tensor.h"
 #include "lowbit/status.h"
 
@@ -184,20 +185,14 @@ void PixelSumsAvx512(const uint8_t* x, int64_t n, int64_t stride, int64_t c, boo
 void QuantizeNhwc4Avx512(const float* x, int64_t c, int64_t hw, float scale_inv, int32_t zero,
                          bool is_signed, int64_t p0, int64_t p1, uint8_t* dst, int64_t stride);
 
-// Kernel selection: the best path this CPU supports (avx512vnni, then
-// avxvnni, then avx2, then ref), or the one named by LOWBIT_KERNEL (ref, avx2,
-// avxvnni, avx512vnni) for tests and comparisons. The avx2 and avxvnni paths
-// (256-bit; vpmaddubsw or AVX-VNNI's vpdpbusd) cover the plane layout and,
-// with PrepareAvx2Table, every table layout.
-enum class KernelPath { kRef, kAvx2, kAvxVnni, kAvx512Vnni };
-// The 256-bit paths, which read PrepareAvx2Table's forms of table layouts.
-inline bool Is256BitPath(KernelPath p) {
-  return p == KernelPath::kAvx2 || p == KernelPath::kAvxVnni;
-}
+// Kernel paths: kernels/kernel_path.h (the list: kernels/kernel_paths.inc).
+// The avx2 and avxvnni paths (256-bit; vpmaddubsw or AVX-VNNI's vpdpbusd)
+// cover the plane layout and, with PrepareAvx2Table, every table layout.
 // PrepareQLinear plus the forms a plan on `path` reads: the AVX2 form of a
 // table layout on the 256-bit paths (PrepareAvx2Table) and the table
 // kernel's form where its rule picks it (LutMaxRows, PrepareLut in lut.h).
-Result<QLinearWeights> PrepareQLinearFor(const PackedTensor& w, KernelPath path);
+Result<QLinearWeights> PrepareQLinearFor(const PackedTensor& w, KernelPath path,
+                                         KernelRule lut = KernelRule::kAuto);
 
 // The epilogue for rows that share one activation scale and zero point (a
 // convolution's pixels of one image) and differ in their sums, written
@@ -287,9 +282,6 @@ void EpilogueRowsBytesAvx2(const float* A, const int32_t* B, const int32_t* C, c
                            int64_t rows, const RowResidual& r, float lo, float hi, ByteOutput o,
                            uint8_t* y, int64_t ldy);
 
-const char* KernelPathName(KernelPath p);
-bool KernelPathAvailable(KernelPath p);
-Result<KernelPath> SelectKernelPath();
 
 // y = W x + b for `rows` input rows (x: rows x k, y: rows x n), dispatching the
 // dot products to `path`. Scratch grows to the largest `rows` seen, once.

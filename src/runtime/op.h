@@ -12,6 +12,7 @@
 
 #include "base/thread_pool.h"
 #include "ir/graph.h"
+#include "kernels/kernel_path.h"
 
 namespace lowbit {
 
@@ -50,11 +51,14 @@ class OpKernel {
   virtual std::string Algorithm() const { return ""; }
 
   const Node& node() const { return node_; }
+  // The plan's kernel choices (PlanOptions::kernels), set before Prepare.
+  void set_kernel_options(const KernelOptions& o) { kernel_options_ = o; }
 
  protected:
   // "Conv 'conv1': " for error messages.
   std::string Where() const { return node_.Describe() + ": "; }
   Node node_;
+  KernelOptions kernel_options_;
 };
 
 using KernelFactory = std::unique_ptr<OpKernel> (*)(const Node& node);

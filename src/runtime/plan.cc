@@ -88,9 +88,8 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
   };
 
   std::vector<Node> nodes = graph.nodes;
-  const char* env = std::getenv("LOWBIT_BYTE_EDGES");
   ClearByteEdges(&nodes);
-  if (options.byte_edges && !(env != nullptr && std::string(env) == "0")) {
+  if (options.byte_edges) {
     const std::set<std::string> kept(options.keep.begin(), options.keep.end());
     plan->byte_edges_ = MarkByteEdges(graph, kept, &nodes);
   }
@@ -100,6 +99,7 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
     const OpRegistration* reg = FindOp(node.domain, node.op_type, node.opset);
     Step step;
     step.kernel = reg->make(node);
+    step.kernel->set_kernel_options(options.kernels);
     std::vector<TensorInfo> ins;
     bool all_const = true;
     for (const std::string& name : node.inputs) {

@@ -31,9 +31,13 @@ struct PlanOptions {
   // buffers are not reused), for calibration and per-layer error reports.
   std::vector<std::string> keep;
   // Values between packed convolutions travel as 8-bit pixels
-  // (runtime/byte_edges.h). LOWBIT_BYTE_EDGES=0 in the environment turns this
-  // off, to compare.
+  // (runtime/byte_edges.h); false to compare (LOWBIT_BYTE_EDGES=0 on the
+  // command line).
   bool byte_edges = true;
+  // Kernel path, table-kernel and Winograd choices for packed layers
+  // (kernels/kernel_path.h; LOWBIT_KERNEL, LOWBIT_LUT, LOWBIT_WINOGRAD on the
+  // command line).
+  KernelOptions kernels;
 };
 
 class Plan {

@@ -255,7 +255,8 @@ TEST(QLinearTest, LookupTableDotEqualsReferenceExactly) {
   EXPECT_GT(checked, 200);
 }
 
-// LOWBIT_LUT picks the table kernel, or refuses a value it does not know;
+// KernelOptions::lut (LOWBIT_LUT) picks the table kernel; the environment's
+// value is refused when unknown;
 // unset, the rule gives it to wide 1-bit layers only, and the dispatcher
 // runs it for few rows only.
 TEST(QLinearTest, LookupTableChoice) {
@@ -267,26 +268,27 @@ TEST(QLinearTest, LookupTableChoice) {
   const QLinearWeights w1 = prepare("int1", 1024), w1_narrow = prepare("int1", 64),
                        w2 = prepare("int2", 1024), w4 = prepare("int4", 1024);
   EXPECT_FALSE(LutEligible(w4));
-  unsetenv("LOWBIT_LUT");
-  EXPECT_EQ(*LutMaxRows(w1, KernelPath::kAvx2), 8);
-  EXPECT_EQ(*LutMaxRows(w1, KernelPath::kAvx512Vnni), 8);
-  EXPECT_EQ(*LutMaxRows(w1, KernelPath::kAvxVnni), 2);
-  EXPECT_EQ(*LutMaxRows(w1_narrow, KernelPath::kAvx512Vnni), 0);
-  EXPECT_EQ(*LutMaxRows(w2, KernelPath::kAvx512Vnni), 0);
-  EXPECT_EQ(*LutMaxRows(w1, KernelPath::kRef), 0);
+  EXPECT_EQ(LutMaxRows(w1, KernelPath::kAvx2), 8);
+  EXPECT_EQ(LutMaxRows(w1, KernelPath::kAvx512Vnni), 8);
+  EXPECT_EQ(LutMaxRows(w1, KernelPath::kAvxVnni), 2);
+  EXPECT_EQ(LutMaxRows(w1_narrow, KernelPath::kAvx512Vnni), 0);
+  EXPECT_EQ(LutMaxRows(w2, KernelPath::kAvx512Vnni), 0);
+  EXPECT_EQ(LutMaxRows(w1, KernelPath::kRef), 0);
+  // LOWBIT_LUT reaches the rule through the command line's kernel options.
+  KernelOptions on, off, fast;
   setenv("LOWBIT_LUT", "on", 1);
-  EXPECT_GT(*LutMaxRows(w2, KernelPath::kAvx512Vnni), 1 << 20);
-  EXPECT_GT(*LutMaxRows(w1_narrow, KernelPath::kAvx2), 1 << 20);
-  EXPECT_EQ(*LutMaxRows(w2, KernelPath::kRef), 0);
-  EXPECT_EQ(*LutMaxRows(w4, KernelPath::kAvx2), 0);
+  ASSERT_TRUE(ApplyKernelEnvironment(&on).ok());
+  EXPECT_GT(LutMaxRows(w2, KernelPath::kAvx512Vnni, on.lut), 1 << 20);
+  EXPECT_GT(LutMaxRows(w1_narrow, KernelPath::kAvx2, on.lut), 1 << 20);
+  EXPECT_EQ(LutMaxRows(w2, KernelPath::kRef, on.lut), 0);
+  EXPECT_EQ(LutMaxRows(w4, KernelPath::kAvx2, on.lut), 0);
   setenv("LOWBIT_LUT", "off", 1);
-  EXPECT_EQ(*LutMaxRows(w1, KernelPath::kAvx2), 0);
+  ASSERT_TRUE(ApplyKernelEnvironment(&off).ok());
+  EXPECT_EQ(LutMaxRows(w1, KernelPath::kAvx2, off.lut), 0);
   setenv("LOWBIT_LUT", "fast", 1);
-  const Result<int64_t> bad = LutMaxRows(w2, KernelPath::kAvx2);
+  const Status bad = ApplyKernelEnvironment(&fast);
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("LOWBIT_LUT=fast"), std::string::npos)
-      << bad.status().ToString();
-  EXPECT_FALSE(LutMaxRows(w4, KernelPath::kAvx2).ok()) << "refused whatever the format";
+  EXPECT_NE(bad.message().find("LOWBIT_LUT=fast"), std::string::npos) << bad.ToString();
   unsetenv("LOWBIT_LUT");
   // Above w.lut_max_rows rows the product kernels run: a table form that is
   // deliberately wrong changes the result of 1 row only.

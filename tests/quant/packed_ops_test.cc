@@ -28,13 +28,33 @@
 namespace lowbit {
 namespace {
 
+// The kernel choices of every plan this file makes (PlanOptions::kernels);
+// the *Env classes below set them for a scope.
+KernelOptions& TestKernels() {
+  static KernelOptions k;
+  return k;
+}
+class KernelScope {
+ public:
+  KernelScope() : saved_(TestKernels()) {}
+  ~KernelScope() { TestKernels() = saved_; }
+
+ private:
+  KernelOptions saved_;
+};
+PlanOptions TestPlanOptions() {
+  PlanOptions po;
+  po.kernels = TestKernels();
+  return po;
+}
+
 Tensor Random(Shape shape, Rng& rng, float lo = -1, float hi = 1) {
   return testing::RandomTensor(std::move(shape), rng, lo, hi);
 }
 
 // Runs g on x; *edges: how many values the plan passed as bytes.
 Tensor RunEdges(const Graph& g, const Tensor& x, int threads, bool byte_edges, int* edges) {
-  PlanOptions po;
+  PlanOptions po = TestPlanOptions();
   po.batch = x.shape()[0];
   po.threads = threads;
   po.byte_edges = byte_edges;
@@ -153,17 +173,19 @@ Graph Quantize(const Graph& g, const std::string& weights, const std::string& ac
   return r.ok() ? r->graph : Graph();
 }
 
-class KernelEnv {
+// Sets the kernel path of the plans this file makes for a scope.
+class KernelEnv : KernelScope {
  public:
-  explicit KernelEnv(const char* path) { setenv("LOWBIT_KERNEL", path, 1); }
-  ~KernelEnv() { unsetenv("LOWBIT_KERNEL"); }
+  explicit KernelEnv(const char* path) { TestKernels().path = *ParseKernelPath(path); }
 };
 
-// Sets LOWBIT_LUT for a scope (the table kernel for 1- and 2-bit weights).
-class LutEnv {
+// Sets the table-kernel rule for a scope (the table kernel for 1- and 2-bit
+// weights): "on" or "off".
+class LutEnv : KernelScope {
  public:
-  explicit LutEnv(const char* mode) { setenv("LOWBIT_LUT", mode, 1); }
-  ~LutEnv() { unsetenv("LOWBIT_LUT"); }
+  explicit LutEnv(const char* mode) {
+    TestKernels().lut = std::string(mode) == "on" ? KernelRule::kOn : KernelRule::kOff;
+  }
 };
 
 // "off", and "on" too for the formats the table kernel runs.
@@ -172,11 +194,10 @@ std::vector<const char*> LutModes(const std::string& weights) {
   return {"off"};
 }
 
+// Every kernel path this CPU runs (kernels/kernel_paths.inc).
 std::vector<const char*> Paths() {
-  std::vector<const char*> p = {"ref"};
-  if (KernelPathAvailable(KernelPath::kAvx2)) p.push_back("avx2");
-  if (KernelPathAvailable(KernelPath::kAvxVnni)) p.push_back("avxvnni");
-  if (KernelPathAvailable(KernelPath::kAvx512Vnni)) p.push_back("avx512vnni");
+  std::vector<const char*> p;
+  for (KernelPath k : AvailableKernelPaths()) p.push_back(KernelPathName(k));
   return p;
 }
 
@@ -449,7 +470,7 @@ TEST(PackedOpsTest, WeightOnlyLayersMatchDecodedReference) {
   Graph q = Quantize(GemmGraph(8, 4, rng, false), "int4", "float");
   ASSERT_FALSE(q.nodes.empty());
   q.nodes[0].attrs["act_range"] = std::vector<float>{-1.0f, 1.0f};
-  auto plan = Plan::Create(q, PlanOptions());
+  auto plan = Plan::Create(q, TestPlanOptions());
   ASSERT_FALSE(plan.ok());
   EXPECT_NE(plan.status().message().find("act_range"), std::string::npos) << plan.status().message();
 }
@@ -633,7 +654,7 @@ Graph BlocksGraph(bool residual, bool broadcast, Rng& rng, bool projection = fal
 // the min and max of the value it reads in the fp32 graph `f` on input x (as
 // calibration gives: the same for all readers of a value).
 void SetRangesPerValue(const Graph& f, const Tensor& x, Graph* q) {
-  PlanOptions po;
+  PlanOptions po = TestPlanOptions();
   po.batch = x.shape()[0];
   for (const Node& n : q->nodes) {
     if (!IsPackedNode(n)) continue;
@@ -720,10 +741,11 @@ TEST(PackedOpsTest, ByteEdgesMatchFloatEdges) {
 }
 
 // Sets LOWBIT_WINOGRAD for a scope.
-class WinogradEnv {
+class WinogradEnv : KernelScope {
  public:
-  explicit WinogradEnv(const char* mode) { setenv("LOWBIT_WINOGRAD", mode, 1); }
-  ~WinogradEnv() { unsetenv("LOWBIT_WINOGRAD"); }
+  explicit WinogradEnv(const char* mode) {
+    TestKernels().winograd = std::string(mode) == "1" ? KernelRule::kOn : KernelRule::kOff;
+  }
 };
 
 // Two 3x3 convolutions (c -> c -> m): the second reads the first's bytes
@@ -932,7 +954,7 @@ TEST(PackedOpsTest, CalibrationRecordsResidualRanges) {
   std::remove(path.c_str());
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   // The fp32 values the residuals take on the calibration samples.
-  PlanOptions po;
+  PlanOptions po = TestPlanOptions();
   po.batch = x.shape()[0];
   int residuals = 0;
   for (const Node& n : r->graph.nodes) {
@@ -976,7 +998,7 @@ TEST(PackedOpsTest, PlansKeepWeightsPacked) {
     }
     malloc_trim(0);  // freed heap pages back to the system, so growth is real
     const int64_t before = ResidentBytes();
-    PlanOptions po;
+    PlanOptions po = TestPlanOptions();
     auto plan = Plan::Create(q, po);
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     (*plan)->Run();

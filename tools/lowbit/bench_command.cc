@@ -58,6 +58,7 @@ Status RunBench(const BenchArgs& a) {
   int64_t batch = 0;
   LOWBIT_ASSIGN_OR_RETURN(batch, EvalBatch(g, a.model, a.batch, a.batch_given));
   PlanOptions po;
+  LOWBIT_ASSIGN_OR_RETURN(po, PlanOptionsFromEnvironment());
   po.batch = batch;
   po.threads = a.threads;
   std::unique_ptr<Plan> plan;
@@ -133,11 +134,12 @@ Status RunBench(const BenchArgs& a) {
     if (a.profile) {
       std::printf("\nper node (median of %zu runs; the sum of medians is %.3f ms):\n", ms.size(),
                   node_total);
-      std::printf("  %9s %6s  %-18s %-36s %s\n", "ms", "share", "op", "kernel", "node");
+      std::printf("  %9s %6s  %-18s %s\n", "ms", "share", "op", "node [kernel]");
       for (const StepTime& n : nodes) {
         if (n.ms <= 0) continue;
-        std::printf("  %9.3f %5.1f%%  %-18s %-36s %s\n", n.ms, 100 * n.ms / node_total, n.op.c_str(),
-                    n.algorithm.empty() ? "-" : n.algorithm.c_str(), n.name.c_str());
+        std::printf("  %9.3f %5.1f%%  %-18s %s%s%s%s\n", n.ms, 100 * n.ms / node_total, n.op.c_str(),
+                    n.name.c_str(), n.algorithm.empty() ? "" : " [", n.algorithm.c_str(),
+                    n.algorithm.empty() ? "" : "]");
       }
       std::vector<std::pair<double, std::string>> by_op;
       for (const auto& [op, t] : op_ms) by_op.push_back({t, op});

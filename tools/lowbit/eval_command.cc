@@ -44,6 +44,10 @@ Status RunEval(const EvalArgs& a) {
   LOWBIT_ASSIGN_OR_RETURN(ds, Dataset::Open(a.data));
   LOWBIT_ASSIGN_OR_RETURN(o.batch, EvalBatch(g, a.model, a.batch, a.batch_given));
   o.threads = a.threads;
+  PlanOptions env;
+  LOWBIT_ASSIGN_OR_RETURN(env, PlanOptionsFromEnvironment());
+  o.kernels = env.kernels;
+  o.byte_edges = env.byte_edges;
   o.limit = a.limit;
   o.model_name = a.model;
   o.quiet = a.quiet || a.json;

@@ -31,6 +31,7 @@ Status RunRun(const RunArgs& a) {
                            in.name, "' ", ShapeToString(in.shape));
   }
   PlanOptions po;
+  LOWBIT_ASSIGN_OR_RETURN(po, PlanOptionsFromEnvironment());
   po.threads = a.threads;
   po.input_shapes[in.name] = x.shape;
   std::unique_ptr<Plan> plan;

@@ -59,7 +59,7 @@ class PackedKernel : public OpKernel {
       return InvalidArgument(Where(), "bias ", DTypeName(in[3].dtype), " ",
                              ShapeToString(in[3].shape), " must be float32 [", w->rows(), "]");
     }
-    Result<KernelPath> path = SelectKernelPath();
+    Result<KernelPath> path = ResolveKernelPath(kernel_options_);
     if (!path.ok()) return Status(path.status().code(), Where() + path.status().message());
     path_ = path.value();
     LOWBIT_ASSIGN_OR_RETURN(act_spec_, ActSpecOf(node_));
@@ -69,7 +69,7 @@ class PackedKernel : public OpKernel {
 
   // The kernel layout of a packed weight, errors naming this node.
   Result<QLinearWeights> Layout(const PackedTensor& w) const {
-    Result<QLinearWeights> q = PrepareQLinearFor(w, path_);
+    Result<QLinearWeights> q = PrepareQLinearFor(w, path_, kernel_options_.lut);
     if (!q.ok()) return Status(q.status().code(), Where() + q.status().message());
     return q;
   }
@@ -707,15 +707,15 @@ class PackedConv final : public PackedKernel {
   // multiples of 32, weights WinogradExact accepts, and enough tiles per
   // image (32: ResNet's 56x56 and 28x28 layers, not 14x14 or 7x7, whose
   // partial tiles and few products per transformed weight lose) -- or any
-  // count with LOWBIT_WINOGRAD=1; LOWBIT_WINOGRAD=0 turns it off. Keeps the
+  // count with KernelOptions::winograd on (LOWBIT_WINOGRAD=1); off
+  // (LOWBIT_WINOGRAD=0) turns it off. Keeps the
   // transformed weights (36 * outputs * channels int16s).
   void SetUpWinograd() {
     winograd_ = false;
     wino_u_.clear();
     const auto& g = g_;
-    const char* env = std::getenv("LOWBIT_WINOGRAD");
-    const std::string mode = env != nullptr ? env : "";
-    if (mode == "0" || path_ != KernelPath::kAvx512Vnni || !LevelPlanes() || mixed_ ||
+    const KernelRule rule = kernel_options_.winograd;
+    if (rule == KernelRule::kOff || path_ != KernelPath::kAvx512Vnni || !LevelPlanes() || mixed_ ||
         group_ != 1 || segment_ > 0 || c_ % 32 != 0 || cs_ != c_ ||
         g.k != std::array<int64_t, 3>{1, 3, 3} || g.stride != std::array<int64_t, 3>{1, 1, 1} ||
         g.dilation != std::array<int64_t, 3>{1, 1, 1} ||
@@ -724,7 +724,7 @@ class PackedConv final : public PackedKernel {
     }
     wino_bands_ = (g.out[1] + 3) / 4;
     wino_tpr_ = (g.out[2] + 3) / 4;
-    if ((mode != "1" && wino_bands_ * wino_tpr_ < 32) || !WinogradExact(groups_[0], c_)) return;
+    if ((rule != KernelRule::kOn && wino_bands_ * wino_tpr_ < 32) || !WinogradExact(groups_[0], c_)) return;
     winograd_ = true;
     // Units of whole bands, at least 28 tiles (measured on 56x56 and 28x28
     // layers of 64 and 128 channels): blocks of 5-6 tiles, V and the dots in L2.
