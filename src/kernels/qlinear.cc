@@ -37,15 +37,24 @@ bool IntegerGrid(const std::vector<float>& levels, std::vector<int8_t>* t, float
   return false;
 }
 
-}  // namespace
-
-Result<QLinearWeights> PrepareQLinearFor(const PackedTensor& t, KernelPath path, KernelRule lut) {
-  Result<QLinearWeights> w = PrepareQLinear(t);
+// The forms a plan on `path` reads besides the layout (PrepareQLinearFor).
+Result<QLinearWeights> AddPathForms(Result<QLinearWeights> w, KernelPath path, KernelRule lut) {
   if (!w.ok()) return w;
   if (Is256BitPath(path)) PrepareAvx2Table(&w.value());
   const int64_t lut_rows = LutMaxRows(*w, path, lut);
   if (lut_rows > 0) PrepareLut(&w.value(), lut_rows);
   return w;
+}
+
+}  // namespace
+
+Result<QLinearWeights> PrepareQLinearFor(const PackedTensor& t, KernelPath path, KernelRule lut) {
+  return AddPathForms(PrepareQLinear(t), path, lut);
+}
+
+Result<QLinearWeights> PrepareQLinearCodesFor(const QuantParams& p, const uint32_t* codes,
+                                              KernelPath path, KernelRule lut) {
+  return AddPathForms(PrepareQLinearCodes(p, codes), path, lut);
 }
 
 void PrepareAvx2Table(QLinearWeights* w) {
@@ -83,19 +92,39 @@ void PrepareAvx2Table(QLinearWeights* w) {
 
 namespace {
 
-// Where the plane layout keeps the code of row r, input c: the byte of
-// w->tiles and the code's bit shift in it.
-uint8_t& PlaneByte(QLinearWeights* w, int64_t r, int64_t c, int* shift) {
-  const int P = w->planes_per_byte();
-  const int64_t tile = r / 16, i = r % 16, step = c / 4, j = c % 4;
-  *shift = w->bits * static_cast<int>(step % P);
-  return w->tiles[(tile * (w->steps() / P) + step / P) * 64 + 4 * i + j];
+// Row r's first `k` codes into the plane layout's tiles, step by step: the
+// code of row r, input c sits in byte (tile * steps / P + step / P) * 64 +
+// 4 * (r % 16) + c % 4 of w->tiles (tile = r / 16, step = c / 4), at bit
+// shift bits * (step % P). OR'ed into zeroed tiles, or (kOverwrite)
+// replacing the bits there.
+template <bool kOverwrite>
+void PutPlaneRow(QLinearWeights* w, int64_t r, const uint32_t* codes, int64_t k) {
+  const int P = w->planes_per_byte(), bits = w->bits;
+  const int64_t tile = r / 16, i = r % 16, groups = w->steps() / P;
+  uint8_t* row = w->tiles.data() + tile * groups * 64 + 4 * i;
+  const uint32_t mask = (1u << bits) - 1;
+  for (int64_t step = 0; 4 * step < k; ++step) {
+    uint8_t* b = row + (step / P) * 64;
+    const int shift = bits * static_cast<int>(step % P);
+    const int64_t n = std::min<int64_t>(4, k - 4 * step);
+    for (int64_t j = 0; j < n; ++j) {
+      const uint32_t code = codes[4 * step + j];
+      if (kOverwrite) {
+        b[j] = static_cast<uint8_t>((b[j] & ~(mask << shift)) | (code << shift));
+      } else {
+        b[j] |= static_cast<uint8_t>(code << shift);
+      }
+    }
+  }
 }
 
 }  // namespace
 
-Result<QLinearWeights> PrepareQLinear(const PackedTensor& t) {
-  const QuantParams& p = t.params();
+namespace {
+
+// The layout, table, scales and offsets of PrepareQLinear, and zeroed tiles;
+// the codes come row by row through PutRow.
+Result<QLinearWeights> QLinearHeader(const QuantParams& p) {
   const std::string name = FormatName(p.spec);
   if (p.spec.family == Family::kFloat) {
     return Unimplemented("packed linear: ", name, " weights are not low-bit codes");
@@ -144,27 +173,27 @@ Result<QLinearWeights> PrepareQLinear(const PackedTensor& t) {
     w.k_pad = (w.k + group - 1) / group * group;
     for (int64_t r = 0; r < w.n; ++r) w.offset[r] -= t8[0];
   }
-  // Row-major codes (the file layout) and the tiles.
-  w.row_bytes = t.row_bytes();
-  w.codes = t.data();
+  // The tiles, filled by PutRow.
   const bool planes = w.layout == QLinearWeights::Layout::kPlanes;
   const int64_t groups = planes ? w.steps() / w.planes_per_byte() : 0;
   w.tiles.assign(static_cast<size_t>(planes ? w.n_pad / 16 * groups * 64
                                             : w.n_pad / 16 * w.steps() * w.tile_bytes()),
                  0);
   w.rowsum.assign(w.n, 0);
-  std::vector<uint32_t> row(w.k);
-  for (int64_t r = 0; r < w.n; ++r) {
-    t.UnpackRow(r, row.data());
+  w.row_bytes = (w.k * w.bits + 7) / 8;
+  return w;
+}
+
+// Row r's k codes into the tiles and its row sum.
+void PutRow(QLinearWeights* wp, int64_t r, const uint32_t* row) {
+  QLinearWeights& w = *wp;
+  const bool planes = w.layout == QLinearWeights::Layout::kPlanes;
+  const int8_t t0 = w.table[0];
+  {
     int32_t sum = 0;
-    for (int64_t c = 0; c < w.k; ++c) {
-      sum += w.table[row[c]];
-      if (planes) {
-        int shift = 0;
-        uint8_t& byte = PlaneByte(&w, r, c, &shift);  // (sets shift first)
-        byte |= static_cast<uint8_t>(row[c] << shift);
-        continue;
-      }
+    for (int64_t c = 0; c < w.k; ++c) sum += w.table[row[c]];
+    if (planes) PutPlaneRow<false>(&w, r, row, w.k);
+    for (int64_t c = 0; c < w.k && !planes; ++c) {
       // Position in the tile layout.
       const int64_t tile = r / 16, i = r % 16, pair = i / 2, half = i % 2;
       const int64_t step = c / 4, j = c % 4;
@@ -175,10 +204,35 @@ Result<QLinearWeights> PrepareQLinear(const PackedTensor& t) {
       }
     }
     // The plane layout's dot products multiply codes (T - T[0]).
-    w.rowsum[r] = planes ? sum - static_cast<int32_t>(w.k) * t8[0] : sum;
+    w.rowsum[r] = planes ? sum - static_cast<int32_t>(w.k) * t0 : sum;
+  }
+}
+
+}  // namespace
+
+Result<QLinearWeights> PrepareQLinear(const PackedTensor& t) {
+  Result<QLinearWeights> w = QLinearHeader(t.params());
+  if (!w.ok()) return w;
+  w->codes = t.data();  // row-major codes, the file layout
+  std::vector<uint32_t> row(w->k);
+  for (int64_t r = 0; r < w->n; ++r) {
+    t.UnpackRow(r, row.data());
+    PutRow(&w.value(), r, row.data());
   }
   return w;
 }
+
+Result<QLinearWeights> PrepareQLinearCodes(const QuantParams& p, const uint32_t* codes) {
+  Result<QLinearWeights> w = QLinearHeader(p);
+  if (!w.ok()) return w;
+  w->codes.assign(static_cast<size_t>(w->n * w->row_bytes), 0);
+  for (int64_t r = 0; r < w->n; ++r) {
+    PackCodes(codes + r * w->k, w->k, w->bits, w->codes.data() + r * w->row_bytes);
+    PutRow(&w.value(), r, codes + r * w->k);
+  }
+  return w;
+}
+
 
 bool ToLevelPlanes(QLinearWeights* w, const std::vector<bool>& padding) {
   if (w->layout != QLinearWeights::Layout::kPlanes || !w->lut.empty()) return false;
@@ -201,10 +255,8 @@ bool ToLevelPlanes(QLinearWeights* w, const std::vector<bool>& padding) {
     for (int64_t c = 0; c < w->k; ++c) {
       if (!padding.empty() && padding[c]) codes[c] = static_cast<uint32_t>(zero_code);
       sum += w->table[codes[c]];
-      int shift = 0;
-      uint8_t& byte = PlaneByte(w, r, c, &shift);
-      byte = static_cast<uint8_t>((byte & ~(((1u << bits) - 1) << shift)) | (codes[c] << shift));
     }
+    PutPlaneRow<true>(w, r, codes.data(), w->k);
     if (!padding.empty()) PackCodes(codes.data(), w->k, bits, row);
     w->rowsum[r] = sum;
     w->offset[r] = 0;

@@ -193,6 +193,13 @@ void QuantizeNhwc4Avx512(const float* x, int64_t c, int64_t hw, float scale_inv,
 // kernel's form where its rule picks it (LutMaxRows, PrepareLut in lut.h).
 Result<QLinearWeights> PrepareQLinearFor(const PackedTensor& w, KernelPath path,
                                          KernelRule lut = KernelRule::kAuto);
+// The same from codes given unpacked (p.rows x p.cols, row-major, each below
+// 2^bits), as the conv kernels make them when they permute a weight's
+// columns: the codes are packed once, into the layout, with no packed
+// tensor in between.
+Result<QLinearWeights> PrepareQLinearCodes(const QuantParams& p, const uint32_t* codes);
+Result<QLinearWeights> PrepareQLinearCodesFor(const QuantParams& p, const uint32_t* codes,
+                                              KernelPath path, KernelRule lut = KernelRule::kAuto);
 
 // The epilogue for rows that share one activation scale and zero point (a
 // convolution's pixels of one image) and differ in their sums, written

@@ -74,6 +74,13 @@ class PackedKernel : public OpKernel {
     return q;
   }
 
+  // The same for codes given unpacked ([p.rows, p.cols]).
+  Result<QLinearWeights> LayoutCodes(const QuantParams& p, const uint32_t* codes) const {
+    Result<QLinearWeights> q = PrepareQLinearCodesFor(p, codes, path_, kernel_options_.lut);
+    if (!q.ok()) return Status(q.status().code(), Where() + q.status().message());
+    return q;
+  }
+
   // Filter-wise formats: every part's layout must read the same activation
   // operand (signed for the plane layout, unsigned for the table layout).
   Status CheckOneOperand(const std::vector<QLinearWeights>& parts, const PackedParts& w) const {
@@ -886,10 +893,8 @@ class PackedConv final : public PackedKernel {
           for (int64_t t = 0; t < taps_; ++t) dst[t * ck_ + c] = c < cg_ ? row[c * taps_ + t] : 0;
         }
       }
-      PackedTensor sub;
-      LOWBIT_ASSIGN_OR_RETURN(sub, PackedTensor::FromCodes(gp, {mg, kk_}, perm.data()));
       QLinearWeights q;
-      LOWBIT_ASSIGN_OR_RETURN(q, Layout(sub));
+      LOWBIT_ASSIGN_OR_RETURN(q, LayoutCodes(gp, perm.data()));
       groups_.push_back(std::move(q));
     }
     return OkStatus();
