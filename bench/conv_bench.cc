@@ -17,7 +17,7 @@
 #include "base/rng.h"
 #include "ir/passes.h"
 #include "quant/quantize.h"
-#include "runtime/packed_node.h"
+#include "model/packed_node.h"
 #include "runtime/plan.h"
 
 namespace lowbit {

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <memory>
 
-#include "runtime/packed_node.h"
+#include "model/packed_node.h"
 #include "runtime/plan.h"
 
 namespace lowbit {

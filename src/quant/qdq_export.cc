@@ -4,7 +4,7 @@
 #include <set>
 
 #include "kernels/qlinear.h"
-#include "runtime/packed_node.h"
+#include "model/packed_node.h"
 
 namespace lowbit {
 namespace {

@@ -10,7 +10,7 @@
 // patterns (*, ?, [..]) to overrides, applied in order (a later match wins).
 // Weights "float" keeps a layer in fp32.
 //
-// Filter-wise formats (a format per output channel, runtime/packed_node.h):
+// Filter-wise formats (a format per output channel, model/packed_node.h):
 // weights "int2/int4:0.25" gives the second format to that fraction of the
 // filters, those the first format fits worst (relative squared error); or
 // "int2/int4" (any number of formats) with "filters": [0, 1, 1, 0, ...], one

@@ -8,7 +8,7 @@
 #include <set>
 
 #include "base/progress.h"
-#include "runtime/packed_node.h"
+#include "model/packed_node.h"
 #include "runtime/plan.h"
 
 namespace lowbit {

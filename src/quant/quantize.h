@@ -5,7 +5,7 @@
 // Layers: Conv (constant weight), Gemm (constant B; alpha and beta folded) and
 // MatMul (constant 2-D B). Each gets the plan's settings; its weight is fitted
 // and packed (PackedTensor), and the node becomes PackedConv / PackedGemm
-// (runtime/packed_node.h). With calibration data:
+// (model/packed_node.h). With calibration data:
 //   - activation ranges of every quantized layer's input, by min/max, a
 //     percentile, or the range minimizing the expected quantization error
 //     over a histogram (mse); stored as act_range (static quantization);

@@ -8,10 +8,57 @@
 
 #include "kernels/qlinear.h"
 #include "lowbit/packed_tensor.h"
-#include "runtime/packed_node.h"
+#include "model/packed_node.h"
 
 namespace lowbit {
 namespace {
+
+// Splits a weight (C-ordered, `shape`, rows = output channels) into parts by
+// `part_of` (one per row, values 0..specs.size()-1, every part non-empty),
+// quantizing each with its spec; errors name the part.
+Result<PackedParts> QuantizeParts(const float* w, const std::vector<int64_t>& shape,
+                                  const std::vector<FormatSpec>& specs,
+                                  const std::vector<int32_t>& part_of, FitOptions options,
+                                  double prune_ratio) {
+  int64_t rows = 0, cols = 0;
+  LOWBIT_RETURN_IF_ERROR(ShapeAs2D(shape, &rows, &cols));
+  if (static_cast<int64_t>(part_of.size()) != rows) {
+    return InvalidArgument("filter-wise formats: ", part_of.size(), " assignments for ", rows,
+                           " filters");
+  }
+  PackedParts out;
+  out.shape = shape;
+  out.channels.assign(specs.size(), {});
+  for (int64_t r = 0; r < rows; ++r) {
+    if (part_of[r] < 0 || part_of[r] >= static_cast<int32_t>(specs.size())) {
+      return InvalidArgument("filter ", r, ": format index ", part_of[r], " (", specs.size(),
+                             " formats)");
+    }
+    out.channels[part_of[r]].push_back(static_cast<int32_t>(r));
+  }
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (out.channels[i].empty())
+      return InvalidArgument("format ", FormatName(specs[i]), " has no filter");
+    if (specs.size() > 1 && StoresLevels(specs[i])) {
+      return InvalidArgument(
+          "format ", FormatName(specs[i]),
+          " stores levels; filter-wise formats take int, uint, int-asym or pow2");
+    }
+    std::vector<float> sub(out.channels[i].size() * cols);
+    for (size_t r = 0; r < out.channels[i].size(); ++r) {
+      std::copy_n(w + out.channels[i][r] * cols, cols, sub.data() + r * cols);
+    }
+    std::vector<int64_t> sub_shape = shape;
+    sub_shape[0] = static_cast<int64_t>(out.channels[i].size());
+    Result<PackedTensor> t = PackedTensor::Quantize(
+        sub.data(), specs.size() > 1 ? sub_shape : shape, specs[i], options, prune_ratio);
+    if (!t.ok())
+      return Status(t.status().code(),
+                    "format " + FormatName(specs[i]) + ": " + t.status().message());
+    out.parts.push_back(std::move(t).value());
+  }
+  return out;
+}
 
 // Codebook levels moved to the nearest point of an int8 grid (level * 2^e an
 // integer in [-128, 127]) so the integer kernels can run them; the codes are

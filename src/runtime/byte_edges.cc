@@ -3,7 +3,7 @@
 #include <map>
 #include <optional>
 
-#include "runtime/packed_node.h"
+#include "model/packed_node.h"
 
 namespace lowbit {
 namespace {

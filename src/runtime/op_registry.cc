@@ -1,7 +1,7 @@
 #include <algorithm>
 
 #include "runtime/op.h"
-#include "runtime/packed_node.h"
+#include "model/packed_node.h"
 
 namespace lowbit {
 

@@ -21,7 +21,7 @@
 #include "quant/quant_plan.h"
 #include "quant/quantize.h"
 #include "runtime/byte_edges.h"
-#include "runtime/packed_node.h"
+#include "model/packed_node.h"
 #include "runtime/plan.h"
 #include "tests/test_util.h"
 
@@ -1036,17 +1036,17 @@ TEST(PackedOpsTest, LoadingRefusesInconsistentPackedNodes) {
   const Node& n = q.nodes[0];
   const Tensor& codes = q.constants.at(n.input(1));
   const Tensor& scales = q.constants.at(n.input(2));
-  ASSERT_TRUE(PackedWeightOf(n, codes, scales).ok());
+  ASSERT_TRUE(PackedPartsOf(n, codes, scales).ok());
   Tensor short_codes = codes.View(DType::kUint8, {codes.numel() - 1});
-  EXPECT_FALSE(PackedWeightOf(n, short_codes, scales).ok());
+  EXPECT_FALSE(PackedPartsOf(n, short_codes, scales).ok());
   Tensor few_scales = scales.View(DType::kFloat32, {scales.numel() - 1});
-  EXPECT_FALSE(PackedWeightOf(n, codes, few_scales).ok());
+  EXPECT_FALSE(PackedPartsOf(n, codes, few_scales).ok());
   Node bad = n;
   bad.attrs["format"] = std::string("int5x");
-  EXPECT_FALSE(PackedWeightOf(bad, codes, scales).ok());
+  EXPECT_FALSE(PackedPartsOf(bad, codes, scales).ok());
   bad = n;
   bad.attrs["weight_shape"] = std::vector<int64_t>{8, 33};
-  EXPECT_FALSE(PackedWeightOf(bad, codes, scales).ok());
+  EXPECT_FALSE(PackedPartsOf(bad, codes, scales).ok());
 
   // Filter-wise formats: every inconsistency is named.
   Graph m = Quantize(GemmGraph(32, 8, rng, false), "int2/int4:0.5");
@@ -1054,7 +1054,14 @@ TEST(PackedOpsTest, LoadingRefusesInconsistentPackedNodes) {
   const Tensor& mc = m.constants.at(mn.input(1));
   const Tensor& ms = m.constants.at(mn.input(2));
   ASSERT_TRUE(PackedPartsOf(mn, mc, ms).ok());
-  EXPECT_FALSE(PackedWeightOf(mn, mc, ms).ok());  // callers that run one format refuse
+  {  // kernels that run one format (weight-only) refuse them
+    Graph wo = m;
+    wo.nodes[0].attrs["act"] = std::string("float");
+    auto plan = Plan::Create(wo, TestPlanOptions());
+    ASSERT_FALSE(plan.ok());
+    EXPECT_NE(plan.status().message().find("filter-wise formats"), std::string::npos)
+        << plan.status().message();
+  }
   auto refused = [&](const Node& node, const Tensor& c, const Tensor& s, const std::string& words) {
     auto r = PackedPartsOf(node, c, s);
     ASSERT_FALSE(r.ok()) << words;

@@ -6,7 +6,7 @@
 #include "model_util.h"
 #include "onnx/onnx_export.h"
 #include "quant/qdq_export.h"
-#include "runtime/packed_node.h"
+#include "model/packed_node.h"
 
 namespace lowbit {
 namespace {

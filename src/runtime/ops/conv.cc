@@ -15,7 +15,7 @@
 #include "runtime/activation.h"
 #include "runtime/ops/conv_geometry.h"
 #include "runtime/ops/planes.h"
-#include "runtime/packed_node.h"
+#include "runtime/packed_inputs.h"
 #include "runtime/sgemm.h"
 
 namespace lowbit {

@@ -1,4 +1,4 @@
-// PackedGemm and PackedConv (runtime/packed_node.h): layers whose weights stay
+// PackedGemm and PackedConv (model/packed_node.h): layers whose weights stay
 // packed and run on the low-bit kernels (kernels/qlinear.h). Activations are
 // quantized to 8 bits per row (Gemm) or per image (Conv), statically from a
 // calibrated range or dynamically; products accumulate in int32 and one fused
@@ -27,7 +27,7 @@
 #include "runtime/byte_edges.h"
 #include "runtime/ops/conv_geometry.h"
 #include "runtime/ops/planes.h"
-#include "runtime/packed_node.h"
+#include "runtime/packed_inputs.h"
 #include "runtime/sgemm.h"
 
 namespace lowbit {

@@ -1,5 +1,7 @@
 // The quantized model file's operators: ONNX nodes in the custom domain
-// "com.lowbit" that carry packed weights (see docs/model-file.md).
+// "com.lowbit" that carry packed weights (see docs/model-file.md). The
+// contract between the quantizer (quant/), which writes them, the runtime
+// (runtime/), which runs them, and the exporters, which read them.
 //
 //   PackedConv(X, codes, scales[, B[, R]]) -> Y  Conv semantics, NCHW, plus a
 //                                               fused residual R (ir/passes.h)
@@ -17,8 +19,8 @@
 // and (PackedConv with R) residual_range, R's range.
 // PackedConv also keeps Conv's attributes (strides, pads, dilations, group,
 // auto_pad, kernel_shape).
-#ifndef LOWBIT_RUNTIME_PACKED_NODE_H_
-#define LOWBIT_RUNTIME_PACKED_NODE_H_
+#ifndef LOWBIT_MODEL_PACKED_NODE_H_
+#define LOWBIT_MODEL_PACKED_NODE_H_
 
 #include <optional>
 #include <string>
@@ -26,7 +28,6 @@
 
 #include "ir/graph.h"
 #include "lowbit/packed_tensor.h"
-#include "runtime/op.h"
 
 namespace lowbit {
 
@@ -38,11 +39,6 @@ inline constexpr const char* kPackedGemm = "PackedGemm";
 inline bool IsPackedNode(const Node& n) {
   return n.domain == kLowbitDomain && (n.op_type == kPackedConv || n.op_type == kPackedGemm);
 }
-
-// Rebuilds and validates the packed weight of a node from its attributes and
-// its codes and scales tensors; errors name the node and the mismatch. Nodes
-// with filter-wise formats (below) are refused: use PackedPartsOf.
-Result<PackedTensor> PackedWeightOf(const Node& node, const Tensor& codes, const Tensor& scales);
 
 // Filter-wise mixed precision: the output channels (filters) of one layer in
 // P >= 2 formats. The node's format is the formats joined by '/' ("int2/int4"),
@@ -73,28 +69,15 @@ struct PackedParts {
   // asymmetric), granularity channel. Used by exports.
   std::optional<PackedTensor> Widened() const;
 };
-// The parts of a packed node (a uniform node gives one part of all channels);
-// errors name the node and the mismatch.
+// Rebuilds and validates the packed weight of a node from its attributes and
+// its codes and scales tensors (a uniform node gives one part of all
+// channels); errors name the node and the mismatch.
 Result<PackedParts> PackedPartsOf(const Node& node, const Tensor& codes, const Tensor& scales);
-// Splits a weight (C-ordered, `shape`, rows = output channels) into parts by
-// `part_of` (one per row, values 0..specs.size()-1, every part non-empty),
-// quantizing each with its spec; errors name the part.
-Result<PackedParts> QuantizeParts(const float* w, const std::vector<int64_t>& shape,
-                                  const std::vector<FormatSpec>& specs,
-                                  const std::vector<int32_t>& part_of, FitOptions options,
-                                  double prune_ratio);
-
-// The packed weight of a PackedConv/PackedGemm kernel from its inputs X,
-// codes, scales (constants), with X float32 and the node's act valid; errors
-// name the node. Float formats are refused (nothing to decode).
-Result<PackedTensor> PreparePackedInputs(const OpKernel& op, const std::vector<TensorInfo>& in);
 
 // Writes a packed weight into a node's attributes and returns the codes and
-// scales tensors to store as its inputs 1 and 2.
-void SetPackedWeight(const PackedTensor& w, Node* node, Tensor* codes, Tensor* scales);
+// scales tensors to store as its inputs 1 and 2: uniform weights as [rows,
+// row_bytes] codes, filter-wise ones as 1-D codes with filter_parts.
 void SetPackedParts(const PackedParts& w, Node* node, Tensor* codes, Tensor* scales);
-// PreparePackedInputs for kernels that run filter-wise formats.
-Result<PackedParts> PreparePackedParts(const OpKernel& op, const std::vector<TensorInfo>& in);
 
 // The activation quantization a node asks for.
 struct ActSpec {
@@ -116,4 +99,4 @@ Result<ResidualRange> ResidualRangeOf(const Node& node);
 
 }  // namespace lowbit
 
-#endif  // LOWBIT_RUNTIME_PACKED_NODE_H_
+#endif  // LOWBIT_MODEL_PACKED_NODE_H_

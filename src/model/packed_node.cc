@@ -1,10 +1,9 @@
-#include "runtime/packed_node.h"
+#include "model/packed_node.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
-#include "runtime/byte_edges.h"
 
 namespace lowbit {
 
@@ -164,16 +163,6 @@ Result<PackedParts> PackedPartsOf(const Node& node, const Tensor& codes, const T
   return out;
 }
 
-Result<PackedTensor> PackedWeightOf(const Node& node, const Tensor& codes, const Tensor& scales) {
-  if (Mixed(node)) {
-    return Unimplemented(node.Describe(), ": filter-wise formats (", node.GetString("format", ""),
-                         ") need 8-bit activations and a kernel that runs them");
-  }
-  PackedParts p;
-  LOWBIT_ASSIGN_OR_RETURN(p, PackedPartsOf(node, codes, scales));
-  return std::move(p.parts[0]);
-}
-
 PackedParts PackedParts::Uniform(PackedTensor w) {
   PackedParts p;
   p.shape = w.shape();
@@ -258,110 +247,20 @@ std::optional<PackedTensor> PackedParts::Widened() const {
   return std::move(t).value();
 }
 
-Result<PackedParts> QuantizeParts(const float* w, const std::vector<int64_t>& shape,
-                                  const std::vector<FormatSpec>& specs,
-                                  const std::vector<int32_t>& part_of, FitOptions options,
-                                  double prune_ratio) {
-  int64_t rows = 0, cols = 0;
-  LOWBIT_RETURN_IF_ERROR(ShapeAs2D(shape, &rows, &cols));
-  if (static_cast<int64_t>(part_of.size()) != rows) {
-    return InvalidArgument("filter-wise formats: ", part_of.size(), " assignments for ", rows,
-                           " filters");
-  }
-  PackedParts out;
-  out.shape = shape;
-  out.channels.assign(specs.size(), {});
-  for (int64_t r = 0; r < rows; ++r) {
-    if (part_of[r] < 0 || part_of[r] >= static_cast<int32_t>(specs.size())) {
-      return InvalidArgument("filter ", r, ": format index ", part_of[r], " (", specs.size(),
-                             " formats)");
-    }
-    out.channels[part_of[r]].push_back(static_cast<int32_t>(r));
-  }
-  for (size_t i = 0; i < specs.size(); ++i) {
-    if (out.channels[i].empty())
-      return InvalidArgument("format ", FormatName(specs[i]), " has no filter");
-    if (specs.size() > 1 && StoresLevels(specs[i])) {
-      return InvalidArgument(
-          "format ", FormatName(specs[i]),
-          " stores levels; filter-wise formats take int, uint, int-asym or pow2");
-    }
-    std::vector<float> sub(out.channels[i].size() * cols);
-    for (size_t r = 0; r < out.channels[i].size(); ++r) {
-      std::copy_n(w + out.channels[i][r] * cols, cols, sub.data() + r * cols);
-    }
-    std::vector<int64_t> sub_shape = shape;
-    sub_shape[0] = static_cast<int64_t>(out.channels[i].size());
-    Result<PackedTensor> t = PackedTensor::Quantize(
-        sub.data(), specs.size() > 1 ? sub_shape : shape, specs[i], options, prune_ratio);
-    if (!t.ok())
-      return Status(t.status().code(),
-                    "format " + FormatName(specs[i]) + ": " + t.status().message());
-    out.parts.push_back(std::move(t).value());
-  }
-  return out;
-}
-
-namespace {
-
-Status CheckPackedX(const OpKernel& op, const TensorInfo& x) {
-  if (op.node().GetInt(kByteInput, 0) != 0) {
-    if (x.dtype != DType::kUint8 || x.shape.size() < 3) {
-      return InvalidArgument(op.node().Describe(), ": X ", DTypeName(x.dtype), " ",
-                             ShapeToString(x.shape), " must be uint8 pixels [N, spatial..., C] (",
-                             kByteInput, ")");
-    }
-    return OkStatus();
-  }
-  return ExpectFloat(op, x, "X");
-}
-
-// Inputs X, codes and scales present, codes and scales constant, X the type
-// the node's byte-edge attribute says.
-Status CheckPackedInputs(const OpKernel& op, const std::vector<TensorInfo>& in) {
-  const std::string where = op.node().Describe() + ": ";
-  if (in.size() < 3 || !in[0].present || !in[1].present || !in[2].present) {
-    return InvalidArgument(where, "expects inputs X, codes and scales");
-  }
-  if (in[1].constant == nullptr || in[2].constant == nullptr) {
-    return Unimplemented(where, "codes and scales must be initializers");
-  }
-  return CheckPackedX(op, in[0]);
-}
-
-}  // namespace
-
-Result<PackedTensor> PreparePackedInputs(const OpKernel& op, const std::vector<TensorInfo>& in) {
-  const std::string where = op.node().Describe() + ": ";
-  LOWBIT_RETURN_IF_ERROR(CheckPackedInputs(op, in));
-  LOWBIT_RETURN_IF_ERROR(ActSpecOf(op.node()).status());
-  Result<PackedTensor> w = PackedWeightOf(op.node(), *in[1].constant, *in[2].constant);
-  if (w.ok() && w->params().spec.family == Family::kFloat) {
-    return Unimplemented(where, "format ", FormatName(w->params().spec), " is not a packed format");
-  }
-  return w;
-}
-
-Result<PackedParts> PreparePackedParts(const OpKernel& op, const std::vector<TensorInfo>& in) {
-  if (!Mixed(op.node())) {
-    PackedTensor w;
-    LOWBIT_ASSIGN_OR_RETURN(w, PreparePackedInputs(op, in));
-    return PackedParts::Uniform(std::move(w));
-  }
-  const std::string where = op.node().Describe() + ": ";
-  LOWBIT_RETURN_IF_ERROR(CheckPackedInputs(op, in));
-  ActSpec act;
-  LOWBIT_ASSIGN_OR_RETURN(act, ActSpecOf(op.node()));
-  if (act.weight_only) {
-    return Unimplemented(where, "filter-wise formats (", op.node().GetString("format", ""),
-                         ") need 8-bit activations (act int8 or uint8), not act float");
-  }
-  return PackedPartsOf(op.node(), *in[1].constant, *in[2].constant);
-}
-
 void SetPackedParts(const PackedParts& w, Node* node, Tensor* codes, Tensor* scales) {
   if (!w.mixed()) {
-    SetPackedWeight(w.parts[0], node, codes, scales);
+    const PackedTensor& t = w.parts[0];
+    const QuantParams& p = t.params();
+    node->attrs["format"] = FormatName(p.spec);
+    node->attrs["granularity"] = GranularityName(p.granularity);
+    node->attrs["weight_shape"] = t.shape();
+    if (StoresLevels(p.spec)) node->attrs["levels"] = p.levels;
+    if (!p.zero_points.empty()) {
+      node->attrs["zero_points"] = std::vector<int64_t>(p.zero_points.begin(), p.zero_points.end());
+    }
+    *codes = Tensor(DType::kUint8, {t.rows(), t.row_bytes()});
+    if (!t.data().empty()) std::memcpy(codes->raw(), t.data().data(), t.data().size());
+    *scales = Tensor::FromFloats({static_cast<int64_t>(p.scales.size())}, p.scales);
     node->attrs.erase(kFilterParts);
     return;
   }
@@ -388,20 +287,6 @@ void SetPackedParts(const PackedParts& w, Node* node, Tensor* codes, Tensor* sca
   *codes = Tensor(DType::kUint8, {static_cast<int64_t>(bytes.size())});
   if (!bytes.empty()) std::memcpy(codes->raw(), bytes.data(), bytes.size());
   *scales = Tensor::FromFloats({static_cast<int64_t>(sc.size())}, sc);
-}
-
-void SetPackedWeight(const PackedTensor& w, Node* node, Tensor* codes, Tensor* scales) {
-  const QuantParams& p = w.params();
-  node->attrs["format"] = FormatName(p.spec);
-  node->attrs["granularity"] = GranularityName(p.granularity);
-  node->attrs["weight_shape"] = w.shape();
-  if (StoresLevels(p.spec)) node->attrs["levels"] = p.levels;
-  if (!p.zero_points.empty()) {
-    node->attrs["zero_points"] = std::vector<int64_t>(p.zero_points.begin(), p.zero_points.end());
-  }
-  *codes = Tensor(DType::kUint8, {w.rows(), w.row_bytes()});
-  if (!w.data().empty()) std::memcpy(codes->raw(), w.data().data(), w.data().size());
-  *scales = Tensor::FromFloats({static_cast<int64_t>(p.scales.size())}, p.scales);
 }
 
 namespace {
