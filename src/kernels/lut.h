@@ -35,7 +35,8 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "kernels/qlinear.h"
+#include "kernels/kernel_path.h"
+#include "kernels/qlinear_weights.h"
 
 namespace lowbit {
 
