@@ -1,0 +1,572 @@
+// PackedConv: preparation, the GEMM paths and Run (runtime/ops/packed_conv.h).
+#include "runtime/ops/packed_conv.h"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstring>
+
+#include "runtime/byte_edges.h"
+#include "runtime/ops/byte_ops.h"
+#include "runtime/ops/planes.h"
+
+namespace lowbit {
+
+std::unique_ptr<OpKernel> MakeWeightOnlyConv(const Node& n);  // conv.cc
+
+std::string PackedConv::Algorithm() const {
+  std::string a = KernelPathName(path_);
+  if (depthwise_) return a + (nhwc_dw_ ? " depthwise-bytes" : " depthwise-planes");
+  a += winograd_ ? " winograd" : direct_ ? " direct" : implicit_ ? " implicit-gemm" : " im2col";
+  if (LevelPlanes()) a += " level-planes";
+  if (mixed_) a += " filter-wise";
+  return a;
+}
+
+Status PackedConv::Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) {
+  PackedParts w;
+  LOWBIT_RETURN_IF_ERROR(PrepareCommon(in, &w));
+  // Byte edges (runtime/byte_edges.h): X, R and Y may be 8-bit NHWC pixels.
+  bytes_in_ = node_.GetInt(kByteInput, 0) != 0;
+  if (bytes_in_ && !act_spec_.is_static) {
+    return InvalidArgument(Where(), "8-bit input X needs a static act_range");
+  }
+  LOWBIT_ASSIGN_OR_RETURN(bytes_out_, ByteEdgeParams(kByteOutputAct, kByteOutputRange, &out_q_));
+  LOWBIT_ASSIGN_OR_RETURN(res_bytes_,
+                          ByteEdgeParams(kByteResidualAct, kByteResidualRange, &res_q_));
+  LOWBIT_RETURN_IF_ERROR(ResidualRangeOf(node_).status());
+  const Shape x_shape = bytes_in_ ? NchwOf(in[0].shape) : in[0].shape;
+  ConvDims d;
+  LOWBIT_ASSIGN_OR_RETURN(d, ComputeConvDims(node_, x_shape, w.shape, "weight_shape"));
+  n_ = d.n;
+  c_ = d.c;
+  m_ = d.m;
+  group_ = d.group;
+  g_ = d.g;
+  cg_ = c_ / group_;
+  mg_ = m_ / group_;
+  taps_ = g_.k[0] * g_.k[1] * g_.k[2];
+  depthwise_ = cg_ == 1 && group_ > 1;
+  mixed_ = w.mixed();
+  if (mixed_ && group_ != 1) {
+    return Unimplemented(Where(), "filter-wise formats (", w.format(), ") need group 1, not group ",
+                         group_);
+  }
+  nhwc_dw_ = depthwise_ && (bytes_in_ || bytes_out_);
+  if (nhwc_dw_ && (mg_ != 1 || res_bytes_ || (in.size() > 4 && in[4].present))) {
+    return InvalidArgument(Where(),
+                           "8-bit pixels need a depthwise convolution with one output per "
+                           "channel and no residual");
+  }
+  if (depthwise_) {
+    LOWBIT_RETURN_IF_ERROR(BuildDepthwise(w.parts[0]));
+    signed_ = !nhwc_dw_;
+    if (nhwc_dw_) {
+      // The NHWC byte image and tap-major weights of DepthwiseNhwc.
+      cs_ = ck_ = c_;
+      SetUpGeometry();
+      dw_taps_.resize(taps_ * m_);
+      dw_wsum_.assign(m_, 0.0f);
+      for (int64_t m = 0; m < m_; ++m) {
+        for (int64_t t = 0; t < taps_; ++t) {
+          dw_taps_[t * m_ + m] = dw_weight_[m * taps_ + t];
+          dw_wsum_[m] += dw_weight_[m * taps_ + t];
+        }
+      }
+      dw_a_scale_.resize(m_);
+      dw_bias_.assign(m_, 0.0f);
+      dw_pairs_ = DepthwisePairWeights(dw_taps_.data(), taps_, m_);
+    }
+  } else {
+    // Images with a channel count that is not a multiple of 4 (an RGB or
+    // grey stem) get one of two forms that keep every input step of 4
+    // inside one run of contiguous bytes, so the implicit GEMM applies:
+    // - row segments (SetKernelRows): packed pixels, and K runs over each
+    //   kernel row's kw * c bytes, padded to a multiple of 4 with weights
+    //   of code 0, so the bytes read past the row's window never count;
+    // - else padding channels holding the zero point (x = 0): a - z = 0
+    //   there, so their weights never contribute.
+    SetKernelRows(true);
+    LOWBIT_RETURN_IF_ERROR(BuildGroups(w));
+    if (segment_ > 0 && !std::all_of(groups_.begin(), groups_.end(), [](const QLinearWeights& q) {
+          return q.layout == QLinearWeights::Layout::kPlanes;
+        })) {
+      SetKernelRows(false);  // table layouts give code 0 a weight
+      LOWBIT_RETURN_IF_ERROR(BuildGroups(w));
+    }
+    // AVX-512: symmetric grids run as level planes (kernels/qlinear.h):
+    // uint8 images as they are and no window sums, when every part can.
+    if (path_ == KernelPath::kAvx512Vnni) {
+      std::vector<QLinearWeights> level = groups_;
+      const std::vector<bool> padding = KernelPadding();
+      if (std::all_of(level.begin(), level.end(),
+                      [&](QLinearWeights& q) { return ToLevelPlanes(&q, padding); })) {
+        groups_ = std::move(level);
+      }
+    }
+    LOWBIT_RETURN_IF_ERROR(CheckOneOperand(groups_, w));
+    signed_ = groups_[0].signed_acts();
+    SetUpWinograd();
+    SetUpImage();
+  }
+  scratch_.clear();
+  if (!depthwise_ || nhwc_dw_) {
+    scratch_.emplace_back();
+    SizeScratch(&scratch_.back());
+  }
+  if (act_spec_.is_static) {
+    act_ = StaticActParams(act_spec_.lo, act_spec_.hi, act_spec_.symmetric, signed_);
+  }
+  out_shape_ = g_.OutputShape(n_, m_);
+  std::vector<TensorInfo> res_in = in;
+  if (res_bytes_) {
+    if (in.size() <= 4 || !in[4].present || in[4].dtype != DType::kUint8) {
+      return InvalidArgument(Where(), "attribute ", kByteResidualAct,
+                             " needs an 8-bit residual input");
+    }
+    res_in[4].dtype = DType::kFloat32;
+    res_in[4].shape = NchwOf(in[4].shape);
+  }
+  LOWBIT_RETURN_IF_ERROR(residual_.Prepare(*this, res_in, 4, out_shape_));
+  const bool late = residual_.present && !residual_.same_shape;
+  res_planes_.assign(res_bytes_ && late ? NumElements(residual_.shape) : 0, 0.0f);
+  y_planes_.assign(bytes_out_ && late ? NumElements(out_shape_) : 0, 0.0f);
+  (*out)[0] = bytes_out_ ? TensorInfo{true, DType::kUint8, NhwcOf(out_shape_), nullptr}
+                         : TensorInfo{true, DType::kFloat32, out_shape_, nullptr};
+  return OkStatus();
+}
+
+void PackedConv::Run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out,
+                     const ExecContext& ctx) {
+  const float* x = bytes_in_ ? nullptr : in[0]->data<float>();
+  const float* bias = Bias(in);
+  const int64_t isz = c_ * g_.in_size(), osz = g_.out_size();
+  // A fused residual of the output's shape is added in the epilogue before
+  // the activation; otherwise (broadcast, depthwise) after it, and the
+  // activation with it. Late residuals and outputs work on fp32 planes.
+  const bool late_residual = residual_.present && (!residual_.same_shape || depthwise_);
+  const float* res = nullptr;
+  const uint8_t* res_b = nullptr;
+  if (residual_.present && !res_bytes_) {
+    res = in[4]->data<float>();
+  } else if (residual_.present && late_residual) {
+    BytesToPlanes(in[4]->data<uint8_t>(), residual_.shape, res_q_, res_planes_.data());
+    res = res_planes_.data();
+  } else if (residual_.present) {
+    res_b = in[4]->data<uint8_t>();
+  }
+  const bool write_bytes = bytes_out_ && !late_residual;
+  float* y = bytes_out_ ? y_planes_.data() : out[0]->data<float>();
+  uint8_t* yb = bytes_out_ ? out[0]->data<uint8_t>() : nullptr;
+  const ByteOutput bo{1.0f / out_q_.scale, out_q_.zero};
+  auto run_image = [&](int64_t i, const ExecContext& ctx, ImageScratch& s) {
+    const ActQuant a = act_spec_.is_static
+                           ? act_
+                           : DynamicActParams(x + i * isz, isz, act_spec_.symmetric, signed_);
+    if (nhwc_dw_) {
+      if (bytes_in_) {
+        CopyImage(in[0]->data<uint8_t>() + i * isz, a, ctx, s);
+      } else {
+        QuantizeImage(x + i * isz, a, ctx, s);
+      }
+      DepthwiseBytes(a, bias, bo, yb != nullptr ? yb + i * osz * m_ : nullptr,
+                     y != nullptr ? y + i * m_ * osz : nullptr, ctx, s);
+      return;
+    }
+    if (depthwise_) {
+      Depthwise(x + i * isz, a, bias, !late_residual, y + i * m_ * osz, ctx);
+      return;
+    }
+    if (!bytes_in_) {
+      QuantizeImage(x + i * isz, a, ctx, s);
+    } else if (!in_place_) {
+      CopyImage(in[0]->data<uint8_t>() + i * isz, a, ctx, s);
+    }
+    const uint8_t* image = in_place_ ? in[0]->data<uint8_t>() + i * isz : s.image.data();
+    const int64_t threads = ctx.pool->threads();
+    if (mixed_ && write_bytes && (implicit_ || direct_)) {
+      MixedBytes(a, bias, res != nullptr && !late_residual ? res + i * m_ * osz : nullptr,
+                 res_b != nullptr ? res_b + i * osz * m_ : nullptr, bo, yb + i * osz * m_, ctx, s);
+      return;
+    }
+    for (int64_t part = 0; part < static_cast<int64_t>(groups_.size()); ++part) {
+      const QLinearWeights& w = groups_[part];
+      // Input channels from group grp; outputs from og, or scattered to
+      // part_out_ (filter-wise formats: every part reads the whole input).
+      const int64_t grp = mixed_ ? 0 : part, og = mixed_ ? 0 : part * mg_;
+      // Few pixels and many output tiles (the late, 7x7 and 14x14 layers):
+      // threads split the output channels, so each streams only its share
+      // of the weights and the work divides evenly.
+      const bool by_channels = threads > 1 && (implicit_ || rows_for_direct_) &&
+                               osz < 128 * threads && w.n_pad / 16 >= 4 * threads;
+      if (!LevelPlanes() && (!mixed_ || part == 0)) WindowSums(grp, ctx, s);
+      Epilogue e = MakeEpilogue(fused_, bias != nullptr ? bias + og : nullptr);
+      if (mixed_) e.out = part_out_[part].data();
+      if (late_residual) e.clamp = false;
+      PrepareColumnEpilogue(w, a, e, path_, &s.epilogue);
+      float* yg = write_bytes ? nullptr : y + (i * m_ + og) * osz;
+      const float* rg = res != nullptr && !late_residual ? res + (i * m_ + og) * osz : nullptr;
+      uint8_t* ybg = write_bytes ? yb + i * osz * m_ + og : nullptr;
+      const uint8_t* rbg = res_b != nullptr ? res_b + i * osz * m_ + og : nullptr;
+      // The epilogue of pixels [p0, p0 + n), outputs [j0, j1).
+      auto epilogue = [&](int64_t p0, int64_t n, const int32_t* dot, int64_t j0, int64_t j1) {
+        if (ybg != nullptr) {
+          const RowResidual r = ResidualRows(rg, rbg, p0);
+          QLinearEpilogueRowsBytes(w, s.epilogue, s.sums.data() + p0, dot, n, r, bo, ybg + p0 * m_,
+                                   m_, j0, j1);
+        } else {
+          QLinearEpilogueColumns(w, s.epilogue, s.sums.data() + p0, dot, n,
+                                 rg != nullptr ? rg + p0 : nullptr, yg + p0, osz, j0, j1);
+        }
+      };
+      if (winograd_) {
+        // The image's pixels, from the input bytes or the padded image's interior.
+        const WinogradImage im{
+            in_place_ ? image : ImageRow(0, s), g_.in[1], g_.in[2],
+            in_place_ ? g_.in[2] : padded_[2],  c_,       static_cast<uint8_t>(a.zero)};
+        WinogradRun(im, ctx, s, epilogue);
+        continue;
+      }
+      // The GEMM rows: window pointers into the image, or gathered windows.
+      if (implicit_ || by_channels) {
+        for (int64_t p = 0; p < osz; ++p) s.row_ptr[p] = image + row_pix_[p] * cs_ + grp * cg_;
+      } else if (!direct_) {
+        Gather(w, grp, ctx, s);
+      }
+      SizeDots(threads, s);
+      if (by_channels) {
+        const int64_t tiles = w.n_pad / 16;
+        ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
+          for (int64_t t = t0; t < t1; ++t) {
+            const int64_t a0 = tiles * t / threads, a1 = tiles * (t + 1) / threads;
+            int32_t* dot = s.dot[t].data();
+            for (int64_t p0 = 0; p0 < osz; p0 += kBlockRows) {
+              const int64_t n = std::min<int64_t>(kBlockRows, osz - p0);
+              QLinearDotRows(w, path_, s.row_ptr.data() + p0, step_off_.data(), n, dot, a0, a1);
+              epilogue(p0, n, dot, a0 * 16, std::min(w.n, a1 * 16));
+            }
+          }
+        });
+        continue;  // the next group
+      }
+      // Blocks of at most kBlockRows pixels (multiples of 4, the kernels'
+      // row block), as many per thread and of near equal size.
+      ForBlocks(osz, threads, ctx, [&](int64_t t, int64_t p0, int64_t n) {
+        int32_t* dot = s.dot[t].data();
+        if (direct_) {
+          QLinearDots(w, path_, image + p0 * cs_, n, dot, nullptr);
+        } else if (implicit_) {
+          QLinearDotsRows(w, path_, s.row_ptr.data() + p0, step_off_.data(), n, dot, nullptr);
+        } else {
+          QLinearDots(w, path_, s.u.data() + p0 * w.k_pad, n, dot, nullptr);
+        }
+        epilogue(p0, n, dot, 0, -1);
+      });
+    }
+  };
+  // Batches of small images: each thread takes whole images with its own
+  // scratch, instead of splitting every image's many short steps.
+  const int threads = ctx.pool->threads();
+  const int64_t image_macs = g_.out_size() * m_ * kk_;
+  const bool by_images =
+      !depthwise_ && threads > 1 && n_ >= threads && image_macs < (int64_t{16} << 20);
+  if (by_images) {
+    while (static_cast<int>(scratch_.size()) < threads) {
+      scratch_.emplace_back();
+      SizeScratch(&scratch_.back());
+    }
+    const ExecContext one{&serial_, 1};
+    ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        for (int64_t i = n_ * t / threads; i < n_ * (t + 1) / threads; ++i)
+          run_image(i, one, scratch_[t]);
+      }
+    });
+  } else {
+    // Small images run on this thread alone: each takes four parallel
+    // steps, so it needs four times the work a single split does.
+    const bool tiny = !depthwise_ && !WorthSplitting(image_macs / 4);
+    const ExecContext one{&serial_, 1};
+    for (int64_t i = 0; i < n_; ++i) {
+      run_image(i, tiny ? one : ctx, scratch_.empty() ? no_scratch_ : scratch_[0]);
+    }
+  }
+  if (late_residual) {
+    residual_.AddTo(res, y, out_shape_, fused_.active ? fused_.lo : -INFINITY,
+                    fused_.active ? fused_.hi : INFINITY);
+    if (bytes_out_) PlanesToBytes(y, out_shape_, bo, yb);
+  }
+}
+
+RowResidual PackedConv::ResidualRows(const float* planes, const uint8_t* bytes, int64_t p0) const {
+  RowResidual r;
+  if (planes != nullptr) {
+    r.planes = planes + p0;
+    r.ld = g_.out_size();
+  } else if (bytes != nullptr) {
+    r.bytes = bytes + p0 * m_;
+    r.ld = m_;
+    r.scale = res_q_.scale;
+    r.zero = res_q_.zero;
+  }
+  return r;
+}
+
+void PackedConv::MixedBytes(const ActQuant& a, const float* bias, const float* res,
+                            const uint8_t* res_b, ByteOutput bo, uint8_t* yb,
+                            const ExecContext& ctx, ImageScratch& s) {
+  const int64_t osz = g_.out_size(), threads = ctx.pool->threads();
+  if (!LevelPlanes()) WindowSums(0, ctx, s);
+  if (implicit_) {
+    for (int64_t p = 0; p < osz; ++p) s.row_ptr[p] = s.image.data() + row_pix_[p] * cs_;
+  }
+  s.parts.resize(groups_.size());
+  for (size_t part = 0; part < groups_.size(); ++part) {
+    Epilogue e = MakeEpilogue(fused_, bias);
+    e.out = part_out_[part].data();
+    PrepareColumnEpilogue(groups_[part], a, e, path_, &s.parts[part]);
+  }
+  MergeColumnEpilogues(s.parts, m_, &s.epilogue);
+  SizeDots(threads, s);
+  ForBlocks(osz, threads, ctx, [&](int64_t t, int64_t p0, int64_t n) {
+    for (size_t part = 0; part < groups_.size(); ++part) {
+      const QLinearWeights& w = groups_[part];
+      int32_t* dot = s.dot[t].data() + part_dot_[part];
+      if (direct_) {
+        QLinearDots(w, path_, s.image.data() + p0 * cs_, n, dot, nullptr);
+      } else {
+        QLinearDotsRows(w, path_, s.row_ptr.data() + p0, step_off_.data(), n, dot, nullptr);
+      }
+    }
+    const RowResidual r = ResidualRows(res, res_b, p0);
+    QLinearEpilogueRowsBytesGathered(s.epilogue, DotGather{gather_idx_.data(), gather_step_.data()},
+                                     s.sums.data() + p0, s.dot[t].data(), 0, n, r, bo, yb + p0 * m_,
+                                     m_);
+  });
+}
+
+void PackedConv::SizeDots(int64_t threads, ImageScratch& s) {
+  if (static_cast<int64_t>(s.dot.size()) < threads) s.dot.resize(threads);
+  for (int64_t t = 0; t < threads; ++t) {
+    if (static_cast<int64_t>(s.dot[t].size()) != s.dot_size) s.dot[t].assign(s.dot_size, 0);
+  }
+}
+
+Status PackedConv::BuildGroups(const PackedParts& parts) {
+  groups_.clear();
+  part_out_.clear();
+  if (parts.parts[0].params().granularity.kind == Granularity::kGroup) {
+    return Unimplemented(Where(), "group granularity is not supported by the conv kernels");
+  }
+  if (parts.mixed()) {
+    for (size_t i = 0; i < parts.parts.size(); ++i) {
+      const PackedTensor& w = parts.parts[i];
+      LOWBIT_RETURN_IF_ERROR(AddGroup(w, 0, w.rows()));
+      part_out_.push_back(parts.channels[i]);
+    }
+    // Where MixedBytes finds each output's dot products: format i's region
+    // of a block buffer starts at part_dot_[i] (kBlockRows x n_pad of the
+    // formats before).
+    part_dot_.assign(groups_.size(), 0);
+    gather_idx_.assign(m_, 0);
+    gather_step_.assign(m_, 0);
+    for (size_t i = 0; i < groups_.size(); ++i) {
+      if (i > 0) part_dot_[i] = part_dot_[i - 1] + kBlockRows * groups_[i - 1].n_pad;
+      for (size_t r = 0; r < part_out_[i].size(); ++r) {
+        gather_idx_[part_out_[i][r]] = static_cast<int32_t>(part_dot_[i] + static_cast<int64_t>(r));
+        gather_step_[part_out_[i][r]] = static_cast<int32_t>(groups_[i].n_pad);
+      }
+    }
+    return OkStatus();
+  }
+  for (int64_t grp = 0; grp < group_; ++grp)
+    LOWBIT_RETURN_IF_ERROR(AddGroup(parts.parts[0], grp, mg_));
+  return OkStatus();
+}
+
+std::vector<bool> PackedConv::KernelPadding() const {
+  std::vector<bool> pad(kk_, true);
+  for (int64_t t = 0; t < taps_; ++t) {
+    const int64_t q = t / g_.k[2], kw = t % g_.k[2];
+    for (int64_t c = 0; c < cg_; ++c)
+      pad[segment_ > 0 ? q * segment_ + kw * cg_ + c : t * ck_ + c] = false;
+  }
+  return pad;
+}
+
+Status PackedConv::AddGroup(const PackedTensor& w, int64_t grp, int64_t mg) {
+  const QuantParams& p = w.params();
+  std::vector<uint32_t> row(w.cols()), perm(mg * kk_);
+  {
+    QuantParams gp = p;
+    gp.rows = mg;
+    gp.cols = kk_;
+    if (p.granularity.kind == Granularity::kChannel) {
+      gp.scales.assign(p.scales.begin() + grp * mg, p.scales.begin() + (grp + 1) * mg);
+      if (!p.zero_points.empty()) {
+        gp.zero_points.assign(p.zero_points.begin() + grp * mg,
+                              p.zero_points.begin() + (grp + 1) * mg);
+      }
+    }
+    for (int64_t r = 0; r < mg; ++r) {
+      w.UnpackRow(grp * mg + r, row.data());
+      uint32_t* dst = perm.data() + r * kk_;
+      if (segment_ > 0) {  // kernel row q's taps, pixel after pixel, then code 0
+        std::fill_n(dst, kk_, 0u);
+        for (int64_t t = 0; t < taps_; ++t) {
+          const int64_t q = t / g_.k[2], kw = t % g_.k[2];
+          for (int64_t c = 0; c < cg_; ++c) dst[q * segment_ + kw * cg_ + c] = row[c * taps_ + t];
+        }
+        continue;
+      }
+      for (int64_t c = 0; c < ck_; ++c) {
+        for (int64_t t = 0; t < taps_; ++t) dst[t * ck_ + c] = c < cg_ ? row[c * taps_ + t] : 0;
+      }
+    }
+    QLinearWeights q;
+    LOWBIT_ASSIGN_OR_RETURN(q, LayoutCodes(gp, perm.data()));
+    groups_.push_back(std::move(q));
+  }
+  return OkStatus();
+}
+
+void PackedConv::SetKernelRows(bool segments) {
+  cs_ = c_;
+  ck_ = cg_;
+  segment_ = 0;
+  kk_ = ck_ * taps_;
+  if (group_ != 1 || c_ % 4 == 0) return;
+  const int64_t seg = (g_.k[2] * c_ + 3) / 4 * 4, rows = taps_ / g_.k[2];
+  const int64_t padded_channels = (c_ + 3) / 4 * 4;
+  if (segments && g_.k[2] > 1 && g_.dilation[2] == 1 && rows * seg < taps_ * padded_channels) {
+    segment_ = seg;
+    kk_ = rows * seg;
+    return;
+  }
+  cs_ = ck_ = padded_channels;
+  kk_ = ck_ * taps_;
+}
+
+void PackedConv::SetUpImage() {
+  SetUpGeometry();
+  const auto& g = g_;
+  const QLinearWeights& w0 = groups_[0];
+  int64_t k_pad = 0;  // the longest of the parts' (filter-wise formats)
+  bool k_pad_cs = true, k_pad_kk = true;
+  for (const QLinearWeights& q : groups_) {
+    k_pad = std::max(k_pad, q.k_pad);
+    k_pad_cs = k_pad_cs && q.k_pad == cs_;
+    k_pad_kk = k_pad_kk && q.k_pad == kk_;
+  }
+  // 1x1, stride 1, no padding, rows exactly the kernel's input length: the
+  // image's pixels are the GEMM rows.
+  direct_ = group_ == 1 && taps_ == 1 && k_pad_cs && g.out == g.in &&
+            g.stride == std::array<int64_t, 3>{1, 1, 1} &&
+            g.pad_begin == std::array<int64_t, 3>{0, 0, 0};
+  // Implicit GEMM: every input step of 4 lies in one tap's channels; the
+  // plane layouts' padded inputs have code 0 (planes) or the zero level's
+  // code (level planes), a zero product whatever the byte, so there the
+  // padding steps may read any window byte, while the table layout needs
+  // k_pad == K.
+  implicit_ = !direct_ && RowKernelAvailable(w0, path_) && (ck_ % 4 == 0 || segment_ > 0) &&
+              (k_pad_kk || w0.layout != QLinearWeights::Layout::kTable);
+  // Direct convolutions also get the row-pointer form (a pixel's bytes in
+  // steps of 4) for the split by output channels.
+  rows_for_direct_ = direct_ && RowKernelAvailable(w0, path_) && ck_ % 4 == 0;
+  if (implicit_ || rows_for_direct_) {
+    step_off_.assign(k_pad / 4, 0);
+    const WindowRuns runs = Runs();
+    for (int64_t s = 0; s < kk_ / 4; ++s) {
+      step_off_[s] =
+          static_cast<int32_t>(tap_pix_[4 * s / runs.bytes * runs.taps] * cs_ + 4 * s % runs.bytes);
+    }
+  }
+  use_integral_ =
+      taps_ > 9 && g.k[0] == 1 && padded_[0] == 1 && g.dilation[1] == 1 && g.dilation[2] == 1;
+  // Level planes read uint8 pixels as they are: 1x1 windows without
+  // padding over an 8-bit input whose pixels are the kernel's rows, and
+  // Winograd (which takes its padding to be the zero point), read an 8-bit
+  // input in place, with no image.
+  in_place_ = (LevelPlanes() && bytes_in_ && !mixed_ && group_ == 1 && taps_ == 1 && cs_ == c_ &&
+               (implicit_ || direct_) && g.pad_begin == std::array<int64_t, 3>{0, 0, 0} &&
+               padded_ == g.in) ||
+              (winograd_ && bytes_in_);
+}
+
+void PackedConv::SizeScratch(ImageScratch* s) const {
+  const int64_t padded_px = padded_[0] * padded_[1] * padded_[2], osz = g_.out_size();
+  // (+ 4: a row segment's last step may read 3 bytes past the image; none
+  // when the input is read in place.)
+  s->image.assign(in_place_ ? 0 : static_cast<size_t>(padded_px * cs_ + 4), 0);
+  s->image_zero = INT_MIN;
+  if (depthwise_) return;
+  int64_t k_pad = 0, n_pad = 0;
+  for (const QLinearWeights& q : groups_) {
+    k_pad = std::max(k_pad, q.k_pad);
+    n_pad = std::max(n_pad, q.n_pad);
+  }
+  if (!LevelPlanes()) s->pixel_sum.resize(padded_px);  // (level planes: no window sums)
+  // GEMM rows: window pointers or gathered windows (none for Winograd,
+  // which reads tiles).
+  if ((implicit_ && !winograd_) || rows_for_direct_) {
+    s->row_ptr.resize(osz);
+  } else if (!direct_ && !implicit_) {
+    s->u.assign(static_cast<size_t>(osz * k_pad), 0);
+  }
+  if (mixed_) {  // every format's region (MixedBytes)
+    n_pad = 0;
+    for (const QLinearWeights& q : groups_) n_pad += q.n_pad;
+  }
+  s->dot.clear();
+  s->dot_size = kBlockRows * n_pad;
+  s->sums.resize(osz);  // (level planes: all 0)
+  if (use_integral_ && !LevelPlanes()) s->integral.assign((padded_[1] + 1) * (padded_[2] + 1), 0);
+}
+
+void PackedConv::SetUpGeometry() {
+  const auto& g = g_;
+  for (int d = 0; d < 3; ++d) {
+    padded_[d] = std::max((g.out[d] - 1) * g.stride[d] + (g.k[d] - 1) * g.dilation[d] + 1,
+                          g.pad_begin[d] + g.in[d]);
+  }
+  row_pix_.resize(g.out_size());
+  for (int64_t p = 0; p < g.out_size(); ++p) {
+    const int64_t ow = p % g.out[2], oh = (p / g.out[2]) % g.out[1], od = p / (g.out[2] * g.out[1]);
+    row_pix_[p] =
+        ((od * g.stride[0]) * padded_[1] + oh * g.stride[1]) * padded_[2] + ow * g.stride[2];
+  }
+  tap_pix_.resize(taps_);
+  for (int64_t t = 0; t < taps_; ++t) {
+    const int64_t kw = t % g.k[2], kh = (t / g.k[2]) % g.k[1], kd = t / (g.k[2] * g.k[1]);
+    tap_pix_[t] =
+        ((kd * g.dilation[0]) * padded_[1] + kh * g.dilation[1]) * padded_[2] + kw * g.dilation[2];
+  }
+}
+
+Result<bool> PackedConv::ByteEdgeParams(const char* act_key, const char* range_key,
+                                        ActQuant* q) const {
+  const std::string act = node_.GetString(act_key, "");
+  if (act.empty()) return false;
+  Node spec;
+  spec.name = node_.name;
+  spec.op_type = node_.op_type;
+  spec.attrs["act"] = act;
+  auto range = node_.attrs.find(range_key);
+  if (range != node_.attrs.end()) spec.attrs["act_range"] = range->second;
+  ActSpec a;
+  LOWBIT_ASSIGN_OR_RETURN(a, ActSpecOf(spec));
+  if (a.weight_only || !a.is_static) {
+    return InvalidArgument(Where(), "attribute ", act_key, " '", act, "' needs 8 bits and a ",
+                           range_key);
+  }
+  *q = StaticActParams(a.lo, a.hi, a.symmetric, false);
+  return true;
+}
+
+// act "float" selects the weight-only kernel (conv.cc).
+std::unique_ptr<OpKernel> MakePackedConv(const Node& n) {
+  if (n.GetString("act", "") == "float") return MakeWeightOnlyConv(n);
+  return std::make_unique<PackedConv>(n);
+}
+
+}  // namespace lowbit
