@@ -1,0 +1,149 @@
+// Byte edges between packed convolutions (runtime/byte_edges.h) and the
+// exact Winograd path that reads them, against fp32 edges and the direct
+// kernels.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
+#include "tests/runtime/packed_graphs.h"
+
+namespace lowbit {
+namespace {
+
+// Byte edges (runtime/byte_edges.h) give the consumers exactly the bytes they
+// would have quantized, so a network without residual adds computes the same
+// output bit for bit; residuals read as bytes add their 8-bit quantization.
+TEST(PackedOpsTest, ByteEdgesMatchFloatEdges) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  struct Case {
+    bool residual, broadcast, projection, residual_range;
+    int edges;  // values that travel as bytes
+  };
+  // Chain: c0, p, a, r1, c, r2, dw1, dw2, wide. Residual: the same (the
+  // skips' readers write bytes). Broadcast: g, g1, gp, rs. Projection: the
+  // chain and sc, by its reader's residual_range (and not without it).
+  // (Filter-wise formats: byte outputs and residuals scattered per format.)
+  for (const Case& k : {Case{false, false, false, true, 9}, Case{true, false, false, true, 9},
+                        Case{false, true, false, true, 4}, Case{true, false, true, true, 10},
+                        Case{true, false, true, false, 9}})
+    for (const char* weights : {"int4", "int2/int4:0.5"}) {
+      SCOPED_TRACE(::testing::Message()
+                   << (k.broadcast    ? "broadcast"
+                       : k.projection ? "projection"
+                       : k.residual   ? "residual"
+                                      : "chain")
+                   << (k.residual_range ? "" : " without residual_range") << " " << weights);
+      Rng rng(seed + 5);
+      const Graph f = BlocksGraph(k.residual, k.broadcast, rng, k.projection);
+      Graph q = Quantize(f, weights);
+      Rng xr(seed);
+      const Tensor x = Random({2, 6, 11, 9}, xr, 0.0f, 1.0f);
+      SetRangesPerValue(f, x, &q);
+      if (!k.residual_range) {
+        for (Node& n : q.nodes) n.attrs.erase("residual_range");
+      }
+      // Batch 1 splits each image across threads (by pixels or, for "wide", by
+      // outputs); batch 2 on 2 threads gives each thread whole images.
+      Tensor x1(DType::kFloat32, {1, 6, 11, 9});
+      std::copy_n(x.data<float>(), x1.numel(), x1.data<float>());
+      for (const char* path : Paths()) {
+        KernelEnv env(path);
+        for (int run = 0; run < 4; ++run) {
+          const int threads = 1 + run % 2;
+          const Tensor& in = run < 2 ? x : x1;
+          int with = 0, without = -1;
+          const Tensor got = RunEdges(q, in, threads, true, &with);
+          const Tensor want = RunEdges(q, in, threads, false, &without);
+          EXPECT_EQ(with, k.edges) << path;
+          EXPECT_EQ(without, 0);
+          // (Without AVX-512 the fp32 depthwise epilogue rounds twice, the byte
+          // one once: a last-bit difference can move a byte.)
+          if (!k.residual && !k.broadcast && DepthwiseAvx512Available()) {
+            ASSERT_EQ(got.numel(), want.numel());
+            for (int64_t i = 0; i < got.numel(); ++i) {
+              ASSERT_EQ(got.data<float>()[i], want.data<float>()[i]) << path << " element " << i;
+            }
+          } else {
+            EXPECT_GT(SqnrDb(want, got), 30) << path << " threads " << threads;
+          }
+        }
+      }
+    }
+}
+
+// The byte-edge attributes belong to the plan: a model file that carries
+// them (every packed node claiming 8-bit input) runs as if it did not.
+TEST(PackedOpsTest, ModelFilesCannotSetByteEdges) {
+  Rng rng(7);
+  const Graph f = BlocksGraph(false, false, rng);
+  Graph q = Quantize(f, "int4");
+  Rng xr(8);
+  const Tensor x = Random({1, 6, 11, 9}, xr, 0.0f, 1.0f);
+  SetRangesPerValue(f, x, &q);
+  Graph forged = q;
+  for (Node& n : forged.nodes) {
+    if (IsPackedNode(n)) n.attrs[kByteInput] = int64_t{1};
+  }
+  for (bool byte_edges : {true, false}) {
+    int a = 0, b = 0;
+    const Tensor want = RunEdges(q, x, 1, byte_edges, &a);
+    const Tensor got = RunEdges(forged, x, 1, byte_edges, &b);
+    EXPECT_EQ(a, b);
+    EXPECT_EQ(MaxRelDiff(got, want), 0.0) << byte_edges;
+  }
+}
+
+// Exact Winograd F(4x4, 3x3) (kernels/winograd.h) gives the direct kernels'
+// outputs bit for bit -- partial tiles, byte edges, fused residuals, static
+// and dynamic ranges, 1 and 2 threads -- and formats it cannot run exactly
+// (int8 levels) fall back to the direct kernels.
+TEST(PackedOpsTest, WinogradEqualsDirectConvolution) {
+  if (!KernelPathAvailable(KernelPath::kAvx512Vnni)) GTEST_SKIP() << "no AVX-512 VNNI here";
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  Rng rng(seed + 21);
+  struct Case {
+    int64_t n, c, m, h, w;
+    bool residual;
+  };
+  for (const Case& cc : {Case{1, 32, 40, 9, 14, false}, Case{2, 64, 64, 8, 8, true},
+                         Case{1, 32, 16, 5, 23, false}, Case{1, 32, 32, 7, 10, true}}) {
+    for (const char* weights : {"int2", "int4", "uint4", "int8"}) {
+      SCOPED_TRACE(::testing::Message() << "c " << cc.c << " m " << cc.m << " " << cc.h << "x"
+                                        << cc.w << (cc.residual ? " residual " : " ") << weights);
+      const Graph g = TwoConvGraph(cc.c, cc.m, cc.h, cc.w, cc.residual, rng);
+      const Tensor x = Random({cc.n, cc.c, cc.h, cc.w}, rng);  // (a zero point inside the range)
+      // Static ranges (the second conv reads the first's bytes) and dynamic
+      // ones (each image's own zero point in the padded borders).
+      for (bool dynamic : {false, true}) {
+        Graph q = Quantize(g, weights);
+        if (!dynamic) SetRangesPerValue(g, x, &q);
+        KernelEnv env("avx512vnni");
+        for (int threads : {1, 2}) {
+          int edges = 0;
+          Tensor direct, wino;
+          {
+            WinogradEnv off("0");
+            direct = RunEdges(q, x, threads, true, &edges);
+          }
+          {
+            WinogradEnv on("1");
+            wino = RunEdges(q, x, threads, true, &edges);
+          }
+          EXPECT_EQ(edges, dynamic ? 0 : 1);
+          ASSERT_EQ(direct.numel(), wino.numel());
+          for (int64_t i = 0; i < direct.numel(); ++i) {
+            ASSERT_EQ(direct.data<float>()[i], wino.data<float>()[i])
+                << (dynamic ? "dynamic" : "static") << " threads " << threads << " element " << i;
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lowbit
