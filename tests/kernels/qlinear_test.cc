@@ -15,6 +15,23 @@
 namespace lowbit {
 namespace {
 
+// Paths from the list (kernels/kernel_paths.inc): those of one vector width,
+// and every SIMD one.
+std::vector<KernelPath> PathsOfWidth(int bits) {
+  std::vector<KernelPath> out;
+  for (KernelPath p : AllKernelPaths()) {
+    if (KernelPathBits(p) == bits) out.push_back(p);
+  }
+  return out;
+}
+std::vector<KernelPath> SimdPaths() {
+  std::vector<KernelPath> out;
+  for (KernelPath p : AllKernelPaths()) {
+    if (KernelPathBits(p) > 0) out.push_back(p);
+  }
+  return out;
+}
+
 std::vector<std::string> Formats() {
   std::vector<std::string> out;
   for (int b = 1; b <= 8; ++b) {
@@ -114,7 +131,7 @@ TEST(QLinearTest, BatchedSimdDotEqualsReferenceExactly) {
             }
           }
           // The 256-bit kernels through QLinearDots (dense rows, 2 threads).
-          for (KernelPath path : {KernelPath::kAvx2, KernelPath::kAvxVnni}) {
+          for (KernelPath path : PathsOfWidth(256)) {
             if (!KernelPathAvailable(path) || !RowKernelAvailable(w, path)) continue;
             std::vector<int32_t> avx2(rows * w.n_pad);
             ThreadPool pool(2);
@@ -153,7 +170,7 @@ TEST(QLinearTest, BatchedSimdDotEqualsReferenceExactly) {
       std::vector<int32_t> ref(3 * w.n_pad), avx2(3 * w.n_pad);
       for (int64_t r = 0; r < 3; ++r)
         QLinearDotRef(w, u.data() + r * w.k_pad, ref.data() + r * w.n_pad);
-      for (KernelPath path : {KernelPath::kAvx2, KernelPath::kAvxVnni}) {
+      for (KernelPath path : PathsOfWidth(256)) {
         if (!KernelPathAvailable(path)) continue;
         QLinearDots(w, path, u.data(), 3, avx2.data(), nullptr);
         EXPECT_EQ(avx2, ref) << KernelPathName(path) << " " << f;
@@ -232,8 +249,7 @@ TEST(QLinearTest, LookupTableDotEqualsReferenceExactly) {
             expect_equal(got, "avx512");
           }
           // Through the dispatcher: dense rows, 2 threads, every SIMD path.
-          for (KernelPath path :
-               {KernelPath::kAvx2, KernelPath::kAvxVnni, KernelPath::kAvx512Vnni}) {
+          for (KernelPath path : SimdPaths()) {
             if (!KernelPathAvailable(path)) continue;
             ThreadPool pool(2);
             for (int64_t nr : {int64_t{1}, rows}) {
@@ -325,8 +341,7 @@ TEST(QLinearTest, ForwardMatchesDequantizedFloatWithinBound) {
     for (float& v : x) v = static_cast<float>(rng.Normal());
     for (float& v : bias) v = static_cast<float>(rng.Normal());
     for (int mode = 0; mode < 3; ++mode)
-      for (KernelPath path :
-           {KernelPath::kRef, KernelPath::kAvx2, KernelPath::kAvxVnni, KernelPath::kAvx512Vnni}) {
+      for (KernelPath path : AllKernelPaths()) {
         if (!KernelPathAvailable(path)) continue;
         // mode 0: dynamic asymmetric, 1: dynamic symmetric, 2: static range.
         const bool symmetric = mode == 1;

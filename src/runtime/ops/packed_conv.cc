@@ -18,7 +18,7 @@ std::string PackedConv::Algorithm() const {
   std::string a = KernelPathName(path_);
   if (depthwise_) return a + (nhwc_dw_ ? " depthwise-bytes" : " depthwise-planes");
   a += winograd_ ? " winograd" : direct_ ? " direct" : implicit_ ? " implicit-gemm" : " im2col";
-  if (LevelPlanes()) a += " level-planes";
+  a += std::string(" ") + LayoutName(groups_[0]);
   if (mixed_) a += " filter-wise";
   return a;
 }

@@ -22,11 +22,11 @@ class PackedGemm final : public PackedKernel {
 
   std::string Algorithm() const override {
     const bool lut = !ws_.empty() && !ws_[0].lut.empty() && rows_ <= ws_[0].lut_max_rows;
-    return std::string(KernelPathName(path_)) +
-           (lut          ? " lut"
-            : rows_ == 1 ? " gemv"
-                         : " gemm") +
-           (outs_.empty() ? "" : " filter-wise");
+    std::string a = std::string(KernelPathName(path_)) + (lut          ? " lut"
+                                                          : rows_ == 1 ? " gemv"
+                                                                       : " gemm");
+    if (!ws_.empty()) a += std::string(" ") + LayoutName(ws_[0]);
+    return a + (outs_.empty() ? "" : " filter-wise");
   }
 
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {

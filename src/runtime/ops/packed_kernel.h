@@ -13,6 +13,19 @@
 
 namespace lowbit {
 
+// The kernel layout's name for profiles: "table", "planes", "level-planes".
+inline const char* LayoutName(const QLinearWeights& w) {
+  switch (w.layout) {
+    case QLinearWeights::Layout::kTable:
+      return "table";
+    case QLinearWeights::Layout::kPlanes:
+      return "planes";
+    case QLinearWeights::Layout::kLevelPlanes:
+      return "level-planes";
+  }
+  return "?";
+}
+
 inline Epilogue MakeEpilogue(const FusedActivation& act, const float* bias) {
   Epilogue e;
   e.bias = bias;
