@@ -1,4 +1,5 @@
-// PackedConv: preparation, the GEMM paths and Run (runtime/ops/packed_conv.h).
+// PackedConv: preparation, the choice of algorithm and the batch loop
+// (runtime/ops/packed_conv.h).
 #include "runtime/ops/packed_conv.h"
 
 #include <algorithm>
@@ -15,10 +16,8 @@ namespace lowbit {
 std::unique_ptr<OpKernel> MakeWeightOnlyConv(const Node& n);  // conv.cc
 
 std::string PackedConv::Algorithm() const {
-  std::string a = KernelPathName(path_);
-  if (depthwise_) return a + (nhwc_dw_ ? " depthwise-bytes" : " depthwise-planes");
-  a += winograd_ ? " winograd" : direct_ ? " direct" : implicit_ ? " implicit-gemm" : " im2col";
-  a += std::string(" ") + LayoutName(groups_[0]);
+  std::string a = std::string(KernelPathName(path_)) + " " + algorithm_->name();
+  if (!depthwise_) a += std::string(" ") + LayoutName(groups_[0]);
   if (mixed_) a += " filter-wise";
   return a;
 }
@@ -58,26 +57,7 @@ Status PackedConv::Prepare(const std::vector<TensorInfo>& in, std::vector<Tensor
                            "8-bit pixels need a depthwise convolution with one output per "
                            "channel and no residual");
   }
-  if (depthwise_) {
-    LOWBIT_RETURN_IF_ERROR(BuildDepthwise(w.parts[0]));
-    signed_ = !nhwc_dw_;
-    if (nhwc_dw_) {
-      // The NHWC byte image and tap-major weights of DepthwiseNhwc.
-      cs_ = ck_ = c_;
-      SetUpGeometry();
-      dw_taps_.resize(taps_ * m_);
-      dw_wsum_.assign(m_, 0.0f);
-      for (int64_t m = 0; m < m_; ++m) {
-        for (int64_t t = 0; t < taps_; ++t) {
-          dw_taps_[t * m_ + m] = dw_weight_[m * taps_ + t];
-          dw_wsum_[m] += dw_weight_[m * taps_ + t];
-        }
-      }
-      dw_a_scale_.resize(m_);
-      dw_bias_.assign(m_, 0.0f);
-      dw_pairs_ = DepthwisePairWeights(dw_taps_.data(), taps_, m_);
-    }
-  } else {
+  if (!depthwise_) {
     // Images with a channel count that is not a multiple of 4 (an RGB or
     // grey stem) get one of two forms that keep every input step of 4
     // inside one run of contiguous bytes, so the implicit GEMM applies:
@@ -106,9 +86,8 @@ Status PackedConv::Prepare(const std::vector<TensorInfo>& in, std::vector<Tensor
     }
     LOWBIT_RETURN_IF_ERROR(CheckOneOperand(groups_, w));
     signed_ = groups_[0].signed_acts();
-    SetUpWinograd();
-    SetUpImage();
   }
+  LOWBIT_RETURN_IF_ERROR(ChooseAlgorithm(w));
   scratch_.clear();
   if (!depthwise_ || nhwc_dw_) {
     scratch_.emplace_back();
@@ -140,7 +119,7 @@ void PackedConv::Run(const std::vector<const Tensor*>& in, const std::vector<Ten
                      const ExecContext& ctx) {
   const float* x = bytes_in_ ? nullptr : in[0]->data<float>();
   const float* bias = Bias(in);
-  const int64_t isz = c_ * g_.in_size(), osz = g_.out_size();
+  const int64_t isz = c_ * g_.in_size();
   // A fused residual of the output's shape is added in the epilogue before
   // the activation; otherwise (broadcast, depthwise) after it, and the
   // activation with it. Late residuals and outputs work on fp32 planes.
@@ -159,110 +138,23 @@ void PackedConv::Run(const std::vector<const Tensor*>& in, const std::vector<Ten
   float* y = bytes_out_ ? y_planes_.data() : out[0]->data<float>();
   uint8_t* yb = bytes_out_ ? out[0]->data<uint8_t>() : nullptr;
   const ByteOutput bo{1.0f / out_q_.scale, out_q_.zero};
+  ImageIO common;
+  common.x = x;
+  common.xb = bytes_in_ ? in[0]->data<uint8_t>() : nullptr;
+  common.bias = bias;
+  common.late_residual = late_residual;
+  common.write_bytes = write_bytes;
+  common.res = res;
+  common.res_b = res_b;
+  common.y = y;
+  common.yb = yb;
+  common.bo = bo;
   auto run_image = [&](int64_t i, const ExecContext& ctx, ImageScratch& s) {
-    const ActQuant a = act_spec_.is_static
-                           ? act_
-                           : DynamicActParams(x + i * isz, isz, act_spec_.symmetric, signed_);
-    if (nhwc_dw_) {
-      if (bytes_in_) {
-        CopyImage(in[0]->data<uint8_t>() + i * isz, a, ctx, s);
-      } else {
-        QuantizeImage(x + i * isz, a, ctx, s);
-      }
-      DepthwiseBytes(a, bias, bo, yb != nullptr ? yb + i * osz * m_ : nullptr,
-                     y != nullptr ? y + i * m_ * osz : nullptr, ctx, s);
-      return;
-    }
-    if (depthwise_) {
-      Depthwise(x + i * isz, a, bias, !late_residual, y + i * m_ * osz, ctx);
-      return;
-    }
-    if (!bytes_in_) {
-      QuantizeImage(x + i * isz, a, ctx, s);
-    } else if (!in_place_) {
-      CopyImage(in[0]->data<uint8_t>() + i * isz, a, ctx, s);
-    }
-    const uint8_t* image = in_place_ ? in[0]->data<uint8_t>() + i * isz : s.image.data();
-    const int64_t threads = ctx.pool->threads();
-    if (mixed_ && write_bytes && (implicit_ || direct_)) {
-      MixedBytes(a, bias, res != nullptr && !late_residual ? res + i * m_ * osz : nullptr,
-                 res_b != nullptr ? res_b + i * osz * m_ : nullptr, bo, yb + i * osz * m_, ctx, s);
-      return;
-    }
-    for (int64_t part = 0; part < static_cast<int64_t>(groups_.size()); ++part) {
-      const QLinearWeights& w = groups_[part];
-      // Input channels from group grp; outputs from og, or scattered to
-      // part_out_ (filter-wise formats: every part reads the whole input).
-      const int64_t grp = mixed_ ? 0 : part, og = mixed_ ? 0 : part * mg_;
-      // Few pixels and many output tiles (the late, 7x7 and 14x14 layers):
-      // threads split the output channels, so each streams only its share
-      // of the weights and the work divides evenly.
-      const bool by_channels = threads > 1 && (implicit_ || rows_for_direct_) &&
-                               osz < 128 * threads && w.n_pad / 16 >= 4 * threads;
-      if (!LevelPlanes() && (!mixed_ || part == 0)) WindowSums(grp, ctx, s);
-      Epilogue e = MakeEpilogue(fused_, bias != nullptr ? bias + og : nullptr);
-      if (mixed_) e.out = part_out_[part].data();
-      if (late_residual) e.clamp = false;
-      PrepareColumnEpilogue(w, a, e, path_, &s.epilogue);
-      float* yg = write_bytes ? nullptr : y + (i * m_ + og) * osz;
-      const float* rg = res != nullptr && !late_residual ? res + (i * m_ + og) * osz : nullptr;
-      uint8_t* ybg = write_bytes ? yb + i * osz * m_ + og : nullptr;
-      const uint8_t* rbg = res_b != nullptr ? res_b + i * osz * m_ + og : nullptr;
-      // The epilogue of pixels [p0, p0 + n), outputs [j0, j1).
-      auto epilogue = [&](int64_t p0, int64_t n, const int32_t* dot, int64_t j0, int64_t j1) {
-        if (ybg != nullptr) {
-          const RowResidual r = ResidualRows(rg, rbg, p0);
-          QLinearEpilogueRowsBytes(w, s.epilogue, s.sums.data() + p0, dot, n, r, bo, ybg + p0 * m_,
-                                   m_, j0, j1);
-        } else {
-          QLinearEpilogueColumns(w, s.epilogue, s.sums.data() + p0, dot, n,
-                                 rg != nullptr ? rg + p0 : nullptr, yg + p0, osz, j0, j1);
-        }
-      };
-      if (winograd_) {
-        // The image's pixels, from the input bytes or the padded image's interior.
-        const WinogradImage im{
-            in_place_ ? image : ImageRow(0, s), g_.in[1], g_.in[2],
-            in_place_ ? g_.in[2] : padded_[2],  c_,       static_cast<uint8_t>(a.zero)};
-        WinogradRun(im, ctx, s, epilogue);
-        continue;
-      }
-      // The GEMM rows: window pointers into the image, or gathered windows.
-      if (implicit_ || by_channels) {
-        for (int64_t p = 0; p < osz; ++p) s.row_ptr[p] = image + row_pix_[p] * cs_ + grp * cg_;
-      } else if (!direct_) {
-        Gather(w, grp, ctx, s);
-      }
-      SizeDots(threads, s);
-      if (by_channels) {
-        const int64_t tiles = w.n_pad / 16;
-        ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
-          for (int64_t t = t0; t < t1; ++t) {
-            const int64_t a0 = tiles * t / threads, a1 = tiles * (t + 1) / threads;
-            int32_t* dot = s.dot[t].data();
-            for (int64_t p0 = 0; p0 < osz; p0 += kBlockRows) {
-              const int64_t n = std::min<int64_t>(kBlockRows, osz - p0);
-              QLinearDotRows(w, path_, s.row_ptr.data() + p0, step_off_.data(), n, dot, a0, a1);
-              epilogue(p0, n, dot, a0 * 16, std::min(w.n, a1 * 16));
-            }
-          }
-        });
-        continue;  // the next group
-      }
-      // Blocks of at most kBlockRows pixels (multiples of 4, the kernels'
-      // row block), as many per thread and of near equal size.
-      ForBlocks(osz, threads, ctx, [&](int64_t t, int64_t p0, int64_t n) {
-        int32_t* dot = s.dot[t].data();
-        if (direct_) {
-          QLinearDots(w, path_, image + p0 * cs_, n, dot, nullptr);
-        } else if (implicit_) {
-          QLinearDotsRows(w, path_, s.row_ptr.data() + p0, step_off_.data(), n, dot, nullptr);
-        } else {
-          QLinearDots(w, path_, s.u.data() + p0 * w.k_pad, n, dot, nullptr);
-        }
-        epilogue(p0, n, dot, 0, -1);
-      });
-    }
+    ImageIO io = common;
+    io.i = i;
+    io.a = act_spec_.is_static ? act_
+                               : DynamicActParams(x + i * isz, isz, act_spec_.symmetric, signed_);
+    algorithm_->RunImage(*this, io, ctx, s);
   };
   // Batches of small images: each thread takes whole images with its own
   // scratch, instead of splitting every image's many short steps.
@@ -298,51 +190,63 @@ void PackedConv::Run(const std::vector<const Tensor*>& in, const std::vector<Ten
   }
 }
 
-RowResidual PackedConv::ResidualRows(const float* planes, const uint8_t* bytes, int64_t p0) const {
-  RowResidual r;
-  if (planes != nullptr) {
-    r.planes = planes + p0;
-    r.ld = g_.out_size();
-  } else if (bytes != nullptr) {
-    r.bytes = bytes + p0 * m_;
-    r.ld = m_;
-    r.scale = res_q_.scale;
-    r.zero = res_q_.zero;
+Status PackedConv::ChooseAlgorithm(const PackedParts& w) {
+  winograd_ = false;
+  if (depthwise_) {
+    signed_ = !nhwc_dw_;
+    if (!nhwc_dw_) {
+      LOWBIT_ASSIGN_OR_RETURN(algorithm_, MakeDepthwisePlanes(*this, w.parts[0]));
+      return OkStatus();
+    }
+    // The NHWC byte image of DepthwiseNhwc.
+    cs_ = ck_ = c_;
+    SetUpGeometry();
+    LOWBIT_ASSIGN_OR_RETURN(algorithm_, MakeDepthwiseBytes(*this, w.parts[0]));
+    return OkStatus();
   }
-  return r;
+  algorithm_ = MakeWinograd(*this);
+  winograd_ = algorithm_ != nullptr;
+  SetUpImage();
+  if (algorithm_ == nullptr) algorithm_ = MakeGemm(*this);
+  return OkStatus();
 }
 
-void PackedConv::MixedBytes(const ActQuant& a, const float* bias, const float* res,
-                            const uint8_t* res_b, ByteOutput bo, uint8_t* yb,
-                            const ExecContext& ctx, ImageScratch& s) {
-  const int64_t osz = g_.out_size(), threads = ctx.pool->threads();
-  if (!LevelPlanes()) WindowSums(0, ctx, s);
-  if (implicit_) {
-    for (int64_t p = 0; p < osz; ++p) s.row_ptr[p] = s.image.data() + row_pix_[p] * cs_;
+const uint8_t* PackedConv::ImageFor(const ImageIO& io, const ExecContext& ctx, ImageScratch& s) {
+  const int64_t isz = c_ * g_.in_size();
+  if (!bytes_in_) {
+    QuantizeImage(io.x + io.i * isz, io.a, ctx, s);
+  } else if (!in_place_) {
+    CopyImage(io.xb + io.i * isz, io.a, ctx, s);
   }
-  s.parts.resize(groups_.size());
-  for (size_t part = 0; part < groups_.size(); ++part) {
-    Epilogue e = MakeEpilogue(fused_, bias);
-    e.out = part_out_[part].data();
-    PrepareColumnEpilogue(groups_[part], a, e, path_, &s.parts[part]);
-  }
-  MergeColumnEpilogues(s.parts, m_, &s.epilogue);
-  SizeDots(threads, s);
-  ForBlocks(osz, threads, ctx, [&](int64_t t, int64_t p0, int64_t n) {
-    for (size_t part = 0; part < groups_.size(); ++part) {
-      const QLinearWeights& w = groups_[part];
-      int32_t* dot = s.dot[t].data() + part_dot_[part];
-      if (direct_) {
-        QLinearDots(w, path_, s.image.data() + p0 * cs_, n, dot, nullptr);
-      } else {
-        QLinearDotsRows(w, path_, s.row_ptr.data() + p0, step_off_.data(), n, dot, nullptr);
-      }
-    }
-    const RowResidual r = ResidualRows(res, res_b, p0);
-    QLinearEpilogueRowsBytesGathered(s.epilogue, DotGather{gather_idx_.data(), gather_step_.data()},
-                                     s.sums.data() + p0, s.dot[t].data(), 0, n, r, bo, yb + p0 * m_,
-                                     m_);
-  });
+  return in_place_ ? io.xb + io.i * isz : s.image.data();
+}
+
+PackedConv::PartEpilogue PackedConv::BeginPart(const ImageIO& io, int64_t part,
+                                               const ExecContext& ctx, ImageScratch& s) {
+  const QLinearWeights& w = groups_[part];
+  // Input channels from group grp; outputs from og, or scattered to
+  // part_out_ (filter-wise formats: every part reads the whole input).
+  const int64_t grp = mixed_ ? 0 : part, og = mixed_ ? 0 : part * mg_;
+  const int64_t osz = g_.out_size(), i = io.i;
+  if (!LevelPlanes() && (!mixed_ || part == 0)) WindowSums(grp, ctx, s);
+  Epilogue e = MakeEpilogue(fused_, io.bias != nullptr ? io.bias + og : nullptr);
+  if (mixed_) e.out = part_out_[part].data();
+  if (io.late_residual) e.clamp = false;
+  PrepareColumnEpilogue(w, io.a, e, path_, &s.epilogue);
+  PartEpilogue pe;
+  pe.w = &w;
+  pe.c = &s.epilogue;
+  pe.sums = s.sums.data();
+  pe.y = io.write_bytes ? nullptr : io.y + (i * m_ + og) * osz;
+  pe.r = io.res != nullptr && !io.late_residual ? io.res + (i * m_ + og) * osz : nullptr;
+  pe.yb = io.write_bytes ? io.yb + i * osz * m_ + og : nullptr;
+  pe.rb = io.res_b != nullptr ? io.res_b + i * osz * m_ + og : nullptr;
+  pe.osz = osz;
+  pe.m = m_;
+  pe.bo = io.bo;
+  pe.res_scale = res_q_.scale;
+  pe.res_zero = res_q_.zero;
+  return pe;
 }
 
 void PackedConv::SizeDots(int64_t threads, ImageScratch& s) {

@@ -11,10 +11,13 @@
 // convolution (one input channel per group) has its own kernels: on small
 // exact integers held in fp32 lanes (planes), or on the NHWC bytes.
 //
-// The class is split by subject: packed_conv.cc (preparation, the GEMM
-// paths, Run), packed_conv_image.cc (the byte image: quantization, copies,
-// window sums, gathered rows), packed_conv_depthwise.cc and
-// packed_conv_winograd.cc.
+// One algorithm object per way of computing an image (ConvAlgorithm below),
+// chosen once per plan in ChooseAlgorithm: the GEMM (packed_conv_gemm.cc),
+// exact Winograd (packed_conv_winograd.cc), depthwise on planes and on bytes
+// (packed_conv_depthwise.cc). PackedConv itself prepares what they share
+// (packed_conv.cc: geometry, kernel layouts, byte edges, the batch loop and
+// late residuals; packed_conv_image.cc: the byte image, window sums,
+// gathered rows).
 #ifndef LOWBIT_RUNTIME_OPS_PACKED_CONV_H_
 #define LOWBIT_RUNTIME_OPS_PACKED_CONV_H_
 
@@ -22,6 +25,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -65,6 +69,92 @@ class PackedConv final : public PackedKernel {
     std::vector<ColumnEpilogue> parts;  // per format (MixedBytes)
   };
 
+  // What one image's computation reads and writes; Run fills it per image.
+  // Pointers are to the whole batch (image i starts i images in).
+  struct ImageIO {
+    int64_t i = 0;                   // the image
+    ActQuant a;                      // its activation quantization
+    const float* x = nullptr;        // fp32 input, or null when X is bytes
+    const uint8_t* xb = nullptr;     // 8-bit input pixels, or null
+    const float* bias = nullptr;     // or null
+    bool late_residual = false;      // the residual is added after the kernels, by Run
+    bool write_bytes = false;        // the kernels write yb
+    const float* res = nullptr;      // fp32 residual planes, or null
+    const uint8_t* res_b = nullptr;  // 8-bit residual pixels, or null
+    float* y = nullptr;              // fp32 output planes (when not write_bytes)
+    uint8_t* yb = nullptr;           // 8-bit output pixels, or null
+    ByteOutput bo;                   // their quantization
+  };
+
+  // The algorithms: one object each, chosen once per plan in Prepare
+  // (the one place: ChooseAlgorithm), each in its own file, run per image.
+  // A new algorithm is a subclass, a factory and a line in ChooseAlgorithm.
+  class ConvAlgorithm {
+   public:
+    virtual ~ConvAlgorithm() = default;
+    // "implicit-gemm", "winograd", "depthwise-planes", ... for profiles.
+    virtual std::string name() const = 0;
+    virtual void RunImage(PackedConv& conv, const ImageIO& io, const ExecContext& ctx,
+                          ImageScratch& s) = 0;
+  };
+  class GemmAlgorithm;             // packed_conv_gemm.cc: direct, implicit or gathered GEMM
+  class WinogradAlgorithm;         // packed_conv_winograd.cc: exact F(4x4, 3x3)
+  class DepthwisePlanesAlgorithm;  // packed_conv_depthwise.cc: fp32 planes of small integers
+  class DepthwiseBytesAlgorithm;   // packed_conv_depthwise.cc: on the NHWC byte image
+  // After SetUpImage.
+  static std::unique_ptr<ConvAlgorithm> MakeGemm(const PackedConv& conv);
+  // Exact Winograd where it applies (conditions in packed_conv_winograd.cc),
+  // else null; after the groups' layouts, before SetUpImage.
+  static std::unique_ptr<ConvAlgorithm> MakeWinograd(const PackedConv& conv);
+  // From the whole [M, taps] weight.
+  static Result<std::unique_ptr<ConvAlgorithm>> MakeDepthwisePlanes(const PackedConv& conv,
+                                                                    const PackedTensor& w);
+  static Result<std::unique_ptr<ConvAlgorithm>> MakeDepthwiseBytes(const PackedConv& conv,
+                                                                   const PackedTensor& w);
+  // Picks the algorithm for the prepared geometry and weights, and sets up
+  // what the others share (the byte image); `w` is the packed weight.
+  Status ChooseAlgorithm(const PackedParts& w);
+
+  // The 8-bit image the GEMM and Winograd algorithms read: image io.i
+  // quantized or copied into s.image, or the input itself (in_place_).
+  const uint8_t* ImageFor(const ImageIO& io, const ExecContext& ctx, ImageScratch& s);
+
+  // The epilogue of one part (a group, or a format of filter-wise weights)
+  // of image io.i: pixels [p0, p0 + n), outputs [j0, j1) of the part, from
+  // their dot products. BeginPart sets it up (window sums, constants).
+  struct PartEpilogue {
+    const QLinearWeights* w;
+    const ColumnEpilogue* c;
+    const int32_t* sums;
+    float* y;           // the part's fp32 output planes, or null
+    const float* r;     // its fp32 residual planes, or null
+    uint8_t* yb;        // its 8-bit output pixels, or null
+    const uint8_t* rb;  // its 8-bit residual pixels, or null
+    int64_t osz, m;     // output pixels; output channels (the pixel stride of yb, rb)
+    ByteOutput bo;
+    float res_scale;
+    int32_t res_zero;
+    void operator()(int64_t p0, int64_t n, const int32_t* dot, int64_t j0, int64_t j1) const {
+      if (yb != nullptr) {
+        RowResidual rr;
+        if (r != nullptr) {
+          rr.planes = r + p0;
+          rr.ld = osz;
+        } else if (rb != nullptr) {
+          rr.bytes = rb + p0 * m;
+          rr.ld = m;
+          rr.scale = res_scale;
+          rr.zero = res_zero;
+        }
+        QLinearEpilogueRowsBytes(*w, *c, sums + p0, dot, n, rr, bo, yb + p0 * m, m, j0, j1);
+      } else {
+        QLinearEpilogueColumns(*w, *c, sums + p0, dot, n, r != nullptr ? r + p0 : nullptr, y + p0,
+                               osz, j0, j1);
+      }
+    }
+  };
+  PartEpilogue BeginPart(const ImageIO& io, int64_t part, const ExecContext& ctx, ImageScratch& s);
+
  public:
   std::string Algorithm() const override;
 
@@ -74,72 +164,6 @@ class PackedConv final : public PackedKernel {
            const ExecContext& ctx) override;
 
  private:
-  // The same-shape residual of output pixels from p0 for a byte epilogue:
-  // fp32 planes or 8-bit pixels (one image's, from its first pixel), or none.
-  RowResidual ResidualRows(const float* planes, const uint8_t* bytes, int64_t p0) const;
-
-  // Filter-wise formats writing bytes: per block of pixels, every format's
-  // dot products (each in its own region of the block buffer), then one
-  // epilogue pass in output-channel order that gathers them, so each pixel's
-  // bytes are stored contiguously rather than scattered format by format.
-  void MixedBytes(const ActQuant& a, const float* bias, const float* res, const uint8_t* res_b,
-                  ByteOutput bo, uint8_t* yb, const ExecContext& ctx, ImageScratch& s);
-
-  // Whether this convolution runs as exact Winograd F(4x4, 3x3)
-  // (kernels/winograd.h): AVX-512 level planes of one format, a 2D 3x3
-  // window at stride 1 with padding 1 and the input's size, channels in
-  // multiples of 32, weights WinogradExact accepts, and enough tiles per
-  // image (32: ResNet's 56x56 and 28x28 layers, not 14x14 or 7x7, whose
-  // partial tiles and few products per transformed weight lose) -- or any
-  // count with KernelOptions::winograd on (LOWBIT_WINOGRAD=1); off
-  // (LOWBIT_WINOGRAD=0) turns it off. Keeps the
-  // transformed weights (36 * outputs * channels int16s).
-  void SetUpWinograd();
-
-  // Units of whole bands: their tiles transformed, through the products and
-  // into `epilogue` (p0, n, dot, j0, j1). Threads take bands when they divide
-  // evenly, else blocks of output tiles (each transforming every unit).
-  template <typename Epilogue>
-  void WinogradRun(const WinogradImage& im, const ExecContext& ctx, ImageScratch& s,
-                   Epilogue epilogue) {
-    const QLinearWeights& w = groups_[0];
-    const int64_t threads = ctx.pool->threads(), tn = w.n_pad / 16;
-    const int64_t unit_tiles = wino_unit_ * wino_tpr_, row = 4 * wino_tpr_ * w.n_pad;
-    if (static_cast<int64_t>(s.wino_dot.size()) < threads) {
-      s.wino_v.resize(threads);
-      s.wino_dot.resize(threads);
-      s.wino_m.resize(threads);
-    }
-    // (Output tiles split in U's blocks of 4.)
-    const int64_t blocks = (tn + 3) / 4;
-    const bool by_bands = wino_bands_ % threads == 0 || blocks < threads;
-    ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t b0 = by_bands ? wino_bands_ * t / threads : 0;
-        const int64_t b1 = by_bands ? wino_bands_ * (t + 1) / threads : wino_bands_;
-        const int64_t n0 = by_bands ? 0 : 4 * (blocks * t / threads);
-        const int64_t n1 = by_bands ? tn : std::min(tn, 4 * (blocks * (t + 1) / threads));
-        std::vector<int16_t>& v = s.wino_v[t];
-        std::vector<int32_t>& dot = s.wino_dot[t];
-        v.resize(36 * unit_tiles * c_);
-        dot.resize(wino_unit_ * 4 * row);
-        s.wino_m[t].resize(WinogradScratchInts());
-        for (int64_t b = b0; b < b1; b += wino_unit_) {
-          const int64_t nb = std::min(wino_unit_, b1 - b), tiles = nb * wino_tpr_;
-          for (int64_t i = 0; i < nb; ++i) {
-            WinogradInputAvx512(im, b + i, 0, wino_tpr_, v.data() + i * wino_tpr_ * 36 * c_);
-          }
-          WinogradDotsAvx512(v.data(), tiles, wino_tpr_, wino_u_.data(), c_, w.n_pad, n0, n1,
-                             s.wino_m[t].data(), dot.data());
-          for (int64_t r = 4 * b; r < std::min(4 * (b + nb), g_.out[1]); ++r) {
-            epilogue(r * g_.out[2], g_.out[2], dot.data() + (r - 4 * b) * row, n0 * 16,
-                     std::min(w.n, n1 * 16));
-          }
-        }
-      }
-    });
-  }
-
   // One block buffer per thread (allocated on first use, then kept).
   static void SizeDots(int64_t threads, ImageScratch& s);
 
@@ -191,10 +215,6 @@ class PackedConv final : public PackedKernel {
   // kernel row in K; 0 otherwise). Row segments only where they shorten K
   // and `segments` allows them.
   void SetKernelRows(bool segments);
-
-  // Depthwise weights as small integers T[code] - offset (one per tap) and a
-  // scale per channel, from the kernel layout of the whole [M, taps] tensor.
-  Status BuildDepthwise(const PackedTensor& w);
 
   // The zero-point padded NHWC image every non-depthwise path reads: big
   // enough for every window and for the whole input; each output pixel's
@@ -257,20 +277,6 @@ class PackedConv final : public PackedKernel {
   // up to w's k_pad.
   void Gather(const QLinearWeights& w, int64_t grp, const ExecContext& ctx, ImageScratch& s);
 
-  // Depthwise on the NHWC byte image (kernels/depthwise.h), writing bytes
-  // (yb) or fp32 planes (yf); output rows split across threads.
-  void DepthwiseBytes(const ActQuant& a, const float* bias, ByteOutput bo, uint8_t* yb, float* yf,
-                      const ExecContext& ctx, ImageScratch& s);
-
-  // y[m] = scale[m] * xs * sum over taps of (T - offset[m]) * (a - z) + b[m],
-  // on a plane of a - z (padding 0) in fp32 lanes: every product and sum is
-  // an exact small integer (|acc| < 2^24 for windows up to 7x7x5).
-  void Depthwise(const float* x, const ActQuant& a, const float* bias, bool activation, float* y,
-                 const ExecContext& ctx);
-
-  struct Scratch {
-    std::vector<float> plane, acc;
-  };
   WindowGeometry g_;
   Shape out_shape_;
   Residual residual_;  // input 4
@@ -299,22 +305,13 @@ class PackedConv final : public PackedKernel {
   std::vector<int32_t> step_off_;
   bool use_integral_ = false;  // IntegralWindowSums
   bool in_place_ = false;      // the 8-bit input read without an image (SetUpImage)
-  // Winograd F(4x4, 3x3) (SetUpWinograd): bands of 4 output rows, tiles per
-  // band, bands per unit of the products, and the transformed weights.
-  bool winograd_ = false;
-  int64_t wino_bands_ = 0, wino_tpr_ = 0, wino_unit_ = 1;
-  std::vector<int16_t> wino_u_;
+  std::unique_ptr<ConvAlgorithm> algorithm_;
+  bool winograd_ = false;  // algorithm_ is the Winograd one (SetUpImage reads it)
   // Per-image working memory (ImageScratch above).
   std::vector<ImageScratch> scratch_;
   ImageScratch no_scratch_;  // for the planes depthwise, which has its own
   ThreadPool serial_{1};     // runs ParallelFor inline
-  // Depthwise; with byte edges on the NHWC image (nhwc_dw_), with the weights
-  // tap-major, their per-channel sums, and per-image scales and biases.
-  std::vector<float> dw_weight_, dw_scale_;
-  bool nhwc_dw_ = false;
-  std::vector<float> dw_taps_, dw_wsum_, dw_a_scale_, dw_bias_;
-  std::vector<int16_t> dw_pairs_;  // DepthwisePairWeights of dw_taps_
-  std::vector<Scratch> dw_scratch_;
+  bool nhwc_dw_ = false;     // depthwise on the NHWC byte image (with byte edges)
 };
 
 }  // namespace lowbit

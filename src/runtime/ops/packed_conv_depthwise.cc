@@ -1,132 +1,231 @@
-// PackedConv's depthwise paths: on fp32 planes of small exact integers, and
-// on the NHWC byte image (runtime/ops/packed_conv.h).
+// PackedConv's depthwise algorithms (runtime/ops/packed_conv.h): on fp32
+// planes of small exact integers, and on the NHWC byte image
+// (kernels/depthwise.h) where byte edges reach the layer.
 #include <algorithm>
-#include <climits>
 #include <cmath>
-#include <cstring>
 
-#include "runtime/byte_edges.h"
 #include "runtime/ops/byte_ops.h"
 #include "runtime/ops/packed_conv.h"
 #include "runtime/ops/planes.h"
 
 namespace lowbit {
+namespace {
 
-Status PackedConv::BuildDepthwise(const PackedTensor& w) {
-  QLinearWeights q;
-  LOWBIT_ASSIGN_OR_RETURN(q, Layout(w));
-  dw_weight_.resize(m_ * taps_);
-  std::vector<uint32_t> codes(taps_);
-  for (int64_t m = 0; m < m_; ++m) {
-    w.UnpackRow(m, codes.data());
-    // The plane layout's offset is relative to codes, i.e. to T - T[0].
-    const int32_t offset =
-        q.offset[m] + (q.layout == QLinearWeights::Layout::kPlanes ? q.table[0] : 0);
-    for (int64_t t = 0; t < taps_; ++t) {
-      dw_weight_[m * taps_ + t] = static_cast<float>(q.table[codes[t]] - offset);
-    }
-  }
-  dw_scale_ = q.scale;
-  return OkStatus();
-}
+// Depthwise weights as small integers T[code] - offset (one per tap,
+// [M, taps]) and a scale per channel, from the kernel layout of the whole
+// [M, taps] tensor.
+struct DepthwiseWeights {
+  std::vector<float> weight, scale;
+};
 
-void PackedConv::DepthwiseBytes(const ActQuant& a, const float* bias, ByteOutput bo, uint8_t* yb,
-                                float* yf, const ExecContext& ctx, ImageScratch& s) {
-  for (int64_t m = 0; m < m_; ++m) {
-    dw_a_scale_[m] = dw_scale_[m] * a.scale;
-    if (bias != nullptr) dw_bias_[m] = bias[m];
-  }
-  DepthwiseNhwcArgs d;
-  d.image = s.image.data();
-  d.pix = row_pix_.data();
-  d.tap = tap_pix_.data();
-  d.taps = taps_;
-  d.c = c_;
-  d.w = dw_taps_.data();
-  d.wsum = dw_wsum_.data();
-  d.scale = dw_a_scale_.data();
-  d.bias = dw_bias_.data();
-  d.zero = a.zero;
-  if (fused_.active) {
-    d.lo = fused_.lo;
-    d.hi = fused_.hi;
-  }
-  d.out_inv = bo.inv;
-  d.out_zero = bo.zero;
-  d.yb = yb;
-  d.yf = yb == nullptr ? yf : nullptr;
-  d.ldy = g_.out_size();
-  const DepthwiseBody body = path_ == KernelPath::kAvx512Vnni ? DepthwiseBody::kAvx512
-                             : Is256BitPath(path_)            ? DepthwiseBody::kAvx2
-                                                              : DepthwiseBody::kPortable;
-  d.w_pairs = dw_pairs_.data();
-  ctx.pool->ParallelFor(g_.out_size(),
-                        [&](int64_t p0, int64_t p1) { DepthwiseNhwc(d, p0, p1, body); });
-}
+}  // namespace
 
-void PackedConv::Depthwise(const float* x, const ActQuant& a, const float* bias, bool activation,
-                           float* y, const ExecContext& ctx) {
-  const auto& g = g_;
-  const int64_t ph = PaddedRows(g), pw = PaddedCols(g);
-  const int64_t pd = (g.out[0] - 1) * g.stride[0] + (g.k[0] - 1) * g.dilation[0] + 1;
-  const int threads = ctx.pool->threads();
-  if (static_cast<int>(dw_scratch_.size()) < threads) dw_scratch_.resize(threads);
-  const float lo = activation && fused_.active ? fused_.lo : -INFINITY;
-  const float hi = activation && fused_.active ? fused_.hi : INFINITY;
-  const bool fast3x3 =
-      g.k[0] == 1 && g.out[0] == 1 &&
-      Depthwise3x3Applies(g.k[1], g.k[2], g.stride[1], g.stride[2], g.dilation[1], g.dilation[2]);
-  ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      Scratch& s = dw_scratch_[t];
-      s.plane.assign(pd * ph * pw, 0.0f);
-      s.acc.resize(g.out_size());
-      const int64_t m0 = m_ * t / threads, m1 = m_ * (t + 1) / threads;
-      for (int64_t m = m0; m < m1; ++m) {
-        const float* xc = x + (m / mg_) * g.in_size();
-        for (int64_t d = 0; d < pd; ++d) {
-          const int64_t id = d - g.pad_begin[0];
-          if (id < 0 || id >= g.in[0]) continue;
-          ForInputRows(g, ph, pw, [&](int64_t r, int64_t ih, int64_t c0, int64_t n) {
-            QuantizeCentered(xc + (id * g.in[1] + ih) * g.in[2] + (c0 - g.pad_begin[2]), n,
-                             1.0f / a.scale, static_cast<float>(a.zero),
-                             s.plane.data() + (d * ph + r) * pw + c0);
-          });
-        }
-        const float* wm = dw_weight_.data() + m * taps_;
-        const float scale = dw_scale_[m] * a.scale, b = bias != nullptr ? bias[m] : 0.0f;
-        if (fast3x3) {
-          // Sum and epilogue in one pass.
-          Depthwise3x3Avx512(s.plane.data(), pw, wm, g.stride[1], y + m * g.out_size(), g.out[1],
-                             g.out[2], scale, b, lo, hi);
-          continue;
-        }
-        if (g.k[0] == 1 && g.out[0] == 1) {
-          DepthwisePlane(s.plane.data(), pw, wm, g.k[1], g.k[2], g.stride[1], g.stride[2],
-                         g.dilation[1], g.dilation[2], s.acc.data(), g.out[1], g.out[2]);
-        } else {
-          std::fill(s.acc.begin(), s.acc.end(), 0.0f);
-          for (int64_t od = 0; od < g.out[0]; ++od) {
-            for (int64_t oh = 0; oh < g.out[1]; ++oh) {
-              float* acc = s.acc.data() + (od * g.out[1] + oh) * g.out[2];
-              for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-                for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-                  const float* xr = s.plane.data() + ((od * g.stride[0] + kd * g.dilation[0]) * ph +
-                                                      oh * g.stride[1] + kh * g.dilation[1]) *
-                                                         pw;
-                  for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-                    AxpyRow(acc, xr + kw * g.dilation[2], wm[(kd * g.k[1] + kh) * g.k[2] + kw],
-                            g.out[2], g.stride[2]);
+class PackedConv::DepthwisePlanesAlgorithm final : public ConvAlgorithm {
+ public:
+  DepthwisePlanesAlgorithm(std::vector<float> weight, std::vector<float> scale)
+      : weight_(std::move(weight)), scale_(std::move(scale)) {}
+
+  std::string name() const override { return "depthwise-planes"; }
+
+  void RunImage(PackedConv& c, const ImageIO& io, const ExecContext& ctx, ImageScratch&) override {
+    const int64_t isz = c.c_ * c.g_.in_size(), osz = c.g_.out_size();
+    Depthwise(c, io.x + io.i * isz, io.a, io.bias, !io.late_residual, io.y + io.i * c.m_ * osz,
+              ctx);
+  }
+
+ private:
+  struct Scratch {
+    std::vector<float> plane, acc;
+  };
+
+  // y[m] = scale[m] * xs * sum over taps of (T - offset[m]) * (a - z) + b[m],
+  // on a plane of a - z (padding 0) in fp32 lanes: every product and sum is
+  // an exact small integer (|acc| < 2^24 for windows up to 7x7x5).
+  void Depthwise(const PackedConv& c, const float* x, const ActQuant& a, const float* bias,
+                 bool activation, float* y, const ExecContext& ctx) {
+    const auto& g = c.g_;
+    const int64_t ph = PaddedRows(g), pw = PaddedCols(g);
+    const int64_t pd = (g.out[0] - 1) * g.stride[0] + (g.k[0] - 1) * g.dilation[0] + 1;
+    const int threads = ctx.pool->threads();
+    if (static_cast<int>(scratch_.size()) < threads) scratch_.resize(threads);
+    const float lo = activation && c.fused_.active ? c.fused_.lo : -INFINITY;
+    const float hi = activation && c.fused_.active ? c.fused_.hi : INFINITY;
+    const bool fast3x3 =
+        g.k[0] == 1 && g.out[0] == 1 &&
+        Depthwise3x3Applies(g.k[1], g.k[2], g.stride[1], g.stride[2], g.dilation[1], g.dilation[2]);
+    ctx.pool->ParallelFor(threads, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        Scratch& s = scratch_[t];
+        s.plane.assign(pd * ph * pw, 0.0f);
+        s.acc.resize(g.out_size());
+        const int64_t m0 = c.m_ * t / threads, m1 = c.m_ * (t + 1) / threads;
+        for (int64_t m = m0; m < m1; ++m) {
+          const float* xc = x + (m / c.mg_) * g.in_size();
+          for (int64_t d = 0; d < pd; ++d) {
+            const int64_t id = d - g.pad_begin[0];
+            if (id < 0 || id >= g.in[0]) continue;
+            ForInputRows(g, ph, pw, [&](int64_t r, int64_t ih, int64_t c0, int64_t n) {
+              QuantizeCentered(xc + (id * g.in[1] + ih) * g.in[2] + (c0 - g.pad_begin[2]), n,
+                               1.0f / a.scale, static_cast<float>(a.zero),
+                               s.plane.data() + (d * ph + r) * pw + c0);
+            });
+          }
+          const float* wm = weight_.data() + m * c.taps_;
+          const float scale = scale_[m] * a.scale, b = bias != nullptr ? bias[m] : 0.0f;
+          if (fast3x3) {
+            // Sum and epilogue in one pass.
+            Depthwise3x3Avx512(s.plane.data(), pw, wm, g.stride[1], y + m * g.out_size(), g.out[1],
+                               g.out[2], scale, b, lo, hi);
+            continue;
+          }
+          if (g.k[0] == 1 && g.out[0] == 1) {
+            DepthwisePlane(s.plane.data(), pw, wm, g.k[1], g.k[2], g.stride[1], g.stride[2],
+                           g.dilation[1], g.dilation[2], s.acc.data(), g.out[1], g.out[2]);
+          } else {
+            std::fill(s.acc.begin(), s.acc.end(), 0.0f);
+            for (int64_t od = 0; od < g.out[0]; ++od) {
+              for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+                float* acc = s.acc.data() + (od * g.out[1] + oh) * g.out[2];
+                for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+                  for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+                    const float* xr =
+                        s.plane.data() + ((od * g.stride[0] + kd * g.dilation[0]) * ph +
+                                          oh * g.stride[1] + kh * g.dilation[1]) *
+                                             pw;
+                    for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+                      AxpyRow(acc, xr + kw * g.dilation[2], wm[(kd * g.k[1] + kh) * g.k[2] + kw],
+                              g.out[2], g.stride[2]);
+                    }
                   }
                 }
               }
             }
           }
+          ScaleBiasClamp(s.acc.data(), g.out_size(), scale, b, lo, hi, y + m * g.out_size());
         }
-        ScaleBiasClamp(s.acc.data(), g.out_size(), scale, b, lo, hi, y + m * g.out_size());
+      }
+    });
+  }
+
+  std::vector<float> weight_, scale_;
+  std::vector<Scratch> scratch_;  // per thread
+};
+
+class PackedConv::DepthwiseBytesAlgorithm final : public ConvAlgorithm {
+ public:
+  // The weights tap-major, their per-channel sums and tap pairs.
+  DepthwiseBytesAlgorithm(const PackedConv& c, const std::vector<float>& weight,
+                          std::vector<float> scale)
+      : scale_(std::move(scale)) {
+    const int64_t m_n = c.m_, taps = c.taps_;
+    taps_w_.resize(taps * m_n);
+    wsum_.assign(m_n, 0.0f);
+    for (int64_t m = 0; m < m_n; ++m) {
+      for (int64_t t = 0; t < taps; ++t) {
+        taps_w_[t * m_n + m] = weight[m * taps + t];
+        wsum_[m] += weight[m * taps + t];
       }
     }
-  });
+    a_scale_.resize(m_n);
+    bias_.assign(m_n, 0.0f);
+    pairs_ = DepthwisePairWeights(taps_w_.data(), taps, m_n);
+  }
+
+  std::string name() const override { return "depthwise-bytes"; }
+
+  void RunImage(PackedConv& c, const ImageIO& io, const ExecContext& ctx,
+                ImageScratch& s) override {
+    const int64_t isz = c.c_ * c.g_.in_size(), osz = c.g_.out_size();
+    if (io.xb != nullptr) {
+      c.CopyImage(io.xb + io.i * isz, io.a, ctx, s);
+    } else {
+      c.QuantizeImage(io.x + io.i * isz, io.a, ctx, s);
+    }
+    DepthwiseBytes(c, io.a, io.bias, io.bo, io.yb != nullptr ? io.yb + io.i * osz * c.m_ : nullptr,
+                   io.y != nullptr ? io.y + io.i * c.m_ * osz : nullptr, ctx, s);
+  }
+
+ private:
+  // Depthwise on the NHWC byte image (kernels/depthwise.h), writing bytes
+  // (yb) or fp32 planes (yf); output rows split across threads.
+  void DepthwiseBytes(const PackedConv& c, const ActQuant& a, const float* bias, ByteOutput bo,
+                      uint8_t* yb, float* yf, const ExecContext& ctx, ImageScratch& s) {
+    for (int64_t m = 0; m < c.m_; ++m) {
+      a_scale_[m] = scale_[m] * a.scale;
+      if (bias != nullptr) bias_[m] = bias[m];
+    }
+    DepthwiseNhwcArgs d;
+    d.image = s.image.data();
+    d.pix = c.row_pix_.data();
+    d.tap = c.tap_pix_.data();
+    d.taps = c.taps_;
+    d.c = c.c_;
+    d.w = taps_w_.data();
+    d.wsum = wsum_.data();
+    d.scale = a_scale_.data();
+    d.bias = bias_.data();
+    d.zero = a.zero;
+    if (c.fused_.active) {
+      d.lo = c.fused_.lo;
+      d.hi = c.fused_.hi;
+    }
+    d.out_inv = bo.inv;
+    d.out_zero = bo.zero;
+    d.yb = yb;
+    d.yf = yb == nullptr ? yf : nullptr;
+    d.ldy = c.g_.out_size();
+    const DepthwiseBody body = c.path_ == KernelPath::kAvx512Vnni ? DepthwiseBody::kAvx512
+                               : Is256BitPath(c.path_)            ? DepthwiseBody::kAvx2
+                                                                  : DepthwiseBody::kPortable;
+    d.w_pairs = pairs_.data();
+    ctx.pool->ParallelFor(c.g_.out_size(),
+                          [&](int64_t p0, int64_t p1) { DepthwiseNhwc(d, p0, p1, body); });
+  }
+
+  std::vector<float> scale_, taps_w_, wsum_, a_scale_, bias_;
+  std::vector<int16_t> pairs_;  // DepthwisePairWeights of taps_w_
+};
+
+namespace {
+
+Result<DepthwiseWeights> BuildDepthwise(const QLinearWeights& q, const PackedTensor& w, int64_t m_n,
+                                        int64_t taps) {
+  DepthwiseWeights out;
+  out.weight.resize(m_n * taps);
+  std::vector<uint32_t> codes(taps);
+  for (int64_t m = 0; m < m_n; ++m) {
+    w.UnpackRow(m, codes.data());
+    // The plane layout's offset is relative to codes, i.e. to T - T[0].
+    const int32_t offset =
+        q.offset[m] + (q.layout == QLinearWeights::Layout::kPlanes ? q.table[0] : 0);
+    for (int64_t t = 0; t < taps; ++t) {
+      out.weight[m * taps + t] = static_cast<float>(q.table[codes[t]] - offset);
+    }
+  }
+  out.scale = q.scale;
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<PackedConv::ConvAlgorithm>> PackedConv::MakeDepthwisePlanes(
+    const PackedConv& conv, const PackedTensor& w) {
+  QLinearWeights q;
+  LOWBIT_ASSIGN_OR_RETURN(q, conv.Layout(w));
+  DepthwiseWeights d;
+  LOWBIT_ASSIGN_OR_RETURN(d, BuildDepthwise(q, w, conv.m_, conv.taps_));
+  return std::unique_ptr<ConvAlgorithm>(
+      std::make_unique<DepthwisePlanesAlgorithm>(std::move(d.weight), std::move(d.scale)));
+}
+
+Result<std::unique_ptr<PackedConv::ConvAlgorithm>> PackedConv::MakeDepthwiseBytes(
+    const PackedConv& conv, const PackedTensor& w) {
+  QLinearWeights q;
+  LOWBIT_ASSIGN_OR_RETURN(q, conv.Layout(w));
+  DepthwiseWeights d;
+  LOWBIT_ASSIGN_OR_RETURN(d, BuildDepthwise(q, w, conv.m_, conv.taps_));
+  return std::unique_ptr<ConvAlgorithm>(
+      std::make_unique<DepthwiseBytesAlgorithm>(conv, d.weight, std::move(d.scale)));
 }
 
 }  // namespace lowbit
