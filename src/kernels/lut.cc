@@ -19,9 +19,9 @@ LutMap LutMapOf(const QLinearWeights& w) {
 }
 
 void PrepareLut(QLinearWeights* w, int64_t max_rows) {
-  w->lut_max_rows = max_rows;
+  w->lut.max_rows = max_rows;
   const int64_t blocks = LutBlocks(*w);
-  w->lut.assign(static_cast<size_t>(w->n_pad / 16 * blocks * 64), 0);
+  w->lut.index.assign(static_cast<size_t>(w->n_pad / 16 * blocks * 64), 0);
   for (int64_t r = 0; r < w->n; ++r) {
     const uint8_t* row = w->codes.data() + r * w->row_bytes;
     const int64_t tile = r / 16, i = r % 16;
@@ -32,7 +32,7 @@ void PrepareLut(QLinearWeights* w, int64_t max_rows) {
         if (((code >> p) & 1) == 0) continue;
         const int64_t b = w->bits == 2 ? q : q / 2;
         const int shift = 4 * (w->bits == 2 ? p : static_cast<int>(q % 2));
-        w->lut[(tile * blocks + b) * 64 + 16 * lane + i] |= static_cast<uint8_t>(1 << (j + shift));
+        w->lut.index[(tile * blocks + b) * 64 + 16 * lane + i] |= static_cast<uint8_t>(1 << (j + shift));
       }
     }
   }
@@ -80,7 +80,7 @@ int32_t BuildLutTablesRef(const QLinearWeights& w, const uint8_t* x, const int32
 
 void LutSumTileRef(const QLinearWeights& w, const uint8_t* tables, int64_t t, int32_t* sums) {
   const int64_t blocks = LutBlocks(w);
-  const uint8_t* tile = w.lut.data() + t * blocks * 64;
+  const uint8_t* tile = w.lut.index.data() + t * blocks * 64;
   for (int i = 0; i < 16; ++i) {
     int32_t acc = 0;
     for (int64_t b = 0; b < blocks; ++b) {

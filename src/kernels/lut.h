@@ -16,7 +16,7 @@
 //   dot[n]     = S[n]                                  (plane layout)
 //              = (T[1] - T[0]) * S[n] + T[0] * usum    (table layout, usum = sum u)
 //
-// Weight layout (w.lut, made at load time from the row-major codes): output
+// Weight layout (w.lut.index, made at load time from the row-major codes): output
 // rows in tiles of 16, inputs in quads of 16 (4 groups). One block of 64 bytes
 // per (tile, block), blocks tile-major: tile t, block b at (t * LutBlocks + b)
 // * 64. Byte 16 * L + i holds two indices for row i of the tile and group
@@ -43,7 +43,7 @@ namespace lowbit {
 // Whether w can run the table kernel: the plane layout at 1 or 2 bits, the
 // table layout at 1 bit.
 bool LutEligible(const QLinearWeights& w);
-// Fills w->lut and sets w->lut_max_rows (LutEligible must hold).
+// Fills w->lut and sets w->lut.max_rows (LutEligible must hold).
 void PrepareLut(QLinearWeights* w, int64_t max_rows = INT64_MAX);
 
 // The rule (bench/lut_bench; BENCHMARKS.md, "Bit-serial table kernel"): the
@@ -85,7 +85,7 @@ int32_t BuildLutTablesRef(const QLinearWeights& w, const uint8_t* x, const int32
 // The scalar reference of the lookups: tile t's 16 sums S from tables.
 void LutSumTileRef(const QLinearWeights& w, const uint8_t* tables, int64_t t, int32_t* sums);
 
-// The row-pointer form of QLinearDotRows on w.lut (dot is nrows x n_pad,
+// The row-pointer form of QLinearDotRows on w.lut.index (dot is nrows x n_pad,
 // tiles [t0, t1)).
 void LutDotRowsRef(const QLinearWeights& w, const uint8_t* const* rows, const int32_t* step_off,
                    int64_t nrows, int32_t* dot, int64_t t0, int64_t t1);
@@ -108,7 +108,7 @@ void LutDotRowsWith(const QLinearWeights& w, const uint8_t* const* rows, int64_t
   for (int64_t r = 0; r < nrows; ++r) {
     const int32_t bias = map.offset * build(rows[r], tables);
     for (int64_t t = t0; t < t1; ++t) {
-      const uint8_t* wt = w.lut.data() + t * blocks * 64;
+      const uint8_t* wt = w.lut.index.data() + t * blocks * 64;
       int32_t* d = dot + r * w.n_pad + t * 16;
       if (w.bits == 2) {
         tile(std::integral_constant<int, 2>(), wt, blocks, tables, map, bias, d);

@@ -58,33 +58,33 @@ Result<QLinearWeights> PrepareQLinearCodesFor(const QuantParams& p, const uint32
 }
 
 void PrepareAvx2Table(QLinearWeights* w) {
-  if (w->layout != QLinearWeights::Layout::kTable || !w->nibbles.empty() ||
-      !w->level_bytes.empty()) {
+  if (w->layout != QLinearWeights::Layout::kTable || !w->avx2.nibbles.empty() ||
+      !w->avx2.level_bytes.empty()) {
     return;
   }
   int max_level = 0;
   for (int8_t v : w->table) max_level = std::max(max_level, std::abs(static_cast<int>(v)));
-  w->avx2_split = max_level > 64;
+  w->avx2.split = max_level > 64;
   if (w->bits > 4) {
     // Padded rows and inputs hold level 0: no product at all.
-    w->level_bytes.assign(static_cast<size_t>(w->n_pad / 16 * w->steps() * 64), 0);
+    w->avx2.level_bytes.assign(static_cast<size_t>(w->n_pad / 16 * w->steps() * 64), 0);
     for (int64_t r = 0; r < w->n; ++r) {
       const uint8_t* row = w->codes.data() + r * w->row_bytes;
       for (int64_t c = 0; c < w->k; ++c) {
         const int64_t tile = r / 16, i = r % 16, step = c / 4, j = c % 4;
-        w->level_bytes[(tile * w->steps() + step) * 64 + 4 * i + j] =
+        w->avx2.level_bytes[(tile * w->steps() + step) * 64 + 4 * i + j] =
             w->table[CodeField(row, c * w->bits, w->bits)];
       }
     }
     return;
   }
   const int64_t groups = (w->steps() + 1) / 2;
-  w->nibbles.assign(static_cast<size_t>(w->n_pad / 16 * groups * 64), 0);
+  w->avx2.nibbles.assign(static_cast<size_t>(w->n_pad / 16 * groups * 64), 0);
   for (int64_t r = 0; r < w->n; ++r) {
     const uint8_t* row = w->codes.data() + r * w->row_bytes;
     for (int64_t c = 0; c < w->k; ++c) {
       const int64_t tile = r / 16, i = r % 16, step = c / 4, j = c % 4;
-      w->nibbles[(tile * groups + step / 2) * 64 + 4 * i + j] |=
+      w->avx2.nibbles[(tile * groups + step / 2) * 64 + 4 * i + j] |=
           static_cast<uint8_t>(CodeField(row, c * w->bits, w->bits) << (4 * (step % 2)));
     }
   }
@@ -607,7 +607,7 @@ void QLinearEpilogueRowsBytesGathered(const ColumnEpilogue& c, DotGather g, cons
 
 void QLinearDotRows(const QLinearWeights& w, KernelPath path, const uint8_t* const* rows,
                     const int32_t* step_off, int64_t nrows, int32_t* dot, int64_t t0, int64_t t1) {
-  if (!w.lut.empty() && nrows <= w.lut_max_rows) {
+  if (!w.lut.empty() && nrows <= w.lut.max_rows) {
     if (path == KernelPath::kAvx512Vnni) {
       LutDotRowsAvx512(w, rows, step_off, nrows, dot, t0, t1);
     } else {

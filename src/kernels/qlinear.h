@@ -32,8 +32,8 @@ bool ToLevelPlanes(QLinearWeights* w, const std::vector<bool>& padding);
 // tensors whose levels are not on an int8 grid (a codebook with arbitrary
 // levels), group granularity, and fp formats.
 Result<QLinearWeights> PrepareQLinear(const PackedTensor& w);
-// Adds the AVX2 form of a table layout (w->nibbles at <= 4 bits: int1, int3,
-// pow2, nhot, codebooks of up to 16 levels; w->level_bytes at 5-8 bits); a
+// Adds the AVX2 form of a table layout (w->avx2.nibbles at <= 4 bits: int1, int3,
+// pow2, nhot, codebooks of up to 16 levels; w->avx2.level_bytes at 5-8 bits); a
 // no-op for the plane layout. Only plans that run the AVX2 path pay its
 // memory.
 void PrepareAvx2Table(QLinearWeights* w);
@@ -254,7 +254,7 @@ void QLinearDotRowsAvxVnni(const QLinearWeights& w, const uint8_t* const* rows,
 inline bool RowKernelAvailable(const QLinearWeights& w, KernelPath path) {
   return path == KernelPath::kAvx512Vnni ||
          (Is256BitPath(path) && (w.layout == QLinearWeights::Layout::kPlanes ||
-                                 !w.nibbles.empty() || !w.level_bytes.empty()));
+                                 !w.avx2.nibbles.empty() || !w.avx2.level_bytes.empty()));
 }
 // Dispatches the row-pointer form to `path` (RowKernelAvailable must hold).
 void QLinearDotRows(const QLinearWeights& w, KernelPath path, const uint8_t* const* rows,

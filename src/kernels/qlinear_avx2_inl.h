@@ -1,6 +1,6 @@
 // 256-bit dot products for the plane layout (uniform grids at 1, 2, 4, 8
-// bits) and for table layouts (w.nibbles at up to 4 bits, looked up by
-// vpshufb; w.level_bytes at 5-8 bits), for CPUs without AVX-512. One body,
+// bits) and for table layouts (w.avx2.nibbles at up to 4 bits, looked up by
+// vpshufb; w.avx2.level_bytes at 5-8 bits), for CPUs without AVX-512. One body,
 // compiled twice (see the including files):
 //   qlinear_avx2.cc     -mavx2: vpmaddubsw (u8 x s8 pairs into int16) and
 //                       vpmaddwd with ones (the pairs into one int32 per row);
@@ -157,14 +157,14 @@ inline void TableStep(__m256i (&acc)[R][2], __m256i w0, __m256i w1, const uint8_
   }
 }
 
-// Table layout at <= 4 bits (w.nibbles): vpshufb maps each step's 64 codes,
+// Table layout at <= 4 bits (w.avx2.nibbles): vpshufb maps each step's 64 codes,
 // one nibble per byte, to the int8 levels.
 template <int R, bool kSplit>
 inline void NibbleTile(const QLinearWeights& w, __m256i table, const uint8_t* const* xr,
                        const int32_t* off, int32_t* dot, int64_t ldd, int64_t t) {
   const __m256i mask = _mm256_set1_epi8(0x0F);
   const int64_t steps = w.steps(), groups = (steps + 1) / 2;
-  const uint8_t* base = w.nibbles.data() + t * groups * 64;
+  const uint8_t* base = w.avx2.nibbles.data() + t * groups * 64;
   constexpr int S = kSets<R>;
   __m256i sets[S][R][2];
   ZeroSets(sets);
@@ -183,12 +183,12 @@ inline void NibbleTile(const QLinearWeights& w, __m256i table, const uint8_t* co
   StoreTile<R>(sets[0], dot, ldd, t);
 }
 
-// Table layout at 5-8 bits (w.level_bytes): the levels are read as they are.
+// Table layout at 5-8 bits (w.avx2.level_bytes): the levels are read as they are.
 template <int R, bool kSplit>
 inline void LevelTile(const QLinearWeights& w, const uint8_t* const* xr, const int32_t* off,
                       int32_t* dot, int64_t ldd, int64_t t) {
   const int64_t steps = w.steps();
-  const int8_t* base = w.level_bytes.data() + t * steps * 64;
+  const int8_t* base = w.avx2.level_bytes.data() + t * steps * 64;
   constexpr int S = kSets<R>;
   __m256i sets[S][R][2];
   ZeroSets(sets);
@@ -244,7 +244,7 @@ void LOWBIT_AVX2_DOT_ROWS(const QLinearWeights& w, const uint8_t* const* rows,
                           const int32_t* step_off, int64_t nrows, int32_t* dot, int64_t t0,
                           int64_t t1) {
   if (w.layout == QLinearWeights::Layout::kTable) {
-    const bool nibbles = !w.nibbles.empty(), split = w.avx2_split && !kVnni;
+    const bool nibbles = !w.avx2.nibbles.empty(), split = w.avx2.split && !kVnni;
     if (nibbles && !split) TableRows<true, false>(w, rows, step_off, nrows, dot, t0, t1);
     if (nibbles && split) TableRows<true, true>(w, rows, step_off, nrows, dot, t0, t1);
     if (!nibbles && !split) TableRows<false, false>(w, rows, step_off, nrows, dot, t0, t1);

@@ -46,6 +46,34 @@
 
 namespace lowbit {
 
+// The AVX2 forms of table-layout weights (PrepareAvx2Table; empty
+// otherwise). At most 4 bits: codes as nibbles in the plane layout's 4-bit
+// arrangement (a tile covers two steps of 4 inputs in 64 bytes; an odd last
+// step is read alone), which vpshufb maps to the int8 levels. 5-8 bits (AVX2
+// has no 32-256-entry byte lookup): the levels T[code] themselves, one int8
+// per weight, 64 bytes per (tile, step), byte 4*i + j for row i and input j
+// -- 8 bits per weight in memory instead of 5-7.
+struct Avx2TableForm {
+  std::vector<uint8_t> nibbles;
+  std::vector<int8_t> level_bytes;
+  // Whether some |T| exceeds 64, so vpmaddubsw's int16 pairs (2 * 255 * |T|)
+  // could saturate and the AVX2 kernel splits activations into nibbles.
+  bool split = false;
+};
+
+// The bit-serial table kernel's form (PrepareLut in lut.h; empty unless a
+// plan picked that kernel for the weight): the index bytes, and the most
+// activation rows per call it runs (more rows take the product kernels).
+struct LutForm {
+  std::vector<uint8_t> index;
+  int64_t max_rows = 0;
+  bool empty() const { return index.empty(); }
+};
+
+// A packed weight in a kernel layout: the per-row constants and the
+// row-major codes every layout shares (the reference reads those), the
+// tiles of one of the three layouts above (`layout` says which), and the
+// forms some plans add.
 struct QLinearWeights {
   // kLevelPlanes (ToLevelPlanes, AVX-512 only): the plane layout's tiles, read
   // with the table layout's arithmetic (below).
@@ -61,23 +89,9 @@ struct QLinearWeights {
   std::vector<uint8_t> tiles;    // kernel layout, 64-byte aligned start not required
   std::vector<uint8_t> codes;    // row-major codes as the file stores them (for the reference)
   int64_t row_bytes = 0;         // of `codes`
-  // The AVX2 forms of table-layout weights (PrepareAvx2Table; empty
-  // otherwise). At most 4 bits: codes as nibbles in the plane layout's 4-bit
-  // arrangement (a tile covers two steps of 4 inputs in 64 bytes; an odd last
-  // step is read alone), which vpshufb maps to the int8 levels. 5-8 bits
-  // (AVX2 has no 32-256-entry byte lookup): the levels T[code] themselves,
-  // one int8 per weight, 64 bytes per (tile, step), byte 4*i + j for row i
-  // and input j -- 8 bits per weight in memory instead of 5-7.
-  std::vector<uint8_t> nibbles;
-  std::vector<int8_t> level_bytes;
-  // Whether some |T| exceeds 64, so vpmaddubsw's int16 pairs (2 * 255 * |T|)
-  // could saturate and the AVX2 kernel splits activations into nibbles.
-  bool avx2_split = false;
-  // The bit-serial table kernel's form (PrepareLut in lut.h; empty unless a
-  // plan picked that kernel for this weight) and the most activation rows per
-  // call it runs; more rows take the product kernels.
-  std::vector<uint8_t> lut;
-  int64_t lut_max_rows = 0;
+  // Forms that some plans add (each its own type, empty unless added).
+  Avx2TableForm avx2;
+  LutForm lut;
 
   int64_t steps() const { return k_pad / 4; }
   // Bytes per (tile, step) in the table layout; per (tile, group of P steps),

@@ -114,8 +114,8 @@ TEST(QLinearTest, BatchedSimdDotEqualsReferenceExactly) {
             int max_level = 0;
             for (int8_t v : w.table) max_level = std::max(max_level, std::abs(static_cast<int>(v)));
             split += max_level > 64;
-            level_bytes += !w.level_bytes.empty();
-            ASSERT_EQ(w.avx2_split, max_level > 64) << f;
+            level_bytes += !w.avx2.level_bytes.empty();
+            ASSERT_EQ(w.avx2.split, max_level > 64) << f;
           }
           std::vector<uint8_t> u(rows * w.k_pad, 0);
           for (int64_t r = 0; r < rows; ++r) {
@@ -306,13 +306,13 @@ TEST(QLinearTest, LookupTableChoice) {
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.message().find("LOWBIT_LUT=fast"), std::string::npos) << bad.ToString();
   unsetenv("LOWBIT_LUT");
-  // Above w.lut_max_rows rows the product kernels run: a table form that is
+  // Above w.lut.max_rows rows the product kernels run: a table form that is
   // deliberately wrong changes the result of 1 row only.
   if (!KernelPathAvailable(KernelPath::kAvx2)) return;
   QLinearWeights w = w1;
   PrepareAvx2Table(&w);
   PrepareLut(&w, 2);
-  std::fill(w.lut.begin(), w.lut.end(), 0);  // every weight's bits cleared
+  std::fill(w.lut.index.begin(), w.lut.index.end(), 0);  // every weight's bits cleared
   const int64_t rows = 3;
   std::vector<uint8_t> u(rows * w.k_pad, 200);
   std::vector<int32_t> ref(w.n_pad), got(rows * w.n_pad);

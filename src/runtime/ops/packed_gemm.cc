@@ -21,7 +21,7 @@ class PackedGemm final : public PackedKernel {
   using PackedKernel::PackedKernel;
 
   std::string Algorithm() const override {
-    const bool lut = !ws_.empty() && !ws_[0].lut.empty() && rows_ <= ws_[0].lut_max_rows;
+    const bool lut = !ws_.empty() && !ws_[0].lut.empty() && rows_ <= ws_[0].lut.max_rows;
     std::string a = std::string(KernelPathName(path_)) + (lut          ? " lut"
                                                           : rows_ == 1 ? " gemv"
                                                                        : " gemm");
