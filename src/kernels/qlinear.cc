@@ -233,16 +233,64 @@ Result<QLinearWeights> PrepareQLinearCodes(const QuantParams& p, const uint32_t*
   return w;
 }
 
+namespace {
 
-bool ToLevelPlanes(QLinearWeights* w, const std::vector<bool>& padding) {
-  if (w->layout != QLinearWeights::Layout::kPlanes || !w->lut.empty()) return false;
-  // Planes: T[c] = c + T[0] and offset = zero point - T[0]; symmetric grids
-  // have zero point 0, and the zero level's code is -T[0].
-  const int32_t zero_code = -w->table[0];
-  if (zero_code < 0 || zero_code >= (1 << w->bits)) return false;
-  for (int32_t o : w->offset) {
+// ToLevelPlanes's conditions on the header: the plane layout of a grid with
+// a zero level, every row's offset that level's code.
+bool LevelPlanesFit(const QLinearWeights& w) {
+  if (w.layout != QLinearWeights::Layout::kPlanes) return false;
+  const int32_t zero_code = -w.table[0];
+  if (zero_code < 0 || zero_code >= (1 << w.bits)) return false;
+  for (int32_t o : w.offset) {
     if (o != zero_code) return false;
   }
+  return true;
+}
+
+}  // namespace
+
+bool LevelPlanesPossible(const QuantParams& p, int64_t rows, KernelPath path, KernelRule lut) {
+  if (path != KernelPath::kAvx512Vnni) return false;
+  Result<QLinearWeights> w = QLinearHeader(p);
+  if (!w.ok() || !LevelPlanesFit(*w)) return false;
+  w->n = rows;  // the table kernel's rule counts a layout's rows
+  return LutMaxRows(*w, path, lut) == 0;
+}
+
+Result<QLinearWeights> PrepareLevelPlaneCodes(const QuantParams& p, const uint32_t* codes,
+                                              const std::vector<bool>& padding) {
+  Result<QLinearWeights> w = QLinearHeader(p);
+  if (!w.ok()) return w;
+  if (!LevelPlanesFit(*w)) {
+    return Internal("PrepareLevelPlaneCodes: ", FormatName(p.spec), " weights have no level planes");
+  }
+  const uint32_t zero_code = static_cast<uint32_t>(-w->table[0]);
+  const int P = w->planes_per_byte();
+  uint8_t fill = 0;
+  for (int q = 0; q < P; ++q) fill |= static_cast<uint8_t>(zero_code << (w->bits * q));
+  std::fill(w->tiles.begin(), w->tiles.end(), fill);
+  w->codes.assign(static_cast<size_t>(w->n * w->row_bytes), 0);
+  std::vector<uint32_t> row(w->k);
+  for (int64_t r = 0; r < w->n; ++r) {
+    int32_t sum = 0;
+    for (int64_t c = 0; c < w->k; ++c) {
+      row[c] = !padding.empty() && padding[c] ? zero_code : codes[r * w->k + c];
+      sum += w->table[row[c]];
+    }
+    PackCodes(row.data(), w->k, w->bits, w->codes.data() + r * w->row_bytes);
+    PutPlaneRow<true>(&w.value(), r, row.data(), w->k);
+    w->rowsum[r] = sum;
+    w->offset[r] = 0;
+  }
+  w->layout = QLinearWeights::Layout::kLevelPlanes;
+  return w;
+}
+
+bool ToLevelPlanes(QLinearWeights* w, const std::vector<bool>& padding) {
+  // Planes: T[c] = c + T[0] and offset = zero point - T[0]; symmetric grids
+  // have zero point 0, and the zero level's code is -T[0].
+  if (!w->lut.empty() || !LevelPlanesFit(*w)) return false;
+  const int32_t zero_code = -w->table[0];
   const int P = w->planes_per_byte(), bits = w->bits;
   uint8_t fill = 0;
   for (int p = 0; p < P; ++p) fill |= static_cast<uint8_t>(zero_code << (bits * p));

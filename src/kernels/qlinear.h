@@ -117,6 +117,15 @@ Result<QLinearWeights> PrepareQLinearFor(const PackedTensor& w, KernelPath path,
 Result<QLinearWeights> PrepareQLinearCodes(const QuantParams& p, const uint32_t* codes);
 Result<QLinearWeights> PrepareQLinearCodesFor(const QuantParams& p, const uint32_t* codes,
                                               KernelPath path, KernelRule lut = KernelRule::kAuto);
+// Whether weights with parameters p, laid out in layouts of `rows` rows each
+// (a group's), take the level-plane layout on `path` with this table-kernel
+// rule: ToLevelPlanes's conditions, checked before any code is laid out.
+bool LevelPlanesPossible(const QuantParams& p, int64_t rows, KernelPath path, KernelRule lut);
+// The level-plane layout straight from unpacked codes (LevelPlanesPossible
+// must hold), as ToLevelPlanes(PrepareQLinearCodes(p, codes), padding)
+// gives it, codes laid out once.
+Result<QLinearWeights> PrepareLevelPlaneCodes(const QuantParams& p, const uint32_t* codes,
+                                              const std::vector<bool>& padding);
 
 // The epilogue for rows that share one activation scale and zero point (a
 // convolution's pixels of one image) and differ in their sums, written

@@ -728,11 +728,24 @@ TEST(QLinearTest, LevelPlanesEqualThePlaneLayout) {
         const bool eligible = planes.layout == QLinearWeights::Layout::kPlanes &&
                               std::string(f).find("asym") == std::string::npos;
         ASSERT_EQ(ToLevelPlanes(&w, padding), eligible);
+        EXPECT_EQ(LevelPlanesPossible(t.params(), n, KernelPath::kAvx512Vnni, KernelRule::kOff),
+                  eligible);
         if (!eligible) {
           EXPECT_EQ(w.layout, planes.layout);
           continue;
         }
         ++converted;
+        {  // Laid out straight from unpacked codes: the same weights.
+          std::vector<uint32_t> codes(n * k);
+          for (int64_t r = 0; r < n; ++r) t.UnpackRow(r, codes.data() + r * k);
+          const QLinearWeights direct = *PrepareLevelPlaneCodes(t.params(), codes.data(), padding);
+          EXPECT_EQ(direct.layout, w.layout);
+          EXPECT_EQ(direct.tiles, w.tiles);
+          EXPECT_EQ(direct.codes, w.codes);
+          EXPECT_EQ(direct.rowsum, w.rowsum);
+          EXPECT_EQ(direct.offset, w.offset);
+          EXPECT_EQ(direct.scale, w.scale);
+        }
         EXPECT_EQ(w.layout, QLinearWeights::Layout::kLevelPlanes);
         EXPECT_FALSE(w.signed_acts());
         const int64_t rows = 1 + static_cast<int64_t>(rng.Below(9));

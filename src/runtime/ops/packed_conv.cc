@@ -68,21 +68,11 @@ Status PackedConv::Prepare(const std::vector<TensorInfo>& in, std::vector<Tensor
     //   there, so their weights never contribute.
     SetKernelRows(true);
     LOWBIT_RETURN_IF_ERROR(BuildGroups(w));
-    if (segment_ > 0 && !std::all_of(groups_.begin(), groups_.end(), [](const QLinearWeights& q) {
-          return q.layout == QLinearWeights::Layout::kPlanes;
+    if (segment_ > 0 && std::any_of(groups_.begin(), groups_.end(), [](const QLinearWeights& q) {
+          return q.layout == QLinearWeights::Layout::kTable;
         })) {
       SetKernelRows(false);  // table layouts give code 0 a weight
       LOWBIT_RETURN_IF_ERROR(BuildGroups(w));
-    }
-    // AVX-512: symmetric grids run as level planes (kernels/qlinear.h):
-    // uint8 images as they are and no window sums, when every part can.
-    if (path_ == KernelPath::kAvx512Vnni) {
-      std::vector<QLinearWeights> level = groups_;
-      const std::vector<bool> padding = KernelPadding();
-      if (std::all_of(level.begin(), level.end(),
-                      [&](QLinearWeights& q) { return ToLevelPlanes(&q, padding); })) {
-        groups_ = std::move(level);
-      }
     }
     LOWBIT_RETURN_IF_ERROR(CheckOneOperand(groups_, w));
     signed_ = groups_[0].signed_acts();
@@ -259,6 +249,17 @@ void PackedConv::SizeDots(int64_t threads, ImageScratch& s) {
 Status PackedConv::BuildGroups(const PackedParts& parts) {
   groups_.clear();
   part_out_.clear();
+  // AVX-512: symmetric grids run as level planes (kernels/qlinear.h): uint8
+  // images as they are and no window sums, when every part can. Padded
+  // inputs (KernelPadding) get the zero level's code.
+  level_padding_.clear();
+  const bool level =
+      std::all_of(parts.parts.begin(), parts.parts.end(), [&](const PackedTensor& p) {
+        return LevelPlanesPossible(p.params(), parts.mixed() ? p.rows() : mg_, path_,
+                                   kernel_options_.lut);
+      });
+  if (level) level_padding_ = KernelPadding();
+  level_ = level;
   if (parts.parts[0].params().granularity.kind == Granularity::kGroup) {
     return Unimplemented(Where(), "group granularity is not supported by the conv kernels");
   }
@@ -328,7 +329,13 @@ Status PackedConv::AddGroup(const PackedTensor& w, int64_t grp, int64_t mg) {
       }
     }
     QLinearWeights q;
-    LOWBIT_ASSIGN_OR_RETURN(q, LayoutCodes(gp, perm.data()));
+    if (level_) {
+      Result<QLinearWeights> made = PrepareLevelPlaneCodes(gp, perm.data(), level_padding_);
+      if (!made.ok()) return Status(made.status().code(), Where() + made.status().message());
+      q = std::move(made).value();
+    } else {
+      LOWBIT_ASSIGN_OR_RETURN(q, LayoutCodes(gp, perm.data()));
+    }
     groups_.push_back(std::move(q));
   }
   return OkStatus();

@@ -300,6 +300,8 @@ class PackedConv final : public PackedKernel {
   std::vector<float> res_planes_, y_planes_;
   // Non-depthwise: kernel layouts per group, the padded image, window maps.
   std::vector<QLinearWeights> groups_;
+  bool level_ = false;                // BuildGroups lays the groups out as level planes
+  std::vector<bool> level_padding_;  // with these inputs padding (KernelPadding)
   std::array<int64_t, 3> padded_{1, 1, 1};
   std::vector<int64_t> row_pix_, tap_pix_;
   std::vector<int32_t> step_off_;
