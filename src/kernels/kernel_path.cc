@@ -12,7 +12,7 @@ namespace lowbit {
 
 const std::vector<KernelPath>& AllKernelPaths() {
   static const std::vector<KernelPath> paths = {
-#define LOWBIT_KERNEL_PATH(id, name, bits, check) KernelPath::id,
+#define LOWBIT_KERNEL_PATH(id, name, bits, check, ...) KernelPath::id,
 #include "kernels/kernel_paths.inc"
 #undef LOWBIT_KERNEL_PATH
   };
@@ -21,7 +21,7 @@ const std::vector<KernelPath>& AllKernelPaths() {
 
 const char* KernelPathName(KernelPath p) {
   switch (p) {
-#define LOWBIT_KERNEL_PATH(id, name, bits, check) \
+#define LOWBIT_KERNEL_PATH(id, name, bits, check, ...) \
   case KernelPath::id:                            \
     return name;
 #include "kernels/kernel_paths.inc"
@@ -32,7 +32,7 @@ const char* KernelPathName(KernelPath p) {
 
 int KernelPathBits(KernelPath p) {
   switch (p) {
-#define LOWBIT_KERNEL_PATH(id, name, bits, check) \
+#define LOWBIT_KERNEL_PATH(id, name, bits, check, ...) \
   case KernelPath::id:                            \
     return bits;
 #include "kernels/kernel_paths.inc"
@@ -43,13 +43,24 @@ int KernelPathBits(KernelPath p) {
 
 bool KernelPathAvailable(KernelPath p) {
   switch (p) {
-#define LOWBIT_KERNEL_PATH(id, name, bits, check) \
+#define LOWBIT_KERNEL_PATH(id, name, bits, check, ...) \
   case KernelPath::id:                            \
     return (check);
 #include "kernels/kernel_paths.inc"
 #undef LOWBIT_KERNEL_PATH
   }
   return false;
+}
+
+int64_t KernelPathLutRows(KernelPath p) {
+  switch (p) {
+#define LOWBIT_KERNEL_PATH(id, name, bits, check, lut_rows, ...) \
+  case KernelPath::id:                                         \
+    return lut_rows;
+#include "kernels/kernel_paths.inc"
+#undef LOWBIT_KERNEL_PATH
+  }
+  return 0;
 }
 
 std::vector<KernelPath> AvailableKernelPaths() {

@@ -6,6 +6,7 @@
 #ifndef LOWBIT_KERNELS_KERNEL_PATH_H_
 #define LOWBIT_KERNELS_KERNEL_PATH_H_
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,7 +16,7 @@
 namespace lowbit {
 
 enum class KernelPath {
-#define LOWBIT_KERNEL_PATH(id, name, bits, check) id,
+#define LOWBIT_KERNEL_PATH(id, name, ...) id,
 #include "kernels/kernel_paths.inc"
 #undef LOWBIT_KERNEL_PATH
 };
@@ -26,6 +27,9 @@ const char* KernelPathName(KernelPath p);
 // The vector width of the path's bodies: 0 for the portable reference.
 int KernelPathBits(KernelPath p);
 bool KernelPathAvailable(KernelPath p);
+// The most activation rows per call the bit-serial table kernel takes on
+// this path (kernels/lut.h, LutMaxRows); 0: no table kernel.
+int64_t KernelPathLutRows(KernelPath p);
 // The paths this CPU runs, in the list's order.
 std::vector<KernelPath> AvailableKernelPaths();
 std::optional<KernelPath> ParseKernelPath(const std::string& name);

@@ -39,9 +39,9 @@ void PrepareLut(QLinearWeights* w, int64_t max_rows) {
 }
 
 int64_t LutMaxRows(const QLinearWeights& w, KernelPath path, KernelRule rule) {
-  if (!LutEligible(w) || path == KernelPath::kRef || rule == KernelRule::kOff) return 0;
+  if (!LutEligible(w) || LutRows(path) == 0 || rule == KernelRule::kOff) return 0;
   if (rule == KernelRule::kOn) return INT64_MAX;
-  const int64_t min_outputs = path == KernelPath::kAvx512Vnni ? 256 : 1024;
+  const int64_t min_outputs = KernelPathBits(path) == 512 ? 256 : 1024;
   return w.bits == 1 && w.n >= min_outputs ? LutRows(path) : 0;
 }
 

@@ -54,7 +54,7 @@ void PrepareLut(QLinearWeights* w, int64_t max_rows = INT64_MAX);
 // (on AVX-VNNI, whose ymm vpdpbusd product kernel is the strongest relative
 // to the lookups, 2), and never 2-bit weights (the vpdpbusd kernels are
 // 1.6x faster there).
-inline int64_t LutRows(KernelPath path) { return path == KernelPath::kAvxVnni ? 2 : 8; }
+inline int64_t LutRows(KernelPath path) { return KernelPathLutRows(path); }
 // How many rows per call a plan on `path` gives w the table kernel for (0:
 // never). KernelRule::kOn (LOWBIT_LUT=on): every eligible weight on a SIMD
 // path, for any number of rows; kOff: never; kAuto: the rule.

@@ -261,7 +261,7 @@ void QLinearDotRowsAvxVnni(const QLinearWeights& w, const uint8_t* const* rows,
                            int64_t t1);
 // Whether `path` runs w with SIMD through the row-pointer entry points.
 inline bool RowKernelAvailable(const QLinearWeights& w, KernelPath path) {
-  return path == KernelPath::kAvx512Vnni ||
+  return KernelPathBits(path) == 512 ||
          (Is256BitPath(path) && (w.layout == QLinearWeights::Layout::kPlanes ||
                                  !w.avx2.nibbles.empty() || !w.avx2.level_bytes.empty()));
 }

@@ -174,9 +174,9 @@ class PackedConv::DepthwiseBytesAlgorithm final : public ConvAlgorithm {
     d.yb = yb;
     d.yf = yb == nullptr ? yf : nullptr;
     d.ldy = c.g_.out_size();
-    const DepthwiseBody body = c.path_ == KernelPath::kAvx512Vnni ? DepthwiseBody::kAvx512
-                               : Is256BitPath(c.path_)            ? DepthwiseBody::kAvx2
-                                                                  : DepthwiseBody::kPortable;
+    const DepthwiseBody body = KernelPathBits(c.path_) == 512 ? DepthwiseBody::kAvx512
+                               : Is256BitPath(c.path_)        ? DepthwiseBody::kAvx2
+                                                              : DepthwiseBody::kPortable;
     d.w_pairs = pairs_.data();
     ctx.pool->ParallelFor(c.g_.out_size(),
                           [&](int64_t p0, int64_t p1) { DepthwiseNhwc(d, p0, p1, body); });

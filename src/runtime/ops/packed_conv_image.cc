@@ -20,8 +20,8 @@ void PackedConv::QuantizeImage(const float* x, const ActQuant& a, const ExecCont
   const float inv = 1.0f / a.scale;
   const float lo = signed_ ? -128.0f : 0.0f, hi = signed_ ? 127.0f : 255.0f;
   const float zero = static_cast<float>(a.zero);
-  const bool simd = c_ % 16 == 0 && path_ == KernelPath::kAvx512Vnni;
-  const bool simd4 = c_ <= 4 && cs_ <= 4 && path_ == KernelPath::kAvx512Vnni;
+  const bool simd = c_ % 16 == 0 && KernelPathBits(path_) == 512;
+  const bool simd4 = c_ <= 4 && cs_ <= 4 && KernelPathBits(path_) == 512;
   const int threads = ctx.pool->threads();
   if (static_cast<int>(s.block.size()) < threads) s.block.resize(threads);
   const int64_t rows = g.in[0] * g.in[1];
@@ -67,7 +67,7 @@ void PackedConv::CopyImage(const uint8_t* x, const ActQuant& a, const ExecContex
 }
 
 void PackedConv::WindowSums(int64_t grp, const ExecContext& ctx, ImageScratch& s) {
-  const bool simd = path_ == KernelPath::kAvx512Vnni;
+  const bool simd = KernelPathBits(path_) == 512;
   ctx.pool->ParallelFor(static_cast<int64_t>(s.pixel_sum.size()), [&](int64_t p0, int64_t p1) {
     const uint8_t* src = s.image.data() + p0 * cs_ + grp * cg_;
     if (simd) {

@@ -21,7 +21,7 @@ class PackedConv::WinogradAlgorithm final : public ConvAlgorithm {
   static std::unique_ptr<WinogradAlgorithm> TryMake(const PackedConv& c) {
     const auto& g = c.g_;
     const KernelRule rule = c.kernel_options_.winograd;
-    if (rule == KernelRule::kOff || c.path_ != KernelPath::kAvx512Vnni || !c.LevelPlanes() ||
+    if (rule == KernelRule::kOff || KernelPathBits(c.path_) != 512 || !c.LevelPlanes() ||
         c.mixed_ || c.group_ != 1 || c.segment_ > 0 || c.c_ % 32 != 0 || c.cs_ != c.c_ ||
         g.k != std::array<int64_t, 3>{1, 3, 3} || g.stride != std::array<int64_t, 3>{1, 1, 1} ||
         g.dilation != std::array<int64_t, 3>{1, 1, 1} ||
