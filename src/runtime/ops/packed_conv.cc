@@ -184,14 +184,11 @@ Status PackedConv::ChooseAlgorithm(const PackedParts& w) {
   winograd_ = false;
   if (depthwise_) {
     signed_ = !nhwc_dw_;
-    if (!nhwc_dw_) {
-      LOWBIT_ASSIGN_OR_RETURN(algorithm_, MakeDepthwisePlanes(*this, w.parts[0]));
-      return OkStatus();
+    if (nhwc_dw_) {  // the NHWC byte image of DepthwiseNhwc
+      cs_ = ck_ = c_;
+      SetUpGeometry();
     }
-    // The NHWC byte image of DepthwiseNhwc.
-    cs_ = ck_ = c_;
-    SetUpGeometry();
-    LOWBIT_ASSIGN_OR_RETURN(algorithm_, MakeDepthwiseBytes(*this, w.parts[0]));
+    LOWBIT_ASSIGN_OR_RETURN(algorithm_, MakeDepthwise(*this, w.parts[0]));
     return OkStatus();
   }
   algorithm_ = MakeWinograd(*this);

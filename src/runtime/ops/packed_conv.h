@@ -106,11 +106,11 @@ class PackedConv final : public PackedKernel {
   // Exact Winograd where it applies (conditions in packed_conv_winograd.cc),
   // else null; after the groups' layouts, before SetUpImage.
   static std::unique_ptr<ConvAlgorithm> MakeWinograd(const PackedConv& conv);
-  // From the whole [M, taps] weight.
-  static Result<std::unique_ptr<ConvAlgorithm>> MakeDepthwisePlanes(const PackedConv& conv,
-                                                                    const PackedTensor& w);
-  static Result<std::unique_ptr<ConvAlgorithm>> MakeDepthwiseBytes(const PackedConv& conv,
-                                                                   const PackedTensor& w);
+  // On planes, or on bytes (nhwc_dw_; after SetUpGeometry): the weights as
+  // small integers T[code] - offset, one per tap ([M, taps]), and a scale
+  // per channel, from the kernel layout of the whole [M, taps] weight.
+  static Result<std::unique_ptr<ConvAlgorithm>> MakeDepthwise(const PackedConv& conv,
+                                                              const PackedTensor& w);
   // Picks the algorithm for the prepared geometry and weights, and sets up
   // what the others share (the byte image); `w` is the packed weight.
   Status ChooseAlgorithm(const PackedParts& w);
@@ -118,6 +118,24 @@ class PackedConv final : public PackedKernel {
   // The 8-bit image the GEMM and Winograd algorithms read: image io.i
   // quantized or copied into s.image, or the input itself (in_place_).
   const uint8_t* ImageFor(const ImageIO& io, const ExecContext& ctx, ImageScratch& s);
+
+  // The same-shape residual of output pixels from p0 for a byte epilogue:
+  // fp32 planes r (osz per channel) or 8-bit pixels rb (m per pixel, with
+  // their scale and zero point), or none.
+  static RowResidual ResidualRows(const float* r, const uint8_t* rb, int64_t p0, int64_t osz,
+                                  int64_t m, float scale, int32_t zero) {
+    RowResidual rr;
+    if (r != nullptr) {
+      rr.planes = r + p0;
+      rr.ld = osz;
+    } else if (rb != nullptr) {
+      rr.bytes = rb + p0 * m;
+      rr.ld = m;
+      rr.scale = scale;
+      rr.zero = zero;
+    }
+    return rr;
+  }
 
   // The epilogue of one part (a group, or a format of filter-wise weights)
   // of image io.i: pixels [p0, p0 + n), outputs [j0, j1) of the part, from
@@ -136,16 +154,7 @@ class PackedConv final : public PackedKernel {
     int32_t res_zero;
     void operator()(int64_t p0, int64_t n, const int32_t* dot, int64_t j0, int64_t j1) const {
       if (yb != nullptr) {
-        RowResidual rr;
-        if (r != nullptr) {
-          rr.planes = r + p0;
-          rr.ld = osz;
-        } else if (rb != nullptr) {
-          rr.bytes = rb + p0 * m;
-          rr.ld = m;
-          rr.scale = res_scale;
-          rr.zero = res_zero;
-        }
+        const RowResidual rr = ResidualRows(r, rb, p0, osz, m, res_scale, res_zero);
         QLinearEpilogueRowsBytes(*w, *c, sums + p0, dot, n, rr, bo, yb + p0 * m, m, j0, j1);
       } else {
         QLinearEpilogueColumns(*w, *c, sums + p0, dot, n, r != nullptr ? r + p0 : nullptr, y + p0,
@@ -300,7 +309,7 @@ class PackedConv final : public PackedKernel {
   std::vector<float> res_planes_, y_planes_;
   // Non-depthwise: kernel layouts per group, the padded image, window maps.
   std::vector<QLinearWeights> groups_;
-  bool level_ = false;                // BuildGroups lays the groups out as level planes
+  bool level_ = false;               // BuildGroups lays the groups out as level planes
   std::vector<bool> level_padding_;  // with these inputs padding (KernelPadding)
   std::array<int64_t, 3> padded_{1, 1, 1};
   std::vector<int64_t> row_pix_, tap_pix_;

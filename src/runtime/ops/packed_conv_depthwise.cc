@@ -9,17 +9,6 @@
 #include "runtime/ops/planes.h"
 
 namespace lowbit {
-namespace {
-
-// Depthwise weights as small integers T[code] - offset (one per tap,
-// [M, taps]) and a scale per channel, from the kernel layout of the whole
-// [M, taps] tensor.
-struct DepthwiseWeights {
-  std::vector<float> weight, scale;
-};
-
-}  // namespace
-
 class PackedConv::DepthwisePlanesAlgorithm final : public ConvAlgorithm {
  public:
   DepthwisePlanesAlgorithm(std::vector<float> weight, std::vector<float> scale)
@@ -186,12 +175,12 @@ class PackedConv::DepthwiseBytesAlgorithm final : public ConvAlgorithm {
   std::vector<int16_t> pairs_;  // DepthwisePairWeights of taps_w_
 };
 
-namespace {
-
-Result<DepthwiseWeights> BuildDepthwise(const QLinearWeights& q, const PackedTensor& w, int64_t m_n,
-                                        int64_t taps) {
-  DepthwiseWeights out;
-  out.weight.resize(m_n * taps);
+Result<std::unique_ptr<PackedConv::ConvAlgorithm>> PackedConv::MakeDepthwise(
+    const PackedConv& conv, const PackedTensor& w) {
+  QLinearWeights q;
+  LOWBIT_ASSIGN_OR_RETURN(q, conv.Layout(w));
+  const int64_t m_n = conv.m_, taps = conv.taps_;
+  std::vector<float> weight(m_n * taps);
   std::vector<uint32_t> codes(taps);
   for (int64_t m = 0; m < m_n; ++m) {
     w.UnpackRow(m, codes.data());
@@ -199,33 +188,14 @@ Result<DepthwiseWeights> BuildDepthwise(const QLinearWeights& q, const PackedTen
     const int32_t offset =
         q.offset[m] + (q.layout == QLinearWeights::Layout::kPlanes ? q.table[0] : 0);
     for (int64_t t = 0; t < taps; ++t) {
-      out.weight[m * taps + t] = static_cast<float>(q.table[codes[t]] - offset);
+      weight[m * taps + t] = static_cast<float>(q.table[codes[t]] - offset);
     }
   }
-  out.scale = q.scale;
-  return out;
-}
-
-}  // namespace
-
-Result<std::unique_ptr<PackedConv::ConvAlgorithm>> PackedConv::MakeDepthwisePlanes(
-    const PackedConv& conv, const PackedTensor& w) {
-  QLinearWeights q;
-  LOWBIT_ASSIGN_OR_RETURN(q, conv.Layout(w));
-  DepthwiseWeights d;
-  LOWBIT_ASSIGN_OR_RETURN(d, BuildDepthwise(q, w, conv.m_, conv.taps_));
+  if (conv.nhwc_dw_)
+    return std::unique_ptr<ConvAlgorithm>(
+        std::make_unique<DepthwiseBytesAlgorithm>(conv, weight, std::move(q.scale)));
   return std::unique_ptr<ConvAlgorithm>(
-      std::make_unique<DepthwisePlanesAlgorithm>(std::move(d.weight), std::move(d.scale)));
-}
-
-Result<std::unique_ptr<PackedConv::ConvAlgorithm>> PackedConv::MakeDepthwiseBytes(
-    const PackedConv& conv, const PackedTensor& w) {
-  QLinearWeights q;
-  LOWBIT_ASSIGN_OR_RETURN(q, conv.Layout(w));
-  DepthwiseWeights d;
-  LOWBIT_ASSIGN_OR_RETURN(d, BuildDepthwise(q, w, conv.m_, conv.taps_));
-  return std::unique_ptr<ConvAlgorithm>(
-      std::make_unique<DepthwiseBytesAlgorithm>(conv, d.weight, std::move(d.scale)));
+      std::make_unique<DepthwisePlanesAlgorithm>(std::move(weight), std::move(q.scale)));
 }
 
 }  // namespace lowbit

@@ -108,16 +108,7 @@ class PackedConv::GemmAlgorithm final : public ConvAlgorithm {
           QLinearDotsRows(w, c.path_, s.row_ptr.data() + p0, c.step_off_.data(), n, dot, nullptr);
         }
       }
-      RowResidual r;  // the same-shape residual of pixels from p0
-      if (res != nullptr) {
-        r.planes = res + p0;
-        r.ld = osz;
-      } else if (res_b != nullptr) {
-        r.bytes = res_b + p0 * m;
-        r.ld = m;
-        r.scale = c.res_q_.scale;
-        r.zero = c.res_q_.zero;
-      }
+      const RowResidual r = ResidualRows(res, res_b, p0, osz, m, c.res_q_.scale, c.res_q_.zero);
       QLinearEpilogueRowsBytesGathered(
           s.epilogue, DotGather{c.gather_idx_.data(), c.gather_step_.data()}, s.sums.data() + p0,
           s.dot[t].data(), 0, n, r, io.bo, yb + p0 * m, m);
