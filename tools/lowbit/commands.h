@@ -24,6 +24,11 @@ Command AddBenchCommand(CLI::App& app);
 Command AddQuantizeCommand(CLI::App& app);
 Command AddInspectCommand(CLI::App& app);
 Command AddExportCommand(CLI::App& app);
+Command AddTuneCommand(CLI::App& app);
+
+// The exit status of a command that succeeded but has news to give (tune: 3
+// when no point met the bound); 0 unless set.
+int& CommandExitCode();
 
 }  // namespace lowbit
 

@@ -5,6 +5,13 @@
 #include "commands.h"
 #include "runtime/blas_setup.h"
 
+namespace lowbit {
+int& CommandExitCode() {
+  static int code = 0;
+  return code;
+}
+}  // namespace lowbit
+
 int main(int argc, char** argv) {
   lowbit::EnsureFastBlas(argv);
   CLI::App app{"lowbit: low-bit number formats, quantization and kernels for CPU inference"};
@@ -12,6 +19,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "lowbit 0.1.0");
   const std::vector<lowbit::Command> commands = {
       lowbit::AddFormatsCommand(app),
+      lowbit::AddTuneCommand(app),
       lowbit::AddQuantizeCommand(app),
       lowbit::AddInspectCommand(app),
       lowbit::AddExportCommand(app),
@@ -36,5 +44,5 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  return 0;
+  return lowbit::CommandExitCode();
 }

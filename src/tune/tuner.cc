@@ -1,0 +1,551 @@
+#include "tune/tuner.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "base/rng.h"
+#include "quant/cost.h"
+#include "runtime/plan.h"
+#include "runtime/profile.h"
+#include "tune/journal.h"
+#include "tune/sensitivity.h"
+
+namespace lowbit {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Bits of each filter of a quantized layer (its formats and assignment).
+std::vector<int> FilterBits(const LayerReport& r, int64_t rows) {
+  const std::string& w = r.settings.weights;
+  std::vector<int> bits;
+  size_t b = 0;
+  for (size_t e; (e = w.find('/', b)) != std::string::npos; b = e + 1) {
+    bits.push_back(ParseFormat(w.substr(b, e - b))->bits);
+  }
+  bits.push_back(ParseFormat(w.substr(b, w.find(':', b) - b))->bits);
+  std::vector<int> out(rows, bits[0]);
+  for (size_t i = 0; i < r.settings.filters.size() && static_cast<int64_t>(i) < rows; ++i) {
+    out[i] = bits[r.settings.filters[i]];
+  }
+  return out;
+}
+
+class Tuner {
+ public:
+  Tuner(const Graph& g, Dataset& calib, Dataset& val, const TuneOptions& o)
+      : g_(g), calib_(calib), val_(val), o_(o) {}
+
+  Result<TuneResult> Run();
+
+ private:
+  Status Prepare();
+  Status MeasureLayer(int l, int s);
+  double Cost(int l, int s) const;
+  double Proxy(int l, int s) const { return r_.layers[l].loss[s]; }
+  // Evaluates a plan (or reads it from the journal); false when out of budget.
+  Result<bool> Evaluate(const std::vector<int>& choice, const std::string& phase);
+  bool OutOfBudget() const {
+    return (o_.max_evals > 0 && r_.evaluations >= o_.max_evals) ||
+           Since(start_) >= o_.budget_seconds;
+  }
+  std::vector<int> Lagrangian(double lambda) const;
+  int BestFeasible() const;
+  Status Sweep();
+  Status Descend();
+  Status Pairs();
+  void Finish();
+  void ShowProgress(bool final = false);
+
+  const Graph& g_;
+  Dataset& calib_;
+  Dataset& val_;
+  const TuneOptions& o_;
+  TuneResult r_;
+  std::unique_ptr<Journal> journal_;
+  std::unique_ptr<Dataset> val_mem_;
+  CalibrationStats stats_;
+  std::vector<QuantLayer> layers_;
+  ReferenceOutputs ref_;
+  std::map<std::pair<int, int>, QuantizedLayer> quantized_;
+  std::map<std::vector<int>, int> seen_;  // plan -> index into r_.points
+  Clock::time_point start_ = Clock::now();
+  Clock::time_point last_draw_ = Clock::now();
+  bool progress_ = false;
+};
+
+Status Tuner::Prepare() {
+  layers_ = QuantLayers(g_);
+  if (layers_.empty()) {
+    return InvalidArgument(g_.source, ": no layer to tune (Conv, Gemm or MatMul with constant weights)");
+  }
+  r_.space = o_.space;
+  progress_ = !o_.quiet && isatty(fileno(stderr));
+  // The journal's key: the model, the data and every option that changes a
+  // measurement or the search.
+  std::string key = ModelFingerprint(g_) + "|" + DataKey(calib_, o_.calib.preprocess) + "|" +
+                    DataKey(val_, o_.eval.preprocess) + "|" + o_.objective.text + "|";
+  for (const std::string& s : o_.space) key += s + ",";
+  char b[160];
+  std::snprintf(b, sizeof b, "|m%d l%.9g r%d s%.9g seed%llu lim%lld",
+                static_cast<int>(o_.metric), o_.max_loss, o_.relative ? 1 : 0, o_.min_sqnr,
+                static_cast<unsigned long long>(o_.seed), static_cast<long long>(o_.eval.limit));
+  key += b;
+  if (!o_.journal.empty()) {
+    LOWBIT_ASSIGN_OR_RETURN(journal_, Journal::Open(o_.journal, key));
+  } else {
+    journal_ = std::make_unique<Journal>();
+  }
+  r_.resumed = journal_->resumed();
+  // Calibration, cached beside the journal.
+  const std::string calib_path = o_.journal.empty() ? "" : o_.journal + ".calib.json";
+  Result<CalibrationStats> cached = calib_path.empty()
+                                        ? Result<CalibrationStats>(NotFound("no cache"))
+                                        : CalibrationStats::Load(calib_path, ModelFingerprint(g_),
+                                                                 DataKey(calib_, o_.calib.preprocess));
+  if (cached.ok()) {
+    stats_ = std::move(cached).value();
+  } else {
+    CalibrateOptions co = o_.calib;
+    co.quiet = o_.quiet;
+    LOWBIT_ASSIGN_OR_RETURN(stats_, Calibrate(g_, calib_, co));
+    if (!calib_path.empty()) LOWBIT_RETURN_IF_ERROR(stats_.Save(calib_path));
+  }
+  LOWBIT_ASSIGN_OR_RETURN(val_mem_, LoadIntoMemory(val_));
+  EvalOptions eo = o_.eval;
+  eo.labels = o_.metric == TuneMetric::kTop1;
+  eo.quiet = true;
+  EvalResult fp32;
+  LOWBIT_ASSIGN_OR_RETURN(fp32, lowbit::Evaluate(g_, *val_mem_, eo, &ref_));
+  if (o_.metric == TuneMetric::kTop1) {
+    r_.fp32_metric = fp32.top1;
+    r_.bound = o_.relative ? fp32.top1 * (1 - o_.max_loss / 100) : fp32.top1 - o_.max_loss;
+  } else if (o_.metric == TuneMetric::kAgreement) {
+    r_.fp32_metric = 100;
+    r_.bound = o_.relative ? 100 * (1 - o_.max_loss / 100) : 100 - o_.max_loss;
+  } else {
+    r_.fp32_metric = std::numeric_limits<double>::infinity();
+    r_.bound = o_.min_sqnr;
+  }
+  // fp32 costs, for the objective's units.
+  std::vector<LayerCost> costs;
+  LOWBIT_ASSIGN_OR_RETURN(costs, LayerCosts(g_));
+  r_.layers.resize(layers_.size());
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    TuneLayer& tl = r_.layers[l];
+    tl.name = layers_[l].name;
+    for (const LayerCost& c : costs) {
+      if (c.node == layers_[l].node) tl.macs = c.macs;
+    }
+    tl.params = static_cast<int64_t>(layers_[l].w.size());
+    r_.fp32_bytes += tl.params * 4 + static_cast<int64_t>(layers_[l].bias.size()) * 4;
+    r_.fp32_bitops += static_cast<double>(tl.macs) * 32 * 32;
+  }
+  if (o_.objective.latency > 0) {
+    PlanOptions po;
+    po.threads = o_.threads;
+    std::unique_ptr<Plan> plan;
+    LOWBIT_ASSIGN_OR_RETURN(plan, Plan::Create(g_, po));
+    for (const StepTime& st : ProfileSteps(plan.get(), 5, 25)) {
+      for (const QuantLayer& l : layers_) r_.fp32_ms += st.name == l.name ? st.ms : 0.0;
+    }
+  }
+  // Per layer and setting: costs and isolated loss.
+  const auto t0 = Clock::now();
+  const int64_t total = static_cast<int64_t>(layers_.size() * o_.space.size());
+  int64_t done = 0;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    TuneLayer& tl = r_.layers[l];
+    tl.valid.assign(o_.space.size(), false);
+    tl.loss.assign(o_.space.size(), 0.0);
+    tl.bytes.assign(o_.space.size(), 0);
+    tl.bitops.assign(o_.space.size(), 0.0);
+    tl.ms.assign(o_.space.size(), 0.0);
+    for (size_t s = 0; s < o_.space.size(); ++s) {
+      LOWBIT_RETURN_IF_ERROR(MeasureLayer(static_cast<int>(l), static_cast<int>(s)));
+      ++done;
+      if (progress_ && Since(last_draw_) > 0.1) {
+        std::fprintf(stderr, "\r\033[Ktune: layer sensitivity %lld/%lld", static_cast<long long>(done),
+                     static_cast<long long>(total));
+        last_draw_ = Clock::now();
+      }
+    }
+  }
+  r_.sensitivity_seconds = Since(t0);
+  return OkStatus();
+}
+
+Status Tuner::MeasureLayer(int l, int s) {
+  TuneLayer& tl = r_.layers[l];
+  const QuantLayer& layer = layers_[l];
+  LayerSettings settings;
+  settings.weights = o_.space[s];
+  Result<QuantizedLayer> q = QuantizeLayer(g_, layer, settings, &stats_, o_.layer);
+  const std::string name = "layer/" + layer.name + "/" + o_.space[s];
+  if (!q.ok()) {  // the kernels do not run this setting here
+    if (journal_->Find(name) == nullptr) {
+      LOWBIT_RETURN_IF_ERROR(journal_->Append(name, {{"valid", false}}));
+    }
+    return OkStatus();
+  }
+  tl.valid[s] = true;
+  const int64_t bias = !layer.bias.empty() || q->constants.count(layer.name + ".bias")
+                           ? layer.rows() * 4
+                           : 0;
+  tl.bytes[s] = q->report.bytes + bias;
+  if (q->report.quantized) {
+    double bits = 0;
+    for (int b : FilterBits(q->report, layer.rows())) bits += b;
+    tl.bitops[s] = static_cast<double>(tl.macs) / static_cast<double>(layer.rows()) * bits * 8;
+  } else {
+    tl.bitops[s] = static_cast<double>(tl.macs) * 32 * 32;
+  }
+  if (const nlohmann::json* rec = journal_->Find(name)) {
+    tl.loss[s] = rec->value("loss", 0.0);
+    tl.ms[s] = rec->value("ms", 0.0);
+  } else {
+    EvalOptions eo = o_.eval;
+    eo.labels = o_.metric == TuneMetric::kTop1;
+    eo.reference = &ref_;
+    eo.quiet = true;
+    EvalResult m;
+    LOWBIT_ASSIGN_OR_RETURN(m, IsolatedLayerMetric(g_, *q, *val_mem_, eo));
+    // Proxy loss: points for top-1 and agreement; for SQNR the noise-to-signal
+    // ratio, which adds over layers.
+    tl.loss[s] = o_.metric == TuneMetric::kTop1       ? r_.fp32_metric - m.top1
+                 : o_.metric == TuneMetric::kAgreement ? 100 - m.agreement
+                                                       : std::pow(10.0, -m.sqnr_db / 10);
+    if (o_.objective.latency > 0) {
+      PlanOptions po;
+      po.threads = o_.threads;
+      std::unique_ptr<Plan> plan;
+      LOWBIT_ASSIGN_OR_RETURN(plan, Plan::Create(AssembleGraph(g_, {&*q}), po));
+      for (const StepTime& st : ProfileSteps(plan.get(), 3, 15)) {
+        if (st.name == layer.name) tl.ms[s] = st.ms;
+      }
+    }
+    LOWBIT_RETURN_IF_ERROR(journal_->Append(name, {{"valid", true}, {"loss", tl.loss[s]}, {"ms", tl.ms[s]}}));
+  }
+  q->wq.clear();  // (the decoded weights: not needed here, and large)
+  q->wq.shrink_to_fit();
+  quantized_[{l, s}] = std::move(q).value();
+  return OkStatus();
+}
+
+double Tuner::Cost(int l, int s) const {
+  const TuneLayer& tl = r_.layers[l];
+  double c = 0;
+  if (o_.objective.size > 0) c += o_.objective.size * static_cast<double>(tl.bytes[s]) / r_.fp32_bytes;
+  if (o_.objective.bitops > 0) c += o_.objective.bitops * tl.bitops[s] / r_.fp32_bitops;
+  if (o_.objective.latency > 0 && r_.fp32_ms > 0) c += o_.objective.latency * tl.ms[s] / r_.fp32_ms;
+  return c;
+}
+
+Result<bool> Tuner::Evaluate(const std::vector<int>& choice, const std::string& phase) {
+  if (seen_.count(choice)) return true;
+  if (OutOfBudget()) return false;
+  TunePoint p;
+  p.choice = choice;
+  p.phase = phase;
+  std::string name = "plan/";
+  std::vector<const QuantizedLayer*> parts;
+  for (size_t l = 0; l < choice.size(); ++l) {
+    name += (l ? "," : "") + o_.space[choice[l]];
+    p.objective += Cost(static_cast<int>(l), choice[l]);
+    p.bytes += r_.layers[l].bytes[choice[l]];
+    p.bitops += r_.layers[l].bitops[choice[l]];
+    p.latency_ms += r_.layers[l].ms[choice[l]];
+    parts.push_back(&quantized_.at({static_cast<int>(l), choice[l]}));
+  }
+  if (const nlohmann::json* rec = journal_->Find(name)) {
+    p.metric = rec->value("metric", 0.0);
+  } else {
+    EvalOptions eo = o_.eval;
+    eo.labels = o_.metric == TuneMetric::kTop1;
+    eo.reference = &ref_;
+    eo.quiet = true;
+    EvalResult m;
+    LOWBIT_ASSIGN_OR_RETURN(m, lowbit::Evaluate(AssembleGraph(g_, parts), *val_mem_, eo));
+    p.metric = o_.metric == TuneMetric::kTop1       ? m.top1
+               : o_.metric == TuneMetric::kAgreement ? m.agreement
+                                                     : m.sqnr_db;
+    LOWBIT_RETURN_IF_ERROR(journal_->Append(name, {{"metric", p.metric}}));
+  }
+  p.feasible = p.metric >= r_.bound;
+  seen_[choice] = static_cast<int>(r_.points.size());
+  r_.points.push_back(p);
+  ++r_.evaluations;
+  ShowProgress();
+  return true;
+}
+
+std::vector<int> Tuner::Lagrangian(double lambda) const {
+  std::vector<int> choice(r_.layers.size(), 0);
+  for (size_t l = 0; l < r_.layers.size(); ++l) {
+    double best = std::numeric_limits<double>::infinity();
+    for (size_t s = 0; s < o_.space.size(); ++s) {
+      if (!r_.layers[l].valid[s]) continue;
+      const double v = Cost(static_cast<int>(l), static_cast<int>(s)) +
+                       lambda * std::max(0.0, Proxy(static_cast<int>(l), static_cast<int>(s)));
+      if (v < best) {
+        best = v;
+        choice[l] = static_cast<int>(s);
+      }
+    }
+  }
+  return choice;
+}
+
+int Tuner::BestFeasible() const {
+  int best = -1;
+  for (size_t i = 0; i < r_.points.size(); ++i) {
+    const TunePoint& p = r_.points[i];
+    if (p.feasible && (best < 0 || p.objective < r_.points[best].objective)) best = static_cast<int>(i);
+  }
+  return best;
+}
+
+Status Tuner::Sweep() {
+  // Uniform plans: every layer one setting (where the kernels run it; else
+  // the layer's first valid setting).
+  for (size_t s = 0; s < o_.space.size(); ++s) {
+    std::vector<int> choice(r_.layers.size());
+    bool any = false;
+    for (size_t l = 0; l < r_.layers.size(); ++l) {
+      const std::vector<bool>& v = r_.layers[l].valid;
+      choice[l] = v[s] ? static_cast<int>(s)
+                       : static_cast<int>(std::find(v.begin(), v.end(), true) - v.begin());
+      any = any || v[s];
+    }
+    if (!any) continue;
+    bool more = false;
+    LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, "uniform"));
+    if (!more) return OkStatus();
+  }
+  // The Lagrangian sweep: lambda in cost units per unit of proxy loss, over
+  // 8 decades around the ratio of the costs to the allowed loss.
+  double mean_cost = 0;
+  for (size_t l = 0; l < r_.layers.size(); ++l) mean_cost += Cost(static_cast<int>(l), 0);
+  const double allowed = o_.metric == TuneMetric::kSqnr ? std::pow(10.0, -r_.bound / 10)
+                                                        : std::max(r_.fp32_metric - r_.bound, 1e-3);
+  const double scale = std::max(mean_cost, 1e-9) / allowed;
+  std::vector<std::pair<double, int>> swept;  // (lambda, point)
+  for (int k = -16; k <= 16; ++k) {
+    const double lambda = scale * std::pow(10.0, k / 4.0);
+    const std::vector<int> choice = Lagrangian(lambda);
+    bool more = false;
+    LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, "sweep"));
+    if (!more) return OkStatus();
+    swept.push_back({lambda, seen_.at(choice)});
+  }
+  // Bisection at the bound: between the largest lambda whose plan failed and
+  // the smallest whose plan held, below it.
+  double lo = 0, hi = 0;
+  for (const auto& [lambda, i] : swept) {
+    if (r_.points[i].feasible) {
+      hi = lambda;
+      break;
+    }
+    lo = lambda;
+  }
+  if (hi > 0 && lo > 0) {
+    for (int it = 0; it < 8; ++it) {
+      const double mid = std::sqrt(lo * hi);
+      const std::vector<int> choice = Lagrangian(mid);
+      bool more = false;
+      LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, "bisect"));
+      if (!more) return OkStatus();
+      (r_.points[seen_.at(choice)].feasible ? hi : lo) = mid;
+    }
+  }
+  return OkStatus();
+}
+
+Status Tuner::Descend() {
+  int cur = BestFeasible();
+  while (cur >= 0 && !OutOfBudget()) {
+    const std::vector<int> base = r_.points[cur].choice;
+    struct Move {
+      double score, gain;
+      int l, s;
+    };
+    std::vector<Move> moves;
+    for (size_t l = 0; l < base.size(); ++l) {
+      const int now = base[l];
+      for (size_t s = 0; s < o_.space.size(); ++s) {
+        if (!r_.layers[l].valid[s]) continue;
+        const double gain = Cost(static_cast<int>(l), now) - Cost(static_cast<int>(l), static_cast<int>(s));
+        if (gain <= 0) continue;
+        const double dloss = std::max(0.0, Proxy(static_cast<int>(l), static_cast<int>(s)) -
+                                               Proxy(static_cast<int>(l), now));
+        moves.push_back({gain / (dloss + 1e-9), gain, static_cast<int>(l), static_cast<int>(s)});
+      }
+    }
+    std::stable_sort(moves.begin(), moves.end(), [](const Move& a, const Move& b) {
+      return a.score != b.score ? a.score > b.score : a.gain > b.gain;
+    });
+    int next = -1;
+    for (const Move& m : moves) {
+      std::vector<int> choice = base;
+      choice[m.l] = m.s;
+      if (seen_.count(choice)) continue;
+      bool more = false;
+      LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, "descent"));
+      if (!more) return OkStatus();
+      const TunePoint& p = r_.points[seen_.at(choice)];
+      if (p.feasible && p.objective < r_.points[cur].objective) {
+        next = seen_.at(choice);
+        break;
+      }
+    }
+    if (next < 0) break;
+    cur = next;
+  }
+  return OkStatus();
+}
+
+Status Tuner::Pairs() {
+  Rng rng(o_.seed);
+  int cur = BestFeasible();
+  int misses = 0;
+  const int patience = 8 * static_cast<int>(r_.layers.size());
+  while (cur >= 0 && misses < patience && !OutOfBudget()) {
+    std::vector<int> choice = r_.points[cur].choice;
+    const int a = static_cast<int>(rng.Below(choice.size()));
+    const int b = static_cast<int>(rng.Below(choice.size()));
+    // a: its next cheaper setting; b: its next dearer one (by cost).
+    auto next = [&](int l, bool cheaper) {
+      int pick = -1;
+      const double now = Cost(l, choice[l]);
+      for (size_t s = 0; s < o_.space.size(); ++s) {
+        if (!r_.layers[l].valid[s]) continue;
+        const double c = Cost(l, static_cast<int>(s));
+        if (cheaper ? c < now && (pick < 0 || c > Cost(l, pick)) : c > now && (pick < 0 || c < Cost(l, pick))) {
+          pick = static_cast<int>(s);
+        }
+      }
+      return pick;
+    };
+    const int sa = next(a, true);
+    if (sa < 0 || a == b) {
+      ++misses;
+      continue;
+    }
+    choice[a] = sa;
+    const int sb = next(b, false);
+    if (sb >= 0) choice[b] = sb;
+    if (seen_.count(choice)) {
+      ++misses;
+      continue;
+    }
+    bool more = false;
+    LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, "pairs"));
+    if (!more) break;
+    const TunePoint& p = r_.points[seen_.at(choice)];
+    if (p.feasible && p.objective < r_.points[cur].objective) {
+      cur = seen_.at(choice);
+      misses = 0;
+    } else {
+      ++misses;
+    }
+  }
+  return OkStatus();
+}
+
+void Tuner::ShowProgress(bool final) {
+  if (!progress_ || (!final && Since(last_draw_) < 0.1)) return;
+  last_draw_ = Clock::now();
+  const double t = Since(start_);
+  const int best = BestFeasible();
+  char line[256];
+  std::snprintf(line, sizeof line, "tune: %lld evaluations, %.1f/s, ", static_cast<long long>(r_.evaluations),
+                static_cast<double>(r_.evaluations) / std::max(t, 1e-9));
+  std::string s = line;
+  if (best >= 0) {
+    std::snprintf(line, sizeof line, "best feasible objective %.4g (metric %.2f), ",
+                  r_.points[best].objective, r_.points[best].metric);
+    s += line;
+  } else {
+    s += "none feasible yet, ";
+  }
+  std::snprintf(line, sizeof line, "%.0fs left", std::max(0.0, o_.budget_seconds - t));
+  s += line;
+  std::fprintf(stderr, "\r\033[K%s%s", s.c_str(), final ? "\n" : "");
+}
+
+void Tuner::Finish() {
+  const int best = BestFeasible();
+  r_.feasible = best >= 0;
+  r_.best = best;
+  if (best < 0) {
+    for (size_t i = 0; i < r_.points.size(); ++i) {
+      if (r_.best < 0 || r_.points[i].metric > r_.points[r_.best].metric) r_.best = static_cast<int>(i);
+    }
+  }
+  std::vector<int> order(r_.points.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return r_.points[a].objective != r_.points[b].objective
+               ? r_.points[a].objective < r_.points[b].objective
+               : r_.points[a].metric > r_.points[b].metric;
+  });
+  double top = -std::numeric_limits<double>::infinity();
+  // Walking from the most expensive down keeps the points no cheaper one beats.
+  std::vector<int> front;
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    if (r_.points[*it].metric > top) {
+      top = r_.points[*it].metric;
+      front.push_back(*it);
+    }
+  }
+  r_.front.assign(front.rbegin(), front.rend());
+  if (progress_) std::fprintf(stderr, "\r\033[K");
+}
+
+Result<TuneResult> Tuner::Run() {
+  LOWBIT_RETURN_IF_ERROR(Prepare());
+  LOWBIT_RETURN_IF_ERROR(Sweep());
+  LOWBIT_RETURN_IF_ERROR(Descend());
+  LOWBIT_RETURN_IF_ERROR(Pairs());
+  Finish();
+  r_.seconds = Since(start_);
+  return std::move(r_);
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, LayerSettings>> TuneResult::Plan(const TunePoint& p) const {
+  std::vector<std::pair<std::string, LayerSettings>> out;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    LayerSettings s;
+    s.weights = space[p.choice[l]];
+    out.push_back({layers[l].name, s});
+  }
+  return out;
+}
+
+Result<TuneResult> Tune(const Graph& graph, Dataset& calib, Dataset& val, const TuneOptions& o) {
+  if (o.space.empty()) return InvalidArgument("the search space is empty");
+  if (!(o.max_loss >= 0)) return InvalidArgument("--max-loss must be >= 0, got ", o.max_loss);
+  if (o.relative && o.max_loss >= 100) {
+    return InvalidArgument("--max-loss ", o.max_loss, " --relative: must be below 100 percent");
+  }
+  if (o.metric == TuneMetric::kTop1 && !val.has_labels()) {
+    return InvalidArgument("--val '", val.spec(),
+                           "' has no labels: use --metric agreement or sqnr (against the fp32 model)");
+  }
+  Tuner t(graph, calib, val, o);
+  return t.Run();
+}
+
+}  // namespace lowbit

@@ -1,0 +1,102 @@
+// The auto-tuner: a weight setting (format family, bit width, filter-wise
+// mix, or fp32) for every layer, minimizing the objective (tune/space.h)
+// while the metric on the validation data stays within the bound.
+//
+// Method (deterministic for a given seed and evaluation cap):
+//  1. Calibrate once; per layer and setting, quantize only that layer and
+//     measure its isolated loss on the validation data (tune/sensitivity.h)
+//     and its exact costs: bytes from the packer, bit-ops from MACs x bits,
+//     latency as the median of that layer's step in a plan on this CPU.
+//  2. Uniform plans (every layer the same setting), for reference.
+//  3. A Lagrangian sweep over the additive proxy (cost + lambda * isolated
+//     loss), each distinct plan evaluated for real, then bisection of lambda
+//     at the bound.
+//  4. Greedy descent from the best feasible plan (cheaper settings in order
+//     of cost saved per proxy loss), then seeded pairwise moves (one layer
+//     cheaper, one dearer) until the evaluation cap or the time budget.
+// Every evaluation goes to the journal (tune/journal.h) first, so a killed
+// run resumes without repeating one. Returns every evaluated point, the
+// Pareto front (objective vs metric), and the best feasible point -- or, when
+// none meets the bound, the most accurate one (feasible false).
+#ifndef LOWBIT_TUNE_TUNER_H_
+#define LOWBIT_TUNE_TUNER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "eval/evaluate.h"
+#include "ir/graph.h"
+#include "quant/calibrate.h"
+#include "quant/quantize_layer.h"
+#include "tune/space.h"
+
+namespace lowbit {
+
+enum class TuneMetric { kTop1, kAgreement, kSqnr };
+
+struct TuneOptions {
+  ObjectiveSpec objective;
+  TuneMetric metric = TuneMetric::kTop1;
+  // Top-1 or agreement: at most this many points below fp32 (with
+  // `relative`, this percent of the fp32 value). SQNR: at least min_sqnr dB.
+  double max_loss = 1.0;
+  bool relative = false;
+  double min_sqnr = 20.0;
+  std::vector<std::string> space;  // SearchSpace
+  double budget_seconds = 600;
+  int64_t max_evals = 0;  // plan evaluations (0: until the budget or convergence)
+  std::string journal;    // path; "" keeps records in memory only
+  uint64_t seed = 1;
+  int threads = 1;
+  bool quiet = false;
+  CalibrateOptions calib;
+  LayerQuantOptions layer;
+  EvalOptions eval;  // batch, preprocessing, limit of the validation data
+};
+
+struct TunePoint {
+  std::vector<int> choice;  // setting index per layer (into TuneResult::space)
+  double objective = 0;     // the objective's value (relative units, see ObjectiveSpec)
+  int64_t bytes = 0;        // weights and biases of the quantizable layers
+  double bitops = 0;        // per sample
+  double latency_ms = 0;    // sum of the layers' measured step medians
+  double metric = 0;        // on the validation data
+  bool feasible = false;
+  std::string phase;        // uniform, sweep, bisect, descent, pairs
+};
+
+struct TuneLayer {
+  std::string name;
+  int64_t macs = 0, params = 0;
+  std::vector<bool> valid;          // per setting: the kernels run it here
+  std::vector<double> loss;         // isolated metric loss per setting
+  std::vector<int64_t> bytes;
+  std::vector<double> bitops, ms;
+};
+
+struct TuneResult {
+  std::vector<std::string> space;
+  std::vector<TuneLayer> layers;
+  double fp32_metric = 0, bound = 0;  // the metric must be >= bound
+  int64_t fp32_bytes = 0;
+  double fp32_bitops = 0, fp32_ms = 0;
+  std::vector<TunePoint> points;  // in evaluation order
+  std::vector<int> front;         // indices into points: the Pareto front, by objective
+  int best = -1;                  // index into points
+  bool feasible = false;
+  int64_t evaluations = 0, resumed = 0;
+  double seconds = 0, sensitivity_seconds = 0;
+
+  // The plan of a point (the JSON `lowbit quantize --plan` reads).
+  std::vector<std::pair<std::string, LayerSettings>> Plan(const TunePoint& p) const;
+};
+
+// `graph` is an optimized fp32 graph with one input; `calib` and `val` its
+// calibration and validation data (val labelled for the top-1 metric).
+Result<TuneResult> Tune(const Graph& graph, Dataset& calib, Dataset& val, const TuneOptions& options);
+
+}  // namespace lowbit
+
+#endif  // LOWBIT_TUNE_TUNER_H_
