@@ -499,16 +499,16 @@ void Tuner::Finish() {
                ? r_.points[a].objective < r_.points[b].objective
                : r_.points[a].metric > r_.points[b].metric;
   });
+  // From the cheapest up: a point is on the front when no cheaper (or as
+  // cheap) point reaches its metric.
   double top = -std::numeric_limits<double>::infinity();
-  // Walking from the most expensive down keeps the points no cheaper one beats.
-  std::vector<int> front;
-  for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    if (r_.points[*it].metric > top) {
-      top = r_.points[*it].metric;
-      front.push_back(*it);
+  r_.front.clear();
+  for (int i : order) {
+    if (r_.points[i].metric > top) {
+      top = r_.points[i].metric;
+      r_.front.push_back(i);
     }
   }
-  r_.front.assign(front.rbegin(), front.rend());
   if (progress_) std::fprintf(stderr, "\r\033[K");
 }
 

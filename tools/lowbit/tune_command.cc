@@ -27,7 +27,7 @@ struct TuneArgs {
   std::string formats, bits, budget = "10m", journal, pareto, report, write_plan;
   std::string mean, std;
   double max_loss = 1.0, min_sqnr = 20, scale = -1;
-  bool relative = false, no_filter_wise = false, json = false, quiet = false;
+  bool relative = false, no_filter_wise = false, no_fp32 = false, json = false, quiet = false;
   int64_t max_evals = 0, batch = 100, calib_batch = 32;
   uint64_t seed = 1;
   int threads = 1;
@@ -103,6 +103,7 @@ Status RunTune(const TuneArgs& a) {
   if (!a.formats.empty()) LOWBIT_RETURN_IF_ERROR(ParseFormatsOption(a.formats, &so));
   if (!a.bits.empty()) LOWBIT_RETURN_IF_ERROR(ParseBitsOption(a.bits, &so));
   so.filter_wise = !a.no_filter_wise;
+  so.allow_fp32 = !a.no_fp32;
   LOWBIT_ASSIGN_OR_RETURN(o.space, SearchSpace(so));
   LOWBIT_ASSIGN_OR_RETURN(o.budget_seconds, ParseBudget(a.budget));
   LOWBIT_RETURN_IF_ERROR(CheckDisjoint(a.calib, a.val));
@@ -160,7 +161,7 @@ Status RunTune(const TuneArgs& a) {
   QuantizeResult q;
   LOWBIT_ASSIGN_OR_RETURN(q, QuantizeGraph(g, qo));
   ExportOptions eo;
-  eo.graph_name = std::filesystem::path(a.model).stem().string() + " (lowbit tune)";
+  eo.graph_name = std::filesystem::path(a.model).stem().string() + " (lowbit)";  // as quantize
   LOWBIT_RETURN_IF_ERROR(ExportOnnx(q.graph, a.out, eo));
   if (!a.write_plan.empty()) {
     LOWBIT_RETURN_IF_ERROR(WriteFileAtomic(a.write_plan, PlanJson(qo.plan.defaults, q.resolved)));
@@ -249,6 +250,7 @@ Command AddTuneCommand(CLI::App& app) {
   cmd->add_option("--formats", args->formats, "Families: int,int-asym,uint,pow2,nhot2,nhot3,codebook");
   cmd->add_option("--bits", args->bits, "Bit widths: 2..6, 4, or 2,4,8 (default 1..8)");
   cmd->add_flag("--no-filter-wise", args->no_filter_wise, "No mixes of two widths within a layer");
+  cmd->add_flag("--no-fp32", args->no_fp32, "Quantize every layer (no layer stays fp32)");
   cmd->add_option("--budget", args->budget, "Time to spend (90s, 10m, 1h)")->capture_default_str();
   cmd->add_option("--max-evals", args->max_evals, "Stop after this many plan evaluations (0: no cap)");
   cmd->add_option("--journal", args->journal, "Append-only record of every evaluation; resume from it");
