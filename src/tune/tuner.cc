@@ -64,6 +64,7 @@ class Tuner {
   Status Sweep();
   Status Descend();
   Status Pairs();
+  Status RandomSearch();
   void Finish();
   void ShowProgress(bool final = false);
 
@@ -97,8 +98,9 @@ Status Tuner::Prepare() {
                     DataKey(val_, o_.eval.preprocess) + "|" + o_.objective.text + "|";
   for (const std::string& s : o_.space) key += s + ",";
   char b[160];
-  std::snprintf(b, sizeof b, "|m%d l%.9g r%d s%.9g seed%llu lim%lld",
+  std::snprintf(b, sizeof b, "|m%d l%.9g r%d s%.9g rs%d seed%llu lim%lld",
                 static_cast<int>(o_.metric), o_.max_loss, o_.relative ? 1 : 0, o_.min_sqnr,
+                o_.random_search ? 1 : 0,
                 static_cast<unsigned long long>(o_.seed), static_cast<long long>(o_.eval.limit));
   key += b;
   if (!o_.journal.empty()) {
@@ -512,8 +514,38 @@ void Tuner::Finish() {
   if (progress_) std::fprintf(stderr, "\r\033[K");
 }
 
+Status Tuner::RandomSearch() {
+  Rng rng(o_.seed);
+  int misses = 0;
+  while (!OutOfBudget() && misses < 1000) {
+    std::vector<int> choice(r_.layers.size());
+    for (size_t l = 0; l < choice.size(); ++l) {
+      std::vector<int> valid;
+      for (size_t s = 0; s < o_.space.size(); ++s) {
+        if (r_.layers[l].valid[s]) valid.push_back(static_cast<int>(s));
+      }
+      choice[l] = valid[rng.Below(valid.size())];
+    }
+    if (seen_.count(choice)) {
+      ++misses;
+      continue;
+    }
+    bool more = false;
+    LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, "random"));
+    if (!more) break;
+  }
+  return OkStatus();
+}
+
 Result<TuneResult> Tuner::Run() {
   LOWBIT_RETURN_IF_ERROR(Prepare());
+  if (o_.random_search) {
+    if (o_.max_evals <= 0) return InvalidArgument("a random search needs --max-evals");
+    LOWBIT_RETURN_IF_ERROR(RandomSearch());
+    Finish();
+    r_.seconds = Since(start_);
+    return std::move(r_);
+  }
   LOWBIT_RETURN_IF_ERROR(Sweep());
   LOWBIT_RETURN_IF_ERROR(Descend());
   LOWBIT_RETURN_IF_ERROR(Pairs());

@@ -49,6 +49,9 @@ struct TuneOptions {
   int64_t max_evals = 0;  // plan evaluations (0: until the budget or convergence)
   std::string journal;    // path; "" keeps records in memory only
   uint64_t seed = 1;
+  // Instead of the method above: max_evals plans drawn at random (each
+  // layer a uniformly drawn valid setting), for comparison.
+  bool random_search = false;
   int threads = 1;
   bool quiet = false;
   CalibrateOptions calib;

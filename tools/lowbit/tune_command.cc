@@ -28,6 +28,7 @@ struct TuneArgs {
   std::string mean, std;
   double max_loss = 1.0, min_sqnr = 20, scale = -1;
   bool relative = false, no_filter_wise = false, no_fp32 = false, json = false, quiet = false;
+  std::string search = "lagrangian";
   int64_t max_evals = 0, batch = 100, calib_batch = 32;
   uint64_t seed = 1;
   int threads = 1;
@@ -112,6 +113,10 @@ Status RunTune(const TuneArgs& a) {
   o.relative = a.relative;
   o.min_sqnr = a.min_sqnr;
   o.max_evals = a.max_evals;
+  if (a.search != "lagrangian" && a.search != "random") {
+    return InvalidArgument("--search '", a.search, "' (lagrangian or random)");
+  }
+  o.random_search = a.search == "random";
   o.journal = a.journal;
   o.seed = a.seed;
   o.threads = a.threads;
@@ -253,6 +258,9 @@ Command AddTuneCommand(CLI::App& app) {
   cmd->add_flag("--no-fp32", args->no_fp32, "Quantize every layer (no layer stays fp32)");
   cmd->add_option("--budget", args->budget, "Time to spend (90s, 10m, 1h)")->capture_default_str();
   cmd->add_option("--max-evals", args->max_evals, "Stop after this many plan evaluations (0: no cap)");
+  cmd->add_option("--search", args->search,
+                  "lagrangian (the method), or random (max-evals random plans, for comparison)")
+      ->capture_default_str();
   cmd->add_option("--journal", args->journal, "Append-only record of every evaluation; resume from it");
   cmd->add_option("--pareto", args->pareto, "Write the Pareto front (JSON)");
   cmd->add_option("--report", args->report, "Write a self-contained HTML report");
