@@ -135,6 +135,12 @@ Result<EvalResult> Evaluate(const Graph& g, Dataset& data, const EvalOptions& o,
           for (int64_t c = 0; c < classes; ++c) better += s[c] > target;
           r.correct_top1 += better == 0;
           r.correct_top5 += better < 5;
+          if (ref != nullptr && !ref->correct.empty()) {
+            const bool was = ref->correct[i + j] != 0;
+            r.lost += was && better != 0;
+            r.gained += !was && better == 0;
+          }
+          if (record != nullptr) record->correct.push_back(better == 0);
           r.class_samples[labels[j]] += 1;
           r.class_correct[labels[j]] += better == 0;
         }

@@ -25,6 +25,7 @@ struct ReferenceOutputs {
   int64_t samples = 0, classes = 0;
   std::vector<float> scores;  // samples x classes
   std::vector<int32_t> top1;  // argmax of each sample's scores (first of ties)
+  std::vector<uint8_t> correct;  // with labels: each sample's top-1 hit (as EvalResult counts)
 };
 
 struct EvalOptions {
@@ -53,6 +54,10 @@ struct EvalResult {
   // With a reference (NaN without): percent of samples whose top-1 class is
   // the reference's; SQNR of all class scores in dB.
   double agreement = 0, sqnr_db = 0;
+  // With a reference recorded with labels, and labels: samples the
+  // reference gets right and this model wrong, and the other way round (the
+  // paired counts behind the top-1 difference and its standard error).
+  int64_t lost = 0, gained = 0;
   double run_seconds = 0;  // inside Plan::Run
   double seconds = 0;      // the whole evaluation
   double images_per_second = 0;

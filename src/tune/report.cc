@@ -108,6 +108,7 @@ nlohmann::ordered_json PointJson(const TuneResult& r, const TunePoint& p) {
   j["bit_ops"] = p.bitops;
   j["latency_ms"] = p.latency_ms;
   j["metric"] = std::isfinite(p.metric) ? nlohmann::ordered_json(p.metric) : nullptr;
+  j["standard_error"] = p.se;
   j["feasible"] = p.feasible;
   j["phase"] = p.phase;
   nlohmann::ordered_json plan = nlohmann::ordered_json::object();
@@ -119,6 +120,7 @@ nlohmann::ordered_json PointJson(const TuneResult& r, const TunePoint& p) {
 nlohmann::ordered_json ParetoJson(const TuneResult& r) {
   nlohmann::ordered_json j;
   j["metric_bound"] = r.bound;
+  j["margin_z"] = r.z;
   j["fp32"] = {{"metric", std::isfinite(r.fp32_metric) ? nlohmann::ordered_json(r.fp32_metric) : nullptr},
                {"bytes", r.fp32_bytes},
                {"bit_ops", r.fp32_bitops},
@@ -155,7 +157,9 @@ std::string ReportHtml(const TuneResult& r, const ReportInfo& info) {
                   "</style></head><body>\n";
   h += "<h1>lowbit tune: " + Escape(info.model) + "</h1>\n<p>Objective <b>" + Escape(info.objective) +
        "</b>, metric <b>" + Escape(info.metric) + "</b> on the validation data: fp32 " +
-       Fmt("%.3f", r.fp32_metric) + ", bound " + Fmt("%.3f", r.bound) + ". ";
+       Fmt("%.3f", r.fp32_metric) + ", bound " + Fmt("%.3f", r.bound) +
+       (r.z > 0 ? " (met with a margin of " + Fmt("%.2f", r.z) + " standard errors of the difference to fp32)" : "") +
+       ". ";
   if (r.best >= 0) {
     const TunePoint& p = r.points[r.best];
     h += std::string(r.feasible ? "Chosen point" : "No point met the bound; the most accurate") +

@@ -41,6 +41,16 @@ std::vector<int> FilterBits(const LayerReport& r, int64_t rows) {
   return out;
 }
 
+// The one-sided standard normal quantile of p (bisection on erfc).
+double NormalQuantile(double p) {
+  double lo = -10, hi = 10;
+  for (int i = 0; i < 100; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (0.5 * std::erfc(-mid / std::sqrt(2.0)) < p ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
 class Tuner {
  public:
   Tuner(const Graph& g, Dataset& calib, Dataset& val, const TuneOptions& o)
@@ -98,8 +108,9 @@ Status Tuner::Prepare() {
                     DataKey(val_, o_.eval.preprocess) + "|" + o_.objective.text + "|";
   for (const std::string& s : o_.space) key += s + ",";
   char b[160];
-  std::snprintf(b, sizeof b, "|m%d l%.9g r%d s%.9g rs%d seed%llu lim%lld",
+  std::snprintf(b, sizeof b, "|m%d l%.9g r%d s%.9g c%.9g rs%d seed%llu lim%lld",
                 static_cast<int>(o_.metric), o_.max_loss, o_.relative ? 1 : 0, o_.min_sqnr,
+                o_.confidence,
                 o_.random_search ? 1 : 0,
                 static_cast<unsigned long long>(o_.seed), static_cast<long long>(o_.eval.limit));
   key += b;
@@ -109,6 +120,7 @@ Status Tuner::Prepare() {
     journal_ = std::make_unique<Journal>();
   }
   r_.resumed = journal_->resumed();
+  r_.z = o_.metric == TuneMetric::kSqnr ? 0.0 : std::max(0.0, NormalQuantile(o_.confidence));
   // Calibration, cached beside the journal.
   const std::string calib_path = o_.journal.empty() ? "" : o_.journal + ".calib.json";
   Result<CalibrationStats> cached = calib_path.empty()
@@ -271,6 +283,7 @@ Result<bool> Tuner::Evaluate(const std::vector<int>& choice, const std::string& 
   }
   if (const nlohmann::json* rec = journal_->Find(name)) {
     p.metric = rec->value("metric", 0.0);
+    p.se = rec->value("se", 0.0);
   } else {
     EvalOptions eo = o_.eval;
     eo.labels = o_.metric == TuneMetric::kTop1;
@@ -281,9 +294,19 @@ Result<bool> Tuner::Evaluate(const std::vector<int>& choice, const std::string& 
     p.metric = o_.metric == TuneMetric::kTop1       ? m.top1
                : o_.metric == TuneMetric::kAgreement ? m.agreement
                                                      : m.sqnr_db;
-    LOWBIT_RETURN_IF_ERROR(journal_->Append(name, {{"metric", p.metric}}));
+    // Standard error of the difference to fp32 over the n samples (paired
+    // for top-1: the samples one gets right and the other wrong).
+    const double n = static_cast<double>(std::max<int64_t>(m.samples, 1));
+    if (o_.metric == TuneMetric::kTop1) {
+      const double b = static_cast<double>(m.lost) / n, c = static_cast<double>(m.gained) / n;
+      p.se = 100 * std::sqrt(std::max(0.0, b + c - (b - c) * (b - c)) / n);
+    } else if (o_.metric == TuneMetric::kAgreement) {
+      const double q = 1 - m.agreement / 100;
+      p.se = 100 * std::sqrt(q * (1 - q) / n);
+    }
+    LOWBIT_RETURN_IF_ERROR(journal_->Append(name, {{"metric", p.metric}, {"se", p.se}}));
   }
-  p.feasible = p.metric >= r_.bound;
+  p.feasible = p.metric - r_.z * p.se >= r_.bound;
   seen_[choice] = static_cast<int>(r_.points.size());
   r_.points.push_back(p);
   ++r_.evaluations;
@@ -571,6 +594,9 @@ Result<TuneResult> Tune(const Graph& graph, Dataset& calib, Dataset& val, const 
   if (!(o.max_loss >= 0)) return InvalidArgument("--max-loss must be >= 0, got ", o.max_loss);
   if (o.relative && o.max_loss >= 100) {
     return InvalidArgument("--max-loss ", o.max_loss, " --relative: must be below 100 percent");
+  }
+  if (!(o.confidence >= 0.5 && o.confidence < 1)) {
+    return InvalidArgument("--confidence must be in [0.5, 1), got ", o.confidence);
   }
   if (o.metric == TuneMetric::kTop1 && !val.has_labels()) {
     return InvalidArgument("--val '", val.spec(),

@@ -44,6 +44,12 @@ struct TuneOptions {
   double max_loss = 1.0;
   bool relative = false;
   double min_sqnr = 20.0;
+  // A plan meets the bound when its metric, less z standard errors of its
+  // difference to fp32 on these samples (paired, top-1 and agreement),
+  // does: z the one-sided normal quantile of `confidence` (0.5: no margin).
+  // Choosing among many plans on one validation set favours those its noise
+  // flatters; the margin keeps the held-out loss within the bound.
+  double confidence = 0.9;
   std::vector<std::string> space;  // SearchSpace
   double budget_seconds = 600;
   int64_t max_evals = 0;  // plan evaluations (0: until the budget or convergence)
@@ -66,7 +72,8 @@ struct TunePoint {
   double bitops = 0;        // per sample
   double latency_ms = 0;    // sum of the layers' measured step medians
   double metric = 0;        // on the validation data
-  bool feasible = false;
+  double se = 0;            // standard error of its difference to fp32 (metric units)
+  bool feasible = false;    // metric - z * se >= bound
   std::string phase;        // uniform, sweep, bisect, descent, pairs
 };
 
@@ -83,6 +90,7 @@ struct TuneResult {
   std::vector<std::string> space;
   std::vector<TuneLayer> layers;
   double fp32_metric = 0, bound = 0;  // the metric must be >= bound
+  double z = 0;                       // standard errors of margin (TuneOptions::confidence)
   int64_t fp32_bytes = 0;
   double fp32_bitops = 0, fp32_ms = 0;
   std::vector<TunePoint> points;  // in evaluation order

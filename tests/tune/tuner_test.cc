@@ -44,7 +44,8 @@ TEST(Tuner, FindsAFeasiblePointAndAParetoFront) {
   ASSERT_TRUE(r->feasible);
   ASSERT_GE(r->best, 0);
   const TunePoint& best = r->points[r->best];
-  EXPECT_GE(best.metric, r->bound);
+  EXPECT_GE(best.metric - r->z * best.se, r->bound);
+  EXPECT_NEAR(r->z, 1.2816, 0.001);  // the 90% one-sided margin
   EXPECT_EQ(r->bound, r->fp32_metric - 1.0);
   EXPECT_EQ(r->evaluations, 40);
   // The chosen point is the cheapest feasible one evaluated, and no uniform
@@ -54,6 +55,8 @@ TEST(Tuner, FindsAFeasiblePointAndAParetoFront) {
     if (p.feasible) {
       EXPECT_GE(p.objective, best.objective);
     }
+    EXPECT_EQ(p.feasible, p.metric - r->z * p.se >= r->bound);
+    EXPECT_GE(p.se, 0.0);
     uniform += p.phase == "uniform";
     int64_t bytes = 0;
     for (size_t l = 0; l < r->layers.size(); ++l) bytes += r->layers[l].bytes[p.choice[l]];

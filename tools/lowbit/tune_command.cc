@@ -26,7 +26,7 @@ struct TuneArgs {
   std::string model, out, calib, val, test, objective = "size", metric = "top1";
   std::string formats, bits, budget = "10m", journal, pareto, report, write_plan;
   std::string mean, std;
-  double max_loss = 1.0, min_sqnr = 20, scale = -1;
+  double max_loss = 1.0, min_sqnr = 20, scale = -1, confidence = 0.9;
   bool relative = false, no_filter_wise = false, no_fp32 = false, json = false, quiet = false;
   std::string search = "lagrangian";
   int64_t max_evals = 0, batch = 100, calib_batch = 32;
@@ -112,6 +112,7 @@ Status RunTune(const TuneArgs& a) {
   o.max_loss = a.max_loss;
   o.relative = a.relative;
   o.min_sqnr = a.min_sqnr;
+  o.confidence = a.confidence;
   o.max_evals = a.max_evals;
   if (a.search != "lagrangian" && a.search != "random") {
     return InvalidArgument("--search '", a.search, "' (lagrangian or random)");
@@ -252,6 +253,10 @@ Command AddTuneCommand(CLI::App& app) {
   cmd->add_option("--metric", args->metric, "top1 (labels), agreement or sqnr (against the fp32 model)")
       ->capture_default_str();
   cmd->add_option("--min-sqnr", args->min_sqnr, "With --metric sqnr: the bound in dB")->capture_default_str();
+  cmd->add_option("--confidence", args->confidence,
+                  "The bound must hold by this one-sided confidence over the validation samples "
+                  "(0.5: no margin)")
+      ->capture_default_str();
   cmd->add_option("--formats", args->formats, "Families: int,int-asym,uint,pow2,nhot2,nhot3,codebook");
   cmd->add_option("--bits", args->bits, "Bit widths: 2..6, 4, or 2,4,8 (default 1..8)");
   cmd->add_flag("--no-filter-wise", args->no_filter_wise, "No mixes of two widths within a layer");
