@@ -103,16 +103,16 @@ Status Tuner::Prepare() {
   r_.space = o_.space;
   progress_ = !o_.quiet && isatty(fileno(stderr));
   // The journal's key: the model, the data and every option that changes a
-  // measurement or the search.
+  // measurement (not the bound, margin or search: their decisions are
+  // derived again from the recorded measurements, so a journal serves runs
+  // with other bounds too).
   std::string key = ModelFingerprint(g_) + "|" + DataKey(calib_, o_.calib.preprocess) + "|" +
-                    DataKey(val_, o_.eval.preprocess) + "|" + o_.objective.text + "|";
+                    DataKey(val_, o_.eval.preprocess) + "|";
   for (const std::string& s : o_.space) key += s + ",";
   char b[160];
-  std::snprintf(b, sizeof b, "|m%d l%.9g r%d s%.9g c%.9g rs%d seed%llu lim%lld",
-                static_cast<int>(o_.metric), o_.max_loss, o_.relative ? 1 : 0, o_.min_sqnr,
-                o_.confidence,
-                o_.random_search ? 1 : 0,
-                static_cast<unsigned long long>(o_.seed), static_cast<long long>(o_.eval.limit));
+  std::snprintf(b, sizeof b, "|metric%d latency%d seed%llu limit%lld", static_cast<int>(o_.metric),
+                o_.objective.latency > 0 ? 1 : 0, static_cast<unsigned long long>(o_.seed),
+                static_cast<long long>(o_.eval.limit));
   key += b;
   if (!o_.journal.empty()) {
     LOWBIT_ASSIGN_OR_RETURN(journal_, Journal::Open(o_.journal, key));

@@ -79,7 +79,7 @@ expect_error "bad metric" "--metric 'f1'" tune "$digits" -o "$tmp/x.onnx" "${d[@
 expect_error "val overlaps calib" "--val 'digits\[400:900\]' overlaps --calib" tune "$digits" -o "$tmp/x.onnx" \
   --calib 'digits[0:500]' --val 'digits[400:900]'
 expect_error "journal of another run" "journal of another tuning run" tune "$cnn" -o "$tmp/x.onnx" \
-  "${common[@]}" --journal "$tmp/a.jsonl" --max-loss 3
+  "${common[@]}" --journal "$tmp/a.jsonl" --metric agreement
 [[ ! -e $tmp/x.onnx ]] && ok "nothing written on bad input" || bad "a model was written on bad input"
 
 echo "tune: $pass passed, $fail failed"

@@ -105,9 +105,16 @@ TEST(Tuner, IsDeterministicAndResumesWhereItStopped) {
   EXPECT_GT(resumed->resumed, 12);  // the layer measurements and 12 plans
   EXPECT_EQ(Trace(*resumed), Trace(*a));
   EXPECT_EQ(resumed->best, a->best);
-  // Options that change the search are another run: refused.
+  // Another bound reuses the measurements: nothing is evaluated again until
+  // the search leaves the recorded plans.
+  TuneOptions looser = d.Options(30, j);
+  looser.max_loss = 2.0;
+  auto reused = d.Run(looser);
+  ASSERT_TRUE(reused.ok()) << reused.status().ToString();
+  EXPECT_GE(reused->resumed, resumed->resumed);
+  // Options that change the measurements are another run: refused.
   TuneOptions other = d.Options(30, j);
-  other.max_loss = 2.0;
+  other.metric = TuneMetric::kAgreement;
   auto refused = d.Run(other);
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("another tuning run"), std::string::npos)
