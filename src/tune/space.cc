@@ -82,8 +82,8 @@ Status ParseBitsOption(const std::string& text, SpaceOptions* o) {
   if (dots != std::string::npos) {
     const int a = std::atoi(text.substr(0, dots).c_str()), b = std::atoi(text.substr(dots + 2).c_str());
     if (a < 1 || b > 8 || a > b) return bad();
-    o->min_bits = a;
-    o->max_bits = b;
+    o->bits.clear();
+    for (int v = a; v <= b; ++v) o->bits.push_back(v);
     return OkStatus();
   }
   for (const std::string& p : Split(text, ',')) {
@@ -92,8 +92,9 @@ Status ParseBitsOption(const std::string& text, SpaceOptions* o) {
     if (p.empty() || *end != '\0' || v < 1 || v > 8) return bad();
     bits.push_back(static_cast<int>(v));
   }
-  o->min_bits = *std::min_element(bits.begin(), bits.end());
-  o->max_bits = *std::max_element(bits.begin(), bits.end());
+  std::sort(bits.begin(), bits.end());
+  bits.erase(std::unique(bits.begin(), bits.end()), bits.end());
+  o->bits = bits;
   return OkStatus();
 }
 
@@ -105,7 +106,8 @@ Result<std::vector<std::string>> SearchSpace(const SpaceOptions& o) {
   for (const std::string& name : formats) {
     const FamilyRange* f = FindFamily(name);
     if (f == nullptr) return InvalidArgument("--formats: unknown family '", name, "'");
-    for (int b = std::max(f->lo, o.min_bits); b <= std::min(f->hi, o.max_bits); ++b) {
+    for (int b : o.bits) {
+      if (b < f->lo || b > f->hi) continue;
       std::string w = f->prefix + std::to_string(b);
       if (name == "int-asym") w += "-asym";
       if (!ParseFormat(w).ok()) continue;
@@ -116,15 +118,15 @@ Result<std::vector<std::string>> SearchSpace(const SpaceOptions& o) {
   if (o.filter_wise && std::find(formats.begin(), formats.end(), "int") != formats.end()) {
     const std::pair<int, int> pairs[] = {{1, 2}, {2, 4}, {4, 8}};
     for (const auto& [lo, hi] : pairs) {
-      if (lo < o.min_bits || hi > o.max_bits) continue;
+      const auto has = [&](int v) { return std::find(o.bits.begin(), o.bits.end(), v) != o.bits.end(); };
+      if (!has(lo) || !has(hi)) continue;
       for (const char* frac : {"0.125", "0.25", "0.5"}) {
         out.push_back("int" + std::to_string(lo) + "/int" + std::to_string(hi) + ":" + frac);
       }
     }
   }
   if (out.empty()) {
-    return InvalidArgument("--formats and --bits leave no format to search (bits ", o.min_bits,
-                           "..", o.max_bits, ")");
+    return InvalidArgument("--formats and --bits leave no format to search");
   }
   if (o.allow_fp32) out.push_back("float");
   return out;

@@ -25,7 +25,7 @@ struct SpaceOptions {
   // Families: int, int-asym, uint, pow2, nhot2, nhot3, codebook (default: int,
   // int-asym, pow2, nhot2, codebook).
   std::vector<std::string> formats;
-  int min_bits = 1, max_bits = 8;
+  std::vector<int> bits = {1, 2, 3, 4, 5, 6, 7, 8};  // the widths searched
   bool filter_wise = true;  // mixes of two int widths per layer
   bool allow_fp32 = true;   // a layer may stay fp32 ("float")
 };

@@ -168,6 +168,12 @@ TEST(TuneSpace, ParsesObjectivesFormatsAndBits) {
   ASSERT_TRUE(space.ok());
   EXPECT_EQ(*space, (std::vector<std::string>{"int2", "int3", "int4", "pow2-2", "pow2-3", "pow2-4",
                                               "float"}));
+  ASSERT_TRUE(ParseBitsOption("4,2,8", &so).ok());
+  so.filter_wise = true;
+  EXPECT_EQ(*SearchSpace(so), (std::vector<std::string>{"int2", "int4", "int8", "pow2-2", "pow2-4",
+                                                         "int2/int4:0.125", "int2/int4:0.25",
+                                                         "int2/int4:0.5", "int4/int8:0.125",
+                                                         "int4/int8:0.25", "int4/int8:0.5", "float"}));
   EXPECT_FALSE(ParseFormatsOption("int,fp8", &so).ok());
   EXPECT_FALSE(ParseBitsOption("0..9", &so).ok());
   EXPECT_FALSE(ParseBitsOption("3,x", &so).ok());
