@@ -193,7 +193,41 @@ std::string ReportHtml(const TuneResult& r, const ReportInfo& info) {
            Fmt("%.3g", t.loss[s]) + "</td></tr>\n";
     }
   }
-  h += "</table>\n<h2>Isolated sensitivity</h2>\n<p>The metric's loss with only that layer quantized "
+  h += "</table>\n";
+  // Per filter: one cell per output channel, coloured by its format.
+  bool any_mixed = false;
+  for (const auto& [name, st] : info.resolved) any_mixed = any_mixed || !st.filters.empty();
+  if (any_mixed) {
+    static const char* kColors[] = {"#56b4e9", "#e69f00", "#009e73", "#cc79a7"};
+    h += "<h2>Per-filter formats</h2>\n<p>Layers with filter-wise formats: one cell per filter "
+         "(output channel), its colour the format.</p>\n";
+    for (const auto& [name, st] : info.resolved) {
+      if (st.filters.empty()) continue;
+      std::vector<std::string> names;
+      size_t b = 0;
+      for (size_t e; (e = st.weights.find('/', b)) != std::string::npos; b = e + 1)
+        names.push_back(st.weights.substr(b, e - b));
+      names.push_back(st.weights.substr(b));
+      h += "<p>" + Escape(name) + ": ";
+      for (size_t i = 0; i < names.size(); ++i) {
+        int count = 0;
+        for (int32_t f : st.filters) count += f == static_cast<int32_t>(i);
+        h += std::string("<span style='color:") + kColors[i % 4] + "'>&#9632; " + Escape(names[i]) + " (" +
+             std::to_string(count) + ")</span> ";
+      }
+      const int cell = 6, per_row = 128;
+      const int rows = static_cast<int>((st.filters.size() + per_row - 1) / per_row);
+      h += "<br><svg xmlns='http://www.w3.org/2000/svg' width='" + std::to_string(per_row * cell) +
+           "' height='" + std::to_string(rows * cell) + "'>";
+      for (size_t f = 0; f < st.filters.size(); ++f) {
+        h += "<rect x='" + std::to_string((f % per_row) * cell) + "' y='" +
+             std::to_string((f / per_row) * cell) + "' width='" + std::to_string(cell - 1) +
+             "' height='" + std::to_string(cell - 1) + "' fill='" + kColors[st.filters[f] % 4] + "'/>";
+      }
+      h += "</svg></p>\n";
+    }
+  }
+  h += "<h2>Isolated sensitivity</h2>\n<p>The metric's loss with only that layer quantized "
        "(the rest fp32), per setting; blank: the kernels do not run it there.</p>\n<table><tr><th "
        "class='l'>layer</th>";
   for (const std::string& s : r.space) h += "<th>" + Escape(s) + "</th>";

@@ -27,6 +27,9 @@ double RankCorrelation(const std::vector<double>& a, const std::vector<double>& 
 
 struct ReportInfo {
   std::string model, objective, metric;
+  // The chosen plan as quantized (filter-wise layers with their filters'
+  // format indices), for the per-filter map; empty: none.
+  std::vector<std::pair<std::string, LayerSettings>> resolved;
   double test_metric = -1, test_fp32 = -1;  // < 0: no --test
   int64_t out_bytes = 0, fp32_file_bytes = 0;
 };

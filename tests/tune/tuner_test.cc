@@ -76,7 +76,17 @@ TEST(Tuner, FindsAFeasiblePointAndAParetoFront) {
           << "a front point is dominated";
     }
   }
-  const std::string html = ReportHtml(*r, ReportInfo{"digits_mlp.onnx", "size", "top1"});
+  ReportInfo info;
+  info.model = "digits_mlp.onnx";
+  info.objective = "size";
+  info.metric = "top1";
+  LayerSettings mixed;
+  mixed.weights = "int2/int4";
+  mixed.filters = {0, 1, 1, 0};
+  info.resolved = {{"/0/Gemm", mixed}};
+  const std::string html = ReportHtml(*r, info);
+  EXPECT_NE(html.find("Per-filter formats"), std::string::npos);
+  EXPECT_NE(html.find("int4 (2)"), std::string::npos);
   EXPECT_NE(html.find("<svg"), std::string::npos);
   EXPECT_NE(html.find("/0/Gemm"), std::string::npos);
   EXPECT_EQ(ParetoJson(*r)["front"].size(), r->front.size());

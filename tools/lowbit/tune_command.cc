@@ -176,6 +176,7 @@ Status RunTune(const TuneArgs& a) {
   info.model = a.model;
   info.objective = a.objective;
   info.metric = a.metric;
+  info.resolved = q.resolved;
   info.out_bytes = static_cast<int64_t>(std::filesystem::file_size(a.out));
   info.fp32_file_bytes = static_cast<int64_t>(std::filesystem::file_size(a.model));
   if (!a.test.empty()) {  // reported beside the point, never used to select it
