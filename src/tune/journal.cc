@@ -16,7 +16,8 @@ Journal::~Journal() {
   if (file_ != nullptr) std::fclose(file_);
 }
 
-Result<std::unique_ptr<Journal>> Journal::Open(const std::string& path, const std::string& key) {
+Result<std::unique_ptr<Journal>> Journal::Open(const std::string& path, const std::string& key,
+                                               bool append) {
   auto j = std::make_unique<Journal>();
   j->path_ = path;
   std::string kept;  // the well-formed lines, to rewrite a torn tail
@@ -65,6 +66,7 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& path, const st
       }
     }
   }
+  if (!append) return j;
   if (torn) {  // drop the torn tail: rewrite the complete lines
     std::FILE* f = std::fopen((path + ".tmp").c_str(), "wb");
     if (f == nullptr || std::fwrite(kept.data(), 1, kept.size(), f) != kept.size() ||

@@ -28,8 +28,11 @@ class Journal {
   Journal& operator=(const Journal&) = delete;
 
   // Opens `path` (created when missing) for a run whose inputs have `key`.
-  // A torn last line (a kill during a write) is dropped.
-  static Result<std::unique_ptr<Journal>> Open(const std::string& path, const std::string& key);
+  // A torn last line (a kill during a write) is dropped. Without `append`
+  // (the other ranks of an MPI run) the records are read and new ones kept
+  // in memory only.
+  static Result<std::unique_ptr<Journal>> Open(const std::string& path, const std::string& key,
+                                               bool append = true);
 
   // The value recorded under `name`, or null.
   const nlohmann::json* Find(const std::string& name) const;

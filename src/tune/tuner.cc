@@ -10,11 +10,13 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <tuple>
 
 #include "base/rng.h"
 #include "quant/cost.h"
 #include "runtime/plan.h"
 #include "runtime/profile.h"
+#include "tune/fanout.h"
 #include "tune/journal.h"
 #include "tune/sensitivity.h"
 
@@ -60,17 +62,32 @@ class Tuner {
 
  private:
   Status Prepare();
-  Status MeasureLayer(int l, int s);
+  // Quantizes layer l with setting s and takes its costs; its isolated loss
+  // and latency come from the journal, or are measured when this rank owns
+  // the item (into `shared`, for Prepare to give to every rank).
+  Status MeasureLayer(int l, int s, std::vector<double>* shared);
   double Cost(int l, int s) const;
   double Proxy(int l, int s) const { return r_.layers[l].loss[s]; }
   // Evaluates a plan (or reads it from the journal); false when out of budget.
   Result<bool> Evaluate(const std::vector<int>& choice, const std::string& phase);
+  // A plan's metric and the standard error of its difference to fp32.
+  Result<std::pair<double, double>> Measure(const std::vector<int>& choice);
+  std::string PlanName(const std::vector<int>& choice) const;
+  // Under MPI: the ranks measure these plans between them, ahead of the
+  // search that evaluates them in order (one process: nothing).
+  Status Prefetch(std::vector<std::vector<int>> plans);
   bool OutOfBudget() const {
     return (o_.max_evals > 0 && r_.evaluations >= o_.max_evals) ||
            Since(start_) >= o_.budget_seconds;
   }
   std::vector<int> Lagrangian(double lambda) const;
   int BestFeasible() const;
+  // Every layer setting s (a layer the kernels cannot run it on: its first
+  // valid setting).
+  std::vector<int> Uniform(int s) const;
+  // The sweep's lambda k: cost units per unit of proxy loss, over 8 decades
+  // around the ratio of the costs to the allowed loss.
+  double SweepLambda(int k) const;
   Status Sweep();
   Status Descend();
   Status Pairs();
@@ -90,6 +107,8 @@ class Tuner {
   ReferenceOutputs ref_;
   std::map<std::pair<int, int>, QuantizedLayer> quantized_;
   std::map<std::vector<int>, int> seen_;  // plan -> index into r_.points
+  const Fanout& fan_ = Fanout::Get();
+  std::map<std::vector<int>, std::pair<double, double>> prefetched_;  // plan -> (metric, se)
   Clock::time_point start_ = Clock::now();
   Clock::time_point last_draw_ = Clock::now();
   bool progress_ = false;
@@ -115,7 +134,7 @@ Status Tuner::Prepare() {
                 static_cast<long long>(o_.eval.limit));
   key += b;
   if (!o_.journal.empty()) {
-    LOWBIT_ASSIGN_OR_RETURN(journal_, Journal::Open(o_.journal, key));
+    LOWBIT_ASSIGN_OR_RETURN(journal_, Journal::Open(o_.journal, key, /*append=*/fan_.rank() == 0));
   } else {
     journal_ = std::make_unique<Journal>();
   }
@@ -133,7 +152,7 @@ Status Tuner::Prepare() {
     CalibrateOptions co = o_.calib;
     co.quiet = o_.quiet;
     LOWBIT_ASSIGN_OR_RETURN(stats_, Calibrate(g_, calib_, co));
-    if (!calib_path.empty()) LOWBIT_RETURN_IF_ERROR(stats_.Save(calib_path));
+    if (!calib_path.empty() && fan_.rank() == 0) LOWBIT_RETURN_IF_ERROR(stats_.Save(calib_path));
   }
   LOWBIT_ASSIGN_OR_RETURN(val_mem_, LoadIntoMemory(val_));
   EvalOptions eo = o_.eval;
@@ -178,6 +197,8 @@ Status Tuner::Prepare() {
   const auto t0 = Clock::now();
   const int64_t total = static_cast<int64_t>(layers_.size() * o_.space.size());
   int64_t done = 0;
+  // Per item (layer x setting) measured here: 1, loss, ms (0s elsewhere).
+  std::vector<double> shared(3 * total, 0.0);
   for (size_t l = 0; l < layers_.size(); ++l) {
     TuneLayer& tl = r_.layers[l];
     tl.valid.assign(o_.space.size(), false);
@@ -186,7 +207,7 @@ Status Tuner::Prepare() {
     tl.bitops.assign(o_.space.size(), 0.0);
     tl.ms.assign(o_.space.size(), 0.0);
     for (size_t s = 0; s < o_.space.size(); ++s) {
-      LOWBIT_RETURN_IF_ERROR(MeasureLayer(static_cast<int>(l), static_cast<int>(s)));
+      LOWBIT_RETURN_IF_ERROR(MeasureLayer(static_cast<int>(l), static_cast<int>(s), &shared));
       ++done;
       if (progress_ && Since(last_draw_) > 0.1) {
         std::fprintf(stderr, "\r\033[Ktune: layer sensitivity %lld/%lld", static_cast<long long>(done),
@@ -195,11 +216,26 @@ Status Tuner::Prepare() {
       }
     }
   }
+  // Every rank gets the measurements the others made; the first records them.
+  shared = fan_.Share(shared);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    for (size_t s = 0; s < o_.space.size(); ++s) {
+      const size_t item = l * o_.space.size() + s;
+      if (shared[3 * item] == 0) continue;
+      TuneLayer& tl = r_.layers[l];
+      tl.loss[s] = shared[3 * item + 1];
+      tl.ms[s] = shared[3 * item + 2];
+      if (fan_.rank() == 0) {
+        LOWBIT_RETURN_IF_ERROR(journal_->Append("layer/" + tl.name + "/" + o_.space[s],
+                                                {{"valid", true}, {"loss", tl.loss[s]}, {"ms", tl.ms[s]}}));
+      }
+    }
+  }
   r_.sensitivity_seconds = Since(t0);
   return OkStatus();
 }
 
-Status Tuner::MeasureLayer(int l, int s) {
+Status Tuner::MeasureLayer(int l, int s, std::vector<double>* shared) {
   TuneLayer& tl = r_.layers[l];
   const QuantLayer& layer = layers_[l];
   LayerSettings settings;
@@ -207,7 +243,7 @@ Status Tuner::MeasureLayer(int l, int s) {
   Result<QuantizedLayer> q = QuantizeLayer(g_, layer, settings, &stats_, o_.layer);
   const std::string name = "layer/" + layer.name + "/" + o_.space[s];
   if (!q.ok()) {  // the kernels do not run this setting here
-    if (journal_->Find(name) == nullptr) {
+    if (journal_->Find(name) == nullptr && fan_.rank() == 0) {
       LOWBIT_RETURN_IF_ERROR(journal_->Append(name, {{"valid", false}}));
     }
     return OkStatus();
@@ -227,7 +263,7 @@ Status Tuner::MeasureLayer(int l, int s) {
   if (const nlohmann::json* rec = journal_->Find(name)) {
     tl.loss[s] = rec->value("loss", 0.0);
     tl.ms[s] = rec->value("ms", 0.0);
-  } else {
+  } else if (fan_.Owns(l * static_cast<int>(o_.space.size()) + s)) {
     EvalOptions eo = o_.eval;
     eo.labels = o_.metric == TuneMetric::kTop1;
     eo.reference = &ref_;
@@ -248,7 +284,10 @@ Status Tuner::MeasureLayer(int l, int s) {
         if (st.name == layer.name) tl.ms[s] = st.ms;
       }
     }
-    LOWBIT_RETURN_IF_ERROR(journal_->Append(name, {{"valid", true}, {"loss", tl.loss[s]}, {"ms", tl.ms[s]}}));
+    const size_t item = static_cast<size_t>(l) * o_.space.size() + s;
+    (*shared)[3 * item] = 1;
+    (*shared)[3 * item + 1] = tl.loss[s];
+    (*shared)[3 * item + 2] = tl.ms[s];
   }
   q->wq.clear();  // (the decoded weights: not needed here, and large)
   q->wq.shrink_to_fit();
@@ -265,46 +304,92 @@ double Tuner::Cost(int l, int s) const {
   return c;
 }
 
+Result<std::pair<double, double>> Tuner::Measure(const std::vector<int>& choice) {
+  std::vector<const QuantizedLayer*> parts;
+  for (size_t l = 0; l < choice.size(); ++l) {
+    parts.push_back(&quantized_.at({static_cast<int>(l), choice[l]}));
+  }
+  EvalOptions eo = o_.eval;
+  eo.labels = o_.metric == TuneMetric::kTop1;
+  eo.reference = &ref_;
+  eo.quiet = true;
+  EvalResult m;
+  LOWBIT_ASSIGN_OR_RETURN(m, lowbit::Evaluate(AssembleGraph(g_, parts), *val_mem_, eo));
+  const double metric = o_.metric == TuneMetric::kTop1       ? m.top1
+                        : o_.metric == TuneMetric::kAgreement ? m.agreement
+                                                              : m.sqnr_db;
+  // Standard error of the difference to fp32 over the n samples (paired for
+  // top-1: the samples one gets right and the other wrong).
+  double se = 0;
+  const double n = static_cast<double>(std::max<int64_t>(m.samples, 1));
+  if (o_.metric == TuneMetric::kTop1) {
+    const double b = static_cast<double>(m.lost) / n, c = static_cast<double>(m.gained) / n;
+    se = 100 * std::sqrt(std::max(0.0, b + c - (b - c) * (b - c)) / n);
+  } else if (o_.metric == TuneMetric::kAgreement) {
+    const double q = 1 - m.agreement / 100;
+    se = 100 * std::sqrt(q * (1 - q) / n);
+  }
+  return std::make_pair(metric, se);
+}
+
+std::string Tuner::PlanName(const std::vector<int>& choice) const {
+  std::string name = "plan/";
+  for (size_t l = 0; l < choice.size(); ++l) name += (l ? "," : "") + o_.space[choice[l]];
+  return name;
+}
+
+Status Tuner::Prefetch(std::vector<std::vector<int>> plans) {
+  if (fan_.size() == 1) return OkStatus();
+  std::sort(plans.begin(), plans.end());
+  plans.erase(std::unique(plans.begin(), plans.end()), plans.end());
+  std::vector<std::vector<int>> todo;
+  for (const auto& p : plans) {
+    if (!seen_.count(p) && !prefetched_.count(p) && journal_->Find(PlanName(p)) == nullptr) todo.push_back(p);
+  }
+  std::vector<double> shared(2 * todo.size(), 0.0);
+  for (size_t i = 0; i < todo.size(); ++i) {
+    if (!fan_.Owns(static_cast<int>(i))) continue;
+    std::pair<double, double> m;
+    LOWBIT_ASSIGN_OR_RETURN(m, Measure(todo[i]));
+    shared[2 * i] = m.first;
+    shared[2 * i + 1] = m.second;
+  }
+  shared = fan_.Share(shared);
+  for (size_t i = 0; i < todo.size(); ++i) prefetched_[todo[i]] = {shared[2 * i], shared[2 * i + 1]};
+  return OkStatus();
+}
+
 Result<bool> Tuner::Evaluate(const std::vector<int>& choice, const std::string& phase) {
   if (seen_.count(choice)) return true;
-  if (OutOfBudget()) return false;
+  // The stop decision is rank 0's, shared, so every rank walks the same search.
+  bool stop = OutOfBudget();
+  if (fan_.size() > 1) stop = fan_.Share({fan_.rank() == 0 && stop ? 1.0 : 0.0})[0] > 0;
+  if (stop) return false;
   TunePoint p;
   p.choice = choice;
   p.phase = phase;
-  std::string name = "plan/";
-  std::vector<const QuantizedLayer*> parts;
   for (size_t l = 0; l < choice.size(); ++l) {
-    name += (l ? "," : "") + o_.space[choice[l]];
     p.objective += Cost(static_cast<int>(l), choice[l]);
     p.bytes += r_.layers[l].bytes[choice[l]];
     p.bitops += r_.layers[l].bitops[choice[l]];
     p.latency_ms += r_.layers[l].ms[choice[l]];
-    parts.push_back(&quantized_.at({static_cast<int>(l), choice[l]}));
   }
+  const std::string name = PlanName(choice);
   if (const nlohmann::json* rec = journal_->Find(name)) {
     p.metric = rec->value("metric", 0.0);
     p.se = rec->value("se", 0.0);
   } else {
-    EvalOptions eo = o_.eval;
-    eo.labels = o_.metric == TuneMetric::kTop1;
-    eo.reference = &ref_;
-    eo.quiet = true;
-    EvalResult m;
-    LOWBIT_ASSIGN_OR_RETURN(m, lowbit::Evaluate(AssembleGraph(g_, parts), *val_mem_, eo));
-    p.metric = o_.metric == TuneMetric::kTop1       ? m.top1
-               : o_.metric == TuneMetric::kAgreement ? m.agreement
-                                                     : m.sqnr_db;
-    // Standard error of the difference to fp32 over the n samples (paired
-    // for top-1: the samples one gets right and the other wrong).
-    const double n = static_cast<double>(std::max<int64_t>(m.samples, 1));
-    if (o_.metric == TuneMetric::kTop1) {
-      const double b = static_cast<double>(m.lost) / n, c = static_cast<double>(m.gained) / n;
-      p.se = 100 * std::sqrt(std::max(0.0, b + c - (b - c) * (b - c)) / n);
-    } else if (o_.metric == TuneMetric::kAgreement) {
-      const double q = 1 - m.agreement / 100;
-      p.se = 100 * std::sqrt(q * (1 - q) / n);
+    auto it = prefetched_.find(choice);
+    if (it != prefetched_.end()) {
+      std::tie(p.metric, p.se) = it->second;
+    } else {
+      std::pair<double, double> m;
+      LOWBIT_ASSIGN_OR_RETURN(m, Measure(choice));
+      std::tie(p.metric, p.se) = m;
     }
-    LOWBIT_RETURN_IF_ERROR(journal_->Append(name, {{"metric", p.metric}, {"se", p.se}}));
+    if (fan_.rank() == 0) {
+      LOWBIT_RETURN_IF_ERROR(journal_->Append(name, {{"metric", p.metric}, {"se", p.se}}));
+    }
   }
   p.feasible = p.metric - r_.z * p.se >= r_.bound;
   seen_[choice] = static_cast<int>(r_.points.size());
@@ -331,6 +416,23 @@ std::vector<int> Tuner::Lagrangian(double lambda) const {
   return choice;
 }
 
+std::vector<int> Tuner::Uniform(int s) const {
+  std::vector<int> choice(r_.layers.size());
+  for (size_t l = 0; l < r_.layers.size(); ++l) {
+    const std::vector<bool>& v = r_.layers[l].valid;
+    choice[l] = v[s] ? s : static_cast<int>(std::find(v.begin(), v.end(), true) - v.begin());
+  }
+  return choice;
+}
+
+double Tuner::SweepLambda(int k) const {
+  double mean_cost = 0;
+  for (size_t l = 0; l < r_.layers.size(); ++l) mean_cost += Cost(static_cast<int>(l), 0);
+  const double allowed = o_.metric == TuneMetric::kSqnr ? std::pow(10.0, -r_.bound / 10)
+                                                        : std::max(r_.fp32_metric - r_.bound, 1e-3);
+  return std::max(mean_cost, 1e-9) / allowed * std::pow(10.0, k / 4.0);
+}
+
 int Tuner::BestFeasible() const {
   int best = -1;
   for (size_t i = 0; i < r_.points.size(); ++i) {
@@ -341,32 +443,24 @@ int Tuner::BestFeasible() const {
 }
 
 Status Tuner::Sweep() {
+  std::vector<std::vector<int>> ahead;
+  for (size_t s = 0; s < o_.space.size(); ++s) ahead.push_back(Uniform(static_cast<int>(s)));
+  for (int k = -16; k <= 16; ++k) ahead.push_back(Lagrangian(SweepLambda(k)));
+  LOWBIT_RETURN_IF_ERROR(Prefetch(ahead));
   // Uniform plans: every layer one setting (where the kernels run it; else
   // the layer's first valid setting).
   for (size_t s = 0; s < o_.space.size(); ++s) {
-    std::vector<int> choice(r_.layers.size());
     bool any = false;
-    for (size_t l = 0; l < r_.layers.size(); ++l) {
-      const std::vector<bool>& v = r_.layers[l].valid;
-      choice[l] = v[s] ? static_cast<int>(s)
-                       : static_cast<int>(std::find(v.begin(), v.end(), true) - v.begin());
-      any = any || v[s];
-    }
+    for (const TuneLayer& tl : r_.layers) any = any || tl.valid[s];
     if (!any) continue;
+    const std::vector<int> choice = Uniform(static_cast<int>(s));
     bool more = false;
     LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, "uniform"));
     if (!more) return OkStatus();
   }
-  // The Lagrangian sweep: lambda in cost units per unit of proxy loss, over
-  // 8 decades around the ratio of the costs to the allowed loss.
-  double mean_cost = 0;
-  for (size_t l = 0; l < r_.layers.size(); ++l) mean_cost += Cost(static_cast<int>(l), 0);
-  const double allowed = o_.metric == TuneMetric::kSqnr ? std::pow(10.0, -r_.bound / 10)
-                                                        : std::max(r_.fp32_metric - r_.bound, 1e-3);
-  const double scale = std::max(mean_cost, 1e-9) / allowed;
   std::vector<std::pair<double, int>> swept;  // (lambda, point)
   for (int k = -16; k <= 16; ++k) {
-    const double lambda = scale * std::pow(10.0, k / 4.0);
+    const double lambda = SweepLambda(k);
     const std::vector<int> choice = Lagrangian(lambda);
     bool more = false;
     LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, "sweep"));

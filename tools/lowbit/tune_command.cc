@@ -16,6 +16,7 @@
 #include "model_util.h"
 #include "onnx/onnx_export.h"
 #include "quant/quantize.h"
+#include "tune/fanout.h"
 #include "tune/report.h"
 #include "tune/tuner.h"
 
@@ -149,6 +150,11 @@ Status RunTune(const TuneArgs& a) {
   LOWBIT_ASSIGN_OR_RETURN(r, Tune(g, *calib, *val, o));
   if (r.best < 0) return Internal("the tuner evaluated no plan");
   const TunePoint& best = r.points[r.best];
+  // Under mpirun the other ranks measured; the first writes and prints.
+  if (Fanout::Get().rank() != 0) {
+    if (!r.feasible) CommandExitCode() = 3;
+    return OkStatus();
+  }
 
   // The model at the chosen point, as `lowbit quantize --plan` makes it.
   QuantizeOptions qo;
