@@ -1,6 +1,7 @@
 #include "runtime/profile.h"
 
 #include <algorithm>
+#include <chrono>
 
 namespace lowbit {
 
@@ -8,6 +9,17 @@ double Median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
   return v[v.size() / 2];
+}
+
+double MedianRunMs(Plan* plan, int warmup, int runs) {
+  for (int i = 0; i < warmup; ++i) plan->Run();
+  std::vector<double> ms;
+  for (int r = 0; r < std::max(runs, 1); ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    plan->Run();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return Median(std::move(ms));
 }
 
 std::vector<StepTime> ProfileSteps(Plan* plan, int warmup, int runs) {

@@ -19,6 +19,10 @@ struct StepTime {
 // entry per step, in plan order. The input buffers are used as they are.
 std::vector<StepTime> ProfileSteps(Plan* plan, int warmup, int runs);
 
+// Runs `plan` `warmup` times, then times `runs` (>= 1) whole runs: their
+// median in milliseconds. The input buffers are used as they are.
+double MedianRunMs(Plan* plan, int warmup, int runs);
+
 // The median of `v` (reordered); 0 for none.
 double Median(std::vector<double> v);
 
