@@ -661,6 +661,7 @@ Result<TuneResult> Tuner::Run() {
     LOWBIT_RETURN_IF_ERROR(RandomSearch());
     Finish();
     r_.seconds = Since(start_);
+    r_.stats = std::move(stats_);
     return std::move(r_);
   }
   LOWBIT_RETURN_IF_ERROR(Sweep());
@@ -668,6 +669,7 @@ Result<TuneResult> Tuner::Run() {
   LOWBIT_RETURN_IF_ERROR(Pairs());
   Finish();
   r_.seconds = Since(start_);
+  r_.stats = std::move(stats_);
   return std::move(r_);
 }
 

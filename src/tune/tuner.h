@@ -98,6 +98,7 @@ struct TuneResult {
   int best = -1;                  // index into points
   bool feasible = false;
   int64_t evaluations = 0, resumed = 0;
+  CalibrationStats stats;  // the calibration every measurement used
   double seconds = 0, sensitivity_seconds = 0;
 
   // The plan of a point (the JSON `lowbit quantize --plan` reads).

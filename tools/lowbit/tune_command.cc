@@ -167,7 +167,8 @@ Status RunTune(const TuneArgs& a) {
     rule.weights = s.weights;
     qo.plan.rules.push_back(rule);
   }
-  qo.calib = calib.get();
+  qo.calib = calib.get();  // (for the per-layer output SQNR)
+  qo.stats = &r.stats;     // the tuner's calibration, not a second pass
   qo.preprocess = pre;
   qo.calib_batch = a.calib_batch;
   qo.threads = a.threads;
