@@ -35,9 +35,9 @@ void Progress::Draw() {
     const double left = static_cast<double>(total_ - done_) / rate;
     std::snprintf(eta, sizeof(eta), "%.0fs", left);
   }
-  std::fprintf(stderr, "\r\033[K%s  %lld/%lld %s  %.1f/s  ETA %s", label_.c_str(),
+  std::fprintf(stderr, "\r\033[K%s  %lld/%lld %s  %.1f/s  ETA %s%s%s", label_.c_str(),
                static_cast<long long>(done_), static_cast<long long>(total_), unit_.c_str(), rate,
-               eta);
+               eta, note_.empty() ? "" : "  ", note_.c_str());
   std::fflush(stderr);
   drawn_ = true;
 }

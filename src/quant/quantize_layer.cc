@@ -190,6 +190,77 @@ void CorrectBias(const QuantLayer& c, const std::vector<float>& wd, const Tensor
   }
 }
 
+// The packed node replacing layer c, from its packed weight (decoded: wd),
+// bias and ranges; result has node and report name/op/params set.
+Result<QuantizedLayer> BuildPacked(const Graph& graph, const QuantLayer& c, const LayerSettings& s,
+                                   FixedLayer fixed, std::vector<float> wd, QuantizedLayer result) {
+  LayerReport& rep = result.report;
+  const std::string where = "layer '" + c.name + "'";
+  const PackedParts& parts = fixed.weights;
+  const bool weight_only = s.acts == "float";
+  if (!weight_only) {
+    std::optional<bool> signed_acts;  // the activation operand of the first format's layout
+    for (const PackedTensor& pt : parts.parts) {
+      Result<QLinearWeights> runnable = PrepareQLinear(pt);
+      if (!runnable.ok()) {
+        return Status(runnable.status().code(),
+                      where + ": " + runnable.status().message() +
+                          (parts.mixed() ? "" : " (--acts float runs any format)"));
+      }
+      if (!signed_acts) signed_acts = runnable->signed_acts();
+      if (runnable->signed_acts() != *signed_acts) {
+        return Unimplemented(
+            where, ": filter-wise formats ", parts.format(),
+            " mix kernel layouts: take 1, 2, 4 and 8-bit uniform grids, or only other formats");
+      }
+    }
+  }
+  rep.weight_sqnr_db = MeasureError(c.w.data(), wd.data(), static_cast<int64_t>(wd.size())).sqnr_db;
+  rep.quantized = true;
+  rep.bytes = parts.bytes();
+  // The packed node.
+  const Node& old = graph.nodes[c.node];
+  Node q;
+  q.name = old.name;
+  q.op_type = c.op == "Conv" ? kPackedConv : kPackedGemm;
+  q.domain = kLowbitDomain;
+  q.opset = kLowbitDomainVersion;
+  q.outputs = old.outputs;
+  for (const auto& [key, value] : old.attrs) {
+    if (c.op == "Conv" || key.rfind("lowbit.", 0) == 0) q.attrs[key] = value;
+  }
+  Tensor codes, scales;
+  SetPackedParts(parts, &q, &codes, &scales);
+  q.attrs["act"] = s.acts;
+  if (fixed.act_range && !weight_only) {
+    const auto [lo, hi] = *fixed.act_range;
+    q.attrs["act_range"] = std::vector<float>{lo, hi};
+    rep.static_acts = true;
+    rep.act_lo = lo;
+    rep.act_hi = hi;
+  }
+  const std::string base = old.name;
+  q.inputs = {c.x, base + ".codes", base + ".scales"};
+  result.constants[base + ".codes"] = codes;
+  result.constants[base + ".scales"] = scales;
+  const std::vector<float>& bias = fixed.bias;
+  if (!bias.empty()) {
+    result.constants[base + ".bias"] = Tensor::FromFloats({static_cast<int64_t>(bias.size())}, bias);
+    q.inputs.push_back(base + ".bias");
+  }
+  if (!old.input(3).empty()) {  // a fused residual (Conv input 3, PackedConv input 4)
+    q.inputs.resize(4);
+    q.inputs.push_back(old.input(3));
+    if (fixed.residual_range && !weight_only) {
+      const auto [lo, hi] = *fixed.residual_range;
+      q.attrs["residual_range"] = std::vector<float>{lo, hi};
+    }
+  }
+  result.packed = std::move(q);
+  result.wq = std::move(wd);
+  return result;
+}
+
 }  // namespace
 
 Result<QuantizedLayer> QuantizeLayer(const Graph& graph, const QuantLayer& c, const LayerSettings& s,
@@ -247,74 +318,53 @@ Result<QuantizedLayer> QuantizeLayer(const Graph& graph, const QuantLayer& c, co
     }
     parts = PackedParts::Uniform(std::move(pt));
   }
-  if (!weight_only) {
-    std::optional<bool> signed_acts;  // the activation operand of the first format's layout
-    for (const PackedTensor& pt : parts.parts) {
-      Result<QLinearWeights> runnable = PrepareQLinear(pt);
-      if (!runnable.ok()) {
-        return Status(runnable.status().code(),
-                      where + ": " + runnable.status().message() +
-                          (parts.mixed() ? "" : " (--acts float runs any format)"));
-      }
-      if (!signed_acts) signed_acts = runnable->signed_acts();
-      if (runnable->signed_acts() != *signed_acts) {
-        return Unimplemented(
-            where, ": filter-wise formats ", parts.format(),
-            " mix kernel layouts: take 1, 2, 4 and 8-bit uniform grids, or only other formats");
-      }
+  std::vector<float> wd(c.w.size());
+  parts.Dequantize(wd.data());
+  std::vector<float> bias = c.bias;
+  const TensorStats* st = stats != nullptr ? stats->Find(c.x) : nullptr;
+  const bool calibrated = st != nullptr && st->per_channel > 0;
+  if (calibrated && o.bias_correction) CorrectBias(c, wd, *st, &bias);
+  FixedLayer fixed;
+  fixed.weights = std::move(parts);
+  fixed.bias = std::move(bias);
+  if (calibrated && !weight_only) fixed.act_range = ChooseRange(*st, o.range(), s.acts == "int8");
+  const Node& old = graph.nodes[c.node];
+  if (!old.input(3).empty()) {
+    const TensorStats* rs = stats != nullptr ? stats->Find(old.input(3)) : nullptr;
+    if (!weight_only && rs != nullptr && rs->per_channel > 0)
+      fixed.residual_range = ChooseRange(*rs, o.range(), false);
+  }
+  const LayerSettings settings = rep.settings;
+  return BuildPacked(graph, c, settings, std::move(fixed), std::move(wd), std::move(result));
+}
+
+Result<QuantizedLayer> PackFixedLayer(const Graph& graph, const QuantLayer& c, const std::string& acts,
+                                      FixedLayer fixed) {
+  QuantizedLayer result;
+  result.node = c.node;
+  LayerReport& rep = result.report;
+  rep.name = c.name;
+  rep.op = c.op;
+  rep.params = static_cast<int64_t>(c.w.size());
+  rep.output_sqnr_db = std::numeric_limits<double>::quiet_NaN();
+  const PackedParts& parts = fixed.weights;
+  if (parts.numel() != rep.params || parts.shape != c.wshape) {
+    return InvalidArgument("layer '", c.name, "': packed weight of ", parts.numel(),
+                           " values for a weight of ", rep.params);
+  }
+  rep.settings.weights = parts.format();
+  rep.settings.granularity = GranularityName(parts.parts[0].params().granularity);
+  rep.settings.acts = acts;
+  if (parts.mixed()) {
+    rep.settings.filters.assign(parts.rows(), 0);
+    for (size_t i = 0; i < parts.channels.size(); ++i) {
+      for (int32_t ch : parts.channels[i]) rep.settings.filters[ch] = static_cast<int32_t>(i);
     }
   }
   std::vector<float> wd(c.w.size());
   parts.Dequantize(wd.data());
-  rep.weight_sqnr_db = MeasureError(c.w.data(), wd.data(), static_cast<int64_t>(wd.size())).sqnr_db;
-  rep.quantized = true;
-  rep.bytes = parts.bytes();
-  std::vector<float> bias = c.bias;
-  const TensorStats* st = stats != nullptr ? stats->Find(c.x) : nullptr;
-  const bool calibrated = st != nullptr && st->per_channel > 0;
-  const bool symmetric = s.acts == "int8";
-  if (calibrated && o.bias_correction) CorrectBias(c, wd, *st, &bias);
-  // The packed node.
-  const Node& old = graph.nodes[c.node];
-  Node q;
-  q.name = old.name;
-  q.op_type = c.op == "Conv" ? kPackedConv : kPackedGemm;
-  q.domain = kLowbitDomain;
-  q.opset = kLowbitDomainVersion;
-  q.outputs = old.outputs;
-  for (const auto& [key, value] : old.attrs) {
-    if (c.op == "Conv" || key.rfind("lowbit.", 0) == 0) q.attrs[key] = value;
-  }
-  Tensor codes, scales;
-  SetPackedParts(parts, &q, &codes, &scales);
-  q.attrs["act"] = s.acts;
-  if (calibrated && !weight_only) {
-    const auto [lo, hi] = ChooseRange(*st, o.range(), symmetric);
-    q.attrs["act_range"] = std::vector<float>{lo, hi};
-    rep.static_acts = true;
-    rep.act_lo = lo;
-    rep.act_hi = hi;
-  }
-  const std::string base = old.name;
-  q.inputs = {c.x, base + ".codes", base + ".scales"};
-  result.constants[base + ".codes"] = codes;
-  result.constants[base + ".scales"] = scales;
-  if (!bias.empty()) {
-    result.constants[base + ".bias"] = Tensor::FromFloats({static_cast<int64_t>(bias.size())}, bias);
-    q.inputs.push_back(base + ".bias");
-  }
-  if (!old.input(3).empty()) {  // a fused residual (Conv input 3, PackedConv input 4)
-    q.inputs.resize(4);
-    q.inputs.push_back(old.input(3));
-    const TensorStats* rs = stats != nullptr ? stats->Find(old.input(3)) : nullptr;
-    if (!weight_only && rs != nullptr && rs->per_channel > 0) {
-      const auto [lo, hi] = ChooseRange(*rs, o.range(), false);
-      q.attrs["residual_range"] = std::vector<float>{lo, hi};
-    }
-  }
-  result.packed = std::move(q);
-  result.wq = std::move(wd);
-  return result;
+  const LayerSettings settings = rep.settings;
+  return BuildPacked(graph, c, settings, std::move(fixed), std::move(wd), std::move(result));
 }
 
 void ApplyLayer(const QuantizedLayer& layer, Graph* graph) {

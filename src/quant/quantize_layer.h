@@ -8,11 +8,13 @@
 #define LOWBIT_QUANT_QUANTIZE_LAYER_H_
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "ir/graph.h"
 #include "lowbit/format.h"
+#include "model/packed_node.h"
 #include "quant/calibrate.h"
 #include "quant/layers.h"
 #include "quant/quant_plan.h"
@@ -66,6 +68,19 @@ struct QuantizedLayer {
 Result<QuantizedLayer> QuantizeLayer(const Graph& graph, const QuantLayer& layer,
                                      const LayerSettings& settings, const CalibrationStats* stats,
                                      const LayerQuantOptions& options);
+
+// A layer quantized elsewhere (by training): its packed weight, bias and
+// activation ranges, used as they are (no fitting, no bias correction).
+struct FixedLayer {
+  PackedParts weights;
+  std::vector<float> bias;  // empty: none
+  std::optional<std::pair<float, float>> act_range;       // absent: dynamic
+  std::optional<std::pair<float, float>> residual_range;  // a fused residual's
+};
+// The packed node for `layer` from `fixed`, with acts "uint8", "int8" or
+// "float"; refuses a weight of another shape, or one the kernels cannot run.
+Result<QuantizedLayer> PackFixedLayer(const Graph& graph, const QuantLayer& layer,
+                                      const std::string& acts, FixedLayer fixed);
 
 // Puts a quantized layer into `graph` (a copy of the graph it came from):
 // its node replaced, its constants added. The fp32 weight stays until
