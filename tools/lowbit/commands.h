@@ -25,6 +25,10 @@ Command AddQuantizeCommand(CLI::App& app);
 Command AddInspectCommand(CLI::App& app);
 Command AddExportCommand(CLI::App& app);
 Command AddTuneCommand(CLI::App& app);
+// finetune is its own program (it links LibTorch): listed in --help, run
+// before the command line is parsed.
+void AddFinetuneCommand(CLI::App& app);
+int RunFinetuneProgram(int argc, char** argv);
 
 // The exit status of a command that succeeded but has news to give (tune: 3
 // when no point met the bound); 0 unless set.

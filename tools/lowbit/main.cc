@@ -1,5 +1,6 @@
 // lowbit: quantize neural networks to 1-8-bit formats and run them on CPUs.
 #include <cstdio>
+#include <string_view>
 #include <vector>
 
 #include "commands.h"
@@ -13,6 +14,7 @@ int& CommandExitCode() {
 }  // namespace lowbit
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "finetune") return lowbit::RunFinetuneProgram(argc, argv);
   lowbit::EnsureFastBlas(argv);
   CLI::App app{"lowbit: low-bit number formats, quantization and kernels for CPU inference"};
   app.require_subcommand(1);
@@ -27,6 +29,7 @@ int main(int argc, char** argv) {
       lowbit::AddRunCommand(app),
       lowbit::AddBenchCommand(app),
   };
+  lowbit::AddFinetuneCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
