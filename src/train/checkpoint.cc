@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -29,6 +30,7 @@ std::vector<torch::Tensor> StateOf(const TorchGraph& g) {
     out.push_back(l.w);
     out.push_back(l.b);
     if (l.wq) for (const torch::Tensor& t : l.wq->State()) out.push_back(t);
+    if (l.bq) for (const torch::Tensor& t : l.bq->Parameters()) out.push_back(t);
     if (l.xq) for (const torch::Tensor& t : l.xq->Parameters()) out.push_back(t);
     if (l.rq) for (const torch::Tensor& t : l.rq->Parameters()) out.push_back(t);
   }
@@ -44,8 +46,8 @@ bool CheckpointExists(const std::string& dir) {
 
 Status SaveCheckpoint(const std::string& dir, const std::string& key, int stage, int epoch,
                       const std::vector<EpochReport>& history,
-                      const std::vector<double>& stage_start_top1, const TorchGraph& graph,
-                      torch::optim::Optimizer& optimizer) {
+                      const std::vector<double>& stage_start_top1, const std::string& plan,
+                      const TorchGraph& graph, torch::optim::Optimizer& optimizer) {
   if (::mkdir(dir.c_str(), 0777) != 0 && errno != EEXIST) {
     return InvalidArgument("--checkpoint '", dir, "': cannot create the directory");
   }
@@ -53,10 +55,12 @@ Status SaveCheckpoint(const std::string& dir, const std::string& key, int stage,
   meta["stage"] = stage;
   meta["epoch"] = epoch;
   meta["stage_start_top1"] = stage_start_top1;
+  meta["plan"] = plan;
   for (const EpochReport& e : history) {
     meta["history"].push_back({{"stage", e.stage}, {"epoch", e.epoch}, {"loss", e.loss},
                                {"val_top1", e.val_top1}, {"seconds", e.seconds},
-                               {"images_per_second", e.images_per_second}});
+                               {"images_per_second", e.images_per_second},
+                               {"mean_bits", std::isfinite(e.mean_bits) ? nlohmann::json(e.mean_bits) : nullptr}});
   }
   torch::serialize::OutputArchive a;
   a.write("key", StringTensor(key));
@@ -94,6 +98,7 @@ Result<Checkpoint> LoadCheckpoint(const std::string& dir, const std::string& key
     ck.stage = meta.at("stage").get<int>();
     ck.epoch = meta.at("epoch").get<int>();
     ck.stage_start_top1 = meta.at("stage_start_top1").get<std::vector<double>>();
+    ck.plan = meta.value("plan", std::string());
     if (meta.contains("history")) {
       for (const auto& h : meta["history"]) {
         EpochReport e;
@@ -103,6 +108,7 @@ Result<Checkpoint> LoadCheckpoint(const std::string& dir, const std::string& key
         e.val_top1 = h.at("val_top1").get<double>();
         e.seconds = h.at("seconds").get<double>();
         e.images_per_second = h.at("images_per_second").get<double>();
+        e.mean_bits = h.at("mean_bits").is_null() ? NAN : h.at("mean_bits").get<double>();
         e.resumed = true;
         ck.history.push_back(e);
       }

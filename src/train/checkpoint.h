@@ -23,13 +23,15 @@ struct Checkpoint {
   int stage = 0, epoch = -1;  // the last finished epoch
   std::vector<EpochReport> history;
   std::vector<double> stage_start_top1;
+  std::string plan;  // the learned plan of a stage after learning bit widths ("" otherwise)
   std::shared_ptr<torch::serialize::InputArchive> archive;
 };
 
 bool CheckpointExists(const std::string& dir);
 Status SaveCheckpoint(const std::string& dir, const std::string& key, int stage, int epoch,
                       const std::vector<EpochReport>& history,
-                      const std::vector<double>& stage_start_top1, const TorchGraph& graph,
+                      const std::vector<double>& stage_start_top1, const std::string& plan,
+                      const TorchGraph& graph,
                       torch::optim::Optimizer& optimizer);
 // Refuses, naming the file, a checkpoint of another model, data or options.
 Result<Checkpoint> LoadCheckpoint(const std::string& dir, const std::string& key);

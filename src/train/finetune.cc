@@ -13,9 +13,11 @@
 #include "base/progress.h"
 #include "model/packed_node.h"
 #include "quant/calibrate.h"
+#include "quant/cost.h"
 #include "quant/layers.h"
 #include "quant/quantize.h"
 #include "train/checkpoint.h"
+#include "train/learn_bits.h"
 #include "train/torch_graph.h"
 
 namespace lowbit {
@@ -196,21 +198,47 @@ Status InitQuantizers(TorchGraph& tg, const std::vector<LayerSettings>& settings
 void Constrain(TorchGraph& tg) {
   for (TrainLayer& l : tg.layers()) {
     if (l.wq) l.wq->Constrain();
+    if (l.bq) l.bq->Constrain();
     if (l.xq) l.xq->Constrain();
     if (l.rq) l.rq->Constrain();
   }
 }
 
-std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const FinetuneOptions& o,
-                                                       const std::vector<torch::Tensor>& params) {
-  if (o.optimizer == "sgd") {
-    return std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(o.lr).momentum(0.9));
+// Learned widths (log2 step and maximum) move at this multiple of the
+// learning rate: at --lr 5e-4 up to about 0.05 bit per step, so an epoch of
+// Fashion-MNIST (940 steps) can move a filter across the whole range.
+constexpr double kBitLrScale = 100;
+
+// Two parameter groups: the layers' (weights, biases, step sizes, ranges)
+// and the learned widths'.
+std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const FinetuneOptions& o, const TorchGraph& tg) {
+  std::vector<torch::Tensor> main = tg.Parameters(), bits;
+  for (const TrainLayer& l : tg.layers()) {
+    if (!l.bq) continue;
+    for (const torch::Tensor& t : l.bq->Parameters()) {
+      bits.push_back(t);
+      main.erase(std::remove_if(main.begin(), main.end(),
+                                [&](const torch::Tensor& m) { return m.is_same(t); }),
+                 main.end());
+    }
   }
-  return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(o.lr));
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (o.optimizer == "sgd") {
+    groups.emplace_back(main, std::make_unique<torch::optim::SGDOptions>(torch::optim::SGDOptions(o.lr).momentum(0.9)));
+    if (!bits.empty()) {
+      groups.emplace_back(bits, std::make_unique<torch::optim::SGDOptions>(
+                                    torch::optim::SGDOptions(o.lr * kBitLrScale).momentum(0.9)));
+    }
+    return std::make_unique<torch::optim::SGD>(groups, torch::optim::SGDOptions(o.lr).momentum(0.9));
+  }
+  groups.emplace_back(main, std::make_unique<torch::optim::AdamOptions>(o.lr));
+  if (!bits.empty()) groups.emplace_back(bits, std::make_unique<torch::optim::AdamOptions>(o.lr * kBitLrScale));
+  return std::make_unique<torch::optim::Adam>(groups, torch::optim::AdamOptions(o.lr));
 }
 
 void SetLr(torch::optim::Optimizer& opt, double lr) {
-  for (auto& group : opt.param_groups()) group.options().set_lr(lr);
+  auto& groups = opt.param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) groups[g].options().set_lr(g == 0 ? lr : lr * kBitLrScale);
 }
 
 // The packed graph of the trained state: every quantized layer packed from
@@ -250,11 +278,14 @@ std::string OptionsKey(const Graph& g, const Dataset& train, const FinetuneOptio
   std::vector<std::pair<std::string, LayerSettings>> named;
   const std::vector<QuantLayer> layers = QuantLayers(g);
   for (size_t i = 0; i < layers.size(); ++i) named.emplace_back(layers[i].name, settings[i]);
-  char buf[256];
-  std::snprintf(buf, sizeof(buf), "|epochs=%d|batch=%lld|lr=%.9g|opt=%s|distill=%d|two=%d|prune=%.9g|seed=%llu|calib=%lld",
+  char buf[320];
+  std::snprintf(buf, sizeof(buf),
+                "|epochs=%d|batch=%lld|lr=%.9g|opt=%s|distill=%d|two=%d|prune=%.9g|seed=%llu|calib=%lld"
+                "|learn_bits=%d:%.9g:%d:%d",
                 o.epochs, static_cast<long long>(o.batch), o.lr, o.optimizer.c_str(), o.distill ? 1 : 0,
                 o.two_stage ? 1 : 0, o.prune, static_cast<unsigned long long>(o.seed),
-                static_cast<long long>(o.calib_samples));
+                static_cast<long long>(o.calib_samples), o.learn_bits ? 1 : 0, o.bitops_weight,
+                o.min_bits, o.max_bits);
   return ModelFingerprint(g) + "|" + DataKey(train, o.preprocess) + "|" + PlanJson({}, named) + buf;
 }
 
@@ -273,7 +304,148 @@ Status Validate(const FinetuneOptions& o) {
   if (!(o.prune >= 0 && o.prune < 1)) return InvalidArgument("--prune must be in [0, 1), got ", o.prune);
   if (o.threads < 1) return InvalidArgument("--threads must be >= 1, got ", o.threads);
   if (o.resume && o.checkpoint_dir.empty()) return InvalidArgument("--resume needs --checkpoint DIR");
+  if (o.learn_bits) {
+    if (o.min_bits < 1 || o.max_bits > 8 || o.min_bits > o.max_bits || train::KernelWidths(o.min_bits, o.max_bits).empty()) {
+      return InvalidArgument("--bits ", o.min_bits, "..", o.max_bits,
+                             ": learned widths need a range within 1..8 that holds 1, 2, 4 or 8");
+    }
+    if (!(o.bitops_weight >= 0) || !std::isfinite(o.bitops_weight))
+      return InvalidArgument("--bitops-weight must be >= 0, got ", o.bitops_weight);
+    if (o.two_stage) return InvalidArgument("--learn-bits and --two-stage do not combine");
+  }
   return OkStatus();
+}
+
+// One stage of training: its layer settings and epochs; `learn_bits`: the
+// weights train under BitWidthQuantizers (settings give activations and
+// which layers stay float), and the next stage's settings come from them.
+struct Stage {
+  std::string name;
+  std::vector<LayerSettings> settings;
+  int epochs = 0;
+  bool learn_bits = false;
+};
+
+// The penalty of learned widths: Σ MACs × b over Σ MACs × 4 (bit-ops relative
+// to 4-bit weights; activation bits cancel), and the MAC-weighted mean width.
+struct BitPenalty {
+  std::vector<double> macs_per_filter;  // per layer (0: not learned)
+  double w4 = 1;
+  torch::Tensor Relative(const TorchGraph& tg, double* mean_bits) const {
+    torch::Tensor sum = torch::zeros({});
+    double macs = 0;
+    for (size_t i = 0; i < tg.layers().size(); ++i) {
+      const TrainLayer& l = tg.layers()[i];
+      if (!l.bq || macs_per_filter[i] == 0) continue;
+      sum = sum + l.bq->Bits().sum() * macs_per_filter[i];
+      macs += macs_per_filter[i] * static_cast<double>(l.layer.rows());
+    }
+    if (mean_bits != nullptr) *mean_bits = macs > 0 ? sum.item<double>() / macs : NAN;
+    return sum / w4;
+  }
+};
+
+Result<BitPenalty> MakeBitPenalty(const Graph& graph, const std::vector<LayerSettings>& settings) {
+  std::vector<LayerCost> costs;
+  LOWBIT_ASSIGN_OR_RETURN(costs, LayerCosts(graph));
+  const std::vector<QuantLayer> layers = QuantLayers(graph);
+  BitPenalty p;
+  p.macs_per_filter.assign(layers.size(), 0);
+  double w4 = 0;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    for (const LayerCost& c : costs) {
+      if (c.node != layers[i].node || settings[i].weights == "float") continue;
+      p.macs_per_filter[i] = static_cast<double>(c.macs_per_filter());
+      w4 += static_cast<double>(c.macs) * 4;
+    }
+  }
+  p.w4 = std::max(w4, 1.0);
+  return p;
+}
+
+// Replaces each quantized layer's weight quantizer by a BitWidthQuantizer
+// starting from its 4-bit fit.
+void StartLearningBits(TorchGraph& tg, const FinetuneOptions& o) {
+  for (TrainLayer& l : tg.layers()) {
+    if (!l.wq) continue;
+    const torch::Tensor scales = l.wq->Parameters()[0].detach().contiguous();
+    std::vector<float> s(scales.data_ptr<float>(), scales.data_ptr<float>() + scales.numel());
+    if (s.size() == 1) s.assign(static_cast<size_t>(l.layer.rows()), s[0]);
+    l.bq = std::make_shared<train::BitWidthQuantizer>(s, 4, o.min_bits, o.max_bits);
+    l.wq = nullptr;
+  }
+}
+
+// The plan the learned widths snap to: per layer, the kernel widths its
+// filters took ("int2/int4" with an assignment, or one format); grouped
+// layers run one width, their widest; int1 only where a whole layer takes it.
+std::vector<LayerSettings> SnappedSettings(const TorchGraph& tg, const std::vector<LayerSettings>& base) {
+  std::vector<LayerSettings> out = base;
+  for (size_t i = 0; i < tg.layers().size(); ++i) {
+    const TrainLayer& l = tg.layers()[i];
+    if (!l.bq) continue;
+    std::vector<int> bits = l.bq->SnappedBits();
+    if (l.layer.group != 1) bits.assign(bits.size(), *std::max_element(bits.begin(), bits.end()));
+    // int1 (binary) runs on a kernel layout of its own: a layer mixing it
+    // with wider filters gives those filters the next width instead.
+    if (std::count(bits.begin(), bits.end(), 1) != static_cast<std::ptrdiff_t>(bits.size())) {
+      const std::vector<int> widths = train::KernelWidths(2, 8);
+      for (int& b : bits) b = b == 1 ? widths.front() : b;
+    }
+    std::vector<int> used = bits;
+    std::sort(used.begin(), used.end());
+    used.erase(std::unique(used.begin(), used.end()), used.end());
+    LayerSettings& s = out[i];
+    s.granularity = "channel";
+    s.filters.clear();
+    if (used.size() == 1) {
+      s.weights = "int" + std::to_string(used[0]);
+      continue;
+    }
+    s.weights.clear();
+    for (int b : used) s.weights += (s.weights.empty() ? "int" : "/int") + std::to_string(b);
+    for (int b : bits) {
+      s.filters.push_back(static_cast<int32_t>(std::find(used.begin(), used.end(), b) - used.begin()));
+    }
+  }
+  return out;
+}
+
+std::string NamedPlan(const Graph& g, const std::vector<LayerSettings>& settings) {
+  std::vector<std::pair<std::string, LayerSettings>> named;
+  const std::vector<QuantLayer> layers = QuantLayers(g);
+  for (size_t i = 0; i < layers.size(); ++i) named.emplace_back(layers[i].name, settings[i]);
+  return PlanJson({}, named);
+}
+
+Result<std::vector<LayerSettings>> SettingsFromPlan(const Graph& g, const std::string& json) {
+  QuantPlan plan;
+  LOWBIT_ASSIGN_OR_RETURN(plan, ParsePlanJson(json, "the checkpoint's learned plan"));
+  return ResolvePlan(g, QuantLayers(g), plan);
+}
+
+Result<std::vector<Stage>> MakeStages(const std::vector<LayerSettings>& settings, const FinetuneOptions& o) {
+  if (o.two_stage) {
+    bool changed = false;
+    std::vector<LayerSettings> first;
+    for (const LayerSettings& s : settings) first.push_back(WithoutBitSparsity(s, &changed));
+    if (!changed) return InvalidArgument("--two-stage needs nhot weights in the plan");
+    return std::vector<Stage>{{"without bit-level sparsity (stage 1 of 2)", first, o.epochs, false},
+                              {"n-hot (stage 2 of 2)", settings, o.epochs, false}};
+  }
+  if (o.learn_bits) {
+    std::vector<LayerSettings> learn = settings;
+    for (LayerSettings& s : learn) {
+      if (s.weights != "float") {
+        s.weights = "int4";
+        s.granularity = "channel";
+        s.filters.clear();
+      }
+    }
+    return std::vector<Stage>{{"learning filter-wise bit widths (stage 1 of 2)", learn, o.epochs, true},
+                              {"snapped widths (stage 2 of 2)", {}, std::max(1, o.epochs / 3), false}};
+  }
+  return std::vector<Stage>{{"quantization-aware training", settings, o.epochs, false}};
 }
 
 Result<FinetuneResult> Run(const Graph& graph, Dataset& train_data, Dataset& val_data,
@@ -287,19 +459,11 @@ Result<FinetuneResult> Run(const Graph& graph, Dataset& train_data, Dataset& val
   FinetuneResult r;
   std::vector<LayerSettings> settings;
   LOWBIT_ASSIGN_OR_RETURN(settings, ResolvePlan(graph, QuantLayers(graph), o.plan));
-  // Stages: the plan, or (two-stage) the plan without n-hot first.
-  std::vector<std::vector<LayerSettings>> stages;
-  std::vector<std::string> stage_names;
-  if (o.two_stage) {
-    bool changed = false;
-    std::vector<LayerSettings> first;
-    for (const LayerSettings& s : settings) first.push_back(WithoutBitSparsity(s, &changed));
-    if (!changed) return InvalidArgument("--two-stage needs nhot weights in the plan");
-    stages = {first, settings};
-    stage_names = {"without bit-level sparsity (stage 1 of 2)", "n-hot (stage 2 of 2)"};
-  } else {
-    stages = {settings};
-    stage_names = {"quantization-aware training"};
+  std::vector<Stage> stages;
+  LOWBIT_ASSIGN_OR_RETURN(stages, MakeStages(settings, o));
+  BitPenalty penalty;
+  if (o.learn_bits) {
+    LOWBIT_ASSIGN_OR_RETURN(penalty, MakeBitPenalty(graph, stages[0].settings));
   }
   Samples train, val;
   LOWBIT_ASSIGN_OR_RETURN(train, LoadSamples(graph, train_data, o.preprocess, "--train"));
@@ -325,14 +489,21 @@ Result<FinetuneResult> Run(const Graph& graph, Dataset& train_data, Dataset& val
     LOWBIT_ASSIGN_OR_RETURN(ck, train::LoadCheckpoint(o.checkpoint_dir, key));
   }
   const int64_t steps_per_epoch = (train.n + o.batch - 1) / o.batch;
+  std::string learned_plan;  // after a learn-bits stage
   for (size_t stage = 0; stage < stages.size(); ++stage) {
+    Stage& st = stages[stage];
     StageReport report;
-    report.name = stage_names[stage];
-    LOWBIT_RETURN_IF_ERROR(InitQuantizers(*tg, stages[stage], stats, o, stage > 0));
+    report.name = st.name;
     const bool skip_stage = resuming && static_cast<int>(stage) < ck.stage;
     const bool restore_here = resuming && static_cast<int>(stage) == ck.stage;
-    std::unique_ptr<torch::optim::Optimizer> opt = MakeOptimizer(o, tg->Parameters());
-    int first_epoch = 0;
+    if (stage > 0 && stages[stage - 1].learn_bits) {
+      if (skip_stage || restore_here) {
+        learned_plan = ck.plan;
+      } else {
+        learned_plan = NamedPlan(graph, SnappedSettings(*tg, settings));
+      }
+      LOWBIT_ASSIGN_OR_RETURN(st.settings, SettingsFromPlan(graph, learned_plan));
+    }
     if (skip_stage) {
       for (const EpochReport& e : ck.history) {
         if (e.stage == static_cast<int>(stage)) report.epochs.push_back(e);
@@ -341,13 +512,15 @@ Result<FinetuneResult> Run(const Graph& graph, Dataset& train_data, Dataset& val
       r.stages.push_back(report);
       continue;
     }
+    for (TrainLayer& l : tg->layers()) l.bq = nullptr;
+    LOWBIT_RETURN_IF_ERROR(InitQuantizers(*tg, st.settings, stats, o, stage > 0));
+    if (st.learn_bits) StartLearningBits(*tg, o);
+    std::unique_ptr<torch::optim::Optimizer> opt = MakeOptimizer(o, *tg);
+    int first_epoch = 0;
     if (restore_here) {
       LOWBIT_RETURN_IF_ERROR(train::RestoreCheckpoint(ck, *tg, *opt));
       for (const EpochReport& e : ck.history) {
-        if (e.stage == static_cast<int>(stage)) {
-          report.epochs.push_back(e);
-          report.epochs.back().resumed = true;
-        }
+        if (e.stage == static_cast<int>(stage)) report.epochs.push_back(e);
       }
       report.start_val_top1 = ck.stage_start_top1.size() > stage ? ck.stage_start_top1[stage] : NAN;
       first_epoch = ck.epoch + 1;
@@ -357,7 +530,7 @@ Result<FinetuneResult> Run(const Graph& graph, Dataset& train_data, Dataset& val
     std::vector<double> starts;
     for (const StageReport& s : r.stages) starts.push_back(s.start_val_top1);
     starts.push_back(report.start_val_top1);
-    for (int epoch = first_epoch; epoch < o.epochs; ++epoch) {
+    for (int epoch = first_epoch; epoch < st.epochs; ++epoch) {
       const Clock::time_point t0 = Clock::now();
       std::vector<int64_t> order(static_cast<size_t>(train.n));
       std::iota(order.begin(), order.end(), 0);
@@ -365,13 +538,13 @@ Result<FinetuneResult> Run(const Graph& graph, Dataset& train_data, Dataset& val
       std::shuffle(order.begin(), order.end(), rng);
       char label[96];
       std::snprintf(label, sizeof(label), "finetune stage %zu/%zu epoch %d/%d", stage + 1, stages.size(),
-                    epoch + 1, o.epochs);
+                    epoch + 1, st.epochs);
       Progress progress(label, train.n, "images", o.quiet);
-      double loss_sum = 0;
+      double loss_sum = 0, mean_bits = NAN;
       for (int64_t step = 0; step < steps_per_epoch; ++step) {
         const int64_t b0 = step * o.batch, count = std::min(o.batch, train.n - b0);
         const double t = static_cast<double>(epoch * steps_per_epoch + step) /
-                         static_cast<double>(o.epochs * steps_per_epoch);
+                         static_cast<double>(st.epochs * steps_per_epoch);
         SetLr(*opt, o.lr * 0.5 * (1 + std::cos(M_PI * t)));
         torch::Tensor y;
         const torch::Tensor x = train.Batch(order, b0, count, &y);
@@ -388,17 +561,19 @@ Result<FinetuneResult> Run(const Graph& graph, Dataset& train_data, Dataset& val
                             torch::log_softmax(logits, 1), target,
                             torch::nn::functional::KLDivFuncOptions().reduction(torch::kBatchMean));
         }
+        const double task = loss.item<double>();
+        if (st.learn_bits) loss = loss + o.bitops_weight * penalty.Relative(*tg, &mean_bits);
         loss.backward();
         opt->step();
         Constrain(*tg);
-        const double lv = loss.item<double>();
-        if (!std::isfinite(lv)) {
-          return InvalidArgument("training diverged (loss ", lv, ") in stage ", stage + 1, " epoch ",
+        if (!std::isfinite(task)) {
+          return InvalidArgument("training diverged (loss ", task, ") in stage ", stage + 1, " epoch ",
                                  epoch + 1, "; try a smaller --lr than ", o.lr);
         }
-        loss_sum += lv * static_cast<double>(count);
-        char note[64];
-        std::snprintf(note, sizeof(note), "loss %.4f", loss_sum / static_cast<double>(b0 + count));
+        loss_sum += task * static_cast<double>(count);
+        char note[96];
+        const int len = std::snprintf(note, sizeof(note), "loss %.4f", loss_sum / static_cast<double>(b0 + count));
+        if (st.learn_bits) std::snprintf(note + len, sizeof(note) - len, "  mean bits %.2f", mean_bits);
         progress.SetNote(note);
         progress.Advance(count);
       }
@@ -408,7 +583,8 @@ Result<FinetuneResult> Run(const Graph& graph, Dataset& train_data, Dataset& val
       e.loss = loss_sum / static_cast<double>(train.n);
       e.seconds = Since(t0);
       e.images_per_second = static_cast<double>(train.n) / e.seconds;
-      const bool last = stage + 1 == stages.size() && epoch + 1 == o.epochs;
+      if (st.learn_bits) penalty.Relative(*tg, &e.mean_bits);
+      const bool last = stage + 1 == stages.size() && epoch + 1 == st.epochs;
       e.val_top1 = EvalTop1(*tg, val, true, last ? 0 : o.val_limit, last ? &r.val_classes : nullptr);
       report.epochs.push_back(e);
       if (on_epoch) on_epoch(e);
@@ -417,13 +593,19 @@ Result<FinetuneResult> Run(const Graph& graph, Dataset& train_data, Dataset& val
         for (const StageReport& s : r.stages) history.insert(history.end(), s.epochs.begin(), s.epochs.end());
         history.insert(history.end(), report.epochs.begin(), report.epochs.end());
         LOWBIT_RETURN_IF_ERROR(train::SaveCheckpoint(o.checkpoint_dir, key, static_cast<int>(stage), epoch,
-                                                     history, starts, *tg, *opt));
+                                                     history, starts, learned_plan, *tg, *opt));
       }
     }
     r.stages.push_back(report);
   }
   if (r.val_classes.empty()) EvalTop1(*tg, val, true, 0, &r.val_classes);
-  LOWBIT_RETURN_IF_ERROR(Export(*tg, settings, &r));
+  LOWBIT_RETURN_IF_ERROR(Export(*tg, stages.back().settings, &r));
+  std::vector<LayerCost> costs;
+  LOWBIT_ASSIGN_OR_RETURN(costs, LayerCosts(r.graph));
+  for (const LayerCost& c : costs) {
+    r.bitops += c.bitops();
+    r.bitops_w4a8 += static_cast<double>(c.macs) * 4 * 8;
+  }
   r.seconds = Since(start);
   r.peak_rss_bytes = PeakRss();
   return r;

@@ -15,6 +15,7 @@
 #ifndef LOWBIT_TRAIN_FINETUNE_H_
 #define LOWBIT_TRAIN_FINETUNE_H_
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -41,6 +42,14 @@ struct FinetuneOptions {
   bool two_stage = false;
   double prune = 0;              // magnitude pruning per layer (held at zero)
   bool learn_levels = true;      // codebook centroids are trained
+  // Learned per-filter bit widths (train/learn_bits.h): `epochs` of learning
+  // with loss + bitops_weight * (bit-ops / bit-ops of W4), widths snapped to
+  // the kernels' (1, 2, 4, 8 within [min_bits, max_bits]), then
+  // max(1, epochs / 3) epochs of fine-tuning the snapped plan. Layers the
+  // plan keeps float stay float; activations follow the plan.
+  bool learn_bits = false;
+  double bitops_weight = 0.5;
+  int min_bits = 2, max_bits = 8;
   std::string checkpoint_dir;    // empty: no checkpoints
   bool resume = false;
   int threads = 1;
@@ -55,6 +64,7 @@ struct EpochReport {
   double val_top1 = 0;      // training-side (fake-quantized) top-1 on val, percent
   double seconds = 0, images_per_second = 0;
   bool resumed = false;     // read back from a checkpoint, not run
+  double mean_bits = NAN;   // learning bit widths: MAC-weighted mean width at the epoch's end
 };
 
 struct StageReport {
@@ -72,6 +82,9 @@ struct FinetuneResult {
   // Training-side top-1 classes of the final model on val (as evaluated
   // for the last epoch), for comparing with the packed file on lowbit's kernels.
   std::vector<int32_t> val_classes;
+  // Bit-operations per sample (MACs x weight bits x activation bits) of the
+  // result, and of the same model in uniform W4A8.
+  double bitops = 0, bitops_w4a8 = 0;
   double seconds = 0;
   int64_t peak_rss_bytes = 0;
 };

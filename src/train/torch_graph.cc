@@ -103,7 +103,12 @@ torch::Tensor TorchGraph::Forward(const torch::Tensor& x, bool quantized) {
       TrainLayer& l = layers_[li->second];
       torch::Tensor xin = get(n.input(0));
       if (quantized && l.xq) xin = l.xq->Forward(xin);
-      const torch::Tensor w = quantized && l.wq ? l.wq->Forward(l.w) : l.w;
+      torch::Tensor w = l.w;
+      if (quantized && l.bq) {
+        w = l.bq->Forward(l.w);
+      } else if (quantized && l.wq) {
+        w = l.wq->Forward(l.w);
+      }
       torch::Tensor y;
       if (l.layer.op == "Conv") {
         y = TorchConv(n, xin, w, l.b);
@@ -137,6 +142,7 @@ std::vector<torch::Tensor> TorchGraph::Parameters() const {
   }
   for (const TrainLayer& l : layers_) {
     if (l.wq) for (const torch::Tensor& t : l.wq->Parameters()) out.push_back(t);
+    if (l.bq) for (const torch::Tensor& t : l.bq->Parameters()) out.push_back(t);
     if (l.xq) for (const torch::Tensor& t : l.xq->Parameters()) out.push_back(t);
     if (l.rq) for (const torch::Tensor& t : l.rq->Parameters()) out.push_back(t);
   }

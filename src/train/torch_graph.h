@@ -19,6 +19,7 @@
 #include "lowbit/status.h"
 #include "quant/layers.h"
 #include "train/fake_quant.h"
+#include "train/learn_bits.h"
 
 namespace lowbit::train {
 
@@ -28,6 +29,7 @@ struct TrainLayer {
   QuantLayer layer;  // name, op, input, shape, group (w and bias: the initial values)
   torch::Tensor w, b;  // trainable; b undefined when the layer has no bias
   std::shared_ptr<WeightQuantizer> wq;  // null: fp32 weights
+  std::shared_ptr<BitWidthQuantizer> bq;  // while learning bit widths (instead of wq)
   std::shared_ptr<ActQuantizer> xq, rq;  // input and fused residual; null: fp32
 };
 

@@ -67,12 +67,36 @@ else
   bad "two-stage: $(cat "$tmp/n.json" "$tmp/err" | head -c 600)"
 fi
 
+# Learned filter-wise widths: a plan of kernel widths, cheaper than W4A8, that runs.
+if "$lowbit" finetune "$cnn" -o "$tmp/l.onnx" --train 'fashion-mnist:train[0:2000]' --val 'fashion-mnist:test[0:300]' \
+     --learn-bits --bitops-weight 4 --bits 1..8 --epochs 1 --threads 2 --calib-samples 300 --quiet --json \
+     --write-plan "$tmp/l.plan" >"$tmp/l.json" 2>"$tmp/err" &&
+   "$py" - "$tmp/l.json" <<'PY' &&
+import json, sys
+j = json.load(open(sys.argv[1]))
+s = j["stages"]
+assert len(s) == 2 and s[0]["epochs"][-1]["mean_bits"] is not None, s
+assert j["bitops_vs_w4a8"] < 1, j["bitops_vs_w4a8"]
+for l in j["layers"]:
+    names = l["weights"].split("/")
+    assert all(n in ("int1", "int2", "int4", "int8") for n in names), l
+    assert (len(names) > 1) == (len(l["filters"]) > 0), l
+PY
+   "$lowbit" eval "$tmp/l.onnx" --data 'fashion-mnist:test[0:300]' >/dev/null 2>&1 &&
+   "$lowbit" quantize "$cnn" -o "$tmp/l2.onnx" --plan "$tmp/l.plan" --calib 'fashion-mnist:train[0:300]' --quiet >/dev/null 2>&1
+then
+  ok "--learn-bits writes kernel widths per filter, cheaper than W4A8, a plan quantize reads and a model that runs"
+else
+  bad "--learn-bits: $(cat "$tmp/l.json" "$tmp/err" | head -c 800)"
+fi
+
 d=(--train 'digits[0:200]' --val 'digits[1400:]' --quiet)
-expect_error "no format" "give --weights FORMAT or --plan" finetune "$digits" -o "$tmp/x.onnx" "${d[@]}"
+expect_error "no format" "give --weights FORMAT, --plan FILE or --learn-bits" finetune "$digits" -o "$tmp/x.onnx" "${d[@]}"
 expect_error "bad lr" "--lr must be > 0" finetune "$digits" -o "$tmp/x.onnx" "${d[@]}" --weights int2 --lr 0
 expect_error "bad optimizer" "--optimizer 'rmsprop'" finetune "$digits" -o "$tmp/x.onnx" "${d[@]}" --weights int2 --optimizer rmsprop
 expect_error "two-stage without n-hot" "--two-stage needs nhot" finetune "$digits" -o "$tmp/x.onnx" "${d[@]}" --weights int2 --two-stage
 expect_error "resume without checkpoint" "--resume needs --checkpoint" finetune "$digits" -o "$tmp/x.onnx" "${d[@]}" --weights int2 --resume
+expect_error "bad bit range" "--bits 3..3" finetune "$digits" -o "$tmp/x.onnx" "${d[@]}" --learn-bits --bits 3..3
 expect_error "bad format" "int9" finetune "$digits" -o "$tmp/x.onnx" "${d[@]}" --weights int9
 expect_error "missing model" "nothere.onnx" finetune "$tmp/nothere.onnx" -o "$tmp/x.onnx" "${d[@]}" --weights int2
 expect_error "checkpoint of other options" "belongs to another model, data or options" finetune "$cnn" -o "$tmp/x.onnx" \

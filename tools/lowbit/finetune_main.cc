@@ -24,12 +24,14 @@ namespace {
 
 struct FinetuneArgs {
   std::string model, out, train, val, weights, plan, acts, granularity, checkpoint, write_plan;
-  std::string optimizer = "adam", mean, std;
+  std::string optimizer = "adam", mean, std, bits = "2..8";
   int epochs = 3, threads = 1;
   int64_t batch = 64, calib_samples = 2048, val_limit = 0;
   double lr = 5e-4, prune = 0, scale = -1;
   uint64_t seed = 1;
   bool distill = false, two_stage = false, resume = false, json = false, quiet = false;
+  bool learn_bits = false;
+  double bitops_weight = 0.5;
 };
 
 Status RunFinetune(const FinetuneArgs& a) {
@@ -39,7 +41,9 @@ Status RunFinetune(const FinetuneArgs& a) {
     LOWBIT_ASSIGN_OR_RETURN(text, ReadFile(a.plan));
     LOWBIT_ASSIGN_OR_RETURN(o.plan, ParsePlanJson(text, a.plan));
   }
-  if (a.plan.empty() && a.weights.empty()) return InvalidArgument("give --weights FORMAT or --plan FILE");
+  if (a.plan.empty() && a.weights.empty() && !a.learn_bits) {
+    return InvalidArgument("give --weights FORMAT, --plan FILE or --learn-bits");
+  }
   if (!a.weights.empty()) o.plan.defaults.weights = a.weights;
   if (!a.granularity.empty()) o.plan.defaults.granularity = a.granularity;
   if (!a.acts.empty()) o.plan.defaults.acts = a.acts;
@@ -59,6 +63,18 @@ Status RunFinetune(const FinetuneArgs& a) {
   o.quiet = a.quiet || a.json;
   o.calib_samples = a.calib_samples;
   o.val_limit = a.val_limit;
+  o.learn_bits = a.learn_bits;
+  o.bitops_weight = a.bitops_weight;
+  {
+    const size_t dots = a.bits.find("..");
+    Result<double> lo = ParseDouble(a.bits.substr(0, dots), "--bits");
+    Result<double> hi = dots == std::string::npos ? lo : ParseDouble(a.bits.substr(dots + 2), "--bits");
+    if (!lo.ok() || !hi.ok() || *lo != std::floor(*lo) || *hi != std::floor(*hi)) {
+      return InvalidArgument("--bits '", a.bits, "': expected a range like 2..8");
+    }
+    o.min_bits = static_cast<int>(*lo);
+    o.max_bits = static_cast<int>(*hi);
+  }
   o.preprocess.scale = a.scale;
   LOWBIT_ASSIGN_OR_RETURN(o.preprocess.mean, ParseFloatList(a.mean, "--mean"));
   LOWBIT_ASSIGN_OR_RETURN(o.preprocess.std, ParseFloatList(a.std, "--std"));
@@ -72,8 +88,10 @@ Status RunFinetune(const FinetuneArgs& a) {
   const bool text = !a.json;
   auto on_epoch = [&](const EpochReport& e) {
     if (!text || a.quiet) return;
-    std::printf("stage %d epoch %d: loss %.4f  val top-1 %.2f%%  %.1f s  %.0f images/s\n", e.stage + 1,
+    std::printf("stage %d epoch %d: loss %.4f  val top-1 %.2f%%  %.1f s  %.0f images/s", e.stage + 1,
                 e.epoch + 1, e.loss, e.val_top1, e.seconds, e.images_per_second);
+    if (std::isfinite(e.mean_bits)) std::printf("  mean weight bits %.2f", e.mean_bits);
+    std::printf("\n");
     std::fflush(stdout);
   };
   FinetuneResult r;
@@ -100,14 +118,17 @@ Status RunFinetune(const FinetuneArgs& a) {
       for (const EpochReport& e : s.epochs) {
         js["epochs"].push_back({{"epoch", e.epoch + 1}, {"loss", e.loss}, {"val_top1", e.val_top1},
                                 {"seconds", e.seconds}, {"images_per_second", e.images_per_second},
-                                {"resumed", e.resumed}});
+                                {"resumed", e.resumed},
+                                {"mean_bits", std::isfinite(e.mean_bits) ? nlohmann::ordered_json(e.mean_bits) : nullptr}});
       }
       j["stages"].push_back(js);
     }
     for (const LayerReport& l : r.layers) {
       j["layers"].push_back({{"name", l.name}, {"op", l.op}, {"weights", l.settings.weights},
-                             {"acts", l.settings.acts}, {"bytes", l.bytes}});
+                             {"acts", l.settings.acts}, {"bytes", l.bytes}, {"filters", l.settings.filters}});
     }
+    j["bitops"] = r.bitops;
+    j["bitops_vs_w4a8"] = r.bitops / r.bitops_w4a8;
     j["seconds"] = r.seconds;
     j["peak_rss_bytes"] = r.peak_rss_bytes;
     std::printf("%s\n", j.dump(2).c_str());
@@ -120,6 +141,7 @@ Status RunFinetune(const FinetuneArgs& a) {
                   r.fp32_val_top1);
     }
   }
+  std::printf("bit-ops per sample %.4g (%.1f%% of uniform W4A8)\n", r.bitops, 100 * r.bitops / r.bitops_w4a8);
   std::printf("%s: %lld bytes -> %s: %lld bytes (%.2fx smaller); %.1f s, peak memory %.0f MiB\n",
               a.model.c_str(), static_cast<long long>(in_bytes), a.out.c_str(),
               static_cast<long long>(out_bytes), static_cast<double>(in_bytes) / static_cast<double>(out_bytes),
@@ -159,6 +181,12 @@ int main(int argc, char** argv) {
   app.add_option("--optimizer", a->optimizer, "adam or sgd")->capture_default_str();
   app.add_flag("--distill", a->distill, "Add KL divergence to the fp32 model's outputs");
   app.add_flag("--two-stage", a->two_stage, "n-hot: train without bit-level sparsity first");
+  app.add_flag("--learn-bits", a->learn_bits,
+               "Learn each filter's bit width under a bit-ops penalty, snap to the kernels' widths, fine-tune");
+  app.add_option("--bitops-weight", a->bitops_weight,
+                 "--learn-bits: weight of (bit-ops / bit-ops at 4-bit weights) in the loss")
+      ->capture_default_str();
+  app.add_option("--bits", a->bits, "--learn-bits: range of widths, e.g. 2..8")->capture_default_str();
   app.add_option("--prune", a->prune, "Magnitude-prune this fraction of each layer (held at zero)");
   app.add_option("--checkpoint", a->checkpoint, "Directory for a checkpoint after every epoch");
   app.add_flag("--resume", a->resume, "Continue from --checkpoint's last epoch");
