@@ -90,6 +90,31 @@ else
   bad "--learn-bits: $(cat "$tmp/l.json" "$tmp/err" | head -c 800)"
 fi
 
+# lowbit tune --finetune: front points trained by lowbit-finetune, the
+# cheapest that then meets the bound chosen.
+"$lowbit" tune "$digits" -o "$tmp/t.onnx" --calib 'digits[0:500]' --val 'digits[1400:1600]' --max-evals 30 \
+  --max-loss 3 --finetune 2 --train 'digits[0:1400]' --quiet --json >"$tmp/t.json" 2>"$tmp/err"
+rc=$?
+if [[ $rc -eq 0 || $rc -eq 3 ]] && "$py" - "$tmp/t.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+ft = j["finetune"]
+assert ft["epochs"] == 2 and len(ft["trained"]) >= 1, ft
+for t in ft["trained"]:
+    assert t["feasible"] == (t["metric"] - 1.2815515655446004 * t["se"] >= j["bound"] - 1e-9), t
+if ft["chosen_trained"]:
+    assert j["chosen"]["objective"] < min(p["objective"] for p in j["front"] if p["feasible"]) + 1e-12
+PY
+then
+  ok "tune --finetune trains front points and chooses among them"
+else
+  bad "tune --finetune (exit $rc): $(cat "$tmp/t.json" "$tmp/err" | head -c 800)"
+fi
+expect_error "tune --finetune without --train" "--finetune needs --train" tune "$digits" -o "$tmp/x.onnx" \
+  --calib 'digits[0:500]' --val 'digits[1400:1600]' --finetune 1
+expect_error "tune --train overlapping --val" "overlaps --train" tune "$digits" -o "$tmp/x.onnx" \
+  --calib 'digits[0:500]' --val 'digits[1400:1600]' --finetune 1 --train 'digits[1000:1500]'
+
 d=(--train 'digits[0:200]' --val 'digits[1400:]' --quiet)
 expect_error "no format" "give --weights FORMAT, --plan FILE or --learn-bits" finetune "$digits" -o "$tmp/x.onnx" "${d[@]}"
 expect_error "bad lr" "--lr must be > 0" finetune "$digits" -o "$tmp/x.onnx" "${d[@]}" --weights int2 --lr 0

@@ -21,6 +21,7 @@
 #include "tune/fanout.h"
 #include "tune/report.h"
 #include "tune/tuner.h"
+#include "tune_finetune.h"
 
 namespace lowbit {
 namespace {
@@ -28,7 +29,8 @@ namespace {
 struct TuneArgs {
   std::string model, out, calib, val, test, objective = "size", metric = "top1";
   std::string formats, bits, budget = "10m", journal, pareto, report, write_plan;
-  std::string mean, std;
+  std::string mean, std, train;
+  int finetune = 0;
   double max_loss = 1.0, min_sqnr = 20, scale = -1, confidence = 0.9;
   bool relative = false, no_filter_wise = false, no_fp32 = false, json = false, quiet = false;
   std::string search = "lagrangian";
@@ -73,7 +75,7 @@ void SpecRange(const std::string& spec, std::string* base, int64_t* a, int64_t* 
 
 // --val must not share samples with --calib (selection on data the
 // quantizer saw overstates accuracy).
-Status CheckDisjoint(const std::string& calib, const std::string& val) {
+Status CheckDisjoint(const std::string& calib, const std::string& val, const char* calib_name = "--calib") {
   std::string cb, vb;
   int64_t ca, ce, va, ve;
   SpecRange(calib, &cb, &ca, &ce);
@@ -81,7 +83,7 @@ Status CheckDisjoint(const std::string& calib, const std::string& val) {
   if (cb != vb) return OkStatus();
   const bool disjoint = (ce >= 0 && ce <= va) || (ve >= 0 && ve <= ca);
   if (!disjoint) {
-    return InvalidArgument("--val '", val, "' overlaps --calib '", calib,
+    return InvalidArgument("--val '", val, "' overlaps ", calib_name, " '", calib,
                            "': validate on samples the calibration does not see (e.g. "
                            "fashion-mnist:train[0:1000] and fashion-mnist:train[50000:])");
   }
@@ -111,6 +113,15 @@ Status RunTune(const TuneArgs& a) {
   LOWBIT_ASSIGN_OR_RETURN(o.space, SearchSpace(so));
   LOWBIT_ASSIGN_OR_RETURN(o.budget_seconds, ParseBudget(a.budget));
   LOWBIT_RETURN_IF_ERROR(CheckDisjoint(a.calib, a.val));
+  if (a.finetune < 0) return InvalidArgument("--finetune must be >= 0 epochs, got ", a.finetune);
+  if (a.finetune > 0) {
+    if (a.train.empty()) return InvalidArgument("--finetune needs --train SPEC (labelled training data)");
+    if (!FinetuneProgramAvailable()) {
+      return InvalidArgument("--finetune: training is not built (lowbit-finetune is missing: install "
+                             "libtorch-dev and rebuild)");
+    }
+    LOWBIT_RETURN_IF_ERROR(CheckDisjoint(a.train, a.val, "--train"));
+  }
   if (!a.test.empty()) LOWBIT_RETURN_IF_ERROR(CheckDisjoint(a.calib, a.test));
   o.max_loss = a.max_loss;
   o.relative = a.relative;
@@ -151,12 +162,46 @@ Status RunTune(const TuneArgs& a) {
   TuneResult r;
   LOWBIT_ASSIGN_OR_RETURN(r, Tune(g, *calib, *val, o));
   if (r.best < 0) return Internal("the tuner evaluated no plan");
-  const TunePoint& best = r.points[r.best];
   // Under mpirun the other ranks measured; the first writes and prints.
   if (Fanout::Get().rank() != 0) {
     if (!r.feasible) CommandExitCode() = 3;
     return OkStatus();
   }
+  // --finetune: the cheapest front point that meets the bound once trained.
+  std::vector<RefinedPoint> refined;
+  int chosen_ref = -1;
+  std::string workdir;
+  if (a.finetune > 0) {
+    char tmpl[] = "/tmp/lowbit_tune_XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) return InvalidArgument("--finetune: cannot create a scratch directory");
+    workdir = tmpl;
+    ReferenceOutputs ref;
+    EvalOptions eo = o.eval;
+    eo.quiet = true;
+    LOWBIT_RETURN_IF_ERROR(Evaluate(g, *val, eo, &ref).status());
+    FinetuneFrontArgs fa;
+    fa.model = a.model;
+    fa.train = a.train;
+    fa.val = a.val;
+    fa.workdir = workdir;
+    fa.epochs = a.finetune;
+    fa.threads = a.threads;
+    fa.seed = a.seed;
+    fa.quiet = o.quiet;
+    if (a.scale >= 0) fa.extra.insert(fa.extra.end(), {"--scale", std::to_string(a.scale)});
+    if (!a.mean.empty()) fa.extra.insert(fa.extra.end(), {"--mean", a.mean});
+    if (!a.std.empty()) fa.extra.insert(fa.extra.end(), {"--std", a.std});
+    Result<std::vector<RefinedPoint>> got =
+        RefineFront(r, FinetuneRefiner(r, fa, val.get(), eo, &ref), 0, &chosen_ref);
+    if (!got.ok()) {
+      std::filesystem::remove_all(workdir);
+      return got.status();
+    }
+    refined = std::move(got).value();
+  }
+  const TunePoint& best = chosen_ref >= 0 ? r.points[refined[chosen_ref].point] : r.points[r.best];
+  const double chosen_metric = chosen_ref >= 0 ? refined[chosen_ref].metric : best.metric;
+  const bool feasible = r.feasible || chosen_ref >= 0;
 
   // The model at the chosen point, as `lowbit quantize --plan` makes it.
   QuantizeOptions qo;
@@ -174,10 +219,19 @@ Status RunTune(const TuneArgs& a) {
   qo.threads = a.threads;
   qo.quiet = o.quiet;
   QuantizeResult q;
-  LOWBIT_ASSIGN_OR_RETURN(q, QuantizeGraph(g, qo));
-  ExportOptions eo;
-  eo.graph_name = std::filesystem::path(a.model).stem().string() + " (lowbit)";  // as quantize
-  LOWBIT_RETURN_IF_ERROR(ExportOnnx(q.graph, a.out, eo));
+  if (chosen_ref >= 0) {  // the trained file
+    std::string bytes;
+    LOWBIT_ASSIGN_OR_RETURN(bytes, ReadFile(refined[chosen_ref].artifact));
+    LOWBIT_RETURN_IF_ERROR(WriteFileAtomic(a.out, bytes));
+    LOWBIT_ASSIGN_OR_RETURN(q.graph, LoadModel(a.out));
+    q.resolved = r.Plan(best);
+  } else {
+    LOWBIT_ASSIGN_OR_RETURN(q, QuantizeGraph(g, qo));
+    ExportOptions eo;
+    eo.graph_name = std::filesystem::path(a.model).stem().string() + " (lowbit)";  // as quantize
+    LOWBIT_RETURN_IF_ERROR(ExportOnnx(q.graph, a.out, eo));
+  }
+  if (!workdir.empty()) std::filesystem::remove_all(workdir);
   if (!a.write_plan.empty()) {
     LOWBIT_RETURN_IF_ERROR(WriteFileAtomic(a.write_plan, PlanJson(qo.plan.defaults, q.resolved)));
   }
@@ -231,7 +285,7 @@ Status RunTune(const TuneArgs& a) {
     nlohmann::ordered_json j;
     j["model"] = a.model;
     j["output"] = a.out;
-    j["feasible"] = r.feasible;
+    j["feasible"] = feasible;
     j["metric"] = a.metric;
     j["bound"] = r.bound;
     j["fp32_metric"] = std::isfinite(r.fp32_metric) ? nlohmann::ordered_json(r.fp32_metric) : nullptr;
@@ -241,6 +295,16 @@ Status RunTune(const TuneArgs& a) {
     if (info.test_metric >= 0) j["test"] = {{"top1", info.test_metric}, {"fp32_top1", info.test_fp32}};
     if (e2e_ms >= 0) j["end_to_end_ms"] = {{"chosen", e2e_ms}, {"fp32", e2e_fp32_ms}};
     j["front"] = ParetoJson(r)["front"];
+    if (a.finetune > 0) {
+      nlohmann::ordered_json ft = nlohmann::ordered_json::array();
+      for (const RefinedPoint& t : refined) {
+        ft.push_back({{"point", t.point}, {"objective", r.points[t.point].objective},
+                      {"metric_before", r.points[t.point].metric}, {"metric", t.metric}, {"se", t.se},
+                      {"feasible", t.feasible}, {"seconds", t.seconds}});
+      }
+      j["finetune"] = {{"epochs", a.finetune}, {"trained", ft}, {"chosen_trained", chosen_ref >= 0},
+                       {"chosen_metric", chosen_metric}};
+    }
     j["evaluations"] = r.evaluations;
     j["journal_records_reused"] = r.resumed;
     j["seconds"] = r.seconds;
@@ -252,8 +316,8 @@ Status RunTune(const TuneArgs& a) {
     std::printf(
         "%s: %s %.2f (fp32 %.2f, bound %.2f); layers %lld bytes (%.2fx smaller than fp32), %.4g "
         "bit-ops per sample; %s: %lld bytes; %lld evaluations in %.1f s\n",
-        r.feasible ? "chosen" : "no point met the bound; the most accurate", a.metric.c_str(),
-        best.metric, r.fp32_metric, r.bound, static_cast<long long>(best.bytes), ratio, best.bitops,
+        feasible ? "chosen" : "no point met the bound; the most accurate", a.metric.c_str(),
+        chosen_metric, r.fp32_metric, r.bound, static_cast<long long>(best.bytes), ratio, best.bitops,
         a.out.c_str(), static_cast<long long>(info.out_bytes), static_cast<long long>(r.evaluations),
         r.seconds);
     if (info.test_metric >= 0) {
@@ -264,7 +328,7 @@ Status RunTune(const TuneArgs& a) {
                   a.threads > 1 ? "s" : "", e2e_ms, e2e_fp32_ms, e2e_fp32_ms / e2e_ms);
     }
   }
-  if (!r.feasible) {
+  if (!feasible) {
     std::fprintf(stderr, "lowbit tune: no plan met the bound (%s >= %.3f); wrote the most accurate (%.3f) to %s\n",
                  a.metric.c_str(), r.bound, best.metric, a.out.c_str());
     CommandExitCode() = 3;
@@ -309,6 +373,10 @@ Command AddTuneCommand(CLI::App& app) {
   cmd->add_option("--pareto", args->pareto, "Write the Pareto front (JSON)");
   cmd->add_option("--report", args->report, "Write a self-contained HTML report");
   cmd->add_option("--write-plan", args->write_plan, "Write the chosen plan (JSON, as quantize --plan reads)");
+  cmd->add_option("--finetune", args->finetune,
+                  "Fine-tune front points for this many epochs (lowbit finetune) and choose the cheapest "
+                  "that meets the bound after training");
+  cmd->add_option("--train", args->train, "--finetune: labelled training data (not --val's samples)");
   cmd->add_option("--batch", args->batch, "Evaluation batch")->capture_default_str();
   cmd->add_option("--calib-batch", args->calib_batch, "Calibration batch")->capture_default_str();
   cmd->add_option("--scale", args->scale, "Multiply raw values (default: the dataset's)");
