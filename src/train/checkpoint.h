@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "lowbit/status.h"
-#include "train/finetune.h"
+#include "train/epoch_report.h"
 #include "train/torch_graph.h"
 
 namespace lowbit::train {

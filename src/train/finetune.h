@@ -26,6 +26,7 @@
 #include "lowbit/status.h"
 #include "quant/quant_plan.h"
 #include "quant/quantize_layer.h"
+#include "train/epoch_report.h"
 
 namespace lowbit {
 
@@ -56,21 +57,6 @@ struct FinetuneOptions {
   uint64_t seed = 1;
   bool quiet = false;
   int64_t val_limit = 0;         // evaluate at most this many --val samples per epoch (0: all)
-};
-
-struct EpochReport {
-  int stage = 0, epoch = 0;
-  double loss = 0;          // mean training loss
-  double val_top1 = 0;      // training-side (fake-quantized) top-1 on val, percent
-  double seconds = 0, images_per_second = 0;
-  bool resumed = false;     // read back from a checkpoint, not run
-  double mean_bits = NAN;   // learning bit widths: MAC-weighted mean width at the epoch's end
-};
-
-struct StageReport {
-  std::string name;         // "int4 (stage 1 of 2)", ...
-  double start_val_top1 = 0;  // before training this stage (post-training quantization for stage 1)
-  std::vector<EpochReport> epochs;
 };
 
 struct FinetuneResult {
