@@ -8,6 +8,7 @@
 #include <set>
 
 #include "base/progress.h"
+#include "base/strings.h"
 #include "model/packed_node.h"
 #include "runtime/plan.h"
 
@@ -92,6 +93,29 @@ Result<std::vector<LayerSettings>> ResolvePlan(const Graph& graph,
     LOWBIT_RETURN_IF_ERROR(ValidateSettings(settings.back(), "layer '" + c.name + "'"));
   }
   return settings;
+}
+
+Status ParseCalibOptions(const std::string& act_calib, const std::string& weight_clip,
+                         LayerQuantOptions* o) {
+  if (act_calib == "minmax") {
+    o->act_calib = ActCalib::kMinMax;
+  } else if (act_calib == "mse") {
+    o->act_calib = ActCalib::kMse;
+  } else if (act_calib.rfind("percentile:", 0) == 0) {
+    o->act_calib = ActCalib::kPercentile;
+    LOWBIT_ASSIGN_OR_RETURN(o->act_percentile, ParseDouble(act_calib.substr(11), "--act-calib"));
+    if (!(o->act_percentile > 50 && o->act_percentile <= 100)) {
+      return InvalidArgument("--act-calib ", act_calib, ": the percentile must be in (50, 100]");
+    }
+  } else {
+    return InvalidArgument("--act-calib '", act_calib, "' (minmax, mse or percentile:P)");
+  }
+  if (weight_clip == "auto") {
+    o->weight_clip_auto = true;
+  } else {
+    LOWBIT_RETURN_IF_ERROR(ParseClip(weight_clip, &o->weight_fit));
+  }
+  return OkStatus();
 }
 
 Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& o) {

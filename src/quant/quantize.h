@@ -68,6 +68,12 @@ Result<std::vector<LayerSettings>> ResolvePlan(const Graph& graph,
 Status MeasureOutputSqnr(const Graph& graph, Dataset& data, const Preprocess& preprocess,
                          int threads, bool quiet, Graph* quantized, std::vector<double>* db);
 
+// The command line's --act-calib (minmax, mse, percentile:P) and
+// --weight-clip (auto, minmax, mse, percentile:P) into `o`; errors name the
+// option and value.
+Status ParseCalibOptions(const std::string& act_calib, const std::string& weight_clip,
+                         LayerQuantOptions* o);
+
 // The layers QuantizeGraph would quantize, in graph order.
 std::vector<std::string> QuantizableLayers(const Graph& graph);
 

@@ -1,10 +1,12 @@
-// Loading a model for the commands: ONNX import, then the graph passes.
+// Loading a model for the commands (api/load_model.h) and the plan options
+// the environment sets.
 #ifndef LOWBIT_TOOLS_MODEL_UTIL_H_
 #define LOWBIT_TOOLS_MODEL_UTIL_H_
 
 #include <cstdlib>
 #include <string>
 
+#include "api/load_model.h"
 #include "eval/evaluate.h"
 #include "ir/graph.h"
 #include "ir/passes.h"
@@ -13,18 +15,6 @@
 #include "runtime/plan.h"
 
 namespace lowbit {
-
-inline Result<Graph> LoadModel(const std::string& path) {
-  ImportOptions options;
-  options.is_supported = [](const std::string& domain, const std::string& op, int opset) {
-    return FindOp(domain, op, opset) != nullptr;
-  };
-  Graph g;
-  LOWBIT_ASSIGN_OR_RETURN(g, ImportOnnx(path, options));
-  LOWBIT_RETURN_IF_ERROR(CheckSupported(g));
-  LOWBIT_RETURN_IF_ERROR(OptimizeGraph(&g));
-  return g;
-}
 
 // The plan options the environment sets for the commands: the kernel
 // choices (LOWBIT_KERNEL, LOWBIT_LUT, LOWBIT_WINOGRAD) and LOWBIT_BYTE_EDGES=0.

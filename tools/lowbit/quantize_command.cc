@@ -53,24 +53,7 @@ Status RunQuantize(const QuantizeArgs& a) {
     LOWBIT_ASSIGN_OR_RETURN(r, ParseLayerOption(l));
     o.plan.rules.push_back(std::move(r));
   }
-  if (a.act_calib == "minmax") {
-    o.act_calib = ActCalib::kMinMax;
-  } else if (a.act_calib == "mse") {
-    o.act_calib = ActCalib::kMse;
-  } else if (a.act_calib.rfind("percentile:", 0) == 0) {
-    o.act_calib = ActCalib::kPercentile;
-    LOWBIT_ASSIGN_OR_RETURN(o.act_percentile, ParseDouble(a.act_calib.substr(11), "--act-calib"));
-    if (!(o.act_percentile > 50 && o.act_percentile <= 100)) {
-      return InvalidArgument("--act-calib ", a.act_calib, ": the percentile must be in (50, 100]");
-    }
-  } else {
-    return InvalidArgument("--act-calib '", a.act_calib, "' (minmax, mse or percentile:P)");
-  }
-  if (a.weight_clip == "auto") {
-    o.weight_clip_auto = true;
-  } else {
-    LOWBIT_RETURN_IF_ERROR(ParseClip(a.weight_clip, &o.weight_fit));
-  }
+  LOWBIT_RETURN_IF_ERROR(ParseCalibOptions(a.act_calib, a.weight_clip, &o));
   LOWBIT_ASSIGN_OR_RETURN(o.weight_fit.codebook_init, ParseCodebookInit(a.codebook_init));
   o.weight_fit.seed = a.seed;
   o.prune = a.prune;
