@@ -582,6 +582,19 @@ Status Tuner::Pairs() {
 }
 
 void Tuner::ShowProgress(bool final) {
+  if (o_.on_progress && !final) {
+    TuneProgress tp;
+    tp.evaluations = r_.evaluations;
+    tp.seconds = Since(start_);
+    tp.budget_seconds = o_.budget_seconds;
+    const int b = BestFeasible();
+    tp.feasible = b >= 0;
+    if (b >= 0) {
+      tp.best_objective = r_.points[b].objective;
+      tp.best_metric = r_.points[b].metric;
+    }
+    o_.on_progress(tp);
+  }
   if (!progress_ || (!final && Since(last_draw_) < 0.1)) return;
   last_draw_ = Clock::now();
   const double t = Since(start_);

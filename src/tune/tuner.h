@@ -22,6 +22,7 @@
 #define LOWBIT_TUNE_TUNER_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,14 @@
 namespace lowbit {
 
 enum class TuneMetric { kTop1, kAgreement, kSqnr };
+
+// Where a tuning run stands, after every evaluation.
+struct TuneProgress {
+  int64_t evaluations = 0;
+  double seconds = 0, budget_seconds = 0;
+  bool feasible = false;          // a feasible point was found
+  double best_objective = 0, best_metric = 0;  // the best feasible point's (when feasible)
+};
 
 struct TuneOptions {
   ObjectiveSpec objective;
@@ -63,6 +72,8 @@ struct TuneOptions {
   CalibrateOptions calib;
   LayerQuantOptions layer;
   EvalOptions eval;  // batch, preprocessing, limit of the validation data
+  // Called after every evaluation on the calling thread (optional).
+  std::function<void(const TuneProgress&)> on_progress;
 };
 
 struct TunePoint {
