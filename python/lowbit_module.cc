@@ -131,6 +131,84 @@ py::dict Quantize(const std::string& model, const std::string& out, const std::s
   return d;
 }
 
+py::dict PointDict(const lowbit::TunePointInfo& p) {
+  py::dict d;
+  d["objective"] = p.objective;
+  d["bytes"] = p.bytes;
+  d["bitops"] = p.bitops;
+  d["metric"] = p.metric;
+  d["feasible"] = p.feasible;
+  py::dict plan;
+  for (const auto& [layer, weights] : p.plan) plan[layer.c_str()] = weights;
+  d["plan"] = plan;
+  return d;
+}
+
+py::dict Tune(const std::string& model, const std::string& out, const std::string& calib, const std::string& val,
+              const std::string& test, const std::string& objective, const std::string& metric, double max_loss,
+              bool relative, const std::string& formats, const std::string& bits, double budget,
+              int64_t max_evals, const std::string& journal, const std::string& plan_file, int threads,
+              uint64_t seed, const py::object& progress) {
+  lowbit::TuneConfig c;
+  c.calib = calib;
+  c.val = val;
+  c.test = test;
+  c.objective = objective;
+  c.metric = metric;
+  c.max_loss = max_loss;
+  c.relative = relative;
+  c.formats = formats;
+  c.bits = bits;
+  c.budget_seconds = budget;
+  c.max_evals = max_evals;
+  c.journal = journal;
+  c.plan_file = plan_file;
+  c.threads = threads;
+  c.seed = seed;
+  // The callback runs with the GIL taken back; an exception it raises is
+  // raised again when tuning returns.
+  std::string callback_error;
+  if (!progress.is_none()) {
+    c.progress = [&progress, &callback_error](const lowbit::TuneProgressInfo& p) {
+      py::gil_scoped_acquire gil;
+      if (!callback_error.empty()) return;
+      try {
+        py::dict d;
+        d["evaluations"] = p.evaluations;
+        d["seconds"] = p.seconds;
+        d["budget_seconds"] = p.budget_seconds;
+        d["feasible"] = p.feasible;
+        d["best_objective"] = p.feasible ? py::cast(p.best_objective) : py::none();
+        d["best_metric"] = p.feasible ? py::cast(p.best_metric) : py::none();
+        progress(d);
+      } catch (const py::error_already_set& e) {
+        callback_error = e.what();
+      }
+    };
+  }
+  lowbit::Result<lowbit::TuneSummary> r = lowbit::TuneSummary();
+  {
+    py::gil_scoped_release release;
+    r = lowbit::TuneModel(model, out, c);
+  }
+  if (!callback_error.empty()) throw LowbitError("progress callback: " + callback_error);
+  lowbit::TuneSummary s = Take(std::move(r));
+  py::dict d;
+  d["feasible"] = s.feasible;
+  d["fp32_metric"] = s.fp32_metric;
+  d["bound"] = s.bound;
+  d["chosen"] = PointDict(s.chosen);
+  py::list front;
+  for (const lowbit::TunePointInfo& p : s.front) front.append(PointDict(p));
+  d["front"] = front;
+  d["evaluations"] = s.evaluations;
+  d["output_bytes"] = s.output_bytes;
+  d["test_top1"] = s.test_top1 >= 0 ? py::cast(s.test_top1) : py::none();
+  d["test_fp32_top1"] = s.test_fp32_top1 >= 0 ? py::cast(s.test_fp32_top1) : py::none();
+  d["seconds"] = s.seconds;
+  return d;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(lowbit, m) {
@@ -191,6 +269,14 @@ PYBIND11_MODULE(lowbit, m) {
         py::arg("bias_correction") = true, py::arg("threads") = 1, py::arg("seed") = 1,
         "Post-training quantization of MODEL into the packed file OUT (as lowbit quantize); calib: a "
         "dataset spec or an array of samples [n, ...]. Returns sizes and per-layer reports.");
+  m.def("tune", &Tune, py::arg("model"), py::arg("out"), py::arg("calib"), py::arg("val"), py::arg("test") = "",
+        py::arg("objective") = "size", py::arg("metric") = "top1", py::arg("max_loss") = 1.0,
+        py::arg("relative") = false, py::arg("formats") = "", py::arg("bits") = "", py::arg("budget") = 600.0,
+        py::arg("max_evals") = 0, py::arg("journal") = "", py::arg("plan") = "", py::arg("threads") = 1,
+        py::arg("seed") = 1, py::arg("progress") = py::none(),
+        "The auto-tuner (as lowbit tune): writes the chosen packed model to OUT; budget in seconds; "
+        "progress(dict) is called after every evaluation. Returns the chosen point, the front and test "
+        "accuracy.");
   m.def(
       "formats",
       [](int bits) {

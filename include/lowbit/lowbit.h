@@ -149,6 +149,59 @@ struct QuantizeSummary {
 Result<QuantizeSummary> Quantize(const std::string& model_path, const std::string& out_path,
                                  const QuantizeConfig& config);
 
+struct TuneProgressInfo {
+  int64_t evaluations = 0;
+  double seconds = 0, budget_seconds = 0;
+  bool feasible = false;                       // a point within the bound was found
+  double best_objective = 0, best_metric = 0;  // the best such point (when feasible)
+};
+
+// `lowbit tune`'s options (see its --help for each).
+struct TuneConfig {
+  std::string calib, val, test;              // dataset specs; calib and val required
+  std::string objective = "size";            // size, bitops, latency or a sum 'size+0.3*latency'
+  std::string metric = "top1";               // top1, agreement or sqnr
+  double max_loss = 1.0;                     // metric points (relative: percent)
+  bool relative = false;
+  double min_sqnr = 20, confidence = 0.9;
+  std::string formats, bits;                 // "" for all, else as --formats / --bits
+  bool filter_wise = true, allow_fp32 = true;
+  double budget_seconds = 600;
+  int64_t max_evals = 0;
+  std::string journal, pareto_file, report_file, plan_file;  // files to write ("": none)
+  int64_t batch = 100, calib_batch = 32;
+  double preprocess_scale = -1;
+  std::vector<float> mean, stddev;
+  int threads = 1;
+  uint64_t seed = 1;
+  // Called after every plan evaluation, on the calling thread.
+  std::function<void(const TuneProgressInfo&)> progress;
+};
+
+struct TunePointInfo {
+  double objective = 0;  // relative to fp32 (1 = fp32)
+  int64_t bytes = 0;     // weights and biases of the quantizable layers
+  double bitops = 0, metric = 0;
+  bool feasible = false;
+  std::vector<std::pair<std::string, std::string>> plan;  // layer -> weights
+};
+
+struct TuneSummary {
+  bool feasible = false;  // false: no point met the bound; the most accurate was written
+  double fp32_metric = 0, bound = 0;
+  TunePointInfo chosen;
+  std::vector<TunePointInfo> front;  // the Pareto front, by objective
+  int64_t evaluations = 0, output_bytes = 0;
+  double test_top1 = -1, test_fp32_top1 = -1;  // with config.test; else -1
+  double seconds = 0;
+};
+
+// The auto-tuner: a format and width for every layer and filter of the fp32
+// model at `model_path` minimizing the objective within the accuracy bound;
+// writes the chosen packed model to `out_path` (and the files config names).
+Result<TuneSummary> TuneModel(const std::string& model_path, const std::string& out_path,
+                              const TuneConfig& config);
+
 }  // namespace lowbit
 
 #endif  // LOWBIT_LOWBIT_H_
