@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -277,6 +278,41 @@ PYBIND11_MODULE(lowbit, m) {
         "The auto-tuner (as lowbit tune): writes the chosen packed model to OUT; budget in seconds; "
         "progress(dict) is called after every evaluation. Returns the chosen point, the front and test "
         "accuracy.");
+  // Training lives in _lowbit_train (LibTorch), imported on first use.
+  m.def(
+      "finetune",
+      [](const std::string& model, const std::string& out, const std::string& train_spec, const std::string& val,
+         const std::string& weights, const std::string& plan, const std::string& acts, int epochs,
+         int64_t batch, double lr, const std::string& optimizer, bool distill, bool two_stage,
+         bool learn_bits, double bitops_weight, int min_bits, int max_bits, double prune,
+         const std::string& checkpoint, bool resume, int threads, uint64_t seed,
+         const std::string& write_plan, const py::object& progress) {
+        // LibTorch's OpenMP pool spins unless told not to, and reads this only when it loads.
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+        py::module_ train;
+        try {
+          train = py::module_::import("_lowbit_train");
+        } catch (const py::error_already_set&) {
+          throw LowbitError("training is not built: lowbit was configured without LibTorch (install "
+                            "libtorch-dev and rebuild)");
+        }
+        py::tuple r = train.attr("finetune")(model, out, train_spec, val, weights, plan, acts, epochs, batch, lr,
+                                             optimizer, distill, two_stage, learn_bits, bitops_weight, min_bits,
+                                             max_bits, prune, checkpoint, resume, threads, seed, write_plan,
+                                             progress);
+        const std::string error = r[1].cast<std::string>();
+        if (!error.empty()) throw LowbitError(error);
+        return py::object(r[0]);
+      },
+      py::arg("model"), py::arg("out"), py::arg("train"), py::arg("val"), py::arg("weights") = "",
+      py::arg("plan") = "", py::arg("acts") = "", py::arg("epochs") = 3, py::arg("batch") = 64,
+      py::arg("lr") = 5e-4, py::arg("optimizer") = "adam", py::arg("distill") = false,
+      py::arg("two_stage") = false, py::arg("learn_bits") = false, py::arg("bitops_weight") = 0.5,
+      py::arg("min_bits") = 2, py::arg("max_bits") = 8, py::arg("prune") = 0.0, py::arg("checkpoint") = "",
+      py::arg("resume") = false, py::arg("threads") = 1, py::arg("seed") = 1, py::arg("write_plan") = "",
+      py::arg("progress") = py::none(),
+      "Quantization-aware training (as lowbit finetune): writes the packed model to OUT; progress(dict) "
+      "after every epoch. Returns the stages, epochs, layers and sizes.");
   m.def(
       "formats",
       [](int bits) {

@@ -14,6 +14,12 @@ import numpy as np
 
 import lowbit
 
+try:
+    import _lowbit_train  # noqa: F401  (built with LibTorch)
+    HAVE_TRAINING = True
+except ImportError:
+    HAVE_TRAINING = False
+
 CLI, MODELS = sys.argv[1], sys.argv[2]
 CNN = os.path.join(MODELS, "fmnist_cnn.onnx")
 
@@ -109,6 +115,22 @@ class LowbitModuleTest(unittest.TestCase):
                         max_evals=3, progress=lambda p: 1 / 0)
         with self.assertRaisesRegex(lowbit.Error, "overlaps"):
             lowbit.tune(digits, self.path("v.onnx"), calib="digits[0:500]", val="digits[400:600]")
+
+    @unittest.skipUnless(HAVE_TRAINING, "lowbit built without LibTorch")
+    def test_finetune_equals_the_command_and_reports_epochs(self):
+        digits = os.path.join(MODELS, "digits_mlp.onnx")
+        epochs = []
+        s = lowbit.finetune(digits, self.path("f.onnx"), train="digits[0:1000]", val="digits[1400:]",
+                            weights="int2", epochs=2, progress=epochs.append)
+        cli("finetune", digits, "-o", self.path("g.onnx"), "--train", "digits[0:1000]", "--val", "digits[1400:]",
+            "--weights", "int2", "--epochs", "2", "--quiet")
+        with open(self.path("f.onnx"), "rb") as a, open(self.path("g.onnx"), "rb") as b:
+            self.assertEqual(a.read(), b.read())
+        self.assertEqual([e["epoch"] for e in epochs], [1, 2])
+        self.assertEqual(s["stages"][0]["epochs"][-1]["val_top1"], epochs[-1]["val_top1"])
+        self.assertEqual({l["weights"] for l in s["layers"]}, {"int2"})
+        with self.assertRaisesRegex(lowbit.Error, "int9"):
+            lowbit.finetune(digits, self.path("h.onnx"), train="digits[0:100]", val="digits[1400:]", weights="int9")
 
     def test_formats(self):
         self.assertIn("int2", lowbit.formats(2))

@@ -12,12 +12,9 @@
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
-#include "base/npy.h"
 #include "base/strings.h"
-#include "model_util.h"
-#include "onnx/onnx_export.h"
 #include "runtime/blas_setup.h"
-#include "train/finetune.h"
+#include "lowbit/finetune.h"
 
 namespace lowbit {
 namespace {
@@ -35,36 +32,21 @@ struct FinetuneArgs {
 };
 
 Status RunFinetune(const FinetuneArgs& a) {
-  FinetuneOptions o;
-  if (!a.plan.empty()) {
-    std::string text;
-    LOWBIT_ASSIGN_OR_RETURN(text, ReadFile(a.plan));
-    LOWBIT_ASSIGN_OR_RETURN(o.plan, ParsePlanJson(text, a.plan));
-  }
-  if (a.plan.empty() && a.weights.empty() && !a.learn_bits) {
-    return InvalidArgument("give --weights FORMAT, --plan FILE or --learn-bits");
-  }
-  if (!a.weights.empty()) o.plan.defaults.weights = a.weights;
-  if (!a.granularity.empty()) o.plan.defaults.granularity = a.granularity;
-  if (!a.acts.empty()) o.plan.defaults.acts = a.acts;
-  LOWBIT_RETURN_IF_ERROR(ValidateSettings(o.plan.defaults, "options"));
-  o.quant.weight_clip_auto = true;
-  o.epochs = a.epochs;
-  o.batch = a.batch;
-  o.lr = a.lr;
-  o.optimizer = a.optimizer;
-  o.distill = a.distill;
-  o.two_stage = a.two_stage;
-  o.prune = a.prune;
-  o.checkpoint_dir = a.checkpoint;
-  o.resume = a.resume;
-  o.threads = a.threads;
-  o.seed = a.seed;
-  o.quiet = a.quiet || a.json;
-  o.calib_samples = a.calib_samples;
-  o.val_limit = a.val_limit;
-  o.learn_bits = a.learn_bits;
-  o.bitops_weight = a.bitops_weight;
+  FinetuneConfig c;
+  c.train = a.train;
+  c.val = a.val;
+  c.weights = a.weights;
+  c.plan_file = a.plan;
+  c.acts = a.acts;
+  c.granularity = a.granularity;
+  c.epochs = a.epochs;
+  c.batch = a.batch;
+  c.lr = a.lr;
+  c.optimizer = a.optimizer;
+  c.distill = a.distill;
+  c.two_stage = a.two_stage;
+  c.learn_bits = a.learn_bits;
+  c.bitops_weight = a.bitops_weight;
   {
     const size_t dots = a.bits.find("..");
     Result<double> lo = ParseDouble(a.bits.substr(0, dots), "--bits");
@@ -72,60 +54,54 @@ Status RunFinetune(const FinetuneArgs& a) {
     if (!lo.ok() || !hi.ok() || *lo != std::floor(*lo) || *hi != std::floor(*hi)) {
       return InvalidArgument("--bits '", a.bits, "': expected a range like 2..8");
     }
-    o.min_bits = static_cast<int>(*lo);
-    o.max_bits = static_cast<int>(*hi);
+    c.min_bits = static_cast<int>(*lo);
+    c.max_bits = static_cast<int>(*hi);
   }
-  o.preprocess.scale = a.scale;
-  LOWBIT_ASSIGN_OR_RETURN(o.preprocess.mean, ParseFloatList(a.mean, "--mean"));
-  LOWBIT_ASSIGN_OR_RETURN(o.preprocess.std, ParseFloatList(a.std, "--std"));
-  if (a.calib_samples < 1) return InvalidArgument("--calib-samples must be >= 1, got ", a.calib_samples);
-
-  Graph g;
-  LOWBIT_ASSIGN_OR_RETURN(g, LoadModel(a.model));
-  std::unique_ptr<Dataset> train, val;
-  LOWBIT_ASSIGN_OR_RETURN(train, Dataset::Open(a.train));
-  LOWBIT_ASSIGN_OR_RETURN(val, Dataset::Open(a.val));
-  const bool text = !a.json;
-  auto on_epoch = [&](const EpochReport& e) {
-    if (!text || a.quiet) return;
-    std::printf("stage %d epoch %d: loss %.4f  val top-1 %.2f%%  %.1f s  %.0f images/s", e.stage + 1,
-                e.epoch + 1, e.loss, e.val_top1, e.seconds, e.images_per_second);
-    if (std::isfinite(e.mean_bits)) std::printf("  mean weight bits %.2f", e.mean_bits);
-    std::printf("\n");
-    std::fflush(stdout);
-  };
-  FinetuneResult r;
-  LOWBIT_ASSIGN_OR_RETURN(r, Finetune(g, *train, *val, o, on_epoch));
-  ExportOptions eo;
-  eo.graph_name = std::filesystem::path(a.model).stem().string() + " (lowbit finetune)";
-  LOWBIT_RETURN_IF_ERROR(ExportOnnx(r.graph, a.out, eo));
-  if (!a.write_plan.empty()) {
-    LOWBIT_RETURN_IF_ERROR(WriteFileAtomic(a.write_plan, PlanJson(o.plan.defaults, r.resolved)));
+  c.prune = a.prune;
+  c.checkpoint_dir = a.checkpoint;
+  c.resume = a.resume;
+  c.calib_samples = a.calib_samples;
+  c.val_limit = a.val_limit;
+  c.preprocess_scale = a.scale;
+  LOWBIT_ASSIGN_OR_RETURN(c.mean, ParseFloatList(a.mean, "--mean"));
+  LOWBIT_ASSIGN_OR_RETURN(c.stddev, ParseFloatList(a.std, "--std"));
+  c.threads = a.threads;
+  c.seed = a.seed;
+  c.plan_out = a.write_plan;
+  c.show_progress = !a.quiet && !a.json;
+  if (!a.quiet && !a.json) {
+    c.on_epoch = [](const FinetuneEpoch& e) {
+      std::printf("stage %d epoch %d: loss %.4f  val top-1 %.2f%%  %.1f s  %.0f images/s", e.stage + 1,
+                  e.epoch + 1, e.loss, e.val_top1, e.seconds, e.images_per_second);
+      if (e.mean_bits >= 0) std::printf("  mean weight bits %.2f", e.mean_bits);
+      std::printf("\n");
+      std::fflush(stdout);
+    };
   }
-  const int64_t in_bytes = static_cast<int64_t>(std::filesystem::file_size(a.model));
-  const int64_t out_bytes = static_cast<int64_t>(std::filesystem::file_size(a.out));
+  FinetuneSummary r;
+  LOWBIT_ASSIGN_OR_RETURN(r, FinetuneModel(a.model, a.out, c));
   if (a.json) {
     nlohmann::ordered_json j;
     j["model"] = a.model;
     j["output"] = a.out;
-    j["input_bytes"] = in_bytes;
-    j["output_bytes"] = out_bytes;
+    j["input_bytes"] = r.input_bytes;
+    j["output_bytes"] = r.output_bytes;
     j["fp32_val_top1"] = r.fp32_val_top1;
-    for (const StageReport& s : r.stages) {
+    for (const FinetuneStage& s : r.stages) {
       nlohmann::ordered_json js;
       js["name"] = s.name;
       js["start_val_top1"] = s.start_val_top1;
-      for (const EpochReport& e : s.epochs) {
+      for (const FinetuneEpoch& e : s.epochs) {
         js["epochs"].push_back({{"epoch", e.epoch + 1}, {"loss", e.loss}, {"val_top1", e.val_top1},
                                 {"seconds", e.seconds}, {"images_per_second", e.images_per_second},
                                 {"resumed", e.resumed},
-                                {"mean_bits", std::isfinite(e.mean_bits) ? nlohmann::ordered_json(e.mean_bits) : nullptr}});
+                                {"mean_bits", e.mean_bits >= 0 ? nlohmann::ordered_json(e.mean_bits) : nullptr}});
       }
       j["stages"].push_back(js);
     }
-    for (const LayerReport& l : r.layers) {
-      j["layers"].push_back({{"name", l.name}, {"op", l.op}, {"weights", l.settings.weights},
-                             {"acts", l.settings.acts}, {"bytes", l.bytes}, {"filters", l.settings.filters}});
+    for (const FinetuneLayer& l : r.layers) {
+      j["layers"].push_back({{"name", l.name}, {"op", l.op}, {"weights", l.weights}, {"acts", l.acts},
+                             {"bytes", l.bytes}, {"filters", l.filters}});
     }
     j["bitops"] = r.bitops;
     j["bitops_vs_w4a8"] = r.bitops / r.bitops_w4a8;
@@ -135,7 +111,7 @@ Status RunFinetune(const FinetuneArgs& a) {
     return OkStatus();
   }
   if (!a.quiet) {
-    for (const StageReport& s : r.stages) {
+    for (const FinetuneStage& s : r.stages) {
       const double end = s.epochs.empty() ? s.start_val_top1 : s.epochs.back().val_top1;
       std::printf("%s: val top-1 %.2f%% -> %.2f%% (fp32 %.2f%%)\n", s.name.c_str(), s.start_val_top1, end,
                   r.fp32_val_top1);
@@ -143,9 +119,10 @@ Status RunFinetune(const FinetuneArgs& a) {
   }
   std::printf("bit-ops per sample %.4g (%.1f%% of uniform W4A8)\n", r.bitops, 100 * r.bitops / r.bitops_w4a8);
   std::printf("%s: %lld bytes -> %s: %lld bytes (%.2fx smaller); %.1f s, peak memory %.0f MiB\n",
-              a.model.c_str(), static_cast<long long>(in_bytes), a.out.c_str(),
-              static_cast<long long>(out_bytes), static_cast<double>(in_bytes) / static_cast<double>(out_bytes),
-              r.seconds, static_cast<double>(r.peak_rss_bytes) / (1 << 20));
+              a.model.c_str(), static_cast<long long>(r.input_bytes), a.out.c_str(),
+              static_cast<long long>(r.output_bytes),
+              static_cast<double>(r.input_bytes) / static_cast<double>(r.output_bytes), r.seconds,
+              static_cast<double>(r.peak_rss_bytes) / (1 << 20));
   return OkStatus();
 }
 
