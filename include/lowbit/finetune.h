@@ -36,6 +36,9 @@ struct FinetuneConfig {
   double bitops_weight = 0.5;
   int min_bits = 2, max_bits = 8;
   double prune = 0;
+  // Codebook centroids' start: pso (particle-swarm seeded k-means, the
+  // pruning + k-means paper's), dp (exact 1-D k-means) or kmeans++.
+  std::string codebook_init = "pso";
   std::string checkpoint_dir;               // "": no checkpoints
   bool resume = false;
   int64_t calib_samples = 2048, val_limit = 0;

@@ -44,6 +44,8 @@ Result<FinetuneSummary> Run(const std::string& model_path, const std::string& ou
   LOWBIT_RETURN_IF_ERROR(ValidateSettings(o.plan.defaults, "options"));
   if (c.calib_samples < 1) return InvalidArgument("--calib-samples must be >= 1, got ", c.calib_samples);
   o.quant.weight_clip_auto = true;  // as `lowbit quantize`
+  LOWBIT_ASSIGN_OR_RETURN(o.quant.weight_fit.codebook_init, ParseCodebookInit(c.codebook_init));
+  o.quant.weight_fit.seed = c.seed;
   o.epochs = c.epochs;
   o.batch = c.batch;
   o.lr = c.lr;

@@ -281,11 +281,11 @@ std::string OptionsKey(const Graph& g, const Dataset& train, const FinetuneOptio
   char buf[320];
   std::snprintf(buf, sizeof(buf),
                 "|epochs=%d|batch=%lld|lr=%.9g|opt=%s|distill=%d|two=%d|prune=%.9g|seed=%llu|calib=%lld"
-                "|learn_bits=%d:%.9g:%d:%d",
+                "|learn_bits=%d:%.9g:%d:%d|codebook=%d",
                 o.epochs, static_cast<long long>(o.batch), o.lr, o.optimizer.c_str(), o.distill ? 1 : 0,
                 o.two_stage ? 1 : 0, o.prune, static_cast<unsigned long long>(o.seed),
                 static_cast<long long>(o.calib_samples), o.learn_bits ? 1 : 0, o.bitops_weight,
-                o.min_bits, o.max_bits);
+                o.min_bits, o.max_bits, static_cast<int>(o.quant.weight_fit.codebook_init));
   return ModelFingerprint(g) + "|" + DataKey(train, o.preprocess) + "|" + PlanJson({}, named) + buf;
 }
 

@@ -67,6 +67,20 @@ TEST(TorchGraphTest, Fp32ForwardEqualsRuntimeOnResidualDepthwiseBlocks) {
   }
 }
 
+// MobileNet's ReLU6: Clip with constant bounds, fused into the conv.
+TEST(TorchGraphTest, Fp32ForwardEqualsRuntimeWithFusedClip) {
+  Rng rng(testing::TestSeed());
+  Graph g = ConvGraph({2, 4, 9, 7, 6, 3, 2, 1, 1}, rng, false);
+  g.nodes[0].outputs = {"c"};
+  g.constants["lo"] = Tensor::FromFloats({}, {0.0f});
+  g.constants["hi"] = Tensor::FromFloats({}, {0.5f});
+  AddNode(&g, "Clip", {"c", "lo", "hi"}, "y");
+  ASSERT_TRUE(OptimizeGraph(&g).ok());
+  ASSERT_EQ(g.nodes.size(), 1u);  // fused
+  EXPECT_EQ(g.nodes[0].GetString("lowbit.activation", ""), "Clip");
+  EXPECT_LE(ForwardError(g, Random({2, 4, 9, 7}, rng)), 1e-5);
+}
+
 TEST(TorchGraphTest, RefusesOperatorsItCannotTrainThrough) {
   Rng rng(testing::TestSeed());
   Graph g = ConvGraph({1, 2, 5, 5, 3, 3, 1, 1, 1}, rng, false);

@@ -21,7 +21,7 @@ namespace {
 
 struct FinetuneArgs {
   std::string model, out, train, val, weights, plan, acts, granularity, checkpoint, write_plan;
-  std::string optimizer = "adam", mean, std, bits = "2..8";
+  std::string optimizer = "adam", mean, std, bits = "2..8", codebook_init = "pso";
   int epochs = 3, threads = 1;
   int64_t batch = 64, calib_samples = 2048, val_limit = 0;
   double lr = 5e-4, prune = 0, scale = -1;
@@ -58,6 +58,7 @@ Status RunFinetune(const FinetuneArgs& a) {
     c.max_bits = static_cast<int>(*hi);
   }
   c.prune = a.prune;
+  c.codebook_init = a.codebook_init;
   c.checkpoint_dir = a.checkpoint;
   c.resume = a.resume;
   c.calib_samples = a.calib_samples;
@@ -165,6 +166,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--bits", a->bits, "--learn-bits: range of widths, e.g. 2..8")->capture_default_str();
   app.add_option("--prune", a->prune, "Magnitude-prune this fraction of each layer (held at zero)");
+  app.add_option("--codebook-init", a->codebook_init, "Codebook centroids' start: pso, dp or kmeans++")
+      ->capture_default_str();
   app.add_option("--checkpoint", a->checkpoint, "Directory for a checkpoint after every epoch");
   app.add_flag("--resume", a->resume, "Continue from --checkpoint's last epoch");
   app.add_option("--calib-samples", a->calib_samples, "Training samples the activation ranges start from")
