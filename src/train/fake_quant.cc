@@ -214,7 +214,10 @@ void WeightQuantizer::Constrain() {
 
 std::string WeightQuantizer::format() const {
   std::string out;
-  for (const Part& p : parts_) out += (out.empty() ? "" : "/") + FormatName(p.params.spec);
+  for (const Part& p : parts_) {
+    if (!out.empty()) out += '/';
+    out += FormatName(p.params.spec);
+  }
   return out;
 }
 

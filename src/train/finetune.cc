@@ -403,7 +403,10 @@ std::vector<LayerSettings> SnappedSettings(const TorchGraph& tg, const std::vect
       continue;
     }
     s.weights.clear();
-    for (int b : used) s.weights += (s.weights.empty() ? "int" : "/int") + std::to_string(b);
+    for (int b : used) {
+      if (!s.weights.empty()) s.weights += '/';
+      s.weights += "int" + std::to_string(b);
+    }
     for (int b : bits) {
       s.filters.push_back(static_cast<int32_t>(std::find(used.begin(), used.end(), b) - used.begin()));
     }
