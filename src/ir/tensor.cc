@@ -1,5 +1,9 @@
 #include "ir/tensor.h"
 
+#include <unistd.h>
+
+#include <limits>
+
 #include <cstdlib>
 #include <cstring>
 
@@ -33,6 +37,39 @@ int64_t NumElements(const Shape& s) {
   int64_t n = 1;
   for (int64_t d : s) n *= d;
   return n;
+}
+
+namespace {
+int64_t& CapSetting() {
+  static int64_t cap = 0;
+  return cap;
+}
+}  // namespace
+
+int64_t MemoryCap() {
+  if (CapSetting() > 0) return CapSetting();
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return int64_t{1} << 34;
+  return static_cast<int64_t>(pages) / 4 * 3 * page;
+}
+
+void SetMemoryCap(int64_t bytes) { CapSetting() = bytes; }
+
+Result<int64_t> CheckedBytes(DType dtype, const Shape& shape, const std::string& what, bool capped) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) return InvalidArgument(what, ": negative dimension in shape ", ShapeToString(shape));
+    if (d != 0 && n > std::numeric_limits<int64_t>::max() / 8 / d) {
+      return InvalidArgument(what, ": shape ", ShapeToString(shape), " has more elements than memory can hold");
+    }
+    n *= d;
+  }
+  const int64_t bytes = n * static_cast<int64_t>(DTypeSize(dtype));
+  if (capped && bytes > MemoryCap()) {
+    return InvalidArgument(what, ": shape ", ShapeToString(shape), " of ", DTypeName(dtype), " needs ", bytes,
+                           " bytes, over the memory cap of ", MemoryCap(), " bytes");
+  }
+  return bytes;
 }
 
 std::string ShapeToString(const Shape& s) {

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "lowbit/status.h"
+
 namespace lowbit {
 
 // Element types the runtime computes in (float32; int64 for shapes and
@@ -19,6 +21,17 @@ size_t DTypeSize(DType t);
 using Shape = std::vector<int64_t>;
 int64_t NumElements(const Shape& s);
 std::string ShapeToString(const Shape& s);
+
+// Allocations a file or an option can size: the bytes of a tensor of this
+// shape, or an error naming `what` when a dimension is negative, the size
+// overflows, or it exceeds the memory cap. Nothing a user supplies is
+// allocated before this check.
+// `capped` false: only overflow is checked (data already held elsewhere).
+Result<int64_t> CheckedBytes(DType dtype, const Shape& shape, const std::string& what, bool capped = true);
+// The most bytes lowbit allocates for one model's tensors: 3/4 of physical
+// memory unless set (SetMemoryCap, 0 restores the default).
+int64_t MemoryCap();
+void SetMemoryCap(int64_t bytes);
 
 class Tensor {
  public:

@@ -46,16 +46,36 @@ Result<Tensor> FromTensorProto(const onnx::TensorProto& p, const std::string& wh
   for (int64_t d : shape) {
     if (d < 0) return DataLoss(what, ": negative dimension ", d);
   }
-  Tensor t(dtype, shape);
-  const size_t bytes = t.bytes();
+  // The declared size against the data the file holds, before allocating.
+  int64_t declared = 0;
+  {
+    // The data is in the file (already in memory): only overflow matters here.
+    Result<int64_t> b = CheckedBytes(dtype, shape, what, /*capped=*/false);
+    if (!b.ok()) return DataLoss(b.status().message());
+    declared = *b;
+  }
+  const size_t bytes = static_cast<size_t>(declared);
   if (p.has_raw_data()) {
     if (p.raw_data().size() != bytes) {
       return DataLoss(what, ": raw data has ", p.raw_data().size(), " bytes, shape ",
                       ShapeToString(shape), " of ", DTypeName(dtype), " needs ", bytes);
     }
+    Tensor t(dtype, shape);
     if (bytes > 0) std::memcpy(t.raw(), p.raw_data().data(), bytes);
     return t;
   }
+  int64_t field = 0;
+  switch (dtype) {
+    case DType::kFloat32: field = p.float_data_size(); break;
+    case DType::kInt64: field = p.int64_data_size(); break;
+    case DType::kFloat64: field = p.double_data_size(); break;
+    default: field = p.int32_data_size(); break;
+  }
+  if (field != static_cast<int64_t>(bytes / DTypeSize(dtype))) {
+    return DataLoss(what, ": has ", field, " values, shape ", ShapeToString(shape), " needs ",
+                    bytes / DTypeSize(dtype));
+  }
+  Tensor t(dtype, shape);
   int64_t have = 0;
   switch (dtype) {
     case DType::kFloat32: have = p.float_data_size(); CopyField<float>(p.float_data(), &t); break;

@@ -45,8 +45,13 @@ Result<Graph> ToQdqGraph(const Graph& g, QdqReport* report) {
     }
     const std::string where = n.Describe() + ": ";
     PackedParts parts;
-    LOWBIT_ASSIGN_OR_RETURN(
-        parts, PackedPartsOf(n, g.constants.at(n.input(1)), g.constants.at(n.input(2))));
+    auto codes_t = g.constants.find(n.input(1));
+    auto scales_t = g.constants.find(n.input(2));
+    if (codes_t == g.constants.end() || scales_t == g.constants.end()) {
+      return InvalidArgument(g.source, ": ", n.Describe(), ": its codes and scales (inputs 1 and 2, '",
+                             n.input(1), "', '", n.input(2), "') must be initializers");
+    }
+    LOWBIT_ASSIGN_OR_RETURN(parts, PackedPartsOf(n, codes_t->second, scales_t->second));
     // Filter-wise formats export as one tensor in the widest format when
     // that is exact (int formats of one kind), else as decoded fp32.
     const std::optional<PackedTensor> widened = parts.Widened();

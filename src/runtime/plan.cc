@@ -54,6 +54,19 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
   ThreadPool fold_pool(1);
   const ExecContext fold_ctx{&fold_pool, 1};
 
+  // Every buffer the plan allocates is sized by the model's shapes: checked
+  // for overflow and, in total, against the memory cap before allocation.
+  int64_t reserved = 0;
+  auto reserve = [&](DType dtype, const Shape& shape, const std::string& what) -> Status {
+    int64_t bytes = 0;
+    LOWBIT_ASSIGN_OR_RETURN(bytes, CheckedBytes(dtype, shape, graph.source + ": " + what));
+    reserved += bytes;
+    if (reserved > MemoryCap()) {
+      return InvalidArgument(graph.source, ": ", what, ": the plan needs more than ", reserved,
+                             " bytes of tensors, over the memory cap of ", MemoryCap(), " bytes");
+    }
+    return OkStatus();
+  };
   std::map<std::string, TensorInfo> info;
   std::set<std::string> constant;
   for (const auto& [name, t] : graph.constants) {
@@ -74,6 +87,7 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
                            DTypeName(v.dtype), " (float32, int64, int32, uint8 and int8 are supported)");
     }
     info[v.name] = TensorInfo{true, bound.dtype, bound.shape, nullptr};
+    LOWBIT_RETURN_IF_ERROR(reserve(bound.dtype, bound.shape, "input '" + v.name + "'"));
     plan->values_[v.name] = Tensor(bound.dtype, bound.shape);
     plan->inputs_.push_back(bound);
   }
@@ -122,6 +136,7 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
       }
       std::vector<Tensor> results;
       for (const TensorInfo& o : outs) {
+        if (o.constant == nullptr) LOWBIT_RETURN_IF_ERROR(reserve(o.dtype, o.shape, node.Describe()));
         results.push_back(o.constant != nullptr ? o.constant->Clone() : Tensor(o.dtype, o.shape));
       }
       if (!outs_known) {
@@ -191,6 +206,7 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
         plan->values_[v] = it->second.View(ti.dtype, ti.shape);
         free_buffers.erase(it);
       } else {
+        LOWBIT_RETURN_IF_ERROR(reserve(ti.dtype, ti.shape, "value '" + v + "'"));
         plan->values_[v] = Tensor(ti.dtype, ti.shape);
         plan->buffer_bytes_ += plan->values_[v].capacity();
       }

@@ -1,5 +1,7 @@
 // lowbit: quantize neural networks to 1-8-bit formats and run them on CPUs.
 #include <cstdio>
+#include <exception>
+#include <new>
 #include <string_view>
 #include <vector>
 
@@ -40,7 +42,14 @@ int main(int argc, char** argv) {
   }
   for (const lowbit::Command& command : commands) {
     if (!command.app->parsed()) continue;
-    const lowbit::Status status = command.run();
+    lowbit::Status status;
+    try {
+      status = command.run();
+    } catch (const std::bad_alloc&) {
+      status = lowbit::Status(lowbit::StatusCode::kInternal, "out of memory");
+    } catch (const std::exception& e) {  // a bug: still one line and exit 1, not an abort
+      status = lowbit::Status(lowbit::StatusCode::kInternal, e.what());
+    }
     if (!status.ok()) {
       std::fprintf(stderr, "lowbit %s: error: %s\n", command.app->get_name().c_str(),
                    status.ToString().c_str());
