@@ -1,10 +1,13 @@
 #include "base/npy.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -59,7 +62,30 @@ Result<std::string> ReadFile(const std::string& path) {
   return bytes;
 }
 
+namespace {
+
+// Temporary files a killed writer of `path` left (path.tmp.PID of a process
+// that no longer runs): removed before the next write, so a kill -9 leaves no
+// partial file behind for long.
+void RemoveStaleTemporaries(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::path p(path);
+  const std::filesystem::path dir = p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
+  const std::string prefix = p.filename().string() + ".tmp.";
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string pid = name.substr(prefix.size());
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    const long n = std::strtol(pid.c_str(), nullptr, 10);
+    if (n > 0 && ::kill(static_cast<pid_t>(n), 0) != 0 && errno == ESRCH) std::filesystem::remove(e.path(), ec);
+  }
+}
+
+}  // namespace
+
 Status WriteFileAtomic(const std::string& path, const std::string& bytes) {
+  RemoveStaleTemporaries(path);
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (f == nullptr) return IoError(path, ": cannot create '", tmp, "' (", std::strerror(errno), ")");
