@@ -2,12 +2,24 @@
 
 #include <cstdlib>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 namespace lowbit {
 
 #if defined(__x86_64__)
 #define LOWBIT_CPU_HAS(feature) __builtin_cpu_supports(feature)
+// AVX-VNNI from CPUID (leaf 7, subleaf 1, EAX bit 4): clang 15 does not know
+// the feature name, and GCC 12's answer depends on its own CPU tables.
+bool CpuHasAvxVnni() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid_count(7, 1, &a, &b, &c, &d) != 0 && ((a >> 4) & 1) != 0;
+}
+#define LOWBIT_CPU_HAS_AVXVNNI() CpuHasAvxVnni()
 #else
 #define LOWBIT_CPU_HAS(feature) false
+#define LOWBIT_CPU_HAS_AVXVNNI() false
 #endif
 
 const std::vector<KernelPath>& AllKernelPaths() {
