@@ -20,6 +20,7 @@
 #include <type_traits>
 
 #include "kernels/qlinear.h"
+#include "kernels/unaligned.h"
 
 #ifndef LOWBIT_AVX2_DOT_ROWS
 #error "define LOWBIT_AVX2_DOT_ROWS before including qlinear_avx2_inl.h"
@@ -116,7 +117,7 @@ inline void PlanesTile(const QLinearWeights& w, const uint8_t* const* xr, const 
       }
       const int32_t o = off[g * P + p];
       for (int r = 0; r < R; ++r) {
-        const __m256i x = _mm256_set1_epi32(*reinterpret_cast<const int32_t*>(xr[r] + o));
+        const __m256i x = _mm256_set1_epi32(LoadI32(xr[r] + o));
         acc[r][0] = DotQuad(acc[r][0], w0, x);
         acc[r][1] = DotQuad(acc[r][1], w1, x);
         if (kSplit8) {
@@ -141,7 +142,7 @@ inline void TableStep(__m256i (&acc)[R][2], __m256i w0, __m256i w1, const uint8_
                       int32_t o) {
   const __m256i mask = _mm256_set1_epi8(0x0F);
   for (int r = 0; r < R; ++r) {
-    const __m256i x = _mm256_set1_epi32(*reinterpret_cast<const int32_t*>(xr[r] + o));
+    const __m256i x = _mm256_set1_epi32(LoadI32(xr[r] + o));
     if (!kSplit) {
       acc[r][0] = DotQuad(acc[r][0], x, w0);
       acc[r][1] = DotQuad(acc[r][1], x, w1);

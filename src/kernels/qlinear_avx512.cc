@@ -12,6 +12,7 @@
 
 #include "kernels/avx512_lanes.h"
 #include "kernels/qlinear.h"
+#include "kernels/unaligned.h"
 
 namespace lowbit {
 namespace {
@@ -91,7 +92,7 @@ void PlanesDot(const QLinearWeights& w, const uint8_t* xq, int32_t* dot, int64_t
       __m512i v[4];
       for (int i = 0; i < 4; ++i) v[i] = _mm512_loadu_si512(base + ((t + i) * groups + g) * 64);
       for (int p = 0; p < P; ++p) {
-        const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(xq + 4 * (g * P + p)));
+        const __m512i x = _mm512_set1_epi32(LoadI32(xq + 4 * (g * P + p)));
         for (int i = 0; i < 4; ++i) acc[i][p & 1] = PlaneDot<L>(acc[i][p & 1], plane(v[i], p), x);
       }
     }
@@ -104,7 +105,7 @@ void PlanesDot(const QLinearWeights& w, const uint8_t* xq, int32_t* dot, int64_t
     for (int64_t g = 0; g < groups; ++g) {
       const __m512i v = _mm512_loadu_si512(base + (t * groups + g) * 64);
       for (int p = 0; p < P; ++p) {
-        const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(xq + 4 * (g * P + p)));
+        const __m512i x = _mm512_set1_epi32(LoadI32(xq + 4 * (g * P + p)));
         if (p & 1)
           a1 = PlaneDot<L>(a1, plane(v, p), x);
         else
@@ -160,7 +161,7 @@ inline void PlanesDotBlock(const QLinearWeights& w, const uint8_t* const* xr, co
       }
       const int32_t o = off[g * P + p];
       for (int r = 0; r < R; ++r) {
-        const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(xr[r] + o));
+        const __m512i x = _mm512_set1_epi32(LoadI32(xr[r] + o));
         for (int i = 0; i < NT; ++i) acc[i][r] = PlaneDot<L>(acc[i][r], wv[i], x);
       }
     }
@@ -263,7 +264,7 @@ inline void TableDotBlock(const QLinearWeights& w, const Unpacker& up, const uin
     __m512i wv[NT];
     for (int i = 0; i < NT; ++i) wv[i] = up.Load(base + ((t + i) * steps + s) * tb);
     for (int r = 0; r < R; ++r) {
-      const __m512i x = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(xr[r] + off[s]));
+      const __m512i x = _mm512_set1_epi32(LoadI32(xr[r] + off[s]));
       for (int i = 0; i < NT; ++i) acc[i][r] = _mm512_dpbusd_epi32(acc[i][r], x, wv[i]);
     }
   }
@@ -325,8 +326,8 @@ void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* do
     const uint8_t* p3 = base + (t + 3) * steps * tb;
     int64_t s = 0;
     for (; s + 2 <= steps; s += 2) {
-      const __m512i x0 = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(u + 4 * s));
-      const __m512i x1 = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(u + 4 * s + 4));
+      const __m512i x0 = _mm512_set1_epi32(LoadI32(u + 4 * s));
+      const __m512i x1 = _mm512_set1_epi32(LoadI32(u + 4 * s + 4));
       a0 = _mm512_dpbusd_epi32(a0, x0, up.Load(p0 + s * tb));
       a1 = _mm512_dpbusd_epi32(a1, x0, up.Load(p1 + s * tb));
       a2 = _mm512_dpbusd_epi32(a2, x0, up.Load(p2 + s * tb));
@@ -337,7 +338,7 @@ void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* do
       b3 = _mm512_dpbusd_epi32(b3, x1, up.Load(p3 + (s + 1) * tb));
     }
     if (s < steps) {
-      const __m512i x0 = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(u + 4 * s));
+      const __m512i x0 = _mm512_set1_epi32(LoadI32(u + 4 * s));
       a0 = _mm512_dpbusd_epi32(a0, x0, up.Load(p0 + s * tb));
       a1 = _mm512_dpbusd_epi32(a1, x0, up.Load(p1 + s * tb));
       a2 = _mm512_dpbusd_epi32(a2, x0, up.Load(p2 + s * tb));
@@ -353,13 +354,13 @@ void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* do
     const uint8_t* p = base + t * steps * tb;
     int64_t s = 0;
     for (; s + 2 <= steps; s += 2) {
-      a = _mm512_dpbusd_epi32(a, _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(u + 4 * s)),
+      a = _mm512_dpbusd_epi32(a, _mm512_set1_epi32(LoadI32(u + 4 * s)),
                               up.Load(p + s * tb));
-      b = _mm512_dpbusd_epi32(b, _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(u + 4 * s + 4)),
+      b = _mm512_dpbusd_epi32(b, _mm512_set1_epi32(LoadI32(u + 4 * s + 4)),
                               up.Load(p + (s + 1) * tb));
     }
     if (s < steps) {
-      a = _mm512_dpbusd_epi32(a, _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(u + 4 * s)),
+      a = _mm512_dpbusd_epi32(a, _mm512_set1_epi32(LoadI32(u + 4 * s)),
                               up.Load(p + s * tb));
     }
     _mm512_storeu_si512(dot + t * 16, _mm512_add_epi32(a, b));

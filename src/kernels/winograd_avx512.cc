@@ -7,6 +7,7 @@
 
 #include "kernels/avx512_lanes.h"
 #include "kernels/winograd.h"
+#include "kernels/unaligned.h"
 
 namespace lowbit {
 
@@ -73,7 +74,7 @@ inline void Products(const int16_t* v, int64_t vstride, const int16_t* u, int64_
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m512i a =
-          _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(v + r * vstride + 2 * q));
+          _mm512_set1_epi32(LoadI32(v + r * vstride + 2 * q));
 #pragma GCC unroll 4
       for (int j = 0; j < NT; ++j) acc[r][j] = _mm512_dpwssd_epi32(acc[r][j], a, b[j]);
     }
