@@ -18,7 +18,7 @@
 #include "runtime/plan.h"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  lowbit::SetMemoryCap(int64_t{256} << 20);  // keep every input under the RSS limit
+  lowbit::SetMemoryCap(int64_t{64} << 20);  // keeps every input small and fast (1 s, 2 GiB)
   return 0;
 }
 

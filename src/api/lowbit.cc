@@ -199,7 +199,8 @@ Result<std::vector<Array>> Model::Run(const std::map<std::string, TensorRef>& in
     ordered.push_back(it->second);
   }
   if (inputs.size() != ordered.size()) {
-    for (const auto& [name, t] : inputs) {
+    for (const auto& kv : inputs) {
+      const std::string& name = kv.first;
       const bool known = std::any_of(impl_->inputs.begin(), impl_->inputs.end(),
                                      [&](const TensorDesc& i) { return i.name == name; });
       if (!known) return InvalidArgument(impl_->graph.source, ": the model has no input '", name, "'");

@@ -42,6 +42,17 @@ Status PackedConv::Prepare(const std::vector<TensorInfo>& in, std::vector<Tensor
   m_ = d.m;
   group_ = d.group;
   g_ = d.g;
+  // The per-pixel tables and the padded input image the plan sets up are
+  // sized by the declared shape: checked against the memory cap first.
+  {
+    Shape padded = {d.c};
+    for (int i = 0; i < 3; ++i) {
+      padded.push_back(std::max((d.g.out[i] - 1) * d.g.stride[i] + (d.g.k[i] - 1) * d.g.dilation[i] + 1,
+                                d.g.pad_begin[i] + d.g.in[i]));
+    }
+    LOWBIT_RETURN_IF_ERROR(CheckedBytes(DType::kInt64, {d.g.out_size()}, Where() + "output pixel table").status());
+    LOWBIT_RETURN_IF_ERROR(CheckedBytes(DType::kFloat32, padded, Where() + "padded input image").status());
+  }
   cg_ = c_ / group_;
   mg_ = m_ / group_;
   taps_ = g_.k[0] * g_.k[1] * g_.k[2];
