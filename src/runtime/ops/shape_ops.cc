@@ -76,7 +76,10 @@ class Reshape final : public Alias {
       } else {
         y[i] = spec[i];
       }
-      known *= y[i];
+      if (__builtin_mul_overflow(known, y[i], &known)) {
+        return InvalidArgument(Where(), "shape ", ShapeToString(Shape(spec.begin(), spec.end())),
+                               " has more elements than an int64 holds");
+      }
     }
     const int64_t total = NumElements(x);
     if (infer >= 0) {
@@ -86,7 +89,11 @@ class Reshape final : public Alias {
       }
       y[infer] = total / known;
     }
-    if (NumElements(y) != total) {
+    int64_t count = 1;
+    for (int64_t d : y) {
+      if (__builtin_mul_overflow(count, d, &count)) count = -1;
+    }
+    if (count != total) {
       return InvalidArgument(Where(), "cannot reshape ", ShapeToString(x), " (", total,
                              " elements) to ", ShapeToString(y));
     }
@@ -274,6 +281,7 @@ class Gather final : public OpKernel {
     }
     const Shape& x = in[0].shape;
     const int rank = static_cast<int>(x.size());
+    if (rank == 0) return InvalidArgument(Where(), "data must have rank >= 1 (a scalar has no axis to gather on)");
     LOWBIT_ASSIGN_OR_RETURN(axis_, NormalizeAxis(node_.GetInt("axis", 0), rank, Where()));
     Shape y(x.begin(), x.begin() + axis_);
     y.insert(y.end(), in[1].shape.begin(), in[1].shape.end());
