@@ -79,7 +79,8 @@ Result<Shape> BroadcastShapes(const Shape& a, const Shape& b, const std::string&
 }
 
 Result<int> NormalizeAxis(int64_t axis, int rank, const std::string& where) {
-  if (axis < -rank || axis >= std::max(rank, 1)) {
+  // A scalar has no axis: every caller indexes the shape with the result.
+  if (axis < -rank || axis >= rank) {
     return InvalidArgument(where, "axis ", axis, " is out of range for rank ", rank);
   }
   return static_cast<int>(axis < 0 ? axis + rank : axis);
