@@ -58,6 +58,12 @@ Result<PackedParts> PackedPartsOf(const Node& node, const Tensor& codes, const T
   }
   int64_t rows = 0, cols = 0;
   LOWBIT_RETURN_IF_ERROR(ShapeAs2D(out.shape, &rows, &cols));
+  // Every packed row takes at least one byte: a weight_shape with more rows
+  // than the codes hold bytes is refused before anything is sized by it.
+  if (rows > static_cast<int64_t>(codes.bytes())) {
+    return InvalidArgument(where, "weight_shape ", ShapeToString(out.shape), " has ", rows,
+                           " output channels; the codes hold only ", codes.bytes(), " bytes");
+  }
   // Each part's channels.
   out.channels.assign(specs.size(), {});
   if (mixed) {
