@@ -60,23 +60,12 @@ Result<PackedParts> QuantizeParts(const float* w, const std::vector<int64_t>& sh
   return out;
 }
 
-// Codebook levels moved to the nearest point of an int8 grid (level * 2^e an
-// integer in [-128, 127]) so the integer kernels can run them; the codes are
-// re-encoded under the snapped table.
+// Codebook levels moved to the int8 grid (SnapLevelsToInt8) so the integer
+// kernels can run them; the codes are re-encoded under the snapped table.
 Result<PackedTensor> SnapToInt8Grid(const PackedTensor& t, const std::vector<float>& w,
                                     double prune) {
   QuantParams p = t.params();
-  float amax = 0;
-  for (float l : p.levels) amax = std::max(amax, std::fabs(l));
-  int e = 7;
-  while (e > 0 && amax * std::ldexp(1.0f, e) > 127.0f) --e;
-  const float mul = std::ldexp(1.0f, e);
-  std::vector<float> snapped;
-  for (float l : p.levels) {
-    const float v = std::clamp(std::nearbyint(l * mul), -128.0f, 127.0f) / mul;
-    if (snapped.empty() || v > snapped.back()) snapped.push_back(v);
-  }
-  p.levels = snapped;
+  p.levels = SnapLevelsToInt8(p.levels);
   std::vector<float> x = w;
   if (prune > 0) LOWBIT_RETURN_IF_ERROR(Prune(x.data(), static_cast<int64_t>(x.size()), prune));
   std::vector<uint32_t> codes(x.size());
@@ -262,6 +251,24 @@ Result<QuantizedLayer> BuildPacked(const Graph& graph, const QuantLayer& c, cons
 }
 
 }  // namespace
+
+std::vector<float> SnapLevelsToInt8(const std::vector<float>& levels, std::vector<int64_t>* from) {
+  float amax = 0;
+  for (float l : levels) amax = std::max(amax, std::fabs(l));
+  int e = 7;
+  while (e > 0 && amax * std::ldexp(1.0f, e) > 127.0f) --e;
+  const float mul = std::ldexp(1.0f, e);
+  std::vector<float> out;
+  if (from != nullptr) from->clear();
+  for (size_t i = 0; i < levels.size(); ++i) {
+    const float v = std::clamp(std::nearbyint(levels[i] * mul), -128.0f, 127.0f) / mul;
+    if (out.empty() || v > out.back()) {
+      out.push_back(v);
+      if (from != nullptr) from->push_back(static_cast<int64_t>(i));
+    }
+  }
+  return out;
+}
 
 Result<QuantizedLayer> QuantizeLayer(const Graph& graph, const QuantLayer& c, const LayerSettings& s,
                                      const CalibrationStats* stats, const LayerQuantOptions& o) {

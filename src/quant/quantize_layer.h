@@ -62,6 +62,14 @@ struct QuantizedLayer {
   std::vector<float> wq;
 };
 
+// Codebook levels (sorted) as the integer kernels run them under 8-bit
+// activations: each moved to the nearest point of an int8 grid (level * 2^e
+// an integer in [-128, 127], e as large as fits), duplicates merged. `from`,
+// if given, receives for each kept level the index of the first level that
+// gave it.
+std::vector<float> SnapLevelsToInt8(const std::vector<float>& levels,
+                                    std::vector<int64_t>* from = nullptr);
+
 // Quantizes `layer` (of `graph`) under `settings`; `stats` (may be null:
 // dynamic activations, no bias correction) from Calibrate on the same graph.
 // Errors name the layer.

@@ -6,6 +6,7 @@
 
 #include "kernels/qlinear.h"
 #include "lowbit/packed_tensor.h"
+#include "quant/quantize_layer.h"
 
 namespace lowbit::train {
 namespace {
@@ -17,28 +18,6 @@ torch::Tensor FloatTensor(const std::vector<float>& v) {
 std::vector<float> ToFloats(const torch::Tensor& t) {
   const torch::Tensor c = t.detach().contiguous();
   return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-}
-
-// The levels the integer kernels run for a codebook under 8-bit
-// activations (quant/quantize_layer.cc SnapToInt8Grid): each moved to an
-// int8 grid level * 2^e, duplicates merged. `from` maps each kept level to
-// the first raw level that gave it.
-std::vector<float> SnapToInt8(const std::vector<float>& levels, std::vector<int64_t>* from) {
-  float amax = 0;
-  for (float l : levels) amax = std::max(amax, std::fabs(l));
-  int e = 7;
-  while (e > 0 && amax * std::ldexp(1.0f, e) > 127.0f) --e;
-  const float mul = std::ldexp(1.0f, e);
-  std::vector<float> out;
-  from->clear();
-  for (size_t i = 0; i < levels.size(); ++i) {
-    const float v = std::clamp(std::nearbyint(levels[i] * mul), -128.0f, 127.0f) / mul;
-    if (out.empty() || v > out.back()) {
-      out.push_back(v);
-      from->push_back(static_cast<int64_t>(i));
-    }
-  }
-  return out;
 }
 
 }  // namespace
@@ -87,8 +66,14 @@ void WeightQuantizer::Sync(Part& p) const {
     for (size_t g = 0; g < z.size(); ++g) p.params.zero_points[g] = static_cast<int32_t>(std::nearbyint(z[g]));
   }
   std::vector<float> raw = ToFloats(p.levels);
-  std::vector<int64_t> from;
-  p.params.levels = p.levels.requires_grad() && snap_levels_ ? SnapToInt8(raw, &from) : raw;
+  if (p.levels.requires_grad() && snap_levels_) {
+    std::vector<int64_t> from;
+    p.params.levels = SnapLevelsToInt8(raw, &from);
+    p.level_from = torch::tensor(from, torch::dtype(torch::kLong));
+  } else {
+    p.params.levels = raw;
+    p.level_from = torch::Tensor();
+  }
 }
 
 torch::Tensor WeightQuantizer::PartForward(Part& p, const torch::Tensor& w2d) {
@@ -104,12 +89,8 @@ torch::Tensor WeightQuantizer::PartForward(Part& p, const torch::Tensor& w2d) {
   codes = codes.to(torch::kLong).view({-1});
   const int64_t granules = static_cast<int64_t>(params.scales.size());
   torch::Tensor lev_eff = FloatTensor(params.levels);
-  std::vector<int64_t> from;
-  torch::Tensor lev_param = p.levels;
-  if (p.levels.requires_grad() && snap_levels_) {
-    SnapToInt8(ToFloats(p.levels), &from);
-    lev_param = p.levels.index_select(0, torch::tensor(from, torch::dtype(torch::kLong)));
-  }
+  const torch::Tensor lev_param =
+      p.level_from.defined() ? p.levels.index_select(0, p.level_from) : p.levels;
   const torch::Tensor s = p.scales.view({granules, 1});
   torch::Tensor zrow = torch::zeros({granules, 1});
   if (p.zero.defined()) {

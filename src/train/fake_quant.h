@@ -64,6 +64,9 @@ class WeightQuantizer {
     torch::Tensor scales;       // trainable, [granules]
     torch::Tensor zero;         // trainable (asymmetric), [granules]
     torch::Tensor levels;       // trainable (learned codebook) or fixed
+    // For snapped learned levels, as of the last Sync: the index of the raw
+    // level each of params.levels came from (undefined otherwise).
+    torch::Tensor level_from;
     double grad_scale = 1;
   };
   // Copies the trainable values into params (what Encode reads).
