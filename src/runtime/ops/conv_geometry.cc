@@ -39,6 +39,14 @@ Result<WindowGeometry> ComputeWindow(const Node& node, const Shape& spatial_in,
     if (g.stride[d] < 1 || g.dilation[d] < 1 || g.k[d] < 1) {
       return InvalidArgument(where, "kernel, strides and dilations must be >= 1");
     }
+    // Bounded so that the window arithmetic below cannot overflow.
+    constexpr int64_t kMaxExtent = int64_t{1} << 31;
+    if (g.in[d] > kMaxExtent || g.k[d] > kMaxExtent || g.stride[d] > kMaxExtent ||
+        g.dilation[d] > kMaxExtent || pads[i] > kMaxExtent || pads[i + s] > kMaxExtent) {
+      return InvalidArgument(where, "input extent ", g.in[d], ", kernel ", g.k[d], ", stride ",
+                             g.stride[d], ", dilation ", g.dilation[d], " or pads ", pads[i], "/",
+                             pads[i + s], " exceed 2^31");
+    }
     const int64_t span = (g.k[d] - 1) * g.dilation[d] + 1;
     if (auto_pad == "NOTSET") {
       const int64_t pb = pads[i], pe = pads[i + s];
@@ -61,6 +69,14 @@ Result<WindowGeometry> ComputeWindow(const Node& node, const Shape& spatial_in,
       g.pad_begin[d] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
     } else {
       return InvalidArgument(where, "unknown auto_pad '", auto_pad, "'");
+    }
+  }
+  int64_t in_size = 1, out_size = 1;
+  for (int d = 0; d < 3; ++d) {
+    if (__builtin_mul_overflow(in_size, g.in[d], &in_size) ||
+        __builtin_mul_overflow(out_size, g.out[d], &out_size)) {
+      return InvalidArgument(where, "spatial input ", ShapeToString(spatial_in),
+                             " or its output has more than 2^63 elements");
     }
   }
   return g;
