@@ -30,18 +30,11 @@ FinetuneEpoch ToEpoch(const EpochReport& e) {
 Result<FinetuneSummary> Run(const std::string& model_path, const std::string& out_path,
                             const FinetuneConfig& c) {
   FinetuneOptions o;
-  if (!c.plan_file.empty()) {
-    std::string text;
-    LOWBIT_ASSIGN_OR_RETURN(text, ReadFile(c.plan_file));
-    LOWBIT_ASSIGN_OR_RETURN(o.plan, ParsePlanJson(text, c.plan_file));
-  }
   if (c.plan_file.empty() && c.weights.empty() && !c.learn_bits) {
     return InvalidArgument("give --weights FORMAT, --plan FILE or --learn-bits");
   }
-  if (!c.weights.empty()) o.plan.defaults.weights = c.weights;
-  if (!c.granularity.empty()) o.plan.defaults.granularity = c.granularity;
-  if (!c.acts.empty()) o.plan.defaults.acts = c.acts;
-  LOWBIT_RETURN_IF_ERROR(ValidateSettings(o.plan.defaults, "options"));
+  LOWBIT_ASSIGN_OR_RETURN(o.plan, PlanFromOptions(c.plan_file, c.weights, c.granularity, c.acts, {},
+                                                  "options"));
   if (c.calib_samples < 1) return InvalidArgument("--calib-samples must be >= 1, got ", c.calib_samples);
   o.quant.weight_clip_auto = true;  // as `lowbit quantize`
   LOWBIT_ASSIGN_OR_RETURN(o.quant.weight_fit.codebook_init, ParseCodebookInit(c.codebook_init));

@@ -250,20 +250,10 @@ Result<QuantizeSummary> Quantize(const std::string& model_path, const std::strin
                                  const QuantizeConfig& config) {
   return Guarded([&]() -> Result<QuantizeSummary> {
     QuantizeOptions o;
-    if (!config.plan_file.empty()) {
-      std::string text;
-      LOWBIT_ASSIGN_OR_RETURN(text, ReadFile(config.plan_file));
-      LOWBIT_ASSIGN_OR_RETURN(o.plan, ParsePlanJson(text, config.plan_file));
-    }
-    if (!config.weights.empty()) o.plan.defaults.weights = config.weights;
-    if (!config.granularity.empty()) o.plan.defaults.granularity = config.granularity;
-    if (!config.acts.empty()) o.plan.defaults.acts = config.acts;
-    LOWBIT_RETURN_IF_ERROR(ValidateSettings(o.plan.defaults, "config"));
-    for (const auto& [pattern, weights] : config.layers) {
-      LayerRule r;
-      LOWBIT_ASSIGN_OR_RETURN(r, ParseLayerOption(pattern + "=" + weights));
-      o.plan.rules.push_back(std::move(r));
-    }
+    std::vector<std::string> rules;
+    for (const auto& [pattern, weights] : config.layers) rules.push_back(pattern + "=" + weights);
+    LOWBIT_ASSIGN_OR_RETURN(o.plan, PlanFromOptions(config.plan_file, config.weights, config.granularity,
+                                                    config.acts, rules, "config"));
     LOWBIT_RETURN_IF_ERROR(ParseCalibOptions(config.act_calib, config.weight_clip, &o));
     o.weight_fit.seed = config.seed;
     o.prune = config.prune;

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "base/npy.h"
 #include "lowbit/format.h"
 
 namespace lowbit {
@@ -205,6 +206,28 @@ std::string PlanJson(const LayerSettings& defaults,
   }
   j["layers"] = l;
   return j.dump(2) + "\n";
+}
+
+Result<QuantPlan> PlanFromOptions(const std::string& plan_file, const std::string& weights,
+                                  const std::string& granularity, const std::string& acts,
+                                  const std::vector<std::string>& layer_rules,
+                                  const std::string& where) {
+  QuantPlan plan;
+  if (!plan_file.empty()) {
+    std::string text;
+    LOWBIT_ASSIGN_OR_RETURN(text, ReadFile(plan_file));
+    LOWBIT_ASSIGN_OR_RETURN(plan, ParsePlanJson(text, plan_file));
+  }
+  if (!weights.empty()) plan.defaults.weights = weights;
+  if (!granularity.empty()) plan.defaults.granularity = granularity;
+  if (!acts.empty()) plan.defaults.acts = acts;
+  LOWBIT_RETURN_IF_ERROR(ValidateSettings(plan.defaults, where));
+  for (const std::string& text : layer_rules) {
+    LayerRule r;
+    LOWBIT_ASSIGN_OR_RETURN(r, ParseLayerOption(text));
+    plan.rules.push_back(std::move(r));
+  }
+  return plan;
 }
 
 }  // namespace lowbit

@@ -68,6 +68,14 @@ Status ValidateSettings(const LayerSettings& s, const std::string& where);
 Result<QuantPlan> ParsePlanJson(const std::string& text, const std::string& source);
 // "PATTERN=FORMAT" (--layer).
 Result<LayerRule> ParseLayerOption(const std::string& text);
+// The plan a command or API call asks for: `plan_file`'s (none: defaults),
+// its defaults' weights, granularity and acts replaced by the non-empty ones
+// given, then each "PATTERN=FORMAT" rule (--layer) appended. The defaults are
+// validated; errors name `where` (the options), the file or the rule.
+Result<QuantPlan> PlanFromOptions(const std::string& plan_file, const std::string& weights,
+                                  const std::string& granularity, const std::string& acts,
+                                  const std::vector<std::string>& layer_rules,
+                                  const std::string& where);
 // A plan listing every layer by exact name with all of its settings.
 std::string PlanJson(const LayerSettings& defaults,
                      const std::vector<std::pair<std::string, LayerSettings>>& layers);

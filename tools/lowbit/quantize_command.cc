@@ -39,20 +39,8 @@ std::string Db(double v) {
 
 Status RunQuantize(const QuantizeArgs& a) {
   QuantizeOptions o;
-  if (!a.plan.empty()) {
-    std::string text;
-    LOWBIT_ASSIGN_OR_RETURN(text, ReadFile(a.plan));
-    LOWBIT_ASSIGN_OR_RETURN(o.plan, ParsePlanJson(text, a.plan));
-  }
-  if (!a.weights.empty()) o.plan.defaults.weights = a.weights;
-  if (!a.granularity.empty()) o.plan.defaults.granularity = a.granularity;
-  if (!a.acts.empty()) o.plan.defaults.acts = a.acts;
-  LOWBIT_RETURN_IF_ERROR(ValidateSettings(o.plan.defaults, "options"));
-  for (const std::string& l : a.layers) {
-    LayerRule r;
-    LOWBIT_ASSIGN_OR_RETURN(r, ParseLayerOption(l));
-    o.plan.rules.push_back(std::move(r));
-  }
+  LOWBIT_ASSIGN_OR_RETURN(o.plan, PlanFromOptions(a.plan, a.weights, a.granularity, a.acts, a.layers,
+                                                  "options"));
   LOWBIT_RETURN_IF_ERROR(ParseCalibOptions(a.act_calib, a.weight_clip, &o));
   LOWBIT_ASSIGN_OR_RETURN(o.weight_fit.codebook_init, ParseCodebookInit(a.codebook_init));
   o.weight_fit.seed = a.seed;
