@@ -121,7 +121,8 @@ double EvalTop1(TorchGraph& tg, const Samples& s, bool quantized, int64_t limit,
     const torch::Tensor pred = logits.reshape({count, -1}).argmax(1);
     correct += pred.eq(y).sum().item<int64_t>();
     if (classes != nullptr) {
-      for (int64_t i = 0; i < count; ++i) classes->push_back(static_cast<int32_t>(pred[i].item<int64_t>()));
+      const torch::Tensor p32 = pred.to(torch::kInt32).contiguous();
+      classes->insert(classes->end(), p32.data_ptr<int32_t>(), p32.data_ptr<int32_t>() + count);
     }
   }
   return 100.0 * static_cast<double>(correct) / static_cast<double>(n);
