@@ -2,6 +2,8 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -183,8 +185,12 @@ class IdxDataset final : public Dataset {
       if (n != total_) {
         return InvalidArgument(labels, ": ", n, " labels for ", total_, " images in ", images);
       }
-      labels_.resize(n);
-      LOWBIT_RETURN_IF_ERROR(lf.ReadExact(labels_.data(), n));
+      // Read in chunks: the header's count is not trusted for an allocation.
+      while (static_cast<int64_t>(labels_.size()) < n) {
+        const size_t have = labels_.size();
+        labels_.resize(have + static_cast<size_t>(std::min<int64_t>(n - have, 1 << 16)));
+        LOWBIT_RETURN_IF_ERROR(lf.ReadExact(labels_.data() + have, labels_.size() - have));
+      }
       has_labels_ = true;
     }
     return OkStatus();
@@ -337,7 +343,10 @@ Status ReadValues(const NpyLayout& layout, int64_t first, int64_t count, float* 
                                             bytes.data() + at));
   NpyArray arr;
   LOWBIT_ASSIGN_OR_RETURN(arr, ParseNpy(bytes, layout.src->name()));
-  std::memcpy(out, arr.data.data(), sizeof(float) * arr.data.size());
+  if (static_cast<int64_t>(arr.data.size()) != count) {
+    return DataLoss(layout.src->name(), ": read ", arr.data.size(), " values, expected ", count);
+  }
+  if (count > 0) std::memcpy(out, arr.data.data(), sizeof(float) * arr.data.size());
   return OkStatus();
 }
 
@@ -381,9 +390,21 @@ Result<std::vector<int64_t>> ReadLabels(const NpyLayout& y) {
   if (y.shape.size() != 1) {
     return InvalidArgument(y.src->name(), ": labels must be 1-D, got ", y.shape.size(), " dims");
   }
-  std::vector<float> v(static_cast<size_t>(y.shape[0]));
-  LOWBIT_RETURN_IF_ERROR(ReadValues(y, 0, y.shape[0], v.data()));
-  return std::vector<int64_t>(v.begin(), v.end());
+  // In chunks: the declared count is not trusted for an allocation.
+  std::vector<int64_t> out;
+  std::vector<float> v;
+  for (int64_t at = 0; at < y.shape[0]; at += v.size()) {
+    v.resize(static_cast<size_t>(std::min<int64_t>(y.shape[0] - at, 1 << 16)));
+    LOWBIT_RETURN_IF_ERROR(ReadValues(y, at, static_cast<int64_t>(v.size()), v.data()));
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!(std::fabs(v[i]) < 2147483648.0f) || v[i] != std::trunc(v[i])) {
+        return InvalidArgument(y.src->name(), ": label ", at + static_cast<int64_t>(i), " is ", v[i],
+                               ", not a class index");
+      }
+      out.push_back(static_cast<int64_t>(v[i]));
+    }
+  }
+  return out;
 }
 
 // The local-header offsets of the stored (uncompressed) members of a zip.
@@ -582,6 +603,16 @@ Result<std::unique_ptr<Dataset>> Dataset::Open(const std::string& full) {
                            "npy:X.npy[,Y.npy] or npz:FILE.npz, with an optional [a:b] slice)");
   }
   ds->spec_ = full;
+  // Declared sizes: every later offset and buffer is a product of these.
+  int64_t values = ds->total_;
+  for (int64_t d : ds->sample_shape_) {
+    if (d < 0 || __builtin_mul_overflow(values, d, &values) || values > (int64_t{1} << 56)) {
+      std::string shape;
+      for (int64_t e : ds->sample_shape_) shape += (shape.empty() ? "" : "x") + std::to_string(e);
+      return InvalidArgument("dataset '", full, "': ", ds->total_, " samples of ", shape,
+                             " values declared: negative or more than 2^56 in all");
+    }
+  }
   LOWBIT_RETURN_IF_ERROR(ds->ApplySlice(a, b, has_a, has_b));
   return ds;
 }
