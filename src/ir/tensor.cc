@@ -5,6 +5,7 @@
 #include <limits>
 
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
 
 #include "base/check.h"
@@ -111,14 +112,25 @@ Tensor Tensor::Clone() const {
   return t;
 }
 
+namespace {
+// Float to int64 without undefined behaviour: saturated at the int64 range;
+// NaN gives INT64_MIN, which every shape, axis or index check refuses.
+int64_t SaturatingInt64(double v) {
+  if (std::isnan(v)) return std::numeric_limits<int64_t>::min();
+  if (v >= 9223372036854775807.0) return std::numeric_limits<int64_t>::max();
+  if (v <= -9223372036854775808.0) return std::numeric_limits<int64_t>::min();
+  return static_cast<int64_t>(v);
+}
+}  // namespace
+
 std::vector<int64_t> Tensor::ToInt64() const {
   std::vector<int64_t> out(numel());
   for (int64_t i = 0; i < numel(); ++i) {
     switch (dtype_) {
       case DType::kInt64: out[i] = data<int64_t>()[i]; break;
       case DType::kInt32: out[i] = data<int32_t>()[i]; break;
-      case DType::kFloat32: out[i] = static_cast<int64_t>(data<float>()[i]); break;
-      case DType::kFloat64: out[i] = static_cast<int64_t>(data<double>()[i]); break;
+      case DType::kFloat32: out[i] = SaturatingInt64(data<float>()[i]); break;
+      case DType::kFloat64: out[i] = SaturatingInt64(data<double>()[i]); break;
       case DType::kUint8: case DType::kBool: out[i] = data<uint8_t>()[i]; break;
       case DType::kInt8: out[i] = data<int8_t>()[i]; break;
     }
