@@ -12,6 +12,7 @@ for model in sys.argv[1:]:
         out = os.path.join(d, "opt.onnx")
         subprocess.run(["node", os.path.join(here, "ort", "ort_optimized.js"), model, out], check=True)
         ops = collections.Counter(n.op_type for n in onnx.load(out).graph.node)
-    keys = ["Conv", "QLinearConv", "QLinearAdd", "QuantizeLinear", "DequantizeLinear", "MatMulInteger",
-            "QLinearMatMul", "Gemm", "FusedConv"]
+    keys = ["Conv", "FusedConv", "QLinearConv", "QLinearAdd", "QLinearGlobalAveragePool", "QGemm",
+            "QLinearMatMul", "MatMulInteger", "Gemm", "FusedGemm", "MatMul", "QuantizeLinear",
+            "DequantizeLinear"]
     print(os.path.basename(model) + ": " + ", ".join(f"{k} {ops[k]}" for k in keys if ops[k]))

@@ -1,5 +1,6 @@
 #include "ir/passes.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -142,6 +143,54 @@ int FuseResidualAdds(Graph* g) {
     }
   }
   return fused;
+}
+
+std::string PreResidualName(const std::string& output) { return output + "/pre_residual"; }
+
+Graph UnfuseResiduals(const Graph& g) {
+  Graph out = g;
+  out.nodes.clear();
+  for (const Node& n : g.nodes) {
+    if (!n.domain.empty() || n.op_type != "Conv" || n.GetInt("lowbit.residual", 0) == 0 ||
+        n.inputs.size() < 4 || n.outputs.size() != 1) {
+      out.nodes.push_back(n);
+      continue;
+    }
+    Node conv = n;
+    const std::string act = n.GetString("lowbit.activation", "");
+    for (const char* k : {"lowbit.residual", "lowbit.activation", "lowbit.clip_min", "lowbit.clip_max"}) {
+      conv.attrs.erase(k);
+    }
+    conv.inputs.resize(3);
+    while (!conv.inputs.empty() && conv.inputs.back().empty()) conv.inputs.pop_back();
+    conv.outputs = {PreResidualName(n.outputs[0])};
+    Node add;
+    add.name = n.name + "/residual_add";
+    add.op_type = "Add";
+    add.opset = n.opset;
+    add.inputs = {conv.outputs[0], n.inputs[3]};
+    add.outputs = {act.empty() ? n.outputs[0] : n.outputs[0] + "/pre_activation"};
+    out.nodes.push_back(std::move(conv));
+    out.nodes.push_back(add);
+    if (act.empty()) continue;
+    Node a;
+    a.name = n.name + "/activation";
+    a.op_type = act;
+    a.opset = n.opset;
+    a.inputs = {add.outputs[0]};
+    a.outputs = n.outputs;
+    if (act == "Clip") {
+      const float lo = n.GetFloat("lowbit.clip_min", -INFINITY), hi = n.GetFloat("lowbit.clip_max", INFINITY);
+      a.opset = std::max(n.opset, 11);
+      const std::string lo_name = a.name + "/min", hi_name = a.name + "/max";
+      out.constants[lo_name] = Tensor::FromFloats({}, {lo});
+      out.constants[hi_name] = Tensor::FromFloats({}, {hi});
+      a.inputs.push_back(lo_name);
+      a.inputs.push_back(hi_name);
+    }
+    out.nodes.push_back(std::move(a));
+  }
+  return out;
 }
 
 int FuseActivations(Graph* g) {

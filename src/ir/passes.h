@@ -2,6 +2,8 @@
 #ifndef LOWBIT_IR_PASSES_H_
 #define LOWBIT_IR_PASSES_H_
 
+#include <string>
+
 #include "ir/graph.h"
 
 namespace lowbit {
@@ -17,6 +19,13 @@ int FoldBatchNorms(Graph* g);
 // (after B, "" when absent) with attribute lowbit.residual = 1, and the conv
 // adds it to its output before any fused activation.
 int FuseResidualAdds(Graph* g);
+// The value a residual-fused Conv computes before it adds R: what the QDQ
+// export quantizes before its Add. Named OUTPUT/pre_residual.
+std::string PreResidualName(const std::string& output);
+// The reverse of FuseResidualAdds for calibration: each Conv with a fused
+// residual becomes Conv (output PreResidualName) + Add + its fused
+// activation (Relu or Clip), so that value can be observed.
+Graph UnfuseResiduals(const Graph& g);
 // Fuses Relu, and Clip with constant bounds, into a preceding Conv, Gemm or
 // MatMul whose output only the activation reads (attributes lowbit.*).
 int FuseActivations(Graph* g);

@@ -9,6 +9,7 @@
 
 #include "base/npy.h"
 #include "base/progress.h"
+#include "ir/passes.h"
 #include "kernels/qlinear.h"
 #include "quant/layers.h"
 #include "runtime/plan.h"
@@ -154,6 +155,16 @@ std::map<std::string, TensorStats> CalibrationTargets(const Graph& graph) {
     const std::string& r = graph.nodes[l.node].input(3);
     if (l.op == "Conv" && !r.empty()) out.try_emplace(r);
   }
+  // Each layer's output and, for a fused residual, its value before the Add:
+  // the QDQ export quantizes both (output_range, pre_residual_range).
+  for (const QuantLayer& l : layers) {
+    const Node& n = graph.nodes[l.node];
+    if (n.outputs.empty()) continue;
+    out.try_emplace(n.outputs[0]).first->second.channel_axis = l.channel_axis;
+    if (l.op == "Conv" && !n.input(3).empty()) {
+      out.try_emplace(PreResidualName(n.outputs[0])).first->second.channel_axis = l.channel_axis;
+    }
+  }
   return out;
 }
 
@@ -211,7 +222,9 @@ Result<CalibrationStats> Calibrate(const Graph& graph, Dataset& data, const Cali
   po.batch = o.batch;
   po.threads = o.threads;
   std::unique_ptr<Plan> plan;
-  LOWBIT_ASSIGN_OR_RETURN(plan, Plan::Create(graph, po));
+  // Residual-fused convs run unfused so their pre-residual values are seen.
+  const Graph unfused = UnfuseResiduals(graph);
+  LOWBIT_ASSIGN_OR_RETURN(plan, Plan::Create(unfused, po));
   LOWBIT_RETURN_IF_ERROR(PlanBatchFor(plan.get(), data, "--calib").status());
   auto& stats = out.tensors;
   // Statistics are taken from each layer input as the plan produces it, so

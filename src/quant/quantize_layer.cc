@@ -6,6 +6,7 @@
 #include <optional>
 #include <set>
 
+#include "ir/passes.h"
 #include "kernels/qlinear.h"
 #include "lowbit/packed_tensor.h"
 #include "model/packed_node.h"
@@ -244,6 +245,14 @@ Result<QuantizedLayer> BuildPacked(const Graph& graph, const QuantLayer& c, cons
       const auto [lo, hi] = *fixed.residual_range;
       q.attrs["residual_range"] = std::vector<float>{lo, hi};
     }
+    if (fixed.pre_residual_range && !weight_only) {
+      const auto [lo, hi] = *fixed.pre_residual_range;
+      q.attrs["pre_residual_range"] = std::vector<float>{lo, hi};
+    }
+  }
+  if (fixed.output_range && !weight_only) {
+    const auto [lo, hi] = *fixed.output_range;
+    q.attrs["output_range"] = std::vector<float>{lo, hi};
   }
   result.packed = std::move(q);
   result.wq = std::move(wd);
@@ -340,7 +349,13 @@ Result<QuantizedLayer> QuantizeLayer(const Graph& graph, const QuantLayer& c, co
     const TensorStats* rs = stats != nullptr ? stats->Find(old.input(3)) : nullptr;
     if (!weight_only && rs != nullptr && rs->per_channel > 0)
       fixed.residual_range = ChooseRange(*rs, o.range(), false);
+    const TensorStats* ps = stats != nullptr ? stats->Find(PreResidualName(old.outputs[0])) : nullptr;
+    if (!weight_only && ps != nullptr && ps->per_channel > 0)
+      fixed.pre_residual_range = ChooseRange(*ps, o.range(), false);
   }
+  const TensorStats* os = stats != nullptr ? stats->Find(old.outputs[0]) : nullptr;
+  if (!weight_only && os != nullptr && os->per_channel > 0)
+    fixed.output_range = ChooseRange(*os, o.range(), false);
   const LayerSettings settings = rep.settings;
   return BuildPacked(graph, c, settings, std::move(fixed), std::move(wd), std::move(result));
 }

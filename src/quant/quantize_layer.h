@@ -84,6 +84,9 @@ struct FixedLayer {
   std::vector<float> bias;  // empty: none
   std::optional<std::pair<float, float>> act_range;       // absent: dynamic
   std::optional<std::pair<float, float>> residual_range;  // a fused residual's
+  // For the QDQ export only (the kernels requantize at the reader's range):
+  // the layer's output and, with a fused residual, its value before the Add.
+  std::optional<std::pair<float, float>> output_range, pre_residual_range;
 };
 // The packed node for `layer` from `fixed`, with acts "uint8", "int8" or
 // "float"; refuses a weight of another shape, or one the kernels cannot run.

@@ -44,7 +44,7 @@ TEST(PackedOpsTest, ConvMatchesQdqReferenceOnOddShapes) {
           if (!dynamic) SetStaticRange(&q, -0.8f, 1.1f);
           const Tensor x = Random({cc.n, cc.c, cc.h, cc.w}, rng);
           const Tensor fp32 = RunGraph(g, x);
-          auto qdq = ToQdqGraph(q);
+          auto qdq = ToQdqGraph(q, nullptr, QdqOptions{.int32_bias = false});
           ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
           // Dynamic conv quantization is per image; the QDQ graph's
           // DynamicQuantizeLinear is per tensor, so compare one image at a time.
@@ -83,7 +83,7 @@ TEST(PackedOpsTest, GemmAndMatMulMatchQdqReference) {
         const Graph g = GemmGraph(k, 19, rng, matmul);
         Graph q = Quantize(g, weights);
         SetStaticRange(&q, -1.0f, 0.7f);
-        auto qdq = ToQdqGraph(q);
+        auto qdq = ToQdqGraph(q, nullptr, QdqOptions{.int32_bias = false});
         ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
         const Tensor x = Random({3, k}, rng);
         const Tensor want = RunGraph(*qdq, x);
@@ -125,7 +125,7 @@ TEST(PackedOpsTest, FilterWiseFormatsMatchQdqReference) {
     int parts = 0;
     for (const Node& n : q.nodes) parts += IsPackedNode(n) && n.Has(kFilterParts);
     EXPECT_EQ(parts, 1);
-    auto qdq = ToQdqGraph(q);
+    auto qdq = ToQdqGraph(q, nullptr, QdqOptions{.int32_bias = false});
     ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
     const Tensor want = RunGraph(*qdq, x);
     for (const char* path : Paths()) {
@@ -213,7 +213,7 @@ TEST(PackedOpsTest, WeightOnlyLayersMatchDecodedReference) {
                                           << weights << " " << gran);
         const Graph g = ConvGraph(cc, rng, true);
         const Graph q = Quantize(g, weights, "float", gran);
-        auto qdq = ToQdqGraph(q);
+        auto qdq = ToQdqGraph(q, nullptr, QdqOptions{.int32_bias = false});
         ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
         const Tensor x = Random({cc.n, cc.c, cc.h, cc.w}, rng);
         const Tensor want = RunGraph(*qdq, x);
@@ -228,7 +228,7 @@ TEST(PackedOpsTest, WeightOnlyLayersMatchDecodedReference) {
           SCOPED_TRACE(::testing::Message() << "fc batch " << batch << " k " << k << " " << weights);
           const Graph g = GemmGraph(k, 37, rng, matmul);
           const Graph q = Quantize(g, weights, "float", k % 8 == 1 && k > 1 ? "group:16" : "channel");
-          auto qdq = ToQdqGraph(q);
+          auto qdq = ToQdqGraph(q, nullptr, QdqOptions{.int32_bias = false});
           ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
           const Tensor x = Random({batch, k}, rng);
           const Tensor want = RunGraph(*qdq, x);
@@ -268,7 +268,7 @@ TEST(PackedOpsTest, FusedResidualAddsMatchUnfusedGraphs) {
       for (const char* acts : {"uint8", "float"}) {
         Graph q = Quantize(g, "int4", acts);
         if (std::string(acts) != "float") SetStaticRange(&q, -1.0f, 1.0f);
-        auto qdq = ToQdqGraph(q);
+        auto qdq = ToQdqGraph(q, nullptr, QdqOptions{.int32_bias = false});
         ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
         const Tensor want = RunGraph(*qdq, x);
         for (const char* path : Paths()) {

@@ -27,6 +27,16 @@ Status RunExport(const ExportArgs& a) {
   Graph q;
   LOWBIT_ASSIGN_OR_RETURN(q, ToQdqGraph(g, &report));
   LOWBIT_RETURN_IF_ERROR(ExportOnnx(q, a.out));
+  auto warn = [&](const std::vector<std::string>& names, const char* what) {
+    if (names.empty()) return;
+    std::string list;
+    for (size_t i = 0; i < names.size() && i < 8; ++i) list += (i ? ", " : "") + names[i];
+    if (names.size() > 8) list += ", ... (" + std::to_string(names.size()) + " in all)";
+    std::fprintf(stderr, "lowbit export: warning: %s: %s\n", what, list.c_str());
+  };
+  warn(report.float_layers, "weights off the int8 grid, exported as fp32 (other runtimes run these layers in fp32)");
+  warn(report.unquantized_values, "no calibrated range for these values (quantize the model again to record one); "
+       "the layers writing them run in fp32 in other runtimes");
   if (!a.quiet) {
     std::printf("%s -> %s: %d layer(s) as int8 QDQ, %d with decoded fp32 weights\n", a.model.c_str(),
                 a.out.c_str(), report.qdq_weights, report.float_weights);
