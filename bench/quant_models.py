@@ -37,6 +37,25 @@ def run(cmd):
     return r.stdout
 
 
+def ort_fusion(model):
+    """The int8 operators of ONNX Runtime's optimized graph of `model`; exits
+    if any convolution or matrix product stayed fp32 (no fair baseline)."""
+    import collections
+    import tempfile
+    import onnx
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "opt.onnx")
+        subprocess.run(["node", os.path.join(ORT_DIR, "ort_optimized.js"), model, out], check=True,
+                       stderr=subprocess.DEVNULL, env=dict(os.environ, NODE_PATH=os.path.join(ORT_DIR, "node_modules")))
+        ops = collections.Counter(n.op_type for n in onnx.load(out).graph.node)
+    fp32 = {k: ops[k] for k in ("Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul") if ops[k]}
+    if fp32:
+        sys.exit(f"{model}: ONNX Runtime still runs fp32 {fp32}: not an int8 baseline")
+    return ", ".join(f"{k} {ops[k]}" for k in ("QLinearConv", "QLinearAdd", "QLinearGlobalAveragePool",
+                                                "QGemm", "QLinearMatMul", "MatMulInteger") if ops[k]) + \
+        ", no fp32 Conv/Gemm/MatMul"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -59,6 +78,7 @@ def main():
         np.save(calib_npy, np.random.RandomState(0).randn(64, 3, 224, 224).astype(np.float32))
     models = args.models.split(",")
     variants = {}  # (model, variant) -> (path, engine)
+    fused = {}  # model -> what ONNX Runtime's optimized graph of the int8 export runs
     for m in models:
         calib = ["--calib", "fashion-mnist:train[0:1000]"] if m.startswith("fmnist") else \
                 ["--calib", "npy:" + calib_npy, "--calib-batch", "16"]
@@ -71,7 +91,8 @@ def main():
         qdq = os.path.join(work, f"{m}_W8A8_qdq.onnx")
         run([LOWBIT, "export", variants[(m, "W8A8")][0], "--to", "onnx-qdq", "-o", qdq, "--quiet"])
         variants[(m, "ORT int8")] = (qdq, "ort")
-        print(f"prepared {m}", flush=True)
+        fused[m] = ort_fusion(qdq)
+        print(f"prepared {m}: ONNX Runtime runs the int8 export as {fused[m]}", flush=True)
     order = ["fp32", "W8A8", "W4A8", "W2A8", "W4 weight-only", "ORT fp32", "ORT int8"]
     configs = [(m, int(b), int(t)) for m in models for b in args.batches.split(",")
                for t in args.threads.split(",")]
@@ -89,7 +110,8 @@ def main():
         f"Command: `bench/quant_models.py --rounds {args.rounds} --seconds {args.seconds:g}` "
         f"({datetime.date.today()}; {os.cpu_count()} cores, {cpu_name()}; onnxruntime-node "
         f"{ort_version}; OPENBLAS_CORETYPE=SkylakeX). Latency: median over rounds of each run's "
-        "median, ms. Speedup: ONNX Runtime fp32 time / this time. Peak RSS in MiB.",
+        "median, ms. Speedup: ONNX Runtime fp32 time / this time; W4A8 vs ORT int8 also per round, "
+        "in brackets (variants run interleaved within each round). Peak RSS in MiB.",
         "",
         "| model | batch | threads | " + " | ".join(f"{v} ms" for v in order) +
         " | W4A8 vs ORT fp32 | W2A8 vs ORT fp32 | W4A8 vs ORT int8 | W4A8 / ORT fp32 RSS |",
@@ -98,9 +120,15 @@ def main():
     for m, b, t in configs:
         med = {v: statistics.median(r["median_ms"] for r in results[(m, b, t, v)]) for v in order}
         rss = {v: max(r["peak_rss_mib"] for r in results[(m, b, t, v)]) for v in order}
+        per_round = ", ".join(f"{i['median_ms'] / w['median_ms']:.2f}"
+                              for i, w in zip(results[(m, b, t, "ORT int8")], results[(m, b, t, "W4A8")]))
         lines.append(f"| {m} | {b} | {t} | " + " | ".join(f"{med[v]:.3f}" for v in order) +
                      f" | {med['ORT fp32'] / med['W4A8']:.2f}x | {med['ORT fp32'] / med['W2A8']:.2f}x"
-                     f" | {med['ORT int8'] / med['W4A8']:.2f}x | {rss['W4A8']:.0f} / {rss['ORT fp32']:.0f} |")
+                     f" | {med['ORT int8'] / med['W4A8']:.2f}x ({per_round})"
+                     f" | {rss['W4A8']:.0f} / {rss['ORT fp32']:.0f} |")
+    lines += ["", "ONNX Runtime int8 baseline, evidence that it runs ORT's fast path (operators of ORT's "
+              "optimized graph of the `lowbit export --to onnx-qdq` W8A8 file, `bench/ort_fusion.py`):", ""]
+    lines += [f"- {m}: {fused[m]}" for m in models]
     lines += ["", "File sizes (bytes):", "",
               "| model | fp32 | W8A8 | W4A8 | W2A8 | ORT int8 (QDQ) | W2A8 vs fp32 bits/16 |", "|---|---|---|---|---|---|---|"]
     for m in models:
