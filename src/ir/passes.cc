@@ -267,6 +267,11 @@ int RemoveDeadNodes(Graph* g) {
 
 Status OptimizeGraph(Graph* g) {
   RemoveIdentities(g);
+  CancelTransposePairs(g);
+  RewriteMinMaxAsClip(g);
+  MergeClips(g);
+  FuseHardSwish(g);
+  FuseLayerNorms(g);
   FoldBatchNorms(g);
   FuseResidualAdds(g);
   FuseActivations(g);

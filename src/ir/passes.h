@@ -29,6 +29,16 @@ Graph UnfuseResiduals(const Graph& g);
 // Fuses Relu, and Clip with constant bounds, into a preceding Conv, Gemm or
 // MatMul whose output only the activation reads (attributes lowbit.*).
 int FuseActivations(Graph* g);
+// Exporter idioms (exporter_patterns.cc): Max(x, c) / Min(x, c) with a
+// scalar constant become Clip; a Clip of a Clip one Clip; x * HardSigmoid(x)
+// (alpha 1/6, beta 1/2) HardSwish; adjacent Transposes whose perms cancel
+// vanish; ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div[/Mul/Add] over the last
+// axis becomes LayerNormalization.
+int RewriteMinMaxAsClip(Graph* g);
+int MergeClips(Graph* g);
+int FuseHardSwish(Graph* g);
+int CancelTransposePairs(Graph* g);
+int FuseLayerNorms(Graph* g);
 // Removes nodes whose outputs reach no graph output, and unused constants.
 int RemoveDeadNodes(Graph* g);
 

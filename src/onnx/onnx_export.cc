@@ -72,6 +72,66 @@ void ToAttribute(const std::string& name, const Attribute& a, onnx::AttributePro
   }
 }
 
+// Operators the graph passes introduce (exporter_patterns.cc) written in the
+// model's opset when it predates them: HardSwish (14) as HardSigmoid and
+// Mul, LayerNormalization over the last axis (17) decomposed, Clip with
+// bound inputs (11) with bound attributes. True when `n` was written so.
+bool WriteLowered(const Graph& g, const Node& n, onnx::GraphProto* gp) {
+  if (!n.domain.empty()) return false;
+  auto node = [&](const char* op, std::vector<std::string> in, const std::string& out) {
+    onnx::NodeProto* p = gp->add_node();
+    p->set_name(n.name + "/" + op + std::to_string(gp->node_size()));
+    p->set_op_type(op);
+    for (const std::string& i : in) p->add_input(i);
+    p->add_output(out);
+    return p;
+  };
+  auto constant = [&](const std::string& suffix, float v) {
+    const std::string name = n.name + "/" + suffix;
+    ToTensorProto(name, Tensor::FromFloats({}, {v}), gp->add_initializer());
+    return name;
+  };
+  const std::string x = n.inputs.empty() ? "" : n.inputs[0];
+  if (n.op_type == "HardSwish" && g.opset < 14) {
+    onnx::NodeProto* h = node("HardSigmoid", {x}, n.name + "/hardsigmoid");
+    ToAttribute("alpha", Attribute(1.0f / 6.0f), h->add_attribute());
+    ToAttribute("beta", Attribute(0.5f), h->add_attribute());
+    node("Mul", {x, n.name + "/hardsigmoid"}, n.outputs[0]);
+    return true;
+  }
+  if (n.op_type == "LayerNormalization" && g.opset < 17 && n.GetInt("axis", -1) == -1 && n.outputs.size() == 1) {
+    auto mean = [&](const std::string& in, const std::string& out) {
+      onnx::NodeProto* m = node("ReduceMean", {in}, out);
+      ToAttribute("axes", Attribute(std::vector<int64_t>{-1}), m->add_attribute());
+    };
+    const std::string b = n.name + "/";
+    mean(x, b + "mean");
+    node("Sub", {x, b + "mean"}, b + "centered");
+    node("Pow", {b + "centered", constant("two", 2.0f)}, b + "squared");
+    mean(b + "squared", b + "variance");
+    node("Add", {b + "variance", constant("epsilon", n.GetFloat("epsilon", 1e-5f))}, b + "variance_eps");
+    node("Sqrt", {b + "variance_eps"}, b + "std");
+    node("Div", {b + "centered", b + "std"}, b + "normalized");
+    const bool bias = n.inputs.size() > 2 && !n.inputs[2].empty();
+    node("Mul", {b + "normalized", n.inputs[1]}, bias ? b + "scaled" : n.outputs[0]);
+    if (bias) node("Add", {b + "scaled", n.inputs[2]}, n.outputs[0]);
+    return true;
+  }
+  if (n.op_type == "Clip" && g.opset < 11 && n.opset >= 11) {
+    std::vector<std::pair<const char*, float>> bounds;
+    for (int i = 1; i < 3; ++i) {
+      if (n.input(i).empty()) continue;
+      auto it = g.constants.find(n.input(i));
+      if (it == g.constants.end() || it->second.numel() != 1 || it->second.dtype() != DType::kFloat32) return false;
+      bounds.emplace_back(i == 1 ? "min" : "max", it->second.data<float>()[0]);
+    }
+    onnx::NodeProto* c = node("Clip", {x}, n.outputs[0]);
+    for (const auto& [key, v] : bounds) ToAttribute(key, Attribute(v), c->add_attribute());
+    return true;
+  }
+  return false;
+}
+
 constexpr const char* kActivationAttr = "lowbit.activation";
 constexpr const char* kResidualAttr = "lowbit.residual";
 
@@ -104,6 +164,7 @@ Result<std::string> ExportOnnxBytes(const Graph& g, const ExportOptions& options
   for (const ValueInfo& v : g.inputs) ToValueInfo(v, gp->add_input());
   for (const ValueInfo& v : g.outputs) ToValueInfo(v, gp->add_output());
   for (const Node& n : g.nodes) {
+    if (WriteLowered(g, n, gp)) continue;
     onnx::NodeProto* np = gp->add_node();
     np->set_name(n.name);
     np->set_op_type(n.op_type);

@@ -113,6 +113,65 @@ TEST(PassesTest, ClipFusesIntoGemmWithItsBounds) {
   EXPECT_LT(MaxRelDiff(got, want), 1e-6f);
 }
 
+// tf2onnx idioms: a Transpose pair that cancels, ReLU6 as Max(x, 0) then
+// Min(x, 6) (one Clip, fused into the conv), x * HardSigmoid(x) (HardSwish),
+// and a decomposed LayerNorm (LayerNormalization); the numbers are kept.
+TEST(PassesTest, ExporterIdiomsBecomeKnownOperators) {
+  Rng rng(testing::TestSeed() + 2);
+  Graph g = TestGraph({-1, 3, 6, 6});
+  g.constants["W"] = Random({4, 3, 3, 3}, rng);
+  g.constants["W2"] = Random({4, 4, 1, 1}, rng);
+  g.constants["zero"] = Tensor::FromFloats({}, {0.0f});
+  g.constants["six"] = Tensor::FromFloats({}, {0.5f});
+  g.constants["two"] = Tensor::FromFloats({}, {2.0f});
+  g.constants["eps"] = Tensor::FromFloats({}, {1e-5f});
+  g.constants["gamma"] = Random({6}, rng, 0.5, 1.5);
+  g.constants["beta"] = Random({6}, rng);
+  Node conv = MakeNode("Conv", {"x", "W"}, {"c"});
+  conv.attrs["pads"] = std::vector<int64_t>{1, 1, 1, 1};
+  Node t1 = MakeNode("Transpose", {"r6"}, {"t1"});
+  t1.attrs["perm"] = std::vector<int64_t>{0, 2, 3, 1};
+  Node t2 = MakeNode("Transpose", {"t1"}, {"t2"});
+  t2.attrs["perm"] = std::vector<int64_t>{0, 3, 1, 2};
+  Node hs = MakeNode("HardSigmoid", {"c2"}, {"hsig"});
+  hs.attrs["alpha"] = 1.0f / 6.0f;
+  hs.attrs["beta"] = 0.5f;
+  auto mean = [&](const std::string& in, const std::string& out) {
+    Node m = MakeNode("ReduceMean", {in}, {out});
+    m.attrs["axes"] = std::vector<int64_t>{-1};
+    return m;
+  };
+  g.nodes = {conv,
+             MakeNode("Max", {"c", "zero"}, {"r"}),
+             MakeNode("Min", {"r", "six"}, {"r6"}),
+             t1,
+             t2,
+             MakeNode("Conv", {"t2", "W2"}, {"c2"}),
+             hs,
+             MakeNode("Mul", {"c2", "hsig"}, {"h"}),
+             mean("h", "mu"),
+             MakeNode("Sub", {"h", "mu"}, {"d"}),
+             MakeNode("Pow", {"d", "two"}, {"d2"}),
+             mean("d2", "var"),
+             MakeNode("Add", {"var", "eps"}, {"ve"}),
+             MakeNode("Sqrt", {"ve"}, {"sd"}),
+             MakeNode("Div", {"d", "sd"}, {"n"}),
+             MakeNode("Mul", {"n", "gamma"}, {"s"}),
+             MakeNode("Add", {"s", "beta"}, {"y"})};
+  ASSERT_TRUE(VerifyGraph(&g).ok());
+  const Tensor x = Random({2, 3, 6, 6}, rng, -2, 2);
+  const Tensor want = RunGraph(g, x);
+  Graph opt = g;
+  ASSERT_TRUE(OptimizeGraph(&opt).ok());
+  std::vector<std::string> ops;
+  for (const Node& n : opt.nodes) ops.push_back(n.op_type);
+  EXPECT_EQ(ops, (std::vector<std::string>{"Conv", "Conv", "HardSwish", "LayerNormalization"}));
+  EXPECT_EQ(opt.nodes[0].GetString("lowbit.activation", ""), "Clip");
+  EXPECT_EQ(opt.nodes[0].GetFloat("lowbit.clip_min", -1), 0.0f);
+  EXPECT_EQ(opt.nodes[0].GetFloat("lowbit.clip_max", -1), 0.5f);
+  EXPECT_LT(MaxRelDiff(RunGraph(opt, x), want), 1e-5f);
+}
+
 TEST(PlanTest, ShapeArithmeticFoldsAndReshapeIsAView) {
   // PyTorch's x.view(x.size(0), -1): Shape -> Gather -> Unsqueeze -> Concat -> Reshape.
   Graph g = TestGraph({-1, 2, 3, 4});
