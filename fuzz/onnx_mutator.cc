@@ -1,5 +1,7 @@
 #include "onnx_mutator.h"
 
+#include "runtime/op.h"
+
 #include <onnx/onnx_pb.h>
 
 #include <cstring>
@@ -112,9 +114,9 @@ void MutateModel(onnx::ModelProto* m, std::mt19937& rng) {
       break;
     default:  // a node's operator
       if (g->node_size() > 0) {
-        static const char* kOps[] = {"Conv", "Gemm", "MatMul", "Relu", "Reshape", "Concat", "PackedConv",
-                                     "PackedGemm", "MaxPool", "Add", "Flatten", "Gather"};
-        g->mutable_node(rng() % g->node_size())->set_op_type(kOps[rng() % std::size(kOps)]);
+        // Any operator the runtime registers (ops.inc, lowbit_ops.inc).
+        const std::vector<lowbit::OpRegistration>& ops = lowbit::AllOps();
+        g->mutable_node(rng() % g->node_size())->set_op_type(ops[rng() % ops.size()].op_type);
       }
       break;
   }
