@@ -108,10 +108,18 @@ Status RunQuantize(const QuantizeArgs& a) {
                 static_cast<long long>(l.params), static_cast<long long>(l.bytes),
                 Db(l.weight_sqnr_db).c_str(), Db(l.output_sqnr_db).c_str());
   }
+  // What the activations do: only layers with 8-bit activations and no
+  // calibration quantize them dynamically; weight-only layers keep fp32.
+  bool dynamic = false, weight_only = !r.layers.empty();
+  for (const LayerReport& l : r.layers) {
+    const bool float_acts = l.settings.acts == "float";
+    weight_only = weight_only && float_acts;
+    dynamic = dynamic || (!float_acts && !l.static_acts);
+  }
+  const char* note = dynamic ? "; activations dynamic (no --calib)" : weight_only ? "; weight-only (fp32 activations)" : "";
   std::printf("%s: %lld bytes -> %s: %lld bytes (%.2fx smaller)%s\n", a.model.c_str(),
               static_cast<long long>(in_bytes), a.out.c_str(), static_cast<long long>(out_bytes),
-              static_cast<double>(in_bytes) / static_cast<double>(out_bytes),
-              a.calib.empty() ? "; activations dynamic (no --calib)" : "");
+              static_cast<double>(in_bytes) / static_cast<double>(out_bytes), note);
   return OkStatus();
 }
 
