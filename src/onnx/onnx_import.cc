@@ -208,8 +208,8 @@ Result<Graph> ImportOnnxBytes(const std::string& bytes, const std::string& name,
   for (const auto& n : model.graph().node()) {
     default_nodes = default_nodes || n.domain().empty() || n.domain() == "ai.onnx";
   }
-  if (default_nodes && (g.opset < 1 || g.opset > 17)) {
-    return Unimplemented(name, ": opset ", g.opset, " is outside the supported range 1..17");
+  if (default_nodes && (g.opset < 1 || g.opset > 20)) {
+    return Unimplemented(name, ": opset ", g.opset, " is outside the supported range 1..20");
   }
   const onnx::GraphProto& gp = model.graph();
   for (const auto& init : gp.initializer()) {
