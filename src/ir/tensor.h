@@ -2,6 +2,8 @@
 #ifndef LOWBIT_IR_TENSOR_H_
 #define LOWBIT_IR_TENSOR_H_
 
+#include <cmath>
+#include <limits>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -16,6 +18,16 @@ namespace lowbit {
 enum class DType { kFloat32, kInt64, kInt32, kUint8, kInt8, kBool, kFloat64 };
 
 const char* DTypeName(DType t);
+
+// A double as integer type T without undefined behaviour: saturated at T's
+// range, NaN as 0 (ONNX leaves both undefined; C++ makes them UB).
+template <typename T>
+T SaturateCast(double v) {
+  if (std::isnan(v)) return 0;
+  if (v <= static_cast<double>(std::numeric_limits<T>::min())) return std::numeric_limits<T>::min();
+  if (v >= static_cast<double>(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
+  return static_cast<T>(v);
+}
 size_t DTypeSize(DType t);
 
 using Shape = std::vector<int64_t>;

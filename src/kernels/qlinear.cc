@@ -346,7 +346,8 @@ LOWBIT_VECTORIZE int32_t QuantizeSigned(const float* __restrict x, int64_t k, fl
                                         int8_t* __restrict xq) {
   int32_t sum = 0;
   for (int64_t i = 0; i < k; ++i) {
-    const float q = std::min(std::max(std::nearbyint(x[i] * inv) + zero, -128.0f), 127.0f);
+    // max(bound, v) puts a NaN at the bound (no undefined conversion).
+    const float q = std::min(127.0f, std::max(-128.0f, std::nearbyint(x[i] * inv) + zero));
     xq[i] = static_cast<int8_t>(q);
     sum += static_cast<int32_t>(q);
   }
@@ -356,7 +357,7 @@ LOWBIT_VECTORIZE int32_t QuantizeUnsigned(const float* __restrict x, int64_t k, 
                                           uint8_t* __restrict u) {
   int32_t sum = 0;
   for (int64_t i = 0; i < k; ++i) {
-    const float q = std::min(std::max(std::nearbyint(x[i] * inv) + zero, 0.0f), 255.0f);
+    const float q = std::min(255.0f, std::max(0.0f, std::nearbyint(x[i] * inv) + zero));
     u[i] = static_cast<uint8_t>(q);
     sum += static_cast<int32_t>(q);
   }

@@ -83,6 +83,10 @@ Status CheckSupported(const Graph& graph);
 Status ExpectFloat(const OpKernel& k, const TensorInfo& t, const char* what);
 // Multidirectional (numpy) broadcast of two shapes.
 Result<Shape> BroadcastShapes(const Shape& a, const Shape& b, const std::string& where);
+// Strides (in elements) of shape `s` broadcast to `out` (s right-aligned),
+// zero on broadcast dims. Saturated at INT64_MAX: a tensor with a zero dim
+// may declare others whose product overflows; its strides are never used.
+std::vector<int64_t> BroadcastStrides(const Shape& s, const Shape& out);
 // Normalizes a possibly negative axis against `rank`.
 Result<int> NormalizeAxis(int64_t axis, int rank, const std::string& where);
 

@@ -78,6 +78,18 @@ Result<Shape> BroadcastShapes(const Shape& a, const Shape& b, const std::string&
   return out;
 }
 
+std::vector<int64_t> BroadcastStrides(const Shape& s, const Shape& out) {
+  const size_t r = out.size();
+  std::vector<int64_t> st(r, 0);
+  int64_t acc = 1;
+  for (size_t i = s.size(); i-- > 0;) {
+    const size_t o = i + (r - s.size());
+    if (o < r) st[o] = s[i] == 1 ? 0 : acc;
+    if (__builtin_mul_overflow(acc, s[i], &acc)) acc = INT64_MAX;
+  }
+  return st;
+}
+
 Result<int> NormalizeAxis(int64_t axis, int rank, const std::string& where) {
   // A scalar has no axis: every caller indexes the shape with the result.
   if (axis < -rank || axis >= rank) {

@@ -123,6 +123,21 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
     std::vector<TensorInfo> outs(node.outputs.size());
     const Status s = step.kernel->Prepare(ins, &outs);
     if (!s.ok()) return Status(s.code(), graph.source + ": " + s.message());
+    // Every later Prepare multiplies these dims: none negative, and no
+    // element count past int64 (the memory cap is checked when allocated).
+    // Zero dims do not excuse the others: strides multiply them all.
+    for (const TensorInfo& o : outs) {
+      if (!o.present) continue;
+      const Result<int64_t> bytes = CheckedBytes(o.dtype, o.shape, node.Describe() + " output", false);
+      if (!bytes.ok()) return Status(bytes.status().code(), graph.source + ": " + bytes.status().message());
+      int64_t nonzero = 1;
+      for (int64_t d : o.shape) {
+        if (d != 0 && __builtin_mul_overflow(nonzero, d, &nonzero)) {
+          return InvalidArgument(graph.source, ": ", node.Describe(), ": output shape ", ShapeToString(o.shape),
+                                 " multiplies past 2^63");
+        }
+      }
+    }
     bool outs_known = true;
     for (const TensorInfo& o : outs) outs_known = outs_known && o.constant != nullptr;
     if (outs_known || all_const) {

@@ -20,10 +20,12 @@ Result<std::vector<int64_t>> Ints(const OpKernel& k, const TensorInfo& t, const 
   return t.constant->ToInt64();
 }
 
-// Row-major strides of `s`.
+// Row-major strides of `s` (saturated like BroadcastStrides).
 std::vector<int64_t> StridesOf(const Shape& s) {
   std::vector<int64_t> st(s.size(), 1);
-  for (size_t i = s.size(); i-- > 1;) st[i - 1] = st[i] * s[i];
+  for (size_t i = s.size(); i-- > 1;) {
+    if (__builtin_mul_overflow(st[i], s[i], &st[i - 1])) st[i - 1] = INT64_MAX;
+  }
   return st;
 }
 
@@ -33,18 +35,63 @@ std::vector<int64_t> StridesOf(const Shape& s) {
 struct IndexMap {
   std::vector<int64_t> base, step, mod, in_stride;
 };
-void Gather(const uint8_t* src, uint8_t* dst, const Shape& y, const IndexMap& m, size_t elem) {
-  const int r = static_cast<int>(y.size());
-  const int64_t n = NumElements(y);
-  std::vector<int64_t> idx(r, 0);
-  for (int64_t o = 0; o < n; ++o) {
-    int64_t off = 0;
-    for (int d = 0; d < r; ++d) {
-      const int64_t i = m.mod[d] > 0 ? idx[d] % m.mod[d] : idx[d];
-      off += (m.base[d] + i * m.step[d]) * m.in_stride[d];
+void Gather(const uint8_t* src, uint8_t* dst, const Shape& y_in, const IndexMap& m_in, size_t elem) {
+  const int64_t n = NumElements(y_in);
+  if (n == 0) return;
+  // Axes of extent 1 only add a fixed offset: folded away, so [1, N, 1]
+  // runs as one row of N.
+  Shape y;
+  IndexMap m;
+  int64_t fixed = 0;
+  for (size_t d = 0; d < y_in.size(); ++d) {
+    if (y_in[d] == 1) {
+      fixed += m_in.base[d] * m_in.in_stride[d];
+      continue;
     }
-    std::memcpy(dst + o * elem, src + off * static_cast<int64_t>(elem), elem);
-    for (int d = r - 1; d >= 0; --d) {
+    y.push_back(y_in[d]);
+    m.base.push_back(m_in.base[d]);
+    m.step.push_back(m_in.step[d]);
+    m.mod.push_back(m_in.mod[d]);
+    m.in_stride.push_back(m_in.in_stride[d]);
+  }
+  src += fixed * static_cast<int64_t>(elem);
+  const int r = static_cast<int>(y.size());
+  if (r == 0) {
+    std::memcpy(dst, src, elem);
+    return;
+  }
+  // Row by row over the last axis: the row's base offset from its index,
+  // then the last axis alone (one memcpy when it is contiguous).
+  const int64_t inner = y[r - 1];
+  const int64_t step = m.step[r - 1], mod = m.mod[r - 1], stride = m.in_stride[r - 1];
+  const bool contiguous = step == 1 && mod == 0 && stride == 1;
+  std::vector<int64_t> idx(r, 0);
+  for (int64_t o = 0; o < n; o += inner) {
+    int64_t base = 0;
+    for (int d = 0; d + 1 < r; ++d) {
+      const int64_t i = m.mod[d] > 0 ? idx[d] % m.mod[d] : idx[d];
+      base += (m.base[d] + i * m.step[d]) * m.in_stride[d];
+    }
+    base += m.base[r - 1] * stride;
+    uint8_t* row = dst + o * static_cast<int64_t>(elem);
+    if (contiguous) {
+      std::memcpy(row, src + base * static_cast<int64_t>(elem), inner * elem);
+    } else if (step == 0 || (mod == 1)) {
+      // One value repeated along the row (Expand): doubling copies.
+      std::memcpy(row, src + base * static_cast<int64_t>(elem), elem);
+      for (int64_t done = 1; done < inner;) {
+        const int64_t c = std::min(done, inner - done);
+        std::memcpy(row + done * static_cast<int64_t>(elem), row, c * elem);
+        done += c;
+      }
+    } else {
+      for (int64_t j = 0; j < inner; ++j) {
+        const int64_t i = mod > 0 ? j % mod : j;
+        std::memcpy(row + j * static_cast<int64_t>(elem), src + (base + i * step * stride) * static_cast<int64_t>(elem),
+                    elem);
+      }
+    }
+    for (int d = r - 2; d >= 0; --d) {
       if (++idx[d] < y[d]) break;
       idx[d] = 0;
     }
@@ -262,6 +309,9 @@ class Range final : public OpKernel {
     delta_ = value(*in[2].constant);
     const double count = std::ceil((value(*in[1].constant) - start_) / delta_);
     if (delta_ == 0 || !(count < 1e12)) return InvalidArgument(Where(), "delta ", delta_, " gives no finite range");
+    if (!(std::fabs(start_) + std::max(count, 0.0) * std::fabs(delta_) < 4e18)) {
+      return InvalidArgument(Where(), "start ", start_, " and delta ", delta_, " overflow int64");
+    }
     (*out)[0] = TensorInfo{true, in[0].dtype, {std::max<int64_t>(0, static_cast<int64_t>(count))}, nullptr};
     return OkStatus();
   }

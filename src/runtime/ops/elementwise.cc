@@ -24,19 +24,6 @@ T Apply(BinOp op, T a, T b) {
   return a;
 }
 
-// Strides (in elements) of `s` broadcast to rank `r`, zero on broadcast dims.
-std::vector<int64_t> BroadcastStrides(const Shape& s, const Shape& out) {
-  const size_t r = out.size();
-  std::vector<int64_t> st(r, 0);
-  int64_t acc = 1;
-  for (size_t i = s.size(); i-- > 0;) {
-    const size_t o = i + (r - s.size());
-    st[o] = s[i] == 1 ? 0 : acc;
-    acc *= s[i];
-  }
-  return st;
-}
-
 class Binary final : public OpKernel {
  public:
   Binary(const Node& n, BinOp op) : OpKernel(n), op_(op) {}

@@ -165,7 +165,7 @@ class NaryOp final : public OpKernel {
                              ShapeToString(in[0].shape));
     }
     strides_.clear();
-    for (const TensorInfo& t : in) strides_.push_back(Strides(t.shape, shape));
+    for (const TensorInfo& t : in) strides_.push_back(BroadcastStrides(t.shape, shape));
     const bool compare = op_ >= Nary::kEqual;
     const DType y = compare ? DType::kBool : data_type_;
     (*out)[0] = TensorInfo{true, y, shape, nullptr};
@@ -202,18 +202,6 @@ class NaryOp final : public OpKernel {
   }
 
  private:
-  // Strides (in elements) of `s` broadcast to `out`, zero on broadcast dims.
-  static std::vector<int64_t> Strides(const Shape& s, const Shape& out) {
-    const size_t r = out.size();
-    std::vector<int64_t> st(r, 0);
-    int64_t acc = 1;
-    for (size_t i = s.size(); i-- > 0;) {
-      st[i + (r - s.size())] = s[i] == 1 ? 0 : acc;
-      acc *= s[i];
-    }
-    return st;
-  }
-
   double Compute(const std::vector<double>& v) const {
     switch (op_) {
       case Nary::kPow:
@@ -244,11 +232,11 @@ class NaryOp final : public OpKernel {
   static void Store(Tensor* y, int64_t i, double v) {
     switch (y->dtype()) {
       case DType::kFloat32: y->data<float>()[i] = static_cast<float>(v); break;
-      case DType::kInt64: y->data<int64_t>()[i] = static_cast<int64_t>(v); break;
+      case DType::kInt64: y->data<int64_t>()[i] = SaturateCast<int64_t>(v); break;
       case DType::kBool: y->data<uint8_t>()[i] = v != 0; break;
-      case DType::kInt32: y->data<int32_t>()[i] = static_cast<int32_t>(v); break;
-      case DType::kInt8: y->data<int8_t>()[i] = static_cast<int8_t>(v); break;
-      case DType::kUint8: y->data<uint8_t>()[i] = static_cast<uint8_t>(v); break;
+      case DType::kInt32: y->data<int32_t>()[i] = SaturateCast<int32_t>(v); break;
+      case DType::kInt8: y->data<int8_t>()[i] = SaturateCast<int8_t>(v); break;
+      case DType::kUint8: y->data<uint8_t>()[i] = SaturateCast<uint8_t>(v); break;
       case DType::kFloat64: y->data<double>()[i] = v; break;
     }
   }
@@ -298,24 +286,15 @@ class Cast final : public OpKernel {
         case DType::kFloat64: y->data<double>()[i] = v; break;
         case DType::kBool: y->data<uint8_t>()[i] = v != 0; break;
         // Out-of-range and NaN values: saturated (ONNX leaves them undefined).
-        case DType::kInt64: y->data<int64_t>()[i] = Saturate<int64_t>(v); break;
-        case DType::kInt32: y->data<int32_t>()[i] = Saturate<int32_t>(v); break;
-        case DType::kInt8: y->data<int8_t>()[i] = Saturate<int8_t>(v); break;
-        case DType::kUint8: y->data<uint8_t>()[i] = Saturate<uint8_t>(v); break;
+        case DType::kInt64: y->data<int64_t>()[i] = SaturateCast<int64_t>(v); break;
+        case DType::kInt32: y->data<int32_t>()[i] = SaturateCast<int32_t>(v); break;
+        case DType::kInt8: y->data<int8_t>()[i] = SaturateCast<int8_t>(v); break;
+        case DType::kUint8: y->data<uint8_t>()[i] = SaturateCast<uint8_t>(v); break;
       }
     }
   }
 
  private:
-  template <typename T>
-  static T Saturate(double v) {
-    if (std::isnan(v)) return 0;
-    const double lo = static_cast<double>(std::numeric_limits<T>::min());
-    const double hi = static_cast<double>(std::numeric_limits<T>::max());
-    if (v <= lo) return std::numeric_limits<T>::min();
-    if (v >= hi) return std::numeric_limits<T>::max();
-    return static_cast<T>(v);
-  }
   DType to_ = DType::kFloat32;
 };
 

@@ -73,7 +73,8 @@ class QuantizeLinear final : public OpKernel {
       if (has_zp) {
         zp = dtype_ == DType::kUint8 ? in[2]->data<uint8_t>()[c] : in[2]->data<int8_t>()[c];
       }
-      const float q = std::clamp(std::nearbyint(x[i] / s[c]) + zp, lo, hi);
+      float q = std::clamp(std::nearbyint(x[i] / s[c]) + zp, lo, hi);
+      if (std::isnan(q)) q = std::clamp(zp, lo, hi);  // NaN input or 0/0: the zero point
       if (dtype_ == DType::kUint8) {
         out[0]->data<uint8_t>()[i] = static_cast<uint8_t>(q);
       } else {

@@ -106,7 +106,7 @@ class Reduce final : public OpKernel {
       if (op_ == Red::kMean) v /= count;
       if (op_ == Red::kL2) v = std::sqrt(v);
       if (f32) out[0]->data<float>()[j] = static_cast<float>(v);
-      else out[0]->data<int64_t>()[j] = static_cast<int64_t>(v);
+      else out[0]->data<int64_t>()[j] = SaturateCast<int64_t>(v);
     }
   }
 
