@@ -1,6 +1,7 @@
 // Fuzzes what `inspect`, `run` (up to computing) and `export` do with a model
 // file: ONNX import, the support check, the graph passes, the packed-node
-// validators, planning at batch 1, per-layer costs and the QDQ export.
+// validators, planning at batch 1, per-layer costs and the QDQ export
+// (the graph and its serialized ONNX).
 // Structure-aware (onnx_mutator.h). Any error must be a Status.
 #include <cstddef>
 #include <cstdint>
@@ -8,6 +9,7 @@
 
 #include "api/load_model.h"
 #include "ir/passes.h"
+#include "onnx/onnx_export.h"
 #include "onnx/onnx_import.h"
 #ifndef LOWBIT_REPLAY_ONLY
 #include "onnx_mutator.h"
@@ -39,7 +41,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!CheckSupported(*g).ok() || !OptimizeGraph(&*g).ok()) return 0;
   (void)LayerCosts(*g);
   QdqReport report;
-  (void)ToQdqGraph(*g, &report);
+  Result<Graph> qdq = ToQdqGraph(*g, &report);
+  if (qdq.ok()) (void)ExportOnnxBytes(*qdq);  // what `export` writes (the ONNX checker runs on it)
   PlanOptions po;
   po.batch = 1;
   (void)Plan::Create(*g, po);
