@@ -111,6 +111,11 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
   // Prepare every node; run those whose inputs are all known now.
   for (const Node& node : nodes) {
     const OpRegistration* reg = FindOp(node.domain, node.op_type, node.opset);
+    // Every operator the runtime registers reads a first input; kernels may
+    // rely on it (later inputs they check themselves).
+    if (node.inputs.empty() || node.inputs[0].empty()) {
+      return InvalidArgument(graph.source, ": ", node.Describe(), ": input 0 is missing");
+    }
     Step step;
     step.kernel = reg->make(node);
     step.kernel->set_kernel_options(options.kernels);

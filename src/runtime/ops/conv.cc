@@ -73,11 +73,19 @@ class Conv final : public OpKernel {
     // Images per GEMM: im2col rows span `chunk_` images, so late layers with
     // small outputs still give sgemm wide matrices; the column buffer stays
     // under ~32 MB.
+    // The im2col buffer is sized by the model: checked against the memory
+    // cap before it is allocated.
+    LOWBIT_RETURN_IF_ERROR(
+        CheckedBytes(DType::kFloat32, {kk_, g_.out_size()}, Where() + "the im2col buffer").status());
     const int64_t per_image = kk_ * g_.out_size();
     chunk_ = std::clamp<int64_t>((int64_t{8} << 20) / std::max<int64_t>(per_image, 1), 1, n_);
     if (depthwise_) chunk_ = 1;
     if (!depthwise_ && (!pointwise_ || chunk_ > 1)) col_.assign(per_image * chunk_, 0.0f);
-    if (chunk_ > 1) out_.assign(mg_ * g_.out_size() * chunk_, 0.0f);
+    if (chunk_ > 1) {
+      LOWBIT_RETURN_IF_ERROR(
+          CheckedBytes(DType::kFloat32, {mg_, g_.out_size(), chunk_}, Where() + "the output buffer").status());
+      out_.assign(mg_ * g_.out_size() * chunk_, 0.0f);
+    }
     ComputeColumnRanges(&col_lo_, &col_hi_);
     act_ = FusedActivation::FromNode(node_);
     if (packed_) tile_rows_ = DecodeTileRows(mg_, kk_);

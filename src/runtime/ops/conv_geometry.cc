@@ -39,6 +39,9 @@ Result<WindowGeometry> ComputeWindow(const Node& node, const Shape& spatial_in,
     if (g.stride[d] < 1 || g.dilation[d] < 1 || g.k[d] < 1) {
       return InvalidArgument(where, "kernel, strides and dilations must be >= 1");
     }
+    // Kernels index per-column tables (a few entries per kernel tap); no
+    // model uses a window wider than 65536.
+    if (g.k[d] > 65536) return InvalidArgument(where, "kernel extent ", g.k[d], " is over 65536");
     // Bounded so that the window arithmetic below cannot overflow.
     constexpr int64_t kMaxExtent = int64_t{1} << 31;
     if (g.in[d] > kMaxExtent || g.k[d] > kMaxExtent || g.stride[d] > kMaxExtent ||

@@ -165,7 +165,9 @@ class Norm final : public OpKernel {
  public:
   Norm(const Node& n, bool instance) : OpKernel(n), instance_(instance) {}
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
-    if (in.size() < (instance_ ? 3u : 2u)) return InvalidArgument(Where(), "missing inputs");
+    if (in.size() < (instance_ ? 3u : 2u) || !in[1].present || (instance_ && !in[2].present)) {
+      return InvalidArgument(Where(), instance_ ? "expects input, scale and B" : "expects X and Scale");
+    }
     for (const TensorInfo& t : in) {
       if (t.present) LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, t, "input"));
     }
