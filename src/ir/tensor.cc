@@ -1,5 +1,6 @@
 #include "ir/tensor.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <limits>
@@ -9,6 +10,17 @@
 #include <cstring>
 
 #include "base/check.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define LOWBIT_ADDRESS_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LOWBIT_ADDRESS_SANITIZER 1
+#endif
+#endif
+#ifndef LOWBIT_ADDRESS_SANITIZER
+#define LOWBIT_ADDRESS_SANITIZER 0
+#endif
 
 namespace lowbit {
 
@@ -84,11 +96,22 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
   // Round up to whole cache lines and keep at least one, so data() is never
   // null and SIMD loads may read to the end of the last line.
   const size_t size = (bytes() + 63) / 64 * 64 + 64;
+  capacity_ = size - 64;
+#if !LOWBIT_ADDRESS_SANITIZER
+  // Large tensors map zero pages, touched only when written: a plan's buffers
+  // cost nothing until it runs (inspect plans a model without running it).
+  // Not under ASan, which checks heap bounds only.
+  if (size >= (size_t{1} << 20)) {
+    void* m = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    LOWBIT_CHECK(m != MAP_FAILED);
+    storage_ = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(m), [size](uint8_t* q) { munmap(q, size); });
+    return;
+  }
+#endif
   void* p = std::aligned_alloc(64, size);
   LOWBIT_CHECK(p != nullptr);
   std::memset(p, 0, size);
   storage_ = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [](uint8_t* q) { std::free(q); });
-  capacity_ = size - 64;
 }
 
 Tensor Tensor::View(DType dtype, Shape shape) const {
