@@ -146,6 +146,19 @@ class Exporter {
     return d.outputs[0];
   }
 
+  // Constant integer values `q` with per-channel `scale` and `zero_point`
+  // (axis `axis`) and a DequantizeLinear producing `name`.
+  void Dequantized(const std::string& name, Tensor q, Tensor scale, Tensor zero_point, int64_t axis) {
+    out_.constants[name + "_quantized"] = std::move(q);
+    out_.constants[name + "_scale"] = std::move(scale);
+    out_.constants[name + "_zero_point"] = std::move(zero_point);
+    Node d = Make("DequantizeLinear", name + "/DequantizeLinear");
+    d.inputs = {name + "_quantized", name + "_scale", name + "_zero_point"};
+    d.outputs = {name};
+    d.attrs["axis"] = axis;
+    out_.nodes.push_back(d);
+  }
+
   std::string Read(const std::string& t) const {
     auto it = dq_.find(t);
     return it == dq_.end() ? t : it->second;
@@ -254,14 +267,7 @@ class Exporter {
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t c = 0; c < cols; ++c) q.data<int8_t>()[at(r, c)] = wq[r * cols + c];
       }
-      out_.constants[wname + "_quantized"] = q;
-      out_.constants[wname + "_scale"] = Tensor::FromFloats({rows}, wscale);
-      out_.constants[wname + "_zero_point"] = Tensor(DType::kInt8, {rows});
-      Node d = Make("DequantizeLinear", wname + "/DequantizeLinear");
-      d.inputs = {wname + "_quantized", wname + "_scale", wname + "_zero_point"};
-      d.outputs = {wname};
-      d.attrs["axis"] = static_cast<int64_t>(transposed ? 1 : 0);
-      out_.nodes.push_back(d);
+      Dequantized(wname, q, Tensor::FromFloats({rows}, wscale), Tensor(DType::kInt8, {rows}), transposed ? 1 : 0);
       if (report_ != nullptr) ++report_->qdq_weights;
     } else {
       std::vector<float> decoded(rows * cols);
@@ -294,14 +300,7 @@ class Exporter {
         }
         if (fits) {
           const std::string q = base + "/bias";
-          out_.constants[q + "_quantized"] = bq;
-          out_.constants[q + "_scale"] = Tensor::FromFloats({rows}, bs);
-          out_.constants[q + "_zero_point"] = Tensor(DType::kInt32, {rows});
-          Node d = Make("DequantizeLinear", q + "/DequantizeLinear");
-          d.inputs = {q + "_quantized", q + "_scale", q + "_zero_point"};
-          d.outputs = {q};
-          d.attrs["axis"] = int64_t{0};
-          out_.nodes.push_back(d);
+          Dequantized(q, bq, Tensor::FromFloats({rows}, bs), Tensor(DType::kInt32, {rows}), 0);
           if (readers_[bname].size() == 1) dropped_.insert(bname);
           bname = q;
         }
