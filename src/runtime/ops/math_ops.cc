@@ -181,6 +181,8 @@ class NaryOp final : public OpKernel {
     const int64_t inner = r ? shape[r - 1] : 1;
     const int64_t rows = inner ? n / inner : 0;
     const size_t k = in.size();
+    const bool float2 = k == 2 && op_ != Nary::kWhere && op_ != Nary::kNot &&
+                        in[0]->dtype() == DType::kFloat32 && in[1]->dtype() == DType::kFloat32;
     ctx.pool->ParallelFor(rows, [&](int64_t s, int64_t e) {
       std::vector<int64_t> off(k), step(k);
       std::vector<double> v(k);
@@ -193,6 +195,26 @@ class NaryOp final : public OpKernel {
           rem /= shape[d];
           for (size_t j = 0; j < k; ++j) off[j] += idx * strides_[j][d];
         }
+        if (float2) {
+          // Two float32 inputs (Max, Min, Pow, PRelu, comparisons): typed
+          // loads, the operator chosen once per row.
+          const float* a = in[0]->data<float>() + off[0];
+          const float* b = in[1]->data<float>() + off[1];
+          const int64_t sa = step[0], sb = step[1], o = row * inner;
+          switch (op_) {
+            case Nary::kMax: Row(inner, sa, sb, a, b, y, o, [](float p, float q) { return std::isnan(p) || std::isnan(q) ? NAN : std::max(p, q); }); break;
+            case Nary::kMin: Row(inner, sa, sb, a, b, y, o, [](float p, float q) { return std::isnan(p) || std::isnan(q) ? NAN : std::min(p, q); }); break;
+            case Nary::kPow: Row(inner, sa, sb, a, b, y, o, [](float p, float q) { return std::pow(p, q); }); break;
+            case Nary::kPRelu: Row(inner, sa, sb, a, b, y, o, [](float p, float q) { return p < 0 ? q * p : p; }); break;
+            case Nary::kEqual: RowBool(inner, sa, sb, a, b, y, o, [](float p, float q) { return p == q; }); break;
+            case Nary::kLess: RowBool(inner, sa, sb, a, b, y, o, [](float p, float q) { return p < q; }); break;
+            case Nary::kGreater: RowBool(inner, sa, sb, a, b, y, o, [](float p, float q) { return p > q; }); break;
+            case Nary::kLessOrEqual: RowBool(inner, sa, sb, a, b, y, o, [](float p, float q) { return p <= q; }); break;
+            case Nary::kGreaterOrEqual: RowBool(inner, sa, sb, a, b, y, o, [](float p, float q) { return p >= q; }); break;
+            default: break;
+          }
+          continue;
+        }
         for (int64_t i = 0; i < inner; ++i) {
           for (size_t j = 0; j < k; ++j) v[j] = Load(*in[j], off[j] + i * step[j]);
           Store(y, row * inner + i, Compute(v));
@@ -202,6 +224,18 @@ class NaryOp final : public OpKernel {
   }
 
  private:
+  template <typename F>
+  static void Row(int64_t n, int64_t sa, int64_t sb, const float* a, const float* b, Tensor* y, int64_t o, F f) {
+    float* dst = y->data<float>() + o;
+    for (int64_t i = 0; i < n; ++i) dst[i] = f(a[i * sa], b[i * sb]);
+  }
+  template <typename F>
+  static void RowBool(int64_t n, int64_t sa, int64_t sb, const float* a, const float* b, Tensor* y, int64_t o,
+                      F f) {
+    uint8_t* dst = y->data<uint8_t>() + o;
+    for (int64_t i = 0; i < n; ++i) dst[i] = f(a[i * sa], b[i * sb]);
+  }
+
   double Compute(const std::vector<double>& v) const {
     switch (op_) {
       case Nary::kPow:
