@@ -8,6 +8,7 @@
 
 #include "base/npy.h"
 #include "onnx/checker_message.h"
+#include "onnx/fold_if.h"
 
 namespace lowbit {
 namespace {
@@ -200,6 +201,7 @@ Result<Graph> ImportOnnxBytes(const std::string& bytes, const std::string& name,
   if (std::string msg = CheckerMessage(model); !msg.empty()) {
     return InvalidArgument(name, ": ONNX checker: ", msg);
   }
+  FoldConstantIfs(model.mutable_graph());
   LOWBIT_RETURN_IF_ERROR(CheckOperators(model, name, options));
   Graph g;
   g.source = name;

@@ -16,7 +16,8 @@ Styles:
   speech (tf2onnx, opset 13): [N, T, F] features, 1-D convolutions, PRelu,
     Erf-form Gelu, ReduceMax over time, Where/Equal/Not on a mask, Expand,
     Tile, Split and Concat, Gemm;
-  opset 20: Gelu (tanh and erf forms) and Mish as operators.
+  opset 20: Gelu (tanh and erf forms) and Mish as operators;
+  an If on a constant condition (folded to the branch taken).
 usage: exporter_styles.py LOWBIT ORT_DIR WORK
 """
 import os
@@ -134,6 +135,23 @@ def opset20_style():
     return b.model([None, 3, 12, 12], y, [None, 6], 20, check=False), (4, 3, 12, 12)
 
 
+def if_style():
+    # A shape check as exporters write it: If on a constant condition, the
+    # taken branch computing from outer-scope values.
+    b = Builder()
+    c = b.conv("x", 3, 8, 3)
+    cond = b.op("Constant", [], value=helper.make_tensor("t", TensorProto.BOOL, [], [True]))
+    then_out, else_out = "then_y", "else_y"
+    then_g = helper.make_graph([helper.make_node("Relu", [c], [then_out])], "then", [],
+                               [helper.make_tensor_value_info(then_out, TensorProto.FLOAT, None)])
+    else_g = helper.make_graph([helper.make_node("Neg", [c], [else_out])], "else", [],
+                               [helper.make_tensor_value_info(else_out, TensorProto.FLOAT, None)])
+    x = b.op("If", [cond], then_branch=then_g, else_branch=else_g)
+    x = b.op("Flatten", [b.op("GlobalAveragePool", [b.conv(x, 8, 8, 3)])])
+    y = b.op("Gemm", [x, b.const(rng.normal(0, 0.3, (5, 8))), b.const(rng.normal(0, 0.1, 5))], transB=1)
+    return b.model([None, 3, 10, 10], y, [None, 5], 13), (4, 3, 10, 10)
+
+
 def sqnr(a, ref):
     return 10 * np.log10((ref ** 2).sum() / max(((a - ref) ** 2).sum(), 1e-30))
 
@@ -143,7 +161,7 @@ def main():
     os.makedirs(work, exist_ok=True)
     failed = 0
     for name, make in [("tf2onnx", tf2onnx_style), ("paddle2onnx", paddle2onnx_style), ("speech", speech_style),
-                       ("opset20", opset20_style)]:
+                       ("opset20", opset20_style), ("if_constant", if_style)]:
         model, shape = make()
         path = os.path.join(work, name + ".onnx")
         onnx.save(model, path)
