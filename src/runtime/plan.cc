@@ -130,6 +130,13 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
     if (!s.ok()) return Status(s.code(), graph.source + ": " + s.message());
     // Every later Prepare multiplies these dims: none negative, and no
     // element count past int64 (the memory cap is checked when allocated).
+    // A view (Reshape, Flatten, ...) keeps the element count.
+    if (step.kernel->IsAlias() && !outs.empty() && !ins.empty() &&
+        NumElements(outs[0].shape) != NumElements(ins[0].shape)) {
+      return InvalidArgument(graph.source, ": ", node.Describe(), ": output ", ShapeToString(outs[0].shape),
+                             " does not hold the ", NumElements(ins[0].shape), " elements of input ",
+                             ShapeToString(ins[0].shape));
+    }
     // Zero dims do not excuse the others: strides multiply them all.
     for (const TensorInfo& o : outs) {
       if (!o.present) continue;
@@ -217,7 +224,13 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
       if (v.empty()) continue;
       const TensorInfo& ti = info.at(v);
       if (st.kernel->IsAlias()) {
-        plan->values_[v] = plan->values_.at(st.in[0]).Reshaped(ti.shape);
+        const Tensor& base = plan->values_.at(st.in[0]);
+        if (base.numel() != NumElements(ti.shape)) {
+          return InvalidArgument(graph.source, ": ", st.kernel->node().Describe(), ": value '", st.in[0],
+                                 "' holds ", base.numel(), " elements, not the ", NumElements(ti.shape),
+                                 " of a view ", ShapeToString(ti.shape));
+        }
+        plan->values_[v] = base.Reshaped(ti.shape);
         continue;
       }
       const size_t need = static_cast<size_t>(NumElements(ti.shape)) * DTypeSize(ti.dtype);
