@@ -107,7 +107,8 @@ def main():
     ort_version = json.load(open(os.path.join(ORT_DIR, "node_modules", "onnxruntime-node",
                                               "package.json")))["version"]
     lines = [
-        f"Command: `bench/quant_models.py --rounds {args.rounds} --seconds {args.seconds:g}` "
+        f"Command: `bench/quant_models.py --rounds {args.rounds} --seconds {args.seconds:g} "
+        f"--models {args.models} --batches {args.batches} --threads {args.threads}` "
         f"({datetime.date.today()}; {os.cpu_count()} cores, {cpu_name()}; onnxruntime-node "
         f"{ort_version}; OPENBLAS_CORETYPE=SkylakeX). Latency: median over rounds of each run's "
         "median, ms. Speedup: ONNX Runtime fp32 time / this time; W4A8 vs ORT int8 also per round, "
