@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "runtime/op.h"
 
@@ -13,15 +14,29 @@ enum class BinOp { kAdd, kSub, kMul, kDiv };
 
 template <typename T>
 T Apply(BinOp op, T a, T b) {
-  switch (op) {
-    case BinOp::kAdd: return a + b;
-    case BinOp::kSub: return a - b;
-    case BinOp::kMul: return a * b;
-    case BinOp::kDiv:
-      if constexpr (std::is_integral_v<T>) return b == 0 ? 0 : a / b;
-      else return a / b;
+  if constexpr (std::is_integral_v<T>) {
+    // Shape arithmetic from a file: overflow wraps (two's complement, as
+    // ONNX Runtime's does) instead of being undefined.
+    using U = std::make_unsigned_t<T>;
+    switch (op) {
+      case BinOp::kAdd: return static_cast<T>(static_cast<U>(a) + static_cast<U>(b));
+      case BinOp::kSub: return static_cast<T>(static_cast<U>(a) - static_cast<U>(b));
+      case BinOp::kMul: return static_cast<T>(static_cast<U>(a) * static_cast<U>(b));
+      case BinOp::kDiv:
+        if (b == 0) return 0;
+        if (b == -1) return static_cast<T>(U{0} - static_cast<U>(a));
+        return a / b;
+    }
+    return a;
+  } else {
+    switch (op) {
+      case BinOp::kAdd: return a + b;
+      case BinOp::kSub: return a - b;
+      case BinOp::kMul: return a * b;
+      case BinOp::kDiv: return a / b;
+    }
+    return a;
   }
-  return a;
 }
 
 class Binary final : public OpKernel {

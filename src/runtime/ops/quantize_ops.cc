@@ -154,10 +154,12 @@ class DynamicQuantizeLinear final : public OpKernel {
       hi = std::max(hi, x[i]);
     }
     const float scale = (hi - lo) / 255.0f;
-    const float zp = scale > 0 ? std::clamp(std::nearbyint(-lo / scale), 0.0f, 255.0f) : 0.0f;
+    float zp = scale > 0 ? std::clamp(std::nearbyint(-lo / scale), 0.0f, 255.0f) : 0.0f;
+    if (std::isnan(zp)) zp = 0;  // an infinite range
     uint8_t* y = out[0]->data<uint8_t>();
     for (int64_t i = 0; i < n; ++i) {
-      y[i] = scale > 0 ? static_cast<uint8_t>(std::clamp(std::nearbyint(x[i] / scale) + zp, 0.0f, 255.0f))
+      // max(0, v) puts a NaN at 0 (no undefined conversion).
+      y[i] = scale > 0 ? static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, std::nearbyint(x[i] / scale) + zp)))
                        : static_cast<uint8_t>(zp);
     }
     if (out.size() > 1 && out[1] != nullptr) out[1]->data<float>()[0] = scale;

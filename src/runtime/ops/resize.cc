@@ -79,17 +79,25 @@ class Resize final : public OpKernel {
     Shape y(rank);
     taps_.assign(rank, Taps{});
     resized_.assign(rank, false);
+    std::vector<float> dim_scale(rank);
     for (int d = 0; d < rank; ++d) {
-      float scale;
       if (!sizes.empty()) {
         if (sizes[d] < 0 || sizes[d] > (int64_t{1} << 31)) return InvalidArgument(Where(), "size ", sizes[d]);
         y[d] = sizes[d];
-        scale = x[d] > 0 ? static_cast<float>(y[d]) / static_cast<float>(x[d]) : 1.0f;
+        dim_scale[d] = x[d] > 0 ? static_cast<float>(y[d]) / static_cast<float>(x[d]) : 1.0f;
       } else {
-        scale = scales[d];
-        if (!(scale > 0) || !(scale < 65536)) return InvalidArgument(Where(), "scale ", scale);
-        y[d] = static_cast<int64_t>(std::floor(static_cast<double>(x[d]) * scale));
+        dim_scale[d] = scales[d];
+        if (!(dim_scale[d] > 0) || !(dim_scale[d] < 65536)) return InvalidArgument(Where(), "scale ", dim_scale[d]);
+        y[d] = static_cast<int64_t>(std::floor(static_cast<double>(x[d]) * dim_scale[d]));
       }
+    }
+    // The output is checked against the memory cap before the taps are
+    // built: a tap per output position along each axis.
+    LOWBIT_RETURN_IF_ERROR(CheckedBytes(DType::kFloat32, y, Where() + "output").status());
+    (*out)[0] = TensorInfo{true, DType::kFloat32, y, nullptr};
+    if (NumElements(y) == 0) return OkStatus();  // nothing to compute: no taps
+    for (int d = 0; d < rank; ++d) {
+      const float scale = dim_scale[d];
       if (y[d] == x[d] && scale == 1.0f) continue;
       if (x[d] == 0) return InvalidArgument(Where(), "cannot resize an empty axis");
       resized_[d] = true;
@@ -136,12 +144,11 @@ class Resize final : public OpKernel {
         }
       }
     }
-    LOWBIT_RETURN_IF_ERROR(CheckedBytes(DType::kFloat32, y, Where() + "output").status());
-    (*out)[0] = TensorInfo{true, DType::kFloat32, y, nullptr};
     return OkStatus();
   }
 
   void Run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, const ExecContext&) override {
+    if (out[0]->numel() == 0) return;
     Shape shape = in[0]->shape();
     std::vector<float> cur(in[0]->data<float>(), in[0]->data<float>() + in[0]->numel()), next;
     for (int d = 0; d < static_cast<int>(shape.size()); ++d) {
