@@ -115,6 +115,11 @@ class SqueezeLike final : public Alias {
       axes = node_.GetInts("axes");
     }
     const Shape& x = in[0].shape;
+    // Each axis once: more axes than the output can have is an error (and
+    // would be a long loop over a list the file declares).
+    if (axes.size() > (squeeze_ ? x.size() : size_t{64})) {
+      return InvalidArgument(Where(), axes.size(), " axes for an input of rank ", x.size());
+    }
     Shape y;
     if (squeeze_) {
       const int rank = static_cast<int>(x.size());
