@@ -12,8 +12,6 @@
 namespace lowbit {
 namespace {
 
-int Readers(const Graph& g, const std::string& v) { return g.Uses(v); }
-
 const Tensor* ScalarFloat(const Graph& g, const std::string& name) {
   auto it = g.constants.find(name);
   if (it == g.constants.end() || it->second.dtype() != DType::kFloat32 || it->second.numel() != 1) {
@@ -35,24 +33,6 @@ Node MakeClip(Graph* g, const Node& like, const std::string& name, const std::st
   c.inputs = {x, lo_name, hi_name};
   c.outputs = {y};
   return c;
-}
-
-// The bounds of a Clip with constant bounds.
-bool ClipBounds(const Graph& g, const Node& n, float* lo, float* hi) {
-  *lo = -std::numeric_limits<float>::infinity();
-  *hi = std::numeric_limits<float>::infinity();
-  if (n.opset < 11) {
-    *lo = n.GetFloat("min", *lo);
-    *hi = n.GetFloat("max", *hi);
-    return true;
-  }
-  for (int i = 1; i < 3; ++i) {
-    if (n.input(i).empty()) continue;
-    const Tensor* t = ScalarFloat(g, n.input(i));
-    if (t == nullptr) return false;
-    (i == 1 ? *lo : *hi) = t->data<float>()[0];
-  }
-  return true;
 }
 
 }  // namespace
@@ -85,7 +65,7 @@ int MergeClips(Graph* g) {
     const Node& outer = g->nodes[i];
     if (!outer.domain.empty() || outer.op_type != "Clip" || outer.inputs.empty()) continue;
     const int p = g->Producer(outer.inputs[0]);
-    if (p < 0 || Readers(*g, outer.inputs[0]) != 1) continue;
+    if (p < 0 || g->Uses(outer.inputs[0]) != 1) continue;
     const Node& inner = g->nodes[p];
     if (!inner.domain.empty() || inner.op_type != "Clip") continue;
     float a, b, c, d;
@@ -108,7 +88,7 @@ int FuseHardSwish(Graph* g) {
     if (!mul.domain.empty() || mul.op_type != "Mul" || mul.inputs.size() != 2) continue;
     for (int side = 0; side < 2; ++side) {
       const int p = g->Producer(mul.inputs[side]);
-      if (p < 0 || Readers(*g, mul.inputs[side]) != 1) continue;
+      if (p < 0 || g->Uses(mul.inputs[side]) != 1) continue;
       const Node& hs = g->nodes[p];
       if (!hs.domain.empty() || hs.op_type != "HardSigmoid" || hs.inputs.empty() ||
           hs.inputs[0] != mul.inputs[1 - side]) {
@@ -138,7 +118,7 @@ int CancelTransposePairs(Graph* g) {
     const Node& second = g->nodes[i];
     if (!second.domain.empty() || second.op_type != "Transpose" || second.inputs.empty()) continue;
     const int p = g->Producer(second.inputs[0]);
-    if (p < 0 || Readers(*g, second.inputs[0]) != 1) continue;
+    if (p < 0 || g->Uses(second.inputs[0]) != 1) continue;
     const Node& first = g->nodes[p];
     if (!first.domain.empty() || first.op_type != "Transpose") continue;
     const std::vector<int64_t> a = first.GetInts("perm"), b = second.GetInts("perm");
@@ -203,7 +183,6 @@ int FuseLayerNorms(Graph* g) {
     }
     // Optional Mul by a constant scale, then Add of a constant bias.
     std::string y = div.outputs[0], scale, bias;
-    int end = static_cast<int>(i);
     auto next_const = [&](const std::string& v, const char* op, std::string* c) -> int {
       if (g->Uses(v) != 1 || g->IsOutput(v)) return -1;
       for (size_t k = 0; k < g->nodes.size(); ++k) {
@@ -253,7 +232,7 @@ int FuseLayerNorms(Graph* g) {
                              g->Producer(pow->outputs[0]), g->Producer(var->outputs[0]),
                              g->Producer(add->outputs[0]), g->Producer(sq->outputs[0]), static_cast<int>(i)};
     drop.insert(drop.end(), extra.begin(), extra.end());
-    end = *std::max_element(drop.begin(), drop.end());
+    const int end = *std::max_element(drop.begin(), drop.end());
     g->nodes[end] = std::move(ln);
     std::sort(drop.begin(), drop.end(), std::greater<int>());
     for (int k : drop) {

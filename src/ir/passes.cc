@@ -145,6 +145,23 @@ int FuseResidualAdds(Graph* g) {
   return fused;
 }
 
+bool ClipBounds(const Graph& g, const Node& clip, float* lo, float* hi) {
+  *lo = -INFINITY;
+  *hi = INFINITY;
+  if (clip.opset < 11) {
+    *lo = clip.GetFloat("min", *lo);
+    *hi = clip.GetFloat("max", *hi);
+    return true;
+  }
+  for (int i = 1; i < 3; ++i) {
+    if (clip.input(i).empty()) continue;
+    const Tensor* t = ConstFloat(g, clip.input(i));
+    if (t == nullptr || t->numel() != 1) return false;
+    (i == 1 ? *lo : *hi) = t->data<float>()[0];
+  }
+  return true;
+}
+
 std::string PreResidualName(const std::string& output) { return output + "/pre_residual"; }
 
 Graph UnfuseResiduals(const Graph& g) {
@@ -199,24 +216,9 @@ int FuseActivations(Graph* g) {
     Node& act = g->nodes[i];
     if (!act.domain.empty() || act.inputs.empty()) continue;
     float lo = 0, hi = INFINITY;
-    if (act.op_type == "Relu") {
-      // bounds already set
-    } else if (act.op_type == "Clip") {
-      lo = -INFINITY;
-      if (act.opset < 11) {
-        lo = act.GetFloat("min", lo);
-        hi = act.GetFloat("max", hi);
-      } else {
-        const Tensor* tmin = act.input(1).empty() ? nullptr : ConstFloat(*g, act.input(1));
-        const Tensor* tmax = act.input(2).empty() ? nullptr : ConstFloat(*g, act.input(2));
-        if ((!act.input(1).empty() && (!tmin || tmin->numel() != 1)) ||
-            (!act.input(2).empty() && (!tmax || tmax->numel() != 1))) {
-          continue;
-        }
-        if (tmin) lo = tmin->data<float>()[0];
-        if (tmax) hi = tmax->data<float>()[0];
-      }
-    } else {
+    if (act.op_type == "Clip") {
+      if (!ClipBounds(*g, act, &lo, &hi)) continue;
+    } else if (act.op_type != "Relu") {
       continue;
     }
     const int p = g->Producer(act.inputs[0]);

@@ -19,6 +19,9 @@ int FoldBatchNorms(Graph* g);
 // (after B, "" when absent) with attribute lowbit.residual = 1, and the conv
 // adds it to its output before any fused activation.
 int FuseResidualAdds(Graph* g);
+// The bounds of a Clip: attributes before opset 11, constant scalar inputs
+// from 11 (absent: infinite); false when a bound input is not a constant.
+bool ClipBounds(const Graph& g, const Node& clip, float* lo, float* hi);
 // The value a residual-fused Conv computes before it adds R: what the QDQ
 // export quantizes before its Add. Named OUTPUT/pre_residual.
 std::string PreResidualName(const std::string& output);
