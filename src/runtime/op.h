@@ -83,6 +83,9 @@ Status CheckSupported(const Graph& graph);
 Status ExpectFloat(const OpKernel& k, const TensorInfo& t, const char* what);
 // Multidirectional (numpy) broadcast of two shapes.
 Result<Shape> BroadcastShapes(const Shape& a, const Shape& b, const std::string& where);
+// An int64 list from an input the plan knows (axes, shape, pads, starts...);
+// `what` names it in the error when it is absent or computed at run time.
+Result<std::vector<int64_t>> ConstInts(const OpKernel& k, const TensorInfo& t, const char* what);
 // Strides (in elements) of shape `s` broadcast to `out` (s right-aligned),
 // zero on broadcast dims. Saturated at INT64_MAX: a tensor with a zero dim
 // may declare others whose product overflows; its strides are never used.

@@ -78,6 +78,14 @@ Result<Shape> BroadcastShapes(const Shape& a, const Shape& b, const std::string&
   return out;
 }
 
+Result<std::vector<int64_t>> ConstInts(const OpKernel& k, const TensorInfo& t, const char* what) {
+  if (!t.present || t.constant == nullptr) {
+    return Unimplemented(k.node().Describe(), ": ", what,
+                         " must be known when the plan is made (a constant or shape arithmetic)");
+  }
+  return t.constant->ToInt64();
+}
+
 std::vector<int64_t> BroadcastStrides(const Shape& s, const Shape& out) {
   const size_t r = out.size();
   std::vector<int64_t> st(r, 0);

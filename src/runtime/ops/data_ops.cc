@@ -12,14 +12,6 @@
 namespace lowbit {
 namespace {
 
-Result<std::vector<int64_t>> Ints(const OpKernel& k, const TensorInfo& t, const char* what) {
-  if (!t.present || t.constant == nullptr) {
-    return Unimplemented(k.node().Describe(), ": ", what,
-                         " must be known when the plan is made (a constant or shape arithmetic)");
-  }
-  return t.constant->ToInt64();
-}
-
 // Row-major strides of `s` (saturated like BroadcastStrides).
 std::vector<int64_t> StridesOf(const Shape& s) {
   std::vector<int64_t> st(s.size(), 1);
@@ -111,13 +103,13 @@ class Slice final : public OpKernel {
       axes = node_.GetInts("axes");
     } else {
       if (in.size() < 3) return InvalidArgument(Where(), "expects data, starts and ends");
-      LOWBIT_ASSIGN_OR_RETURN(starts, Ints(*this, in[1], "starts"));
-      LOWBIT_ASSIGN_OR_RETURN(ends, Ints(*this, in[2], "ends"));
+      LOWBIT_ASSIGN_OR_RETURN(starts, ConstInts(*this, in[1], "starts"));
+      LOWBIT_ASSIGN_OR_RETURN(ends, ConstInts(*this, in[2], "ends"));
       if (in.size() > 3 && in[3].present) {
-        LOWBIT_ASSIGN_OR_RETURN(axes, Ints(*this, in[3], "axes"));
+        LOWBIT_ASSIGN_OR_RETURN(axes, ConstInts(*this, in[3], "axes"));
       }
       if (in.size() > 4 && in[4].present) {
-        LOWBIT_ASSIGN_OR_RETURN(steps, Ints(*this, in[4], "steps"));
+        LOWBIT_ASSIGN_OR_RETURN(steps, ConstInts(*this, in[4], "steps"));
       }
     }
     if (axes.empty()) {
@@ -181,7 +173,7 @@ class Split final : public OpKernel {
     if (node_.opset < 13) {
       split = node_.GetInts("split");
     } else if (in.size() > 1 && in[1].present) {
-      LOWBIT_ASSIGN_OR_RETURN(split, Ints(*this, in[1], "split"));
+      LOWBIT_ASSIGN_OR_RETURN(split, ConstInts(*this, in[1], "split"));
     }
     const int64_t dim = x[axis_];
     if (split.empty()) {
@@ -238,7 +230,7 @@ class Repeat final : public OpKernel {
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
     if (in.size() != 2) return InvalidArgument(Where(), "expects 2 inputs");
     std::vector<int64_t> v;
-    LOWBIT_ASSIGN_OR_RETURN(v, Ints(*this, in[1], tile_ ? "repeats" : "shape"));
+    LOWBIT_ASSIGN_OR_RETURN(v, ConstInts(*this, in[1], tile_ ? "repeats" : "shape"));
     const Shape& x = in[0].shape;
     Shape y;
     if (tile_) {
@@ -337,7 +329,7 @@ class ConstantOfShape final : public OpKernel {
   using OpKernel::OpKernel;
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
     std::vector<int64_t> shape;
-    LOWBIT_ASSIGN_OR_RETURN(shape, Ints(*this, in[0], "the shape"));
+    LOWBIT_ASSIGN_OR_RETURN(shape, ConstInts(*this, in[0], "the shape"));
     value_ = Tensor::FromFloats({1}, {0.0f});
     auto it = node_.attrs.find("value");
     if (it != node_.attrs.end()) {

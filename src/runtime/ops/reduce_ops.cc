@@ -22,8 +22,7 @@ Result<std::vector<bool>> ReducedAxes(const OpKernel& k, const std::vector<Tenso
   std::vector<int64_t> axes;
   if (input_form) {
     if (in.size() > 1 && in[1].present) {
-      if (in[1].constant == nullptr) return Unimplemented(where, "axes must be known when the plan is made");
-      axes = in[1].constant->ToInt64();
+      LOWBIT_ASSIGN_OR_RETURN(axes, ConstInts(k, in[1], "axes"));
     }
   } else {
     axes = n.GetInts("axes");

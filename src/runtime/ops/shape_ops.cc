@@ -11,15 +11,6 @@
 namespace lowbit {
 namespace {
 
-// Reads an int64 list from a constant input (axes, shape, pads...).
-Result<std::vector<int64_t>> ConstInts(const OpKernel& k, const TensorInfo& t, const char* what) {
-  if (t.constant == nullptr) {
-    return Unimplemented(k.node().Describe(), ": ", what,
-                         " must be known when the plan is made (a constant or shape arithmetic)");
-  }
-  return t.constant->ToInt64();
-}
-
 class Alias : public OpKernel {
  public:
   using OpKernel::OpKernel;
