@@ -142,7 +142,7 @@ class Exporter {
     out_.nodes.push_back(q);
     out_.nodes.push_back(d);
     dq_[t] = d.outputs[0];
-    scale_[t] = a.scale;
+    ranges_[t] = r;
     return d.outputs[0];
   }
 
@@ -204,10 +204,7 @@ class Exporter {
       auto in = ranges_.find(n.inputs[0]);
       if (in != ranges_.end()) r = in->second;
     }
-    if (r) {
-      Qdq(y, *r);
-      ranges_[y] = *r;
-    }
+    if (r) Qdq(y, *r);
   }
 
   Status Packed(const Node& n) {
@@ -236,8 +233,8 @@ class Exporter {
       if (g_.opset < 10) return Unimplemented(where, "QDQ export needs opset >= 10, the model has ", g_.opset);
       const Range want{act.lo, act.hi, act.symmetric};
       xd = Qdq(n.input(0), want);
-      if (!ranges_.count(n.input(0))) ranges_[n.input(0)] = want;
-      x_scale = scale_.at(n.input(0));
+      const Range& used = ranges_.at(n.input(0));  // an earlier reader's, if any
+      x_scale = StaticActParams(used.lo, used.hi, used.symmetric, false).scale;
     } else if (!act.weight_only) {
       if (g_.opset < 11) return Unimplemented(where, "dynamic QDQ export needs opset >= 11, the model has ", g_.opset);
       Node q = Make("DynamicQuantizeLinear", base + "/DynamicQuantizeLinear");
@@ -374,7 +371,6 @@ class Exporter {
       if (!r) r = RangeAttr(n, "output_range");
       if (r) {
         Qdq(y, *r);
-        ranges_[y] = *r;
       } else if (report_ != nullptr) {
         report_->unquantized_values.push_back(y);
       }
@@ -442,8 +438,7 @@ class Exporter {
   std::map<std::string, std::vector<int>> readers_;
   std::set<std::string> graph_outputs_, dropped_;
   std::map<std::string, std::string> dq_;  // value -> its DequantizeLinear output
-  std::map<std::string, float> scale_;     // value -> its quantization scale
-  std::map<std::string, Range> ranges_;    // value -> the range it was quantized with
+  std::map<std::string, Range> ranges_;    // value -> the range its Q/DQ quantizes with
 };
 
 }  // namespace
