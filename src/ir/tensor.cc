@@ -139,10 +139,7 @@ namespace {
 // Float to int64 without undefined behaviour: saturated at the int64 range;
 // NaN gives INT64_MIN, which every shape, axis or index check refuses.
 int64_t SaturatingInt64(double v) {
-  if (std::isnan(v)) return std::numeric_limits<int64_t>::min();
-  if (v >= 9223372036854775807.0) return std::numeric_limits<int64_t>::max();
-  if (v <= -9223372036854775808.0) return std::numeric_limits<int64_t>::min();
-  return static_cast<int64_t>(v);
+  return std::isnan(v) ? std::numeric_limits<int64_t>::min() : SaturateCast<int64_t>(v);
 }
 }  // namespace
 
