@@ -150,6 +150,9 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
         }
       }
     }
+    bool any_element = false;
+    for (const TensorInfo& o : outs) any_element = any_element || (o.present && NumElements(o.shape) != 0);
+    step.computes = any_element && !step.kernel->IsAlias();
     bool outs_known = true;
     for (const TensorInfo& o : outs) outs_known = outs_known && o.constant != nullptr;
     if (outs_known || all_const) {
@@ -169,7 +172,7 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
       if (!outs_known) {
         if (step.kernel->IsAlias()) {
           results[0] = in_ptr[0]->Reshaped(outs[0].shape);
-        } else {
+        } else if (step.computes) {
           std::vector<Tensor*> out_ptr;
           for (Tensor& r : results) out_ptr.push_back(&r);
           step.kernel->Run(in_ptr, out_ptr, fold_ctx);
@@ -289,7 +292,7 @@ void Plan::Run(const Observer& observe) {
     for (const ValueInfo& v : inputs_) observe(v.name, values_.at(v.name));
   }
   for (Step& st : steps_) {
-    if (!st.kernel->IsAlias()) st.kernel->Run(st.in_ptr, st.out_ptr, ctx);
+    if (st.computes) st.kernel->Run(st.in_ptr, st.out_ptr, ctx);
     if (!observe) continue;
     for (size_t i = 0; i < st.out.size(); ++i) {
       if (st.out_ptr[i] != nullptr) observe(st.out[i], *st.out_ptr[i]);
@@ -304,7 +307,7 @@ void Plan::RunTimed(std::vector<double>* step_seconds) {
   step_seconds->assign(steps_.size(), 0.0);
   for (size_t i = 0; i < steps_.size(); ++i) {
     Step& st = steps_[i];
-    if (st.kernel->IsAlias()) continue;
+    if (!st.computes) continue;
     const auto t0 = std::chrono::steady_clock::now();
     st.kernel->Run(st.in_ptr, st.out_ptr, ctx);
     (*step_seconds)[i] =

@@ -89,6 +89,10 @@ class Plan {
     std::unique_ptr<OpKernel> kernel;
     std::vector<std::string> in, out;
     std::string name, op;
+    // False for views (Reshape, ...) and for steps whose outputs hold no
+    // element: their kernels are not run (a zero-element tensor's other dims
+    // may still be huge, and loops over them would do nothing for long).
+    bool computes = true;
     std::vector<const Tensor*> in_ptr;
     std::vector<Tensor*> out_ptr;
   };

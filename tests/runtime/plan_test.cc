@@ -172,6 +172,45 @@ TEST(PassesTest, ExporterIdiomsBecomeKnownOperators) {
   EXPECT_LT(MaxRelDiff(RunGraph(opt, x), want), 1e-5f);
 }
 
+// A 1x1 convolution padded only at the end has an output larger than its
+// input: it is not the pointwise GEMM on the image (which read past the
+// input). It must equal the same convolution after an explicit Pad, at one
+// image and at several (the multi-image column buffer).
+TEST(PlanTest, OneByOneConvWithEndPadsMatchesExplicitPad) {
+  Rng rng(testing::TestSeed() + 7);
+  for (int64_t batch : {1, 3}) {
+    Graph g = TestGraph({-1, 5, 4, 3});
+    g.constants["W"] = Random({6, 5, 1, 1}, rng);
+    g.constants["B"] = Random({6}, rng);
+    Node conv = MakeNode("Conv", {"x", "W", "B"}, {"y"});
+    conv.attrs["pads"] = std::vector<int64_t>{0, 0, 2, 1};
+    g.nodes = {conv};
+    Graph padded = TestGraph({-1, 5, 4, 3});
+    padded.constants = g.constants;
+    padded.constants["pads"] = Tensor::FromInt64s({8}, {0, 0, 0, 0, 0, 0, 2, 1});
+    padded.nodes = {MakeNode("Pad", {"x", "pads"}, {"xp"}), MakeNode("Conv", {"xp", "W", "B"}, {"y"})};
+    const Tensor x = Random({batch, 5, 4, 3}, rng);
+    const Tensor got = RunGraph(g, x);
+    ASSERT_EQ(got.shape(), (Shape{batch, 6, 6, 4}));
+    EXPECT_LT(MaxRelDiff(got, RunGraph(padded, x)), 1e-6f) << "batch " << batch;
+  }
+}
+
+// A tensor with a zero dimension holds nothing however large its other
+// dims: steps producing only such tensors are not run (a softmax over
+// [2, 2^31, 7, 0] once looped over 3e10 empty rows for minutes).
+TEST(PlanTest, StepsWithEmptyOutputsAreNotRun) {
+  Graph g = TestGraph({2, int64_t{1} << 31, 7, 0});
+  Node sm = MakeNode("Softmax", {"x"}, {"s"});
+  sm.attrs["axis"] = int64_t{-1};
+  g.nodes = {sm, MakeNode("Relu", {"s"}, {"y"})};
+  auto plan = Plan::Create(g, PlanOptions());
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  (*plan)->Run();
+  EXPECT_EQ((*plan)->output(0).numel(), 0);
+  EXPECT_EQ((*plan)->output(0).shape(), (Shape{2, int64_t{1} << 31, 7, 0}));
+}
+
 TEST(PlanTest, ShapeArithmeticFoldsAndReshapeIsAView) {
   // PyTorch's x.view(x.size(0), -1): Shape -> Gather -> Unsqueeze -> Concat -> Reshape.
   Graph g = TestGraph({-1, 2, 3, 4});

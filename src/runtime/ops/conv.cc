@@ -68,8 +68,10 @@ class Conv final : public OpKernel {
     mg_ = m_ / group_;
     kk_ = cg_ * g_.k[0] * g_.k[1] * g_.k[2];
     depthwise_ = cg_ == 1 && group_ > 1;
+    // Pointwise: the image itself is the GEMM's column matrix, so its
+    // extent must be the output's (an end pad alone would make it larger).
     pointwise_ = g_.k[0] * g_.k[1] * g_.k[2] == 1 && g_.stride == std::array<int64_t, 3>{1, 1, 1} &&
-                 g_.pad_begin == std::array<int64_t, 3>{0, 0, 0};
+                 g_.pad_begin == std::array<int64_t, 3>{0, 0, 0} && g_.out == g_.in;
     // Images per GEMM: im2col rows span `chunk_` images, so late layers with
     // small outputs still give sgemm wide matrices; the column buffer stays
     // under ~32 MB.
