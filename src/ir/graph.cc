@@ -71,6 +71,10 @@ Status VerifyGraph(Graph* g) {
   for (const auto& [name, t] : g->constants) defined.insert(name);
   std::set<std::string> produced;
   for (const Node& n : g->nodes) {
+    // Every operator lowbit knows has a required output 0; the passes read it.
+    if (n.outputs.empty() || n.outputs[0].empty()) {
+      return InvalidArgument(g->source, ": ", n.Describe(), ": output 0 is missing");
+    }
     for (const std::string& out : n.outputs) {
       if (out.empty()) continue;
       if (!produced.insert(out).second || defined.count(out)) {

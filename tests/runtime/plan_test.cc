@@ -211,6 +211,25 @@ TEST(PlanTest, StepsWithEmptyOutputsAreNotRun) {
   EXPECT_EQ((*plan)->output(0).shape(), (Shape{2, int64_t{1} << 31, 7, 0}));
 }
 
+// Two fuzz_model findings: a MatMul whose empty product declares 2^40
+// batch entries (it once sized an offset table by them: 8 TB), and a node
+// with no output (the passes read output 0).
+TEST(PlanTest, EmptyBatchedProductAndOutputlessNodes) {
+  Graph g = TestGraph({int64_t{1} << 40, 0, 3});
+  g.constants["B"] = Tensor::FromFloats({3, 2}, {1, 2, 3, 4, 5, 6});
+  g.nodes = {MakeNode("MatMul", {"x", "B"}, {"y"})};
+  auto plan = Plan::Create(g, PlanOptions());
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  (*plan)->Run();
+  EXPECT_EQ((*plan)->output(0).shape(), (Shape{int64_t{1} << 40, 0, 2}));
+  Graph h = TestGraph({2, 3});
+  h.nodes = {MakeNode("Relu", {"x"}, {"y"}), MakeNode("Identity", {"y"}, {"z"})};
+  h.nodes[1].outputs.clear();
+  const Status s = VerifyGraph(&h);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("Identity_z': output 0 is missing"), std::string::npos) << s.message();
+}
+
 TEST(PlanTest, ShapeArithmeticFoldsAndReshapeIsAView) {
   // PyTorch's x.view(x.size(0), -1): Shape -> Gather -> Unsqueeze -> Concat -> Reshape.
   Graph g = TestGraph({-1, 2, 3, 4});

@@ -117,7 +117,9 @@ class MatMul final : public OpKernel {
     const Shape ba(a.begin(), a.end() - 2), bb(b.begin(), b.end() - 2);
     LOWBIT_ASSIGN_OR_RETURN(batch_, BroadcastShapes(ba, bb, Where()));
     // Per output batch index, the offsets into A and B.
-    const int64_t nb = NumElements(batch_);
+    // An empty product (m or n zero) needs no offsets, however many batch
+    // entries its shapes declare; otherwise nb <= the output's elements.
+    const int64_t nb = m_ == 0 || n_ == 0 ? 0 : NumElements(batch_);
     a_off_.resize(nb);
     b_off_.resize(nb);
     for (int64_t i = 0; i < nb; ++i) {
