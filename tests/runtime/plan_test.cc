@@ -211,6 +211,23 @@ TEST(PlanTest, StepsWithEmptyOutputsAreNotRun) {
   EXPECT_EQ((*plan)->output(0).shape(), (Shape{2, int64_t{1} << 31, 7, 0}));
 }
 
+// A convolution over zero input channels: every product is empty and the
+// output is its bias (fuzz_model found the column buffer, empty, indexed).
+TEST(PlanTest, ConvWithoutInputChannelsGivesItsBias) {
+  for (int64_t batch : {1, 3}) {
+    Graph g = TestGraph({batch, 0, 5});
+    g.constants["W"] = Tensor(DType::kFloat32, {2, 0, 3});
+    g.constants["B"] = Tensor::FromFloats({2}, {0.5f, -2.0f});
+    g.nodes = {MakeNode("Conv", {"x", "W", "B"}, {"y"})};
+    auto plan = Plan::Create(g, PlanOptions());
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    (*plan)->Run();
+    const Tensor& y = (*plan)->output(0);
+    ASSERT_EQ(y.shape(), (Shape{batch, 2, 3}));
+    for (int64_t i = 0; i < y.numel(); ++i) EXPECT_EQ(y.data<float>()[i], i / 3 % 2 == 0 ? 0.5f : -2.0f);
+  }
+}
+
 // Two fuzz_model findings: a MatMul whose empty product declares 2^40
 // batch entries (it once sized an offset table by them: 8 TB), and a node
 // with no output (the passes read output 0).

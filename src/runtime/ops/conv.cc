@@ -114,6 +114,9 @@ class Conv final : public OpKernel {
       const int64_t nb = std::min(chunk_, n_ - n0);
       if (depthwise_) {
         Depthwise(x + n0 * c_ * isz, w, y + n0 * m_ * osz, ctx);
+      } else if (kk_ == 0) {
+        // No input channel: every product is empty, the output its bias.
+        std::fill_n(y + n0 * m_ * osz, nb * m_ * osz, 0.0f);
       } else {
         for (int64_t grp = 0; grp < group_; ++grp) {
           const float* wg = packed_ ? nullptr : w + grp * mg_ * kk_;
