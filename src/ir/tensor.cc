@@ -69,6 +69,9 @@ int64_t MemoryCap() {
 void SetMemoryCap(int64_t bytes) { CapSetting() = bytes; }
 
 Result<int64_t> CheckedBytes(DType dtype, const Shape& shape, const std::string& what, bool capped) {
+  if (shape.size() > static_cast<size_t>(kMaxRank)) {
+    return InvalidArgument(what, ": rank ", shape.size(), " is over the ", kMaxRank, " dimensions lowbit handles");
+  }
   int64_t n = 1;
   for (int64_t d : shape) {
     if (d < 0) return InvalidArgument(what, ": negative dimension in shape ", ShapeToString(shape));

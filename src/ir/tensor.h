@@ -40,6 +40,9 @@ std::string ShapeToString(const Shape& s);
 // allocated before this check.
 // `capped` false: only overflow is checked (data already held elsewhere).
 Result<int64_t> CheckedBytes(DType dtype, const Shape& shape, const std::string& what, bool capped = true);
+// The most dimensions a tensor may have (CheckedBytes refuses more): real
+// models use up to 8, and every per-element index walk is linear in rank.
+inline constexpr int kMaxRank = 64;
 // The most bytes lowbit allocates for one model's tensors: 3/4 of physical
 // memory unless set (SetMemoryCap, 0 restores the default).
 int64_t MemoryCap();
