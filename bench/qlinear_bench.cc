@@ -56,9 +56,40 @@ void BM_PackedGemv(benchmark::State& state, const char* format) {
     benchmark::DoNotOptimize(y.data());
   }
   state.counters["GOPs"] = benchmark::Counter(2.0 * n * k, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["weight_GBs"] = benchmark::Counter(static_cast<double>(w.tiles.size()),
-                                                    benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(KernelPathName(path));
+  // The bytes the kernel reads: the table kernel's index, else the tiles.
+  const size_t bytes = w.lut.empty() ? w.tiles.size() : w.lut.index.size();
+  state.counters["weight_GBs"] =
+      benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(KernelPathName(path)) + (w.lut.empty() ? "" : " table kernel"));
+}
+
+// The same GEMV with its weights streamed from DRAM: enough copies of the
+// laid-out weight to fill kStreamBytes (several times L3), one copy per call
+// in turn, so no call finds its weight in cache. Compare weight_GBs with
+// BM_ReadBandwidth at kStreamBytes, run in the same binary.
+constexpr int64_t kStreamBytes = int64_t{192} << 20;
+
+void BM_PackedGemvStreamed(benchmark::State& state, const char* format) {
+  const int64_t n = state.range(0), k = state.range(1);
+  ThreadPool pool(static_cast<int>(state.range(2)));
+  const PackedTensor t = PackedWeights(n, k, format);
+  const KernelPath path = BenchPath();
+  const QLinearWeights w = *PrepareQLinearFor(t, path);
+  const int64_t bytes = static_cast<int64_t>(w.lut.empty() ? w.tiles.size() : w.lut.index.size());
+  std::vector<QLinearWeights> copies(std::max<int64_t>(2, kStreamBytes / bytes), w);
+  std::vector<float> x(k), y(n);
+  Rng rng(2);
+  for (float& v : x) v = static_cast<float>(rng.Normal());
+  QLinearScratch scratch;
+  size_t i = 0;
+  for (auto _ : state) {
+    QLinearForward(copies[i], path, x.data(), 1, Epilogue(), &scratch, y.data(), &pool);
+    benchmark::DoNotOptimize(y.data());
+    i = (i + 1) % copies.size();
+  }
+  state.counters["weight_GBs"] =
+      benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(KernelPathName(path)) + (w.lut.empty() ? "" : " table kernel"));
 }
 
 void BM_Sgemv(benchmark::State& state) {
@@ -160,8 +191,14 @@ BENCHMARK_CAPTURE(BM_PackedGemv, int1, "int1") SHAPES;
 BENCHMARK_CAPTURE(BM_PackedGemv, nhot2_4, "nhot2-4") SHAPES;
 BENCHMARK_CAPTURE(BM_WeightOnlyGemv, int4, "int4") SHAPES;
 BENCHMARK_CAPTURE(BM_WeightOnlyGemv, int2, "int2") SHAPES;
-// Packed bytes of a 4096 x 4096 matrix at 2, 4, 8 bits, and fp32 (4096^2 * 4).
-BENCHMARK(BM_ReadBandwidth)->Arg(4 << 20)->Arg(8 << 20)->Arg(16 << 20)->Arg(64 << 20)->Unit(benchmark::kMicrosecond);
+#define STREAMED ->Args({4096, 4096, 1})->Unit(benchmark::kMicrosecond)
+BENCHMARK_CAPTURE(BM_PackedGemvStreamed, int8, "int8") STREAMED;
+BENCHMARK_CAPTURE(BM_PackedGemvStreamed, int4, "int4") STREAMED;
+BENCHMARK_CAPTURE(BM_PackedGemvStreamed, int2, "int2") STREAMED;
+BENCHMARK_CAPTURE(BM_PackedGemvStreamed, int1, "int1") STREAMED;
+// Packed bytes of a 4096 x 4096 matrix at 2, 4, 8 bits, and fp32 (4096^2 * 4);
+// kStreamBytes: DRAM.
+BENCHMARK(BM_ReadBandwidth)->Arg(4 << 20)->Arg(8 << 20)->Arg(16 << 20)->Arg(64 << 20)->Arg(kStreamBytes)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace lowbit

@@ -60,13 +60,25 @@ struct Unpacker {
   }
 };
 
-// acc + the products of a plane's weights wv and the activations x: codes
+// acc += u . s (vpdpbusd, u unsigned, s signed bytes) in acc's own register.
+// With the intrinsic, GCC 12 copies loop-carried accumulators through other
+// registers around each vpdpbusd (16 moves per 8 products in the GEMV loop);
+// the tied asm operand keeps each accumulator in place.
+inline void DpbusdInPlace(__m512i& acc, __m512i u, __m512i s) {
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
+}
+
+// acc += the products of a plane's weights wv and the activations x: codes
 // are vpdpbusd's unsigned operand and int8 activations the signed one, or
 // (L, level planes) the unpacked levels the signed operand and uint8
 // activations the unsigned one.
 template <bool L>
-inline __m512i PlaneDot(__m512i acc, __m512i wv, __m512i x) {
-  return L ? _mm512_dpbusd_epi32(acc, x, wv) : _mm512_dpbusd_epi32(acc, wv, x);
+inline void PlaneDot(__m512i& acc, __m512i wv, __m512i x) {
+  if (L) {
+    DpbusdInPlace(acc, x, wv);
+  } else {
+    DpbusdInPlace(acc, wv, x);
+  }
 }
 
 // Plane layout: each 64-byte load per tile yields P = 8 / B steps of weights
@@ -93,7 +105,7 @@ void PlanesDot(const QLinearWeights& w, const uint8_t* xq, int32_t* dot, int64_t
       for (int i = 0; i < 4; ++i) v[i] = _mm512_loadu_si512(base + ((t + i) * groups + g) * 64);
       for (int p = 0; p < P; ++p) {
         const __m512i x = _mm512_set1_epi32(LoadI32(xq + 4 * (g * P + p)));
-        for (int i = 0; i < 4; ++i) acc[i][p & 1] = PlaneDot<L>(acc[i][p & 1], plane(v[i], p), x);
+        for (int i = 0; i < 4; ++i) PlaneDot<L>(acc[i][p & 1], plane(v[i], p), x);
       }
     }
     for (int i = 0; i < 4; ++i) {
@@ -107,25 +119,95 @@ void PlanesDot(const QLinearWeights& w, const uint8_t* xq, int32_t* dot, int64_t
       for (int p = 0; p < P; ++p) {
         const __m512i x = _mm512_set1_epi32(LoadI32(xq + 4 * (g * P + p)));
         if (p & 1)
-          a1 = PlaneDot<L>(a1, plane(v, p), x);
+          PlaneDot<L>(a1, plane(v, p), x);
         else
-          a0 = PlaneDot<L>(a0, plane(v, p), x);
+          PlaneDot<L>(a0, plane(v, p), x);
       }
     }
     _mm512_storeu_si512(dot + t * 16, _mm512_add_epi32(a0, a1));
   }
 }
 
+// GEMV on 1-, 2- and 4-bit planes without shifting codes down: plane p's
+// codes masked in place are code * 2^(B p), so each plane keeps its own
+// accumulators and their sums are shifted down once at the end (exact: every
+// product is a multiple of 2^(B p)). One vpandd per 64 weights instead of a
+// shift and a mask (and, for level planes, an add). Level planes
+// (L) make the codes vpdpbusd's signed operand, so the top plane, whose
+// in-place codes pass 127, is shifted down (scale 1) and the levels' T[0] is
+// added once per output as T[0] * sum(u) -- padded inputs hold the zero
+// level's code -T[0], whose two terms cancel whatever byte they meet.
+// Lanes stay inside int32 for up to kMaskedGemvMaxSteps steps of 4 inputs
+// (4 * 255 * 128 per step); PlanesDotBits takes longer rows to PlanesDot.
+constexpr int64_t kMaskedGemvMaxSteps = 16384;
+constexpr int kGemvPrefetch = 1024;  // bytes ahead in each tile's stream
+
+template <int B, int NT, bool L>
+inline void MaskedPlanesTiles(const uint8_t* base, int64_t groups, const uint8_t* xq, int32_t usum_t0,
+                              int32_t* dot) {
+  constexpr int P = 8 / B;
+  __m512i acc[NT][P];
+  for (auto& a : acc) {
+    for (auto& c : a) c = _mm512_setzero_si512();
+  }
+  const uint8_t* tile[NT];
+  for (int i = 0; i < NT; ++i) tile[i] = base + i * groups * 64;
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512i v[NT];
+    for (int i = 0; i < NT; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(tile[i] + g * 64 + kGemvPrefetch), _MM_HINT_T0);
+      v[i] = _mm512_loadu_si512(tile[i] + g * 64);
+    }
+    for (int p = 0; p < P; ++p) {
+      const __m512i x = _mm512_set1_epi32(LoadI32(xq + 4 * (g * P + p)));
+      const bool down = L && p == P - 1;
+      const __m512i m = _mm512_set1_epi8(static_cast<char>(((1 << B) - 1) << (down ? 0 : B * p)));
+      for (int i = 0; i < NT; ++i) {
+        const __m512i c = _mm512_and_si512(down ? _mm512_srli_epi16(v[i], B * p) : v[i], m);
+        PlaneDot<L>(acc[i][p], c, x);
+      }
+    }
+  }
+  for (int i = 0; i < NT; ++i) {
+    __m512i sum = _mm512_set1_epi32(usum_t0);
+    for (int p = 0; p < P; ++p) {
+      const bool down = L && p == P - 1;
+      sum = _mm512_add_epi32(sum, _mm512_srai_epi32(acc[i][p], down ? 0 : B * p));
+    }
+    _mm512_storeu_si512(dot + i * 16, sum);
+  }
+}
+
+template <int B, bool L>
+void MaskedPlanesDot(const QLinearWeights& w, const uint8_t* xq, int32_t* dot, int64_t t0, int64_t t1) {
+  constexpr int P = 8 / B;
+  constexpr int NT = 8 / P;  // NT x P = 8 accumulators
+  const int64_t groups = w.steps() / P;
+  int32_t usum_t0 = 0;
+  if (L) {
+    int32_t usum = 0;
+    for (int64_t i = 0; i < groups * P * 4; ++i) usum += xq[i];
+    usum_t0 = usum * w.table[0];
+  }
+  const uint8_t* base = w.tiles.data();
+  int64_t t = t0;
+  for (; t + NT <= t1; t += NT) {
+    MaskedPlanesTiles<B, NT, L>(base + t * groups * 64, groups, xq, usum_t0, dot + t * 16);
+  }
+  for (; t < t1; ++t) MaskedPlanesTiles<B, 1, L>(base + t * groups * 64, groups, xq, usum_t0, dot + t * 16);
+}
+
 template <bool L>
 void PlanesDotBits(const QLinearWeights& w, const uint8_t* u, int32_t* dot, int64_t t0,
                    int64_t t1) {
+  const bool masked = w.steps() <= kMaskedGemvMaxSteps;
   switch (w.bits) {
     case 1:
-      return PlanesDot<1, L>(w, u, dot, t0, t1);
+      return masked ? MaskedPlanesDot<1, L>(w, u, dot, t0, t1) : PlanesDot<1, L>(w, u, dot, t0, t1);
     case 2:
-      return PlanesDot<2, L>(w, u, dot, t0, t1);
+      return masked ? MaskedPlanesDot<2, L>(w, u, dot, t0, t1) : PlanesDot<2, L>(w, u, dot, t0, t1);
     case 4:
-      return PlanesDot<4, L>(w, u, dot, t0, t1);
+      return masked ? MaskedPlanesDot<4, L>(w, u, dot, t0, t1) : PlanesDot<4, L>(w, u, dot, t0, t1);
     default:
       return PlanesDot<8, L>(w, u, dot, t0, t1);
   }
@@ -162,7 +244,7 @@ inline void PlanesDotBlock(const QLinearWeights& w, const uint8_t* const* xr, co
       const int32_t o = off[g * P + p];
       for (int r = 0; r < R; ++r) {
         const __m512i x = _mm512_set1_epi32(LoadI32(xr[r] + o));
-        for (int i = 0; i < NT; ++i) acc[i][r] = PlaneDot<L>(acc[i][r], wv[i], x);
+        for (int i = 0; i < NT; ++i) PlaneDot<L>(acc[i][r], wv[i], x);
       }
     }
   }
@@ -265,7 +347,7 @@ inline void TableDotBlock(const QLinearWeights& w, const Unpacker& up, const uin
     for (int i = 0; i < NT; ++i) wv[i] = up.Load(base + ((t + i) * steps + s) * tb);
     for (int r = 0; r < R; ++r) {
       const __m512i x = _mm512_set1_epi32(LoadI32(xr[r] + off[s]));
-      for (int i = 0; i < NT; ++i) acc[i][r] = _mm512_dpbusd_epi32(acc[i][r], x, wv[i]);
+      for (int i = 0; i < NT; ++i) DpbusdInPlace(acc[i][r], x, wv[i]);
     }
   }
   for (int i = 0; i < NT; ++i) {
@@ -328,21 +410,21 @@ void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* do
     for (; s + 2 <= steps; s += 2) {
       const __m512i x0 = _mm512_set1_epi32(LoadI32(u + 4 * s));
       const __m512i x1 = _mm512_set1_epi32(LoadI32(u + 4 * s + 4));
-      a0 = _mm512_dpbusd_epi32(a0, x0, up.Load(p0 + s * tb));
-      a1 = _mm512_dpbusd_epi32(a1, x0, up.Load(p1 + s * tb));
-      a2 = _mm512_dpbusd_epi32(a2, x0, up.Load(p2 + s * tb));
-      a3 = _mm512_dpbusd_epi32(a3, x0, up.Load(p3 + s * tb));
-      b0 = _mm512_dpbusd_epi32(b0, x1, up.Load(p0 + (s + 1) * tb));
-      b1 = _mm512_dpbusd_epi32(b1, x1, up.Load(p1 + (s + 1) * tb));
-      b2 = _mm512_dpbusd_epi32(b2, x1, up.Load(p2 + (s + 1) * tb));
-      b3 = _mm512_dpbusd_epi32(b3, x1, up.Load(p3 + (s + 1) * tb));
+      DpbusdInPlace(a0, x0, up.Load(p0 + s * tb));
+      DpbusdInPlace(a1, x0, up.Load(p1 + s * tb));
+      DpbusdInPlace(a2, x0, up.Load(p2 + s * tb));
+      DpbusdInPlace(a3, x0, up.Load(p3 + s * tb));
+      DpbusdInPlace(b0, x1, up.Load(p0 + (s + 1) * tb));
+      DpbusdInPlace(b1, x1, up.Load(p1 + (s + 1) * tb));
+      DpbusdInPlace(b2, x1, up.Load(p2 + (s + 1) * tb));
+      DpbusdInPlace(b3, x1, up.Load(p3 + (s + 1) * tb));
     }
     if (s < steps) {
       const __m512i x0 = _mm512_set1_epi32(LoadI32(u + 4 * s));
-      a0 = _mm512_dpbusd_epi32(a0, x0, up.Load(p0 + s * tb));
-      a1 = _mm512_dpbusd_epi32(a1, x0, up.Load(p1 + s * tb));
-      a2 = _mm512_dpbusd_epi32(a2, x0, up.Load(p2 + s * tb));
-      a3 = _mm512_dpbusd_epi32(a3, x0, up.Load(p3 + s * tb));
+      DpbusdInPlace(a0, x0, up.Load(p0 + s * tb));
+      DpbusdInPlace(a1, x0, up.Load(p1 + s * tb));
+      DpbusdInPlace(a2, x0, up.Load(p2 + s * tb));
+      DpbusdInPlace(a3, x0, up.Load(p3 + s * tb));
     }
     _mm512_storeu_si512(dot + (t + 0) * 16, _mm512_add_epi32(a0, b0));
     _mm512_storeu_si512(dot + (t + 1) * 16, _mm512_add_epi32(a1, b1));
@@ -354,424 +436,16 @@ void QLinearDotAvx512Vnni(const QLinearWeights& w, const uint8_t* u, int32_t* do
     const uint8_t* p = base + t * steps * tb;
     int64_t s = 0;
     for (; s + 2 <= steps; s += 2) {
-      a = _mm512_dpbusd_epi32(a, _mm512_set1_epi32(LoadI32(u + 4 * s)),
+      DpbusdInPlace(a, _mm512_set1_epi32(LoadI32(u + 4 * s)),
                               up.Load(p + s * tb));
-      b = _mm512_dpbusd_epi32(b, _mm512_set1_epi32(LoadI32(u + 4 * s + 4)),
+      DpbusdInPlace(b, _mm512_set1_epi32(LoadI32(u + 4 * s + 4)),
                               up.Load(p + (s + 1) * tb));
     }
     if (s < steps) {
-      a = _mm512_dpbusd_epi32(a, _mm512_set1_epi32(LoadI32(u + 4 * s)),
+      DpbusdInPlace(a, _mm512_set1_epi32(LoadI32(u + 4 * s)),
                               up.Load(p + s * tb));
     }
     _mm512_storeu_si512(dot + t * 16, _mm512_add_epi32(a, b));
-  }
-}
-
-namespace {
-
-// In-register transpose of a 16 x 16 block of floats (r[i][j] -> r[j][i]).
-inline void Transpose16(__m512 r[16]) {
-  __m512 t[16], u[16], v[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  // u[4b + q]: column 4L + q of rows 4b..4b+3, in lane L.
-  for (int b = 0; b < 4; ++b) {
-    const __m512d t0 = _mm512_castps_pd(t[4 * b]), t1 = _mm512_castps_pd(t[4 * b + 1]);
-    const __m512d t2 = _mm512_castps_pd(t[4 * b + 2]), t3 = _mm512_castps_pd(t[4 * b + 3]);
-    u[4 * b + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
-    u[4 * b + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
-    u[4 * b + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
-    u[4 * b + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
-  }
-  for (int q = 0; q < 4; ++q) {
-    v[q] = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x88);
-    v[4 + q] = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xdd);
-    v[8 + q] = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x88);
-    v[12 + q] = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xdd);
-  }
-  for (int q = 0; q < 4; ++q) {
-    r[q] = _mm512_shuffle_f32x4(v[q], v[8 + q], 0x88);
-    r[8 + q] = _mm512_shuffle_f32x4(v[q], v[8 + q], 0xdd);
-    r[4 + q] = _mm512_shuffle_f32x4(v[4 + q], v[12 + q], 0x88);
-    r[12 + q] = _mm512_shuffle_f32x4(v[4 + q], v[12 + q], 0xdd);
-  }
-}
-
-// The per-output constants of 16 outputs [j0, j0 + 16) of an epilogue, and
-// one row's value before residual and clamp: A * (dot + B - C * sum) + bias.
-struct EpilogueLanes {
-  int64_t n;  // outputs in use
-  __mmask16 mask;
-  __m512 a, bias;
-  __m512i b, c;
-
-  EpilogueLanes(const float* A, const int32_t* B, const int32_t* C, const float* bias_, int64_t n_all,
-                int64_t j0)
-      : n(std::min<int64_t>(16, n_all - j0)), mask(static_cast<__mmask16>((1u << n) - 1)) {
-    a = _mm512_maskz_loadu_ps(mask, A + j0);
-    b = _mm512_maskz_loadu_epi32(mask, B + j0);
-    c = _mm512_maskz_loadu_epi32(mask, C + j0);
-    bias = _mm512_maskz_loadu_ps(mask, bias_ + j0);
-  }
-  // dot: the row's 16 products (full lanes; rows are padded to 16).
-  __m512 Value(const int32_t* dot, int32_t sum) const {
-    return Value(_mm512_loadu_si512(dot), sum);
-  }
-  __m512 Value(__m512i d, int32_t sum) const {
-    const __m512i t = _mm512_sub_epi32(_mm512_add_epi32(d, b), _mm512_mullo_epi32(c, _mm512_set1_epi32(sum)));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), a, bias);
-  }
-};
-
-}  // namespace
-
-// Blocks of 16 pixels x 16 channels: the epilogue in pixel-major registers
-// (one row of dot products per pixel), then a transpose, then contiguous
-// stores into each channel's plane.
-void EpilogueColumnsAvx512(const float* A, const int32_t* B, const int32_t* C, const float* bias,
-                           int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
-                           int64_t rows, const float* residual, float lo, float hi, float* y,
-                           int64_t ldy, const int32_t* out) {
-  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-  for (int64_t p0 = 0; p0 < rows; p0 += 16) {
-    const int64_t m = std::min<int64_t>(16, rows - p0);
-    const __mmask16 pmask = static_cast<__mmask16>((1u << m) - 1);
-    for (int64_t j0 = 0; j0 < n; j0 += 16) {
-      const EpilogueLanes lanes(A, B, C, bias, n, j0);
-      const int64_t nj = lanes.n;
-      __m512 r[16];
-      for (int64_t p = 0; p < 16; ++p) {
-        if (p >= m) {
-          r[p] = _mm512_setzero_ps();
-          continue;
-        }
-        r[p] = lanes.Value(dot + (p0 + p) * ldd + j0, sums[p0 + p]);  // ldd: multiple of 16
-        if (residual == nullptr) r[p] = _mm512_min_ps(_mm512_max_ps(r[p], vlo), vhi);
-      }
-      Transpose16(r);
-      // Output channel of row j0 + j (filter-wise formats scatter rows).
-      auto plane = [&](int64_t j) { return (out != nullptr ? out[j0 + j] : j0 + j) * ldy + p0; };
-      if (residual != nullptr) {  // added per output channel, then the clamp
-        for (int64_t j = 0; j < nj; ++j) {
-          const __m512 v = _mm512_maskz_loadu_ps(pmask, residual + plane(j));
-          r[j] = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r[j], v), vlo), vhi);
-        }
-      }
-      for (int64_t j = 0; j < nj; ++j) _mm512_mask_storeu_ps(y + plane(j), pmask, r[j]);
-    }
-  }
-}
-
-namespace {
-
-// The fp32 residual of outputs j0..j0 + nj (out[j] for filter-wise formats,
-// null: in order) for pixels p0..p0 + 15, read from its NCHW planes and
-// transposed: rp[p] holds pixel p0 + p's 16 outputs.
-inline void ResidualPlanes(const RowResidual& res, const int32_t* out, int64_t j0, int64_t nj,
-                           int64_t p0, __mmask16 pmask, __m512 rp[16]) {
-  for (int64_t j = 0; j < 16; ++j) {
-    const int64_t ch = out != nullptr && j < nj ? out[j0 + j] : j0 + j;
-    rp[j] =
-        j < nj ? _mm512_maskz_loadu_ps(pmask, res.planes + ch * res.ld + p0) : _mm512_setzero_ps();
-  }
-  Transpose16(rp);
-}
-
-// What both byte epilogues do to one row's 16 values: add a residual read as
-// bytes, clamp to the activation, quantize to the output's bytes.
-struct ByteLanes {
-  ByteQuantizer q;
-  __m512 rscale;
-  __m512i rzero;
-  ByteLanes(float lo, float hi, ByteOutput o, const RowResidual& r)
-      : q(lo, hi, o.inv, o.zero),
-        rscale(_mm512_set1_ps(r.scale)),
-        rzero(_mm512_set1_epi32(r.zero)) {}
-  __m512 AddResidual(__m512 v, __m128i bytes) const {
-    const __m512i ri = _mm512_sub_epi32(_mm512_cvtepu8_epi32(bytes), rzero);
-    return _mm512_add_ps(v, _mm512_mul_ps(rscale, _mm512_cvtepi32_ps(ri)));
-  }
-  __m512i Quantize(__m512 v) const { return q.Quantize(v); }
-};
-
-// Up to 64 contiguous outputs [j0, j0 + 64) of every row, T = ceil(outputs /
-// 16) tiles: each pixel's sum broadcast once, its T tiles quantized, packed
-// to bytes together (PackBytes64) and stored with one 64-byte store. Narrowing each tile on its own
-// (vpmovdb, then a 16-byte store) costs several times as much on AMD cores.
-template <int T>
-void EpilogueRowsBytesChunk(const float* A, const int32_t* B, const int32_t* C, const float* bias,
-                            int64_t n, int64_t j0, const int32_t* sums, const int32_t* dot,
-                            int64_t ldd, int64_t rows, const RowResidual& res, const ByteLanes& b,
-                            uint8_t* y, int64_t ldy) {
-  const int64_t nj = std::min<int64_t>(64, n - j0);
-  const __mmask64 bmask = nj == 64 ? ~__mmask64{0} : (__mmask64{1} << nj) - 1;
-  __m512 a[T], bs[T];
-  __m512i bb[T], cc[T];
-  __mmask16 m[T];
-  for (int i = 0; i < T; ++i) {
-    m[i] = static_cast<__mmask16>((1u << std::min<int64_t>(16, nj - 16 * i)) - 1);
-    a[i] = _mm512_maskz_loadu_ps(m[i], A + j0 + 16 * i);
-    bb[i] = _mm512_maskz_loadu_epi32(m[i], B + j0 + 16 * i);
-    cc[i] = _mm512_maskz_loadu_epi32(m[i], C + j0 + 16 * i);
-    bs[i] = _mm512_maskz_loadu_ps(m[i], bias + j0 + 16 * i);
-  }
-  for (int64_t p = 0; p < rows; ++p) {
-    const __m512i s = _mm512_set1_epi32(sums[p]);
-    const int32_t* drow = dot + p * ldd + j0;
-    const uint8_t* rrow = res.bytes != nullptr ? res.bytes + p * res.ld + j0 : nullptr;
-    __m512i q[4];
-    for (int i = 0; i < T; ++i) {
-      const __m512i t = _mm512_sub_epi32(_mm512_add_epi32(_mm512_loadu_si512(drow + 16 * i), bb[i]),
-                                         _mm512_mullo_epi32(cc[i], s));
-      __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), a[i], bs[i]);
-      if (rrow != nullptr) v = b.AddResidual(v, _mm_maskz_loadu_epi8(m[i], rrow + 16 * i));
-      q[i] = b.Quantize(v);
-    }
-    for (int i = T; i < 4; ++i) q[i] = _mm512_setzero_si512();
-    const __m512i packed = PackBytes64(q[0], q[1], q[2], q[3]);
-    uint8_t* yrow = y + p * ldy + j0;
-    if (nj == 64) {
-      _mm512_storeu_si512(yrow, packed);
-    } else if (nj % 16 == 0) {  // whole tiles: plain stores (masked ones are slower)
-      if (T >= 2)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(yrow), _mm512_castsi512_si256(packed));
-      if (T != 2) {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(yrow + 16 * (T - 1)),
-                         _mm512_extracti32x4_epi32(packed, T == 3 ? 2 : 0));
-      }
-    } else {
-      _mm512_mask_storeu_epi8(yrow, bmask, packed);
-    }
-  }
-}
-
-}  // namespace
-
-void EpilogueRowsBytesAvx512(const float* A, const int32_t* B, const int32_t* C, const float* bias,
-                             int64_t n, const int32_t* sums, const int32_t* dot, int64_t ldd,
-                             int64_t rows, const RowResidual& res, float lo, float hi, ByteOutput o,
-                             uint8_t* y, int64_t ldy, const int32_t* out) {
-  const ByteLanes b(lo, hi, o, res);
-  if (out == nullptr && res.planes == nullptr) {
-    for (int64_t j0 = 0; j0 < n; j0 += 64) {
-      switch ((std::min<int64_t>(64, n - j0) + 15) / 16) {
-        case 4:
-          EpilogueRowsBytesChunk<4>(A, B, C, bias, n, j0, sums, dot, ldd, rows, res, b, y, ldy);
-          break;
-        case 3:
-          EpilogueRowsBytesChunk<3>(A, B, C, bias, n, j0, sums, dot, ldd, rows, res, b, y, ldy);
-          break;
-        case 2:
-          EpilogueRowsBytesChunk<2>(A, B, C, bias, n, j0, sums, dot, ldd, rows, res, b, y, ldy);
-          break;
-        default:
-          EpilogueRowsBytesChunk<1>(A, B, C, bias, n, j0, sums, dot, ldd, rows, res, b, y, ldy);
-          break;
-      }
-    }
-    return;
-  }
-  for (int64_t p0 = 0; p0 < rows; p0 += 16) {
-    const int64_t m = std::min<int64_t>(16, rows - p0);
-    const __mmask16 pmask = static_cast<__mmask16>((1u << m) - 1);
-    for (int64_t j0 = 0; j0 < n; j0 += 16) {
-      const EpilogueLanes lanes(A, B, C, bias, n, j0);
-      const int64_t nj = lanes.n;
-      const __mmask16 jmask = lanes.mask;
-      __m512 rp[16];
-      if (res.planes != nullptr) ResidualPlanes(res, out, j0, nj, p0, pmask, rp);
-      alignas(16) uint8_t scattered[16];
-      for (int64_t p = 0; p < m; ++p) {
-        __m512 v = lanes.Value(dot + (p0 + p) * ldd + j0, sums[p0 + p]);  // ldd: multiple of 16
-        if (res.planes != nullptr) v = _mm512_add_ps(v, rp[p]);
-        if (res.bytes != nullptr) {
-          const uint8_t* rrow = res.bytes + (p0 + p) * res.ld;
-          __m128i rb;
-          if (out == nullptr) {
-            rb = _mm_maskz_loadu_epi8(jmask, rrow + j0);
-          } else {
-            // Gathered in registers: a vector load of bytes just stored one by
-            // one would wait for store forwarding, which cannot merge them.
-            uint64_t half[2] = {0, 0};
-            for (int64_t j = 0; j < nj; ++j)
-              half[j >> 3] |= uint64_t{rrow[out[j0 + j]]} << (8 * (j & 7));
-            rb = _mm_set_epi64x(static_cast<int64_t>(half[1]), static_cast<int64_t>(half[0]));
-          }
-          v = b.AddResidual(v, rb);
-        }
-        const __m512i q = b.Quantize(v);
-        uint8_t* yrow = y + (p0 + p) * ldy;
-        if (out == nullptr) {
-          StoreLaneBytes(yrow + j0, jmask, q);
-        } else {
-          // A full (unmasked) store, which the byte loads can forward from.
-          _mm_store_si128(reinterpret_cast<__m128i*>(scattered), _mm512_cvtepi32_epi8(q));
-          for (int64_t j = 0; j < nj; ++j) yrow[out[j0 + j]] = scattered[j];
-        }
-      }
-    }
-  }
-}
-
-void EpilogueRowsBytesGatheredAvx512(const ColumnEpilogue& c, DotGather g, const int32_t* sums,
-                                     const int32_t* dots, int64_t row0, int64_t rows,
-                                     const RowResidual& res, ByteOutput o, uint8_t* y,
-                                     int64_t ldy) {
-  const int64_t n = static_cast<int64_t>(c.A.size());
-  const ByteLanes b(c.lo, c.hi, o, res);
-  for (int64_t p0 = 0; p0 < rows; p0 += 16) {
-    const int64_t m = std::min<int64_t>(16, rows - p0);
-    const __mmask16 pmask = static_cast<__mmask16>((1u << m) - 1);
-    for (int64_t j0 = 0; j0 < n; j0 += 16) {
-      const EpilogueLanes lanes(c.A.data(), c.B.data(), c.C.data(), c.bias.data(), n, j0);
-      const int64_t nj = lanes.n;
-      const __mmask16 jmask = lanes.mask;
-      const __m512i step = _mm512_maskz_loadu_epi32(jmask, g.step + j0);
-      // Lane j's dot index for the first row of this block, then + step per row.
-      __m512i idx = _mm512_add_epi32(
-          _mm512_maskz_loadu_epi32(jmask, g.idx + j0),
-          _mm512_mullo_epi32(step, _mm512_set1_epi32(static_cast<int32_t>(row0 + p0))));
-      __m512 rp[16];
-      if (res.planes != nullptr) ResidualPlanes(res, nullptr, j0, nj, p0, pmask, rp);
-      for (int64_t p = 0; p < m; ++p, idx = _mm512_add_epi32(idx, step)) {
-        const __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), jmask, idx, dots, 4);
-        __m512 v = lanes.Value(d, sums[p0 + p]);
-        if (res.planes != nullptr) v = _mm512_add_ps(v, rp[p]);
-        if (res.bytes != nullptr)
-          v = b.AddResidual(v, _mm_maskz_loadu_epi8(jmask, res.bytes + (p0 + p) * res.ld + j0));
-        StoreLaneBytes(y + (p0 + p) * ldy + j0, jmask, b.Quantize(v));
-      }
-    }
-  }
-}
-
-namespace {
-
-// Between 16 pixels of c < 4 packed bytes and 16 pixels of 4 bytes. Packed,
-// four pixels are c dwords, so a dword permute moves each four to a 128-bit
-// lane (spread) or back (gather), and vpshufb within the lanes moves pixel
-// i's bytes between ci and 4i (widen; zeros after) or back (narrow).
-struct PixelTables {
-  alignas(64) int32_t spread[16], gather[16];
-  alignas(64) int8_t widen[64], narrow[64];
-  constexpr explicit PixelTables(int c) : spread(), gather(), widen(), narrow() {
-    for (int l = 0; l < 4; ++l) {
-      for (int j = 0; j < 4; ++j) spread[4 * l + j] = l * c + (j < c ? j : c - 1);
-      for (int i = 0; i < 16; ++i) {
-        widen[16 * l + i] = static_cast<int8_t>(i % 4 < c ? i / 4 * c + i % 4 : -128);
-        narrow[16 * l + i] = static_cast<int8_t>(i < 4 * c ? i / c * 4 + i % c : -128);
-      }
-    }
-    for (int d = 0; d < 16; ++d) gather[d] = d < 4 * c ? d / c * 4 + d % c : 0;
-  }
-};
-// Indexed by c (entry 0 unused).
-constexpr PixelTables kPixelTables[4] = {PixelTables(1), PixelTables(1), PixelTables(2),
-                                         PixelTables(3)};
-
-struct PixelShuffles {
-  __m512i spread, widen, narrow, gather;
-  explicit PixelShuffles(int64_t c) {
-    const PixelTables& t = kPixelTables[c];
-    spread = _mm512_load_si512(t.spread);
-    widen = _mm512_load_si512(t.widen);
-    narrow = _mm512_load_si512(t.narrow);
-    gather = _mm512_load_si512(t.gather);
-  }
-  static __mmask64 Bytes(int64_t pixels, int64_t c) {
-    const int64_t n = pixels * c;
-    return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
-  }
-};
-
-}  // namespace
-
-void PixelSumsAvx512(const uint8_t* x, int64_t n, int64_t stride, int64_t c, bool is_signed,
-                     int32_t* out) {
-  // vpdpbusd multiplies unsigned by signed bytes: the pixels on the side of
-  // their type, ones on the other.
-  const __m512i ones = _mm512_set1_epi8(1);
-  auto dot = [&](__m512i acc, __m512i v) {
-    return is_signed ? _mm512_dpbusd_epi32(acc, ones, v) : _mm512_dpbusd_epi32(acc, v, ones);
-  };
-  if (c == 4 && stride == 4) {  // 16 pixels per load
-    for (int64_t p = 0; p < n; p += 16) {
-      const int64_t m = std::min<int64_t>(16, n - p);
-      const __mmask64 lm = m == 16 ? ~__mmask64{0} : (__mmask64{1} << (4 * m)) - 1;
-      const __m512i s = dot(_mm512_setzero_si512(), _mm512_maskz_loadu_epi8(lm, x + 4 * p));
-      _mm512_mask_storeu_epi32(out + p, static_cast<__mmask16>((1u << m) - 1), s);
-    }
-    return;
-  }
-  if (c < 4 && stride == c) {  // 16 packed pixels of 1-3 bytes, widened to 4 bytes
-    const PixelShuffles ps(c);
-    for (int64_t p = 0; p < n; p += 16) {
-      const int64_t m = std::min<int64_t>(16, n - p);
-      const __m512i v =
-          _mm512_permutexvar_epi32(ps.spread, _mm512_maskz_loadu_epi8(ps.Bytes(m, c), x + p * c));
-      // The filler bytes are 0, which adds nothing whatever the side.
-      const __m512i s = dot(_mm512_setzero_si512(), _mm512_shuffle_epi8(v, ps.widen));
-      _mm512_mask_storeu_epi32(out + p, static_cast<__mmask16>((1u << m) - 1), s);
-    }
-    return;
-  }
-  const __mmask64 tail = c % 64 == 0 ? ~__mmask64{0} : (__mmask64{1} << (c % 64)) - 1;
-  for (int64_t p = 0; p < n; ++p) {
-    const uint8_t* px = x + p * stride;
-    __m512i acc = _mm512_setzero_si512();
-    int64_t j = 0;
-    for (; j + 64 <= c; j += 64) acc = dot(acc, _mm512_loadu_si512(px + j));
-    if (j < c) acc = dot(acc, _mm512_maskz_loadu_epi8(tail, px + j));
-    out[p] = _mm512_mask_reduce_add_epi32(0xFFFF, acc);
-  }
-}
-
-void QuantizeNhwc4Avx512(const float* x, int64_t c, int64_t hw, float scale_inv, int32_t zero,
-                         bool is_signed, int64_t p0, int64_t p1, uint8_t* dst, int64_t stride) {
-  const __m512 inv = _mm512_set1_ps(scale_inv);
-  const __m512i z = _mm512_set1_epi32(zero), bytes = _mm512_set1_epi32(0xFF);
-  const __m512i lo = _mm512_set1_epi32(is_signed ? -128 : 0), hi = _mm512_set1_epi32(is_signed ? 127 : 255);
-  // The padding channels' bytes, and the bits the real channels replace.
-  uint32_t fill = 0;
-  for (int64_t ch = c; ch < 4; ++ch) fill |= (static_cast<uint32_t>(zero) & 0xFF) << (8 * ch);
-  const __m512i vfill = _mm512_set1_epi32(static_cast<int32_t>(fill));
-  const PixelShuffles ps(stride < 4 ? stride : 1);  // (stride 4 stores px as it is)
-  for (int64_t pb = p0; pb < p1; pb += 16) {
-    const int64_t m = std::min<int64_t>(16, p1 - pb);
-    const __mmask16 pmask = static_cast<__mmask16>((1u << m) - 1);
-    __m512i px = vfill;
-    for (int64_t ch = 0; ch < c; ++ch) {
-      const __m512i q = QuantizeLanes(_mm512_maskz_loadu_ps(pmask, x + ch * hw + pb), inv, z, lo, hi);
-      px = _mm512_or_si512(px, _mm512_slli_epi32(_mm512_and_si512(q, bytes), static_cast<unsigned>(8 * ch)));
-    }
-    if (stride == 4) {
-      _mm512_mask_storeu_epi32(dst + 4 * (pb - p0), pmask, px);
-      continue;
-    }
-    px = _mm512_permutexvar_epi32(ps.gather, _mm512_shuffle_epi8(px, ps.narrow));
-    _mm512_mask_storeu_epi8(dst + (pb - p0) * stride, ps.Bytes(m, stride), px);
-  }
-}
-
-void QuantizeNhwcAvx512(const float* x, int64_t c, int64_t hw, float scale_inv, int32_t zero,
-                        bool is_signed, int64_t p0, int64_t p1, uint8_t* dst) {
-  const __m512 inv = _mm512_set1_ps(scale_inv);
-  const __m512i z = _mm512_set1_epi32(zero);
-  const __m512i lo = _mm512_set1_epi32(is_signed ? -128 : 0), hi = _mm512_set1_epi32(is_signed ? 127 : 255);
-  for (int64_t pb = p0; pb < p1; pb += 16) {
-    const int64_t m = std::min<int64_t>(16, p1 - pb);
-    const __mmask16 pmask = static_cast<__mmask16>((1u << m) - 1);
-    for (int64_t c0 = 0; c0 < c; c0 += 16) {
-      __m512 r[16];
-      for (int j = 0; j < 16; ++j) r[j] = _mm512_maskz_loadu_ps(pmask, x + (c0 + j) * hw + pb);
-      Transpose16(r);
-      for (int64_t p = 0; p < m; ++p) {
-        const __m512i q = QuantizeLanes(r[p], inv, z, lo, hi);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (pb - p0 + p) * c + c0), _mm512_cvtepi32_epi8(q));
-      }
-    }
   }
 }
 

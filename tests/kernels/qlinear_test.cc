@@ -809,6 +809,45 @@ TEST(QLinearTest, LevelPlanesEqualThePlaneLayout) {
   EXPECT_EQ(converted, 5 * 16);
 }
 
+// The AVX-512 GEMV keeps each plane's products scaled by 2^(bits * plane)
+// in their own int32 lanes up to 16384 steps of 4 inputs; longer rows take
+// the shifting kernel. At both sides of that bound, with the largest codes
+// and the largest activations (the worst case for the lanes), and with
+// random ones, every width and both plane layouts equal the reference.
+TEST(QLinearTest, GemvAtTheLaneBoundEqualsReference) {
+  if (!KernelPathAvailable(KernelPath::kAvx512Vnni)) GTEST_SKIP() << "no AVX-512 VNNI/VBMI here";
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  Rng rng(seed + 11);
+  const int64_t n = 20;
+  for (const char* f : {"int1", "uint1", "int2", "uint2", "int4", "uint4"}) {
+    for (int64_t k : {int64_t{65536}, int64_t{65536 + 64}}) {
+      const std::vector<float> wf = testing::Laplace(n * k, seed + k);
+      FitOptions o;
+      o.clip = ClipMethod::kMinMax;
+      const PackedTensor t = *PackedTensor::Quantize(wf.data(), {n, k}, *ParseFormat(f), o);
+      const int bits = t.params().spec.bits;
+      for (bool extreme : {true, false}) {
+        SCOPED_TRACE(::testing::Message() << f << " k " << k << (extreme ? " extreme" : " random"));
+        std::vector<uint32_t> codes(n * k);
+        for (auto& c : codes) c = extreme ? (1u << bits) - 1 : static_cast<uint32_t>(rng.Below(1u << bits));
+        QLinearWeights w = *PrepareQLinearCodes(t.params(), codes.data());
+        if (w.layout != QLinearWeights::Layout::kPlanes) continue;  // int1 {-1, +1}: the table layout
+        std::vector<QLinearWeights> layouts = {w};
+        if (ToLevelPlanes(&w, {})) layouts.push_back(w);
+        for (const QLinearWeights& lw : layouts) {
+          std::vector<uint8_t> u(lw.k_pad);
+          for (auto& b : u) b = extreme ? (lw.signed_acts() ? 0x80 : 255) : static_cast<uint8_t>(rng.Below(256));
+          std::vector<int32_t> ref(lw.n_pad), simd(lw.n_pad);
+          QLinearDotRef(lw, u.data(), ref.data());
+          QLinearDotAvx512Vnni(lw, u.data(), simd.data(), 0, lw.n_pad / 16);
+          for (int64_t j = 0; j < n; ++j) ASSERT_EQ(simd[j], ref[j]) << "out " << j;
+        }
+      }
+    }
+  }
+}
+
 TEST(QLinearTest, RefusesWhatItCannotRun) {
   const std::vector<float> wf = testing::Laplace(64, 1);
   PackedTensor cb = *PackedTensor::Quantize(wf.data(), {4, 16}, *ParseFormat("codebook-3"), FitOptions());
