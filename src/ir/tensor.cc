@@ -72,15 +72,22 @@ Result<int64_t> CheckedBytes(DType dtype, const Shape& shape, const std::string&
   if (shape.size() > static_cast<size_t>(kMaxRank)) {
     return InvalidArgument(what, ": rank ", shape.size(), " is over the ", kMaxRank, " dimensions lowbit handles");
   }
-  int64_t n = 1;
+  // Zero dims do not excuse the others: strides and partial products (an
+  // outer count, a Flatten) multiply them all, so their product must fit too.
+  int64_t nonzero = 1;
+  bool empty = false;
   for (int64_t d : shape) {
     if (d < 0) return InvalidArgument(what, ": negative dimension in shape ", ShapeToString(shape));
-    if (d != 0 && n > std::numeric_limits<int64_t>::max() / 8 / d) {
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    if (nonzero > std::numeric_limits<int64_t>::max() / 8 / d) {
       return InvalidArgument(what, ": shape ", ShapeToString(shape), " has more elements than memory can hold");
     }
-    n *= d;
+    nonzero *= d;
   }
-  const int64_t bytes = n * static_cast<int64_t>(DTypeSize(dtype));
+  const int64_t bytes = empty ? 0 : nonzero * static_cast<int64_t>(DTypeSize(dtype));
   if (capped && bytes > MemoryCap()) {
     return InvalidArgument(what, ": shape ", ShapeToString(shape), " of ", DTypeName(dtype), " needs ", bytes,
                            " bytes, over the memory cap of ", MemoryCap(), " bytes");

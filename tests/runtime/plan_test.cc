@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <utility>
 
 #include "base/rng.h"
@@ -263,6 +264,26 @@ TEST(PlanTest, RanksPastTheLimitAreRefused) {
     EXPECT_NE(plan.status().message().find("rank 65 is over the 64 dimensions"), std::string::npos)
         << plan.status().message();
   }
+}
+
+// Two more fuzz_model findings (UBSan): an empty input [0, 2^40, 2^40]
+// whose other dims overflow when a Flatten multiplies them, and Pad amounts
+// near INT64_MIN. Both are refused with the values named.
+TEST(PlanTest, OverflowingShapesAndPadsAreRefused) {
+  Graph g = TestGraph({0, int64_t{1} << 40, int64_t{1} << 40});
+  g.nodes = {MakeNode("Flatten", {"x"}, {"y"})};
+  auto plan = Plan::Create(g, PlanOptions());
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("has more elements than memory can hold"), std::string::npos)
+      << plan.status().message();
+  Graph p = TestGraph({2, 3});
+  const int64_t lo = std::numeric_limits<int64_t>::min();
+  p.constants["pads"] = Tensor::FromInt64s({4}, {0, lo + 1, 0, lo});
+  p.nodes = {MakeNode("Pad", {"x", "pads"}, {"y"})};
+  plan = Plan::Create(p, PlanOptions());
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("overflow axis 1 of size 3"), std::string::npos)
+      << plan.status().message();
 }
 
 TEST(PlanTest, ShapeArithmeticFoldsAndReshapeIsAView) {

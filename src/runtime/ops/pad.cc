@@ -39,7 +39,11 @@ class Pad final : public OpKernel {
     }
     Shape y(rank);
     for (int d = 0; d < rank; ++d) {
-      y[d] = in[0].shape[d] + pads_[d] + pads_[d + rank];
+      if (__builtin_add_overflow(in[0].shape[d], pads_[d], &y[d]) ||
+          __builtin_add_overflow(y[d], pads_[d + rank], &y[d])) {
+        return InvalidArgument(Where(), "pads ", pads_[d], " and ", pads_[d + rank], " overflow axis ", d,
+                               " of size ", in[0].shape[d]);
+      }
       if (y[d] < 0) return InvalidArgument(Where(), "pads crop axis ", d, " below zero");
       if (mode_ != "constant" && y[d] > 0 && in[0].shape[d] == 0) {
         return InvalidArgument(Where(), mode_, " padding of an empty axis");
