@@ -140,7 +140,6 @@ void PlanesDot(const QLinearWeights& w, const uint8_t* xq, int32_t* dot, int64_t
 // Lanes stay inside int32 for up to kMaskedGemvMaxSteps steps of 4 inputs
 // (4 * 255 * 128 per step); PlanesDotBits takes longer rows to PlanesDot.
 constexpr int64_t kMaskedGemvMaxSteps = 16384;
-constexpr int kGemvPrefetch = 1024;  // bytes ahead in each tile's stream
 
 template <int B, int NT, bool L>
 inline void MaskedPlanesTiles(const uint8_t* base, int64_t groups, const uint8_t* xq, int32_t usum_t0,
@@ -154,10 +153,7 @@ inline void MaskedPlanesTiles(const uint8_t* base, int64_t groups, const uint8_t
   for (int i = 0; i < NT; ++i) tile[i] = base + i * groups * 64;
   for (int64_t g = 0; g < groups; ++g) {
     __m512i v[NT];
-    for (int i = 0; i < NT; ++i) {
-      _mm_prefetch(reinterpret_cast<const char*>(tile[i] + g * 64 + kGemvPrefetch), _MM_HINT_T0);
-      v[i] = _mm512_loadu_si512(tile[i] + g * 64);
-    }
+    for (int i = 0; i < NT; ++i) v[i] = _mm512_loadu_si512(tile[i] + g * 64);
     for (int p = 0; p < P; ++p) {
       const __m512i x = _mm512_set1_epi32(LoadI32(xq + 4 * (g * P + p)));
       const bool down = L && p == P - 1;
@@ -181,7 +177,7 @@ inline void MaskedPlanesTiles(const uint8_t* base, int64_t groups, const uint8_t
 template <int B, bool L>
 void MaskedPlanesDot(const QLinearWeights& w, const uint8_t* xq, int32_t* dot, int64_t t0, int64_t t1) {
   constexpr int P = 8 / B;
-  constexpr int NT = 8 / P;  // NT x P = 8 accumulators
+  constexpr int NT = P == 8 ? 2 : 4;  // NT x P accumulators: at most 16 registers
   const int64_t groups = w.steps() / P;
   int32_t usum_t0 = 0;
   if (L) {
