@@ -9,9 +9,9 @@ namespace {
 
 // The value of a one-element bool/int tensor, if it is one.
 std::optional<bool> ScalarTruth(const onnx::TensorProto& t) {
-  int64_t n = 1;
-  for (int64_t d : t.dims()) n *= d;
-  if (n != 1) return std::nullopt;
+  for (int64_t d : t.dims()) {
+    if (d != 1) return std::nullopt;  // one element: every dim 1 (no product to overflow)
+  }
   if (t.data_type() == onnx::TensorProto::BOOL || t.data_type() == onnx::TensorProto::INT32 ||
       t.data_type() == onnx::TensorProto::UINT8) {
     if (t.int32_data_size() == 1) return t.int32_data(0) != 0;

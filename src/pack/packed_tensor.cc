@@ -22,7 +22,9 @@ Status ShapeAs2D(const std::vector<int64_t>& shape, int64_t* rows, int64_t* cols
   for (int64_t d : shape) {
     if (d <= 0) return InvalidArgument("cannot pack tensor of shape ", ShapeString(shape),
                                        ": every dimension must be >= 1");
-    n *= d;
+    if (__builtin_mul_overflow(n, d, &n)) {
+      return InvalidArgument("cannot pack tensor of shape ", ShapeString(shape), ": it has over 2^63 elements");
+    }
   }
   *rows = shape.size() == 1 ? 1 : shape[0];
   *cols = n / *rows;
