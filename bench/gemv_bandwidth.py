@@ -10,10 +10,11 @@ usage: bench/gemv_bandwidth.py [--rounds 5] [--compare OTHER/qlinear_bench]
 Sets OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS misdetects Zen 5).
 """
 import argparse
-import json
 import os
 import statistics
 import subprocess
+
+from gbench import medians
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "bench", "qlinear_bench")
@@ -24,17 +25,12 @@ FILTER = ("BM_PackedGemv/(int8|int4|int2|int1)/4096/4096/1$|BM_PackedGemvStreame
 
 def one_round(binary, env):
     """{name: (microseconds, GB/s or None)} for one run of `binary`."""
-    out = subprocess.run([binary, "--benchmark_format=json", f"--benchmark_filter={FILTER}",
-                          "--benchmark_repetitions=3", "--benchmark_report_aggregates_only=true",
-                          "--benchmark_min_time=0.2"],
-                         capture_output=True, text=True, env=env, check=True).stdout
-    rows = {}
-    for b in json.loads(out)["benchmarks"]:
-        if b.get("aggregate_name") != "median":
-            continue
+    rows = medians(binary, 3, 0.2, env, FILTER)
+    out = {}
+    for name, b in rows.items():
         gbs = b.get("weight_GBs", b.get("GBs"))
-        rows[b["run_name"]] = (b["real_time"], gbs / 1e9 if gbs else None)
-    return rows
+        out[name] = (b["real_time"], gbs / 1e9 if gbs else None)
+    return out
 
 
 def table(rounds, label):

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "base/rng.h"
 #include "base/target.h"
@@ -41,6 +42,13 @@ KernelPath BenchPath() {
   return *ResolveKernelPath(o);
 }
 
+// The bytes a GEMV kernel reads for `w` (the table kernel's index, else the
+// tiles) and the label naming its path.
+size_t KernelBytes(const QLinearWeights& w) { return w.lut.empty() ? w.tiles.size() : w.lut.index.size(); }
+std::string KernelLabel(KernelPath path, const QLinearWeights& w) {
+  return std::string(KernelPathName(path)) + (w.lut.empty() ? "" : " table kernel");
+}
+
 void BM_PackedGemv(benchmark::State& state, const char* format) {
   const int64_t n = state.range(0), k = state.range(1);
   ThreadPool pool(static_cast<int>(state.range(2)));
@@ -56,11 +64,9 @@ void BM_PackedGemv(benchmark::State& state, const char* format) {
     benchmark::DoNotOptimize(y.data());
   }
   state.counters["GOPs"] = benchmark::Counter(2.0 * n * k, benchmark::Counter::kIsIterationInvariantRate);
-  // The bytes the kernel reads: the table kernel's index, else the tiles.
-  const size_t bytes = w.lut.empty() ? w.tiles.size() : w.lut.index.size();
   state.counters["weight_GBs"] =
-      benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(std::string(KernelPathName(path)) + (w.lut.empty() ? "" : " table kernel"));
+      benchmark::Counter(static_cast<double>(KernelBytes(w)), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(KernelLabel(path, w));
 }
 
 // The same GEMV with its weights streamed from DRAM: enough copies of the
@@ -75,7 +81,7 @@ void BM_PackedGemvStreamed(benchmark::State& state, const char* format) {
   const PackedTensor t = PackedWeights(n, k, format);
   const KernelPath path = BenchPath();
   const QLinearWeights w = *PrepareQLinearFor(t, path);
-  const int64_t bytes = static_cast<int64_t>(w.lut.empty() ? w.tiles.size() : w.lut.index.size());
+  const int64_t bytes = static_cast<int64_t>(KernelBytes(w));
   std::vector<QLinearWeights> copies(std::max<int64_t>(2, kStreamBytes / bytes), w);
   std::vector<float> x(k), y(n);
   Rng rng(2);
@@ -89,7 +95,7 @@ void BM_PackedGemvStreamed(benchmark::State& state, const char* format) {
   }
   state.counters["weight_GBs"] =
       benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(std::string(KernelPathName(path)) + (w.lut.empty() ? "" : " table kernel"));
+  state.SetLabel(KernelLabel(path, w));
 }
 
 void BM_Sgemv(benchmark::State& state) {
