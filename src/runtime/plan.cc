@@ -137,18 +137,12 @@ Result<std::unique_ptr<Plan>> Plan::Create(const Graph& graph, const PlanOptions
                              " does not hold the ", NumElements(ins[0].shape), " elements of input ",
                              ShapeToString(ins[0].shape));
     }
-    // Zero dims do not excuse the others: strides multiply them all.
+    // CheckedBytes also bounds the product of the non-zero dims: zero dims do
+    // not excuse the others, which strides multiply.
     for (const TensorInfo& o : outs) {
       if (!o.present) continue;
       const Result<int64_t> bytes = CheckedBytes(o.dtype, o.shape, node.Describe() + " output", false);
       if (!bytes.ok()) return Status(bytes.status().code(), graph.source + ": " + bytes.status().message());
-      int64_t nonzero = 1;
-      for (int64_t d : o.shape) {
-        if (d != 0 && __builtin_mul_overflow(nonzero, d, &nonzero)) {
-          return InvalidArgument(graph.source, ": ", node.Describe(), ": output shape ", ShapeToString(o.shape),
-                                 " multiplies past 2^63");
-        }
-      }
     }
     bool any_element = false;
     for (const TensorInfo& o : outs) any_element = any_element || (o.present && NumElements(o.shape) != 0);
