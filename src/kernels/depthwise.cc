@@ -27,9 +27,36 @@ std::vector<int16_t> DepthwisePairWeights(const float* w, int64_t taps, int64_t 
   return out;
 }
 
+std::vector<int8_t> DepthwiseQuadWeights(const float* w, int64_t taps, int64_t c) {
+  for (int64_t i = 0; i < taps * c; ++i) {
+    if (!(w[i] >= -128.0f && w[i] <= 127.0f)) return {};
+  }
+  const int64_t groups = (taps + 3) / 4, blocks = (c + 63) / 64;
+  std::vector<int8_t> out(static_cast<size_t>(blocks * groups * 256), 0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t g = 0; g < groups; ++g) {
+      int8_t* dst = out.data() + (b * groups + g) * 256;
+      for (int s = 0; s < 4; ++s) {
+        for (int lane = 0; lane < 16; ++lane) {
+          const int64_t ch = 64 * b + 16 * (lane / 4) + 4 * s + lane % 4;
+          for (int e = 0; e < 4; ++e) {
+            const int64_t t = 4 * g + e;
+            if (ch < c && t < taps) dst[64 * s + 4 * lane + e] = static_cast<int8_t>(w[t * c + ch]);
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
 bool DepthwiseAvx2Available() { return EpilogueAvx2Available(); }  // the same AVX2 + FMA files
 
 void DepthwiseNhwc(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, DepthwiseBody body) {
+  if (body == DepthwiseBody::kAvx512 && a.w_quads != nullptr && DepthwiseVnniAvailable()) {
+    DepthwiseNhwcVnni(a, p0, p1);
+    return;
+  }
   if (body == DepthwiseBody::kAvx512 && a.w_pairs != nullptr && DepthwiseAvx512Available()) {
     DepthwiseNhwcAvx512(a, p0, p1);
     return;

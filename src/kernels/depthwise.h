@@ -59,6 +59,10 @@ struct DepthwiseNhwcArgs {
   // bodies multiply in integers (vpmaddwd on two taps' pixels interleaved),
   // 32 (AVX-512) or 16 (AVX2) channels at a time; null: the portable loop.
   const int16_t* w_pairs = nullptr;
+  // The weights as int8 tap quads (DepthwiseQuadWeights), which the AVX-512
+  // body multiplies four taps at a time with vpdpbusd where the CPU has
+  // AVX512-VNNI (DepthwiseVnniAvailable); null (weights beyond int8): pairs.
+  const int8_t* w_quads = nullptr;
 };
 // w (tap-major, small integers) as the int16 tap pairs the SIMD bodies read:
 // for pair q (taps 2q and 2q + 1; an odd last tap pairs with weight 0) and
@@ -66,15 +70,27 @@ struct DepthwiseNhwcArgs {
 // channels {0-3, 8-11, 16-19, 24-27} of the block, then {4-7, 12-15, 20-23,
 // 28-31} (the order vpunpcklwd / vpunpckhwd give), each as (w[2q], w[2q + 1]).
 std::vector<int16_t> DepthwisePairWeights(const float* w, int64_t taps, int64_t c);
+// w (tap-major, small integers) as the int8 tap quads of the VNNI body, or
+// empty when a weight lies outside [-128, 127]: for 64-channel block b and
+// quad g (taps 4g..4g + 3; taps past the last weigh 0), 256 bytes at
+// ((b * groups + g) * 256), groups = (taps + 3) / 4: four registers s < 4 of
+// 16 lanes, lane 4k + j of register s holding channel 64b + 16k + 4s + j as
+// the bytes (w[4g], w[4g + 1], w[4g + 2], w[4g + 3]) -- the order the bytewise
+// then wordwise interleave of four taps' pixels gives.
+std::vector<int8_t> DepthwiseQuadWeights(const float* w, int64_t taps, int64_t c);
 // Which body DepthwiseNhwc runs: the AVX-512 one (with w_pairs, when
 // DepthwiseAvx512Available()), the 256-bit one (with w_pairs, when
 // DepthwiseAvx2Available(): AVX2 and FMA) or the portable loop. All give the
 // same bytes and floats; a body the CPU lacks falls back to the portable loop.
+// The AVX-512 body runs the quads (w_quads, DepthwiseVnniAvailable()) or the
+// pairs.
 enum class DepthwiseBody { kPortable, kAvx2, kAvx512 };
 void DepthwiseNhwc(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, DepthwiseBody body);
 bool DepthwiseAvx2Available();
 void DepthwiseNhwcAvx2(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1);
 void DepthwiseNhwcAvx512(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1);
+bool DepthwiseVnniAvailable();
+void DepthwiseNhwcVnni(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1);
 
 }  // namespace lowbit
 

@@ -60,14 +60,6 @@ struct Unpacker {
   }
 };
 
-// acc += u . s (vpdpbusd, u unsigned, s signed bytes) in acc's own register.
-// With the intrinsic, GCC 12 copies loop-carried accumulators through other
-// registers around each vpdpbusd (16 moves per 8 products in the GEMV loop);
-// the tied asm operand keeps each accumulator in place.
-inline void DpbusdInPlace(__m512i& acc, __m512i u, __m512i s) {
-  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
-}
-
 // acc + the products of a plane's weights wv and the activations x: codes
 // are vpdpbusd's unsigned operand and int8 activations the signed one, or
 // (L, level planes) the unpacked levels the signed operand and uint8

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <limits>
+#include <tuple>
 #include <utility>
 
 #include "base/rng.h"
@@ -418,31 +419,41 @@ TEST(DepthwiseTest, Avx512KernelMatchesPortableLoop) {
   }
 }
 
-// The NHWC byte depthwise kernel: the AVX2 and AVX-512 bodies (integer tap pairs) equal
-// the portable loop, bytes out and fp32 planes out, for weights beyond int8,
-// channel counts that are not multiples of 32, a pixel count with a 3-pixel
-// tail, and output ranges inside, across and wholly beyond the clamp.
+// The NHWC byte depthwise kernel: the AVX2 and AVX-512 bodies (integer tap
+// pairs, and on VNNI CPUs int8 tap quads) equal the portable loop, bytes out
+// and fp32 planes out, for weights beyond int8 (no quads) and at its ends,
+// tap counts that fill the last quad or not, channel counts that are not
+// multiples of 32 or 64, a pixel count with a 3-pixel tail, and output ranges
+// inside, across and wholly beyond the clamp.
 TEST(DepthwiseTest, NhwcSimdBodiesMatchPortableLoop) {
-  std::vector<DepthwiseBody> bodies;
-  if (DepthwiseAvx2Available()) bodies.push_back(DepthwiseBody::kAvx2);
-  if (DepthwiseAvx512Available()) bodies.push_back(DepthwiseBody::kAvx512);
+  // (body, whether it is given the quads)
+  std::vector<std::pair<DepthwiseBody, bool>> bodies;
+  if (DepthwiseAvx2Available()) bodies.push_back({DepthwiseBody::kAvx2, false});
+  if (DepthwiseAvx512Available()) bodies.push_back({DepthwiseBody::kAvx512, false});
+  if (DepthwiseVnniAvailable()) bodies.push_back({DepthwiseBody::kAvx512, true});
   if (bodies.empty()) GTEST_SKIP() << "no AVX2 or AVX-512 on this CPU";
   const uint64_t seed = testing::TestSeed();
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   Rng rng(seed + 3);
-  for (int64_t c : {5, 16, 24, 37, 96, 144}) {
+  for (auto [c, taps, wide] : {std::tuple<int64_t, int64_t, bool>{5, 9, true}, {16, 9, false},
+                               {24, 9, true}, {37, 8, false}, {96, 9, false}, {96, 9, true},
+                               {144, 9, false}, {144, 7, true}, {200, 4, false}}) {
     const int64_t ih = 6, iw = 7, oh = 3, ow = 5, px = oh * ow;  // 3x3, stride 1: 15 pixels
     std::vector<uint8_t> image(ih * iw * c);
     for (auto& v : image) v = static_cast<uint8_t>(rng.Below(256));
-    std::vector<int64_t> pix(px), tap(9);
+    std::vector<int64_t> pix(px), tap(taps);
     for (int64_t y = 0; y < oh; ++y) {
       for (int64_t x = 0; x < ow; ++x) pix[y * ow + x] = y * iw + x;
     }
-    for (int64_t t = 0; t < 9; ++t) tap[t] = (t / 3) * iw + t % 3;
-    std::vector<float> w(9 * c), wsum(c, 0.0f), scale(c), bias(c);
+    for (int64_t t = 0; t < taps; ++t) tap[t] = (t / 3) * iw + t % 3;
+    std::vector<float> w(taps * c), wsum(c, 0.0f), scale(c), bias(c);
     for (int64_t ch = 0; ch < c; ++ch) {
-      for (int64_t t = 0; t < 9; ++t) {
-        w[t * c + ch] = static_cast<float>(static_cast<int>(rng.Below(401)) - 200);
+      for (int64_t t = 0; t < taps; ++t) {
+        // wide: beyond int8; else int8, its ends on the first channels.
+        const int v = wide ? static_cast<int>(rng.Below(401)) - 200
+                      : ch < 2 ? (ch == 0 ? -128 : 127)
+                               : static_cast<int>(rng.Below(256)) - 128;
+        w[t * c + ch] = static_cast<float>(v);
         wsum[ch] += w[t * c + ch];
       }
       scale[ch] = 0.001f * static_cast<float>(1 + rng.Below(20));
@@ -450,12 +461,13 @@ TEST(DepthwiseTest, NhwcSimdBodiesMatchPortableLoop) {
     }
     for (auto [inv, zero] :
          {std::pair<float, int32_t>{20.0f, 100}, {200.0f, 30}, {1.0f, -100}, {1.0f, 300}}) {
-      SCOPED_TRACE(::testing::Message() << "c " << c << " inv " << inv << " zero " << zero);
+      SCOPED_TRACE(::testing::Message() << "c " << c << " taps " << taps << " wide " << wide << " inv "
+                                        << inv << " zero " << zero);
       DepthwiseNhwcArgs a;
       a.image = image.data();
       a.pix = pix.data();
       a.tap = tap.data();
-      a.taps = 9;
+      a.taps = taps;
       a.c = c;
       a.w = w.data();
       a.wsum = wsum.data();
@@ -467,16 +479,21 @@ TEST(DepthwiseTest, NhwcSimdBodiesMatchPortableLoop) {
       a.out_inv = inv;
       a.out_zero = zero;
       std::vector<uint8_t> want(px * c, 1), got(px * c, 2);
-      const std::vector<int16_t> pairs = DepthwisePairWeights(w.data(), 9, c);
+      const std::vector<int16_t> pairs = DepthwisePairWeights(w.data(), taps, c);
+      const std::vector<int8_t> quads = DepthwiseQuadWeights(w.data(), taps, c);
+      ASSERT_EQ(quads.empty(), wide);
       a.w_pairs = pairs.data();
       a.yb = want.data();
       DepthwiseNhwc(a, 0, px, DepthwiseBody::kPortable);
-      for (DepthwiseBody body : bodies) {
+      for (auto [body, with_quads] : bodies) {
+        if (with_quads && wide) continue;
+        a.w_quads = with_quads ? quads.data() : nullptr;
         std::fill(got.begin(), got.end(), 2);
         a.yb = got.data();
         DepthwiseNhwc(a, 0, px, body);
-        ASSERT_EQ(got, want) << "body " << static_cast<int>(body);
+        ASSERT_EQ(got, want) << "body " << static_cast<int>(body) << " quads " << with_quads;
       }
+      a.w_quads = nullptr;
       int inside = 0;
       for (uint8_t v : want) inside += v != 0 && v != 255;
       if (zero == 100) {
@@ -491,12 +508,15 @@ TEST(DepthwiseTest, NhwcSimdBodiesMatchPortableLoop) {
       a.ldy = px;
       a.yf = fwant.data();
       DepthwiseNhwc(a, 0, px, DepthwiseBody::kPortable);
-      for (DepthwiseBody body : bodies) {
+      for (auto [body, with_quads] : bodies) {
+        if (with_quads && wide) continue;
+        a.w_quads = with_quads ? quads.data() : nullptr;
         std::fill(fgot.begin(), fgot.end(), 2.0f);
         a.yf = fgot.data();
         DepthwiseNhwc(a, 0, px, body);
-        ASSERT_EQ(fgot, fwant) << "body " << static_cast<int>(body);
+        ASSERT_EQ(fgot, fwant) << "body " << static_cast<int>(body) << " quads " << with_quads;
       }
+      a.w_quads = nullptr;
     }
   }
 }
