@@ -29,6 +29,14 @@ bool IsByteMaxPool(const Node& n) {
          n.GetInt("storage_order", 0) == 0;
 }
 
+// The inputs of pass-through operator n that carry the data.
+std::vector<size_t> DataInputs(const Node& n) {
+  if (n.op_type != "Concat") return {0};
+  std::vector<size_t> all(n.inputs.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  return all;
+}
+
 }  // namespace
 
 void ClearByteEdges(std::vector<Node>* nodes) {
@@ -37,6 +45,24 @@ void ClearByteEdges(std::vector<Node>* nodes) {
       n.attrs.erase(key);
     }
   }
+}
+
+bool IsBytePassThrough(const Graph& g, const Node& n) {
+  if (!n.domain.empty() || n.outputs.size() != 1 || n.inputs.empty()) return false;
+  // Inputs past the data are constants (or absent).
+  auto constant_from = [&](size_t i0) {
+    for (size_t i = i0; i < n.inputs.size(); ++i) {
+      if (!n.inputs[i].empty() && !g.IsConstant(n.inputs[i])) return false;
+    }
+    return true;
+  };
+  if (n.op_type == "MaxPool") return IsByteMaxPool(n);
+  if (n.op_type == "Concat") return true;
+  if (n.op_type == "Slice" || n.op_type == "Clip" || n.op_type == "Relu") return constant_from(1);
+  if (n.op_type == "Resize" || n.op_type == "Upsample") {
+    return n.GetString("mode", "nearest") == "nearest" && constant_from(1);
+  }
+  return false;
 }
 
 int MarkByteEdges(const Graph& g, const std::set<std::string>& pinned, std::vector<Node>* nodes) {
@@ -50,64 +76,87 @@ int MarkByteEdges(const Graph& g, const std::set<std::string>& pinned, std::vect
     bool operator==(const Params&) const = default;
   };
   std::map<std::string, std::vector<Use>> uses;
+  std::vector<bool> pass(nodes->size());
   for (size_t i = 0; i < nodes->size(); ++i) {
     const Node& n = (*nodes)[i];
+    pass[i] = IsBytePassThrough(g, n);
     for (size_t j = 0; j < n.inputs.size(); ++j) {
       if (!n.inputs[j].empty()) uses[n.inputs[j]].push_back({static_cast<int>(i), j});
     }
   }
-  // Readers come after their producers, so in reverse order every reader's
-  // output is decided before the value it reads.
+  auto is_data = [&](int node, size_t input) {
+    const Node& n = (*nodes)[node];
+    return n.op_type == "Concat" || input == 0;
+  };
+  // Pass-through outputs that may not be bytes because one of their data
+  // inputs cannot: found by checking each solution, until none is found.
+  std::set<std::string> forbidden;
   std::map<std::string, Params> edges;
-  for (int i = static_cast<int>(nodes->size()) - 1; i >= 0; --i) {
-    const Node& p = (*nodes)[i];
-    if (!IsBytePackedConv(p) && !IsByteMaxPool(p)) continue;
-    const std::string& value = p.outputs[0];
-    if (g.IsOutput(value) || pinned.count(value) || !uses.count(value)) continue;
-    std::optional<Params> params, residual;  // residual: the readers' residual_range
-    bool ok = true, one_range = true;        // every residual reader has the same range
-    for (const Use& u : uses[value]) {
-      const Node& c = (*nodes)[u.node];
-      Params want;
-      if (IsBytePackedConv(c) && ActSpecOf(c)->is_static && u.input == 0) {
-        want = {c.GetString("act", "uint8"), std::get<std::vector<float>>(c.attrs.at("act_range"))};
-      } else if (IsBytePackedConv(c) && u.input == 4) {
-        // The residual is added while writing bytes, with the X readers'
-        // parameters or else the residual readers' common calibrated range.
-        ok = edges.count(c.outputs[0]) > 0;
-        if (!ok) break;
-        const Result<ResidualRange> r = ResidualRangeOf(c);
-        if (!r.ok() || !r->present) {
-          one_range = false;
+  for (;;) {
+    edges.clear();
+    // Readers come after their producers, so in reverse order every reader's
+    // output is decided before the value it reads.
+    for (int i = static_cast<int>(nodes->size()) - 1; i >= 0; --i) {
+      const Node& p = (*nodes)[i];
+      if (!IsBytePackedConv(p) && !pass[i]) continue;
+      const std::string& value = p.outputs[0];
+      if (g.IsOutput(value) || pinned.count(value) || forbidden.count(value) || !uses.count(value)) continue;
+      std::optional<Params> params, residual;  // residual: the readers' residual_range
+      bool ok = true, one_range = true;        // every residual reader has the same range
+      for (const Use& u : uses[value]) {
+        const Node& c = (*nodes)[u.node];
+        Params want;
+        if (IsBytePackedConv(c) && ActSpecOf(c)->is_static && u.input == 0) {
+          want = {c.GetString("act", "uint8"), std::get<std::vector<float>>(c.attrs.at("act_range"))};
+        } else if (IsBytePackedConv(c) && u.input == 4) {
+          // The residual is added while writing bytes, with the X readers'
+          // parameters or else the residual readers' common calibrated range.
+          ok = edges.count(c.outputs[0]) > 0;
+          if (!ok) break;
+          const Result<ResidualRange> r = ResidualRangeOf(c);
+          if (!r.ok() || !r->present) {
+            one_range = false;
+            continue;
+          }
+          const Params mine{"uint8", {r->lo, r->hi}};
+          one_range = one_range && (!residual || *residual == mine);
+          residual = mine;
           continue;
+        } else if (pass[u.node] && is_data(u.node, u.input) && edges.count(c.outputs[0])) {
+          want = edges.at(c.outputs[0]);  // the operator keeps the quantization
+        } else {
+          ok = false;
         }
-        const Params mine{"uint8", {r->lo, r->hi}};
-        one_range = one_range && (!residual || *residual == mine);
-        residual = mine;
-        continue;
-      } else if (IsByteMaxPool(c) && u.input == 0 && edges.count(c.outputs[0])) {
-        want = edges.at(c.outputs[0]);  // max pooling keeps the quantization
-      } else {
-        ok = false;
+        if (!ok || (params && !(*params == want))) {
+          ok = false;
+          break;
+        }
+        params = want;
       }
-      if (!ok || (params && !(*params == want))) {
-        ok = false;
-        break;
+      if (ok && !params && residual && one_range) params = residual;
+      if (ok && params) edges[value] = *params;
+    }
+    // A pass-through operator writes bytes only when all its data inputs are
+    // bytes; in node order, so a refusal reaches the operators after it.
+    bool changed = false;
+    for (size_t i = 0; i < nodes->size(); ++i) {
+      const Node& n = (*nodes)[i];
+      if (!pass[i] || !edges.count(n.outputs[0])) continue;
+      for (size_t j : DataInputs(n)) {
+        if (!edges.count(n.input(j))) {
+          edges.erase(n.outputs[0]);
+          forbidden.insert(n.outputs[0]);
+          changed = true;
+          break;
+        }
       }
-      params = want;
     }
-    if (ok && !params && residual && one_range) params = residual;
-    if (ok && params) edges[value] = *params;
+    if (!changed) break;
   }
-  // A max pool writes bytes only when it reads them.
-  for (const Node& n : *nodes) {
-    if (IsByteMaxPool(n) && edges.count(n.outputs[0]) && !edges.count(n.inputs[0])) {
-      edges.erase(n.outputs[0]);
-    }
-  }
-  for (Node& n : *nodes) {
+  for (size_t i = 0; i < nodes->size(); ++i) {
+    Node& n = (*nodes)[i];
     const bool conv = IsBytePackedConv(n);
-    if (!conv && !IsByteMaxPool(n)) continue;
+    if (!conv && !pass[i]) continue;
     auto out = edges.find(n.outputs[0]);
     if (out != edges.end()) {
       n.attrs[kByteOutputAct] = out->second.act;
@@ -121,6 +170,41 @@ int MarkByteEdges(const Graph& g, const std::set<std::string>& pinned, std::vect
     }
   }
   return static_cast<int>(edges.size());
+}
+
+Result<bool> BytePassThroughInputs(const Node& n, const std::vector<TensorInfo>& in,
+                                   const std::vector<size_t>& data) {
+  const bool bytes = n.GetInt(kByteInput, 0) != 0;
+  if (bytes != n.Has(kByteOutputAct)) {
+    return InvalidArgument(n.Describe(), ": 8-bit pixels must come in and go out of a ", n.op_type);
+  }
+  if (!bytes) return false;
+  for (size_t i : data) {
+    if (i >= in.size() || !in[i].present || in[i].dtype != DType::kUint8 || in[i].shape.size() < 3) {
+      return InvalidArgument(n.Describe(), ": input ", i, " must be uint8 pixels [N, spatial..., C] (",
+                             kByteInput, ")");
+    }
+  }
+  return true;
+}
+
+int NhwcAxis(int axis, int rank) { return axis == 0 ? 0 : axis == 1 ? rank - 1 : axis - 1; }
+
+Result<ByteOutput> ByteEdgeOutput(const Node& n) {
+  Node spec;
+  spec.name = n.name;
+  spec.op_type = n.op_type;
+  spec.attrs["act"] = n.GetString(kByteOutputAct, "");
+  auto range = n.attrs.find(kByteOutputRange);
+  if (range != n.attrs.end()) spec.attrs["act_range"] = range->second;
+  ActSpec a;
+  LOWBIT_ASSIGN_OR_RETURN(a, ActSpecOf(spec));
+  if (a.weight_only || !a.is_static) {
+    return InvalidArgument(n.Describe(), ": attribute ", kByteOutputAct, " needs 8 bits and a ",
+                           kByteOutputRange);
+  }
+  const ActQuant q = StaticActParams(a.lo, a.hi, a.symmetric, false);
+  return ByteOutput{1.0f / q.scale, q.zero};
 }
 
 }  // namespace lowbit

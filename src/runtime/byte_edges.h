@@ -26,6 +26,8 @@
 #include <vector>
 
 #include "ir/graph.h"
+#include "kernels/qlinear.h"
+#include "runtime/op.h"
 
 namespace lowbit {
 
@@ -42,17 +44,37 @@ void ClearByteEdges(std::vector<Node>* nodes);
 // g.nodes), and returns how many. A value qualifies when a packed
 // convolution with 8-bit activations (depthwise ones: one output per channel
 // and no fused residual; they run on kernels/depthwise.h DepthwiseNhwc) or a
-// 2-D MaxPool that reads bytes produces it, it is not a graph output or in
-// `pinned`, and every
-// reader is such a convolution with a static range that reads it as X or as a
-// residual, or a 2-D MaxPool whose output qualifies; the X readers (through
-// max pools) all with the same act and act_range. A residual reader must
+// pass-through operator that reads bytes produces it, it is not a graph
+// output or in `pinned`, and every reader is such a convolution with a
+// static range that reads it as X or as a residual, or a pass-through
+// operator whose output qualifies; the X readers (through pass-through
+// operators) all with the same act and act_range. A residual reader must
 // itself write bytes (its epilogue adds the residual while writing them); a
 // value that only residual readers read (a projection shortcut) takes their
 // common residual_range, as uint8, and needs one on each.
-// Max pools are marked like convolutions (x_bytes, y_bytes_*), with equal
-// parameters in and out.
+//
+// Pass-through operators (IsBytePassThrough) compute on the bytes exactly
+// what quantizing their fp32 result would give, because quantization is
+// monotonic and they only select, copy or clamp: a 2-D MaxPool, Concat,
+// Slice, nearest Resize/Upsample, Clip and Relu. They are marked like
+// convolutions (x_bytes, y_bytes_*), with equal parameters in and out, and
+// take bytes only when every data input (Concat: all; else input 0) is
+// bytes -- else none of their inputs travel as bytes.
 int MarkByteEdges(const Graph& g, const std::set<std::string>& pinned, std::vector<Node>* nodes);
+
+// Whether `n` is a pass-through operator whose other inputs (bounds, starts,
+// scales) are constants of `g`.
+bool IsBytePassThrough(const Graph& g, const Node& n);
+
+// For a pass-through operator: whether this plan gives it bytes (kByteInput,
+// set together with kByteOutputAct), after checking that inputs `data` are
+// then uint8 pixels [N, spatial..., C], rank 3 or more.
+Result<bool> BytePassThroughInputs(const Node& n, const std::vector<TensorInfo>& in,
+                                   const std::vector<size_t>& data);
+// NCHW axis `axis` (in [0, rank)) of a value held as [N, spatial..., C].
+int NhwcAxis(int axis, int rank);
+// The output bytes' quantization of a node marked with kByteOutputAct.
+Result<ByteOutput> ByteEdgeOutput(const Node& n);
 
 }  // namespace lowbit
 

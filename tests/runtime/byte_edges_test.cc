@@ -74,6 +74,94 @@ TEST(PackedOpsTest, ByteEdgesMatchFloatEdges) {
     }
 }
 
+// Concat, Slice, nearest Resize, Clip and Relu between packed convolutions
+// carry the bytes through (runtime/byte_edges.h IsBytePassThrough): x ->
+// [conv a (Relu), conv b] -> Concat on C -> Slice (C, and W by step 2) ->
+// Resize x2 nearest -> Clip -> [conv c, 1x1 conv d] -> Concat on W -> Relu
+// -> conv e; and conv f -> Concat with the fp32 input x -> conv g, which
+// stays fp32 (one data input is not bytes). Without residuals, the bytes
+// are exactly the ones the readers would have quantized: bit-identical
+// outputs, on every kernel path, 1 and 2 threads.
+TEST(PackedOpsTest, PassThroughOperatorsCarryBytes) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  Rng rng(seed + 11);
+  Graph g;
+  g.source = "test";
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, {-1, 6, 11, 9}}};
+  g.outputs = {{"y", DType::kFloat32, {}}};
+  auto node = [&](const std::string& op, std::vector<std::string> in, const std::string& out) {
+    return AddNode(&g, op, std::move(in), out);
+  };
+  auto conv = [&](const std::string& in, const std::string& out, int64_t cin, int64_t cout, int64_t k,
+                  int64_t stride, bool relu) {
+    g.constants[out + ".W"] = Random({cout, cin, k, k}, rng, -0.5f, 0.5f);
+    g.constants[out + ".B"] = Random({cout}, rng, -0.2f, 0.2f);
+    Node* n = node("Conv", {in, out + ".W", out + ".B"}, relu ? out + ".pre" : out);
+    n->attrs["strides"] = std::vector<int64_t>{stride, stride};
+    const int64_t pad = k / 2;
+    n->attrs["pads"] = std::vector<int64_t>{pad, pad, pad, pad};
+    if (relu) node("Relu", {out + ".pre"}, out);
+  };
+  auto ints = [&](const std::string& name, std::vector<int64_t> v) {
+    g.constants[name] = Tensor::FromInt64s({static_cast<int64_t>(v.size())}, v);
+    return name;
+  };
+  auto scalar = [&](const std::string& name, float v) {
+    g.constants[name] = Tensor::FromFloats({}, {v});
+    return name;
+  };
+  conv("x", "a", 6, 8, 3, 1, true);
+  conv("x", "b", 6, 8, 3, 1, false);
+  node("Concat", {"a", "b"}, "cat")->attrs["axis"] = int64_t{1};
+  node("Slice", {"cat", ints("s.starts", {1, 1}), ints("s.ends", {15, 9}), ints("s.axes", {1, -1}),
+                 ints("s.steps", {1, 2})},
+       "sl");  // [N, 14, 11, 4]
+  g.constants["up.scales"] = Tensor::FromFloats({4}, {1, 1, 2, 2});
+  node("Resize", {"sl", "", "up.scales"}, "up")->attrs["mode"] = std::string("nearest");
+  node("Clip", {"up", scalar("cl.min", -0.1f), scalar("cl.max", 0.6f)}, "cl");
+  conv("cl", "c", 14, 10, 3, 2, false);
+  conv("cl", "d", 14, 10, 1, 2, false);
+  node("Concat", {"c", "d"}, "cw")->attrs["axis"] = int64_t{-1};
+  node("Relu", {"cw"}, "r");
+  conv("r", "e", 10, 12, 3, 1, false);
+  node("GlobalAveragePool", {"e"}, "ge");
+  conv("x", "f", 6, 4, 3, 1, true);
+  node("Concat", {"f", "x"}, "fx")->attrs["axis"] = int64_t{1};
+  conv("fx", "gg", 10, 12, 3, 1, false);
+  node("GlobalAveragePool", {"gg"}, "gf");
+  node("Add", {"ge", "gf"}, "y");
+  ASSERT_TRUE(OptimizeGraph(&g).ok());
+  Graph q = Quantize(g, "int4");
+  Rng xr(seed);
+  const Tensor x = Random({2, 6, 11, 9}, xr, -1.0f, 1.0f);
+  SetRangesPerValue(g, x, &q);
+  // Ranges wider than the Clip's and the Relu's outputs, so that clamping
+  // the bytes matters.
+  for (Node& n : q.nodes) {
+    if (!IsPackedNode(n)) continue;
+    auto& range = std::get<std::vector<float>>(n.attrs.at("act_range"));
+    if (n.input(0) == "cl") range = {-1.0f, 1.5f};
+    if (n.input(0) == "r") range[0] = -0.5f;
+  }
+  for (const char* path : Paths()) {
+    KernelEnv env(path);
+    for (int threads : {1, 2}) {
+      int with = 0, without = -1;
+      const Tensor got = RunEdges(q, x, threads, true, &with);
+      const Tensor want = RunEdges(q, x, threads, false, &without);
+      // a, b, cat, sl, up, cl, c, d, cw, r; not f (fx reads fp32 x too).
+      EXPECT_EQ(with, 10) << path;
+      EXPECT_EQ(without, 0);
+      ASSERT_EQ(got.numel(), want.numel());
+      for (int64_t i = 0; i < got.numel(); ++i) {
+        ASSERT_EQ(got.data<float>()[i], want.data<float>()[i]) << path << " threads " << threads << " element " << i;
+      }
+    }
+  }
+}
+
 // The byte-edge attributes belong to the plan: a model file that carries
 // them (every packed node claiming 8-bit input) runs as if it did not.
 TEST(PackedOpsTest, ModelFilesCannotSetByteEdges) {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 
+#include "runtime/byte_edges.h"
 #include "runtime/op.h"
 
 namespace lowbit {
@@ -116,6 +117,17 @@ class Slice final : public OpKernel {
       for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
     }
     if (steps.empty()) steps.assign(starts.size(), 1);
+    // Byte edges (runtime/byte_edges.h): 8-bit [N, spatial..., C] pixels in
+    // and out, sliced on the axes matching the NCHW ones.
+    bool bytes = false;
+    LOWBIT_ASSIGN_OR_RETURN(bytes, BytePassThroughInputs(node_, in, {0}));
+    if (bytes) {
+      for (int64_t& a : axes) {
+        int n;
+        LOWBIT_ASSIGN_OR_RETURN(n, NormalizeAxis(a, rank, Where()));
+        a = NhwcAxis(n, rank);
+      }
+    }
     if (starts.size() != ends.size() || axes.size() != starts.size() || steps.size() != starts.size()) {
       return InvalidArgument(Where(), "starts, ends, axes and steps have ", starts.size(), ", ", ends.size(),
                              ", ", axes.size(), " and ", steps.size(), " values");

@@ -5,6 +5,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "runtime/byte_edges.h"
 #include "runtime/op.h"
 
 namespace lowbit {
@@ -143,6 +144,10 @@ class Unary final : public OpKernel {
 
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
     if (in.empty() || !in[0].present) return InvalidArgument(Where(), "missing input");
+    if (op_ == UnOp::kClip || op_ == UnOp::kRelu) {
+      LOWBIT_ASSIGN_OR_RETURN(bytes_, BytePassThroughInputs(node_, in, {0}));
+      if (bytes_) return PrepareBytes(in, out);
+    }
     if (op_ != UnOp::kIdentity) LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "input"));
     if (op_ == UnOp::kLeakyRelu) alpha_ = node_.GetFloat("alpha", 0.01f);
     if (op_ == UnOp::kClip) {
@@ -180,6 +185,14 @@ class Unary final : public OpKernel {
       }
       return;
     }
+    if (bytes_) {
+      const uint8_t* x = in[0]->data<uint8_t>();
+      uint8_t* y = out[0]->data<uint8_t>();
+      ctx.pool->ParallelFor(in[0]->numel(), [&](int64_t s, int64_t e) {
+        for (int64_t i = s; i < e; ++i) y[i] = std::min(std::max(x[i], byte_lo_), byte_hi_);
+      });
+      return;
+    }
     const float* x = in[0]->data<float>();
     float* y = out[0]->data<float>();
     if (op_ == UnOp::kClip && node_.opset >= 11) {
@@ -209,8 +222,39 @@ class Unary final : public OpKernel {
   }
 
  private:
+  // Byte edges (runtime/byte_edges.h): Clip and Relu on 8-bit pixels clamp
+  // them to the quantized bounds, which equals quantizing the clamped value
+  // (quantization is monotonic).
+  Status PrepareBytes(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) {
+    float lo = op_ == UnOp::kRelu ? 0.0f : -INFINITY, hi = INFINITY;
+    if (op_ == UnOp::kClip && node_.opset < 11) {
+      lo = node_.GetFloat("min", lo);
+      hi = node_.GetFloat("max", hi);
+    } else if (op_ == UnOp::kClip) {
+      for (size_t i = 1; i < 3 && i < in.size(); ++i) {
+        if (!in[i].present) continue;
+        if (in[i].constant == nullptr || in[i].dtype != DType::kFloat32 || in[i].constant->numel() != 1) {
+          return InvalidArgument(Where(), "min/max of 8-bit pixels must be float32 scalar constants");
+        }
+        (i == 1 ? lo : hi) = in[i].constant->data<float>()[0];
+      }
+    }
+    // A NaN bound clamps nothing in fp32 (std::max(x, NaN) is x).
+    if (std::isnan(lo)) lo = -INFINITY;
+    if (std::isnan(hi)) hi = INFINITY;
+    ByteOutput o;
+    LOWBIT_ASSIGN_OR_RETURN(o, ByteEdgeOutput(node_));
+    byte_lo_ = lo == -INFINITY ? 0 : ToByte(lo, o);
+    byte_hi_ = hi == INFINITY ? 255 : ToByte(hi, o);
+    (*out)[0] = TensorInfo{true, DType::kUint8, in[0].shape, nullptr};
+    for (size_t i = 1; i < out->size(); ++i) (*out)[i] = TensorInfo{true, DType::kBool, in[0].shape, nullptr};
+    return OkStatus();
+  }
+
   UnOp op_;
   float alpha_ = 0, lo_ = 0, hi_ = 0;
+  bool bytes_ = false;
+  uint8_t byte_lo_ = 0, byte_hi_ = 255;
 };
 
 class Dropout final : public OpKernel {

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "runtime/byte_edges.h"
+#include "runtime/ops/byte_ops.h"
 #include "runtime/op.h"
 
 namespace lowbit {
@@ -22,8 +24,11 @@ class Resize final : public OpKernel {
 
   Status Prepare(const std::vector<TensorInfo>& in, std::vector<TensorInfo>* out) override {
     if (in.empty() || !in[0].present) return InvalidArgument(Where(), "missing input");
-    LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
-    const Shape& x = in[0].shape;
+    // Byte edges (runtime/byte_edges.h): nearest resizing of 8-bit
+    // [N, spatial..., C] pixels, the taps those of the NCHW shape.
+    LOWBIT_ASSIGN_OR_RETURN(bytes_, BytePassThroughInputs(node_, in, {0}));
+    if (!bytes_) LOWBIT_RETURN_IF_ERROR(ExpectFloat(*this, in[0], "X"));
+    const Shape x = bytes_ ? NchwOf(in[0].shape) : in[0].shape;
     const int rank = static_cast<int>(x.size());
     std::vector<float> scales;
     std::vector<int64_t> sizes;
@@ -70,6 +75,7 @@ class Resize final : public OpKernel {
     if (mode_ != "nearest" && mode_ != "linear" && !(upsample_ && mode_ == "bilinear")) {
       return Unimplemented(Where(), "mode '", mode_, "' (nearest and linear are supported)");
     }
+    if (bytes_ && mode_ != "nearest") return InvalidArgument(Where(), "8-bit pixels resize only as nearest");
     const std::string coord = upsample_ || node_.opset < 11
                                   ? "asymmetric"
                                   : node_.GetString("coordinate_transformation_mode", "half_pixel");
@@ -94,7 +100,8 @@ class Resize final : public OpKernel {
     // The output is checked against the memory cap before the taps are
     // built: a tap per output position along each axis.
     LOWBIT_RETURN_IF_ERROR(CheckedBytes(DType::kFloat32, y, Where() + "output").status());
-    (*out)[0] = TensorInfo{true, DType::kFloat32, y, nullptr};
+    (*out)[0] = bytes_ ? TensorInfo{true, DType::kUint8, NhwcOf(y), nullptr}
+                       : TensorInfo{true, DType::kFloat32, y, nullptr};
     if (NumElements(y) == 0) return OkStatus();  // nothing to compute: no taps
     for (int d = 0; d < rank; ++d) {
       const float scale = dim_scale[d];
@@ -149,6 +156,10 @@ class Resize final : public OpKernel {
 
   void Run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, const ExecContext&) override {
     if (out[0]->numel() == 0) return;
+    if (bytes_) {
+      RunBytes(*in[0], out[0]);
+      return;
+    }
     Shape shape = in[0]->shape();
     std::vector<float> cur(in[0]->data<float>(), in[0]->data<float>() + in[0]->numel()), next;
     for (int d = 0; d < static_cast<int>(shape.size()); ++d) {
@@ -174,7 +185,32 @@ class Resize final : public OpKernel {
   }
 
  private:
-  bool upsample_;
+  // Nearest taps on [N, spatial..., C] bytes: NCHW axis d is axis
+  // NhwcAxis(d) here.
+  void RunBytes(const Tensor& x, Tensor* out) const {
+    Shape shape = x.shape();
+    const int rank = static_cast<int>(shape.size());
+    std::vector<uint8_t> cur(x.data<uint8_t>(), x.data<uint8_t>() + x.numel()), next;
+    for (int d = 0; d < rank; ++d) {
+      if (!resized_[d]) continue;
+      const int e = NhwcAxis(d, rank);
+      const std::vector<int64_t>& src = taps_[d].i0;
+      const int64_t outer = NumElements(Shape(shape.begin(), shape.begin() + e));
+      const int64_t inner = NumElements(Shape(shape.begin() + e + 1, shape.end()));
+      const int64_t from = shape[e], to = static_cast<int64_t>(src.size());
+      next.resize(outer * to * inner);
+      for (int64_t o = 0; o < outer; ++o) {
+        for (int64_t j = 0; j < to; ++j) {
+          std::copy_n(cur.data() + (o * from + src[j]) * inner, inner, next.data() + (o * to + j) * inner);
+        }
+      }
+      shape[e] = to;
+      cur.swap(next);
+    }
+    std::copy(cur.begin(), cur.end(), out->data<uint8_t>());
+  }
+
+  bool upsample_, bytes_ = false;
   std::string mode_;
   std::vector<Taps> taps_;
   std::vector<bool> resized_;

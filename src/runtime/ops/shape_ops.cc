@@ -6,6 +6,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "runtime/byte_edges.h"
 #include "runtime/op.h"
 
 namespace lowbit {
@@ -202,6 +203,13 @@ class Concat final : public OpKernel {
     if (in.empty()) return InvalidArgument(Where(), "no inputs");
     const int rank = static_cast<int>(in[0].shape.size());
     LOWBIT_ASSIGN_OR_RETURN(axis_, NormalizeAxis(node_.GetInt("axis", node_.opset < 4 ? 1 : 0), rank, Where()));
+    // Byte edges (runtime/byte_edges.h): 8-bit [N, spatial..., C] pixels
+    // in and out, the same bytes concatenated on the matching axis.
+    std::vector<size_t> all(in.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    bool bytes = false;
+    LOWBIT_ASSIGN_OR_RETURN(bytes, BytePassThroughInputs(node_, in, all));
+    if (bytes) axis_ = NhwcAxis(axis_, rank);
     Shape y = in[0].shape;
     y[axis_] = 0;
     for (const TensorInfo& t : in) {
