@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "kernels/depthwise.h"
 #include "tests/runtime/packed_graphs.h"
 
 namespace lowbit {
@@ -157,6 +158,68 @@ TEST(PackedOpsTest, PassThroughOperatorsCarryBytes) {
       ASSERT_EQ(got.numel(), want.numel());
       for (int64_t i = 0; i < got.numel(); ++i) {
         ASSERT_EQ(got.data<float>()[i], want.data<float>()[i]) << path << " threads " << threads << " element " << i;
+      }
+    }
+  }
+}
+
+// A depthwise convolution reading bytes reads the windows inside its input
+// in place and copies only the border bands of the padded image: the same
+// outputs as reading fp32 (which quantizes the whole padded image), for
+// strides 1 and 2, 5x5, dilation 2, asymmetric pads, the quad (48
+// channels) and pair (20) bodies, batch 2 (the bands refilled per image)
+// and 1-2 threads.
+TEST(PackedOpsTest, DepthwiseReadsBytesInPlace) {
+  const uint64_t seed = testing::TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  struct Geometry {
+    int64_t k, stride, dilation;
+    std::vector<int64_t> pads;
+  };
+  for (int64_t c : {48, 20}) {
+    for (const Geometry& geo : {Geometry{3, 1, 1, {1, 1, 1, 1}}, Geometry{3, 2, 1, {1, 1, 1, 1}},
+                                Geometry{5, 1, 1, {2, 2, 2, 2}}, Geometry{3, 1, 2, {2, 2, 2, 2}},
+                                Geometry{3, 1, 1, {0, 1, 1, 0}}}) {
+      SCOPED_TRACE(::testing::Message() << "c " << c << " k " << geo.k << " stride " << geo.stride
+                                        << " dilation " << geo.dilation << " pads " << geo.pads[0]);
+      Rng rng(seed + 13);
+      Graph g;
+      g.source = "test";
+      g.opset = 13;
+      g.inputs = {{"x", DType::kFloat32, {-1, 3, 13, 17}}};
+      g.outputs = {{"y", DType::kFloat32, {}}};
+      g.constants["a.W"] = Random({c, 3, 1, 1}, rng, -0.5f, 0.5f);
+      g.constants["a.B"] = Random({c}, rng, -0.2f, 0.2f);
+      AddNode(&g, "Conv", {"x", "a.W", "a.B"}, "a");
+      g.constants["dw.W"] = Random({c, 1, geo.k, geo.k}, rng, -0.5f, 0.5f);
+      g.constants["dw.B"] = Random({c}, rng, -0.2f, 0.2f);
+      Node* dw = AddNode(&g, "Conv", {"a", "dw.W", "dw.B"}, "dw");
+      dw->attrs["group"] = c;
+      dw->attrs["strides"] = std::vector<int64_t>{geo.stride, geo.stride};
+      dw->attrs["dilations"] = std::vector<int64_t>{geo.dilation, geo.dilation};
+      dw->attrs["pads"] = geo.pads;
+      g.constants["e.W"] = Random({8, c, 1, 1}, rng, -0.5f, 0.5f);
+      AddNode(&g, "Conv", {"dw", "e.W"}, "e");
+      AddNode(&g, "GlobalAveragePool", {"e"}, "y");
+      ASSERT_TRUE(OptimizeGraph(&g).ok());
+      Graph q = Quantize(g, "int4");
+      Rng xr(seed);
+      const Tensor x = Random({2, 3, 13, 17}, xr, -1.0f, 1.0f);
+      SetRangesPerValue(g, x, &q);
+      for (const char* path : Paths()) {
+        KernelEnv env(path);
+        for (int threads : {1, 2}) {
+          int with = 0, without = -1;
+          const Tensor got = RunEdges(q, x, threads, true, &with);
+          const Tensor want = RunEdges(q, x, threads, false, &without);
+          EXPECT_EQ(with, 2) << path;  // a and dw
+          ASSERT_EQ(got.numel(), want.numel());
+          // (Without AVX-512 the fp32 depthwise epilogue rounds twice.)
+          if (!DepthwiseAvx512Available()) continue;
+          for (int64_t i = 0; i < got.numel(); ++i) {
+            ASSERT_EQ(got.data<float>()[i], want.data<float>()[i]) << path << " threads " << threads;
+          }
+        }
       }
     }
   }

@@ -3,6 +3,7 @@
 // (kernels/depthwise.h) where byte edges reach the layer.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "runtime/ops/byte_ops.h"
 #include "runtime/ops/packed_conv.h"
@@ -117,6 +118,7 @@ class PackedConv::DepthwiseBytesAlgorithm final : public ConvAlgorithm {
     }
     a_scale_.resize(m_n);
     bias_.assign(m_n, 0.0f);
+    SetUpInPlace(c);
     pairs_ = DepthwisePairWeights(taps_w_.data(), taps, m_n);
     // The quad body computes 64 channels a pass: below 48 channels half its
     // lanes would be idle, and the pair body (32 a pass) ran 1.6x faster on
@@ -129,20 +131,78 @@ class PackedConv::DepthwiseBytesAlgorithm final : public ConvAlgorithm {
   void RunImage(PackedConv& c, const ImageIO& io, const ExecContext& ctx,
                 ImageScratch& s) override {
     const int64_t isz = c.c_ * c.g_.in_size(), osz = c.g_.out_size();
-    if (io.xb != nullptr) {
+    const uint8_t* in_place = nullptr;
+    if (io.xb != nullptr && !interior_.empty()) {
+      in_place = io.xb + io.i * isz;
+      CopyBorderBands(c, in_place, io.a, ctx, s);
+    } else if (io.xb != nullptr) {
       c.CopyImage(io.xb + io.i * isz, io.a, ctx, s);
     } else {
       c.QuantizeImage(io.x + io.i * isz, io.a, ctx, s);
     }
     DepthwiseBytes(c, io.a, io.bias, io.bo, io.yb != nullptr ? io.yb + io.i * osz * c.m_ : nullptr,
-                   io.y != nullptr ? io.y + io.i * c.m_ * osz : nullptr, ctx, s);
+                   io.y != nullptr ? io.y + io.i * c.m_ * osz : nullptr, in_place, ctx, s);
   }
 
  private:
+  // 8-bit input pixels are read where they lie for output pixels whose
+  // window is inside the input (interior_[p]); only the bands of the padded
+  // image the other windows read are filled: the first and last band_ rows
+  // and, in the rows between, the first and last band_ pixels (band_ = the
+  // window's extent). 2-D windows only.
+  void SetUpInPlace(const PackedConv& c) {
+    const auto& g = c.g_;
+    if (g.in[0] != 1 || g.k[0] != 1 || c.cs_ != c.c_) return;
+    const int64_t h = g.in[1], w = g.in[2], osz = g.out_size();
+    std::vector<uint8_t> interior(osz);
+    bool any = false;
+    for (int64_t p = 0; p < osz; ++p) {
+      const int64_t oh = p / g.out[2], ow = p % g.out[2];
+      const int64_t ih = oh * g.stride[1] - g.pad_begin[1], iw = ow * g.stride[2] - g.pad_begin[2];
+      interior[p] = ih >= 0 && ih + (g.k[1] - 1) * g.dilation[1] < h && iw >= 0 &&
+                    iw + (g.k[2] - 1) * g.dilation[2] < w;
+      any = any || interior[p];
+    }
+    if (!any) return;
+    interior_ = std::move(interior);
+    in_pix_.resize(osz);
+    for (int64_t p = 0; p < osz; ++p) {
+      const int64_t oh = p / g.out[2], ow = p % g.out[2];
+      in_pix_[p] = (oh * g.stride[1] - g.pad_begin[1]) * w + ow * g.stride[2] - g.pad_begin[2];
+    }
+    in_tap_.resize(c.taps_);
+    for (int64_t t = 0; t < c.taps_; ++t) {
+      in_tap_[t] = (t / g.k[2]) * g.dilation[1] * w + (t % g.k[2]) * g.dilation[2];
+    }
+    band_ = std::max(g.k[1], g.k[2]) * std::max(g.dilation[1], g.dilation[2]);
+  }
+
+  // The input rows and pixels the border windows read, into s.image (whose
+  // padding holds the zero point).
+  void CopyBorderBands(const PackedConv& c, const uint8_t* x, const ActQuant& a, const ExecContext& ctx,
+                       ImageScratch& s) {
+    c.SetBorders(a.zero, s);
+    const int64_t h = c.g_.in[1], w = c.g_.in[2], ch = c.c_;
+    const int64_t edge = std::min(band_, w);
+    ctx.pool->ParallelFor(h, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const uint8_t* src = x + r * w * ch;
+        uint8_t* dst = c.ImageRow(r, s);
+        if (r < band_ || r >= h - band_ || 2 * edge >= w) {
+          std::memcpy(dst, src, w * ch);
+          continue;
+        }
+        std::memcpy(dst, src, edge * ch);
+        std::memcpy(dst + (w - edge) * ch, src + (w - edge) * ch, edge * ch);
+      }
+    });
+  }
+
   // Depthwise on the NHWC byte image (kernels/depthwise.h), writing bytes
   // (yb) or fp32 planes (yf); output rows split across threads.
   void DepthwiseBytes(const PackedConv& c, const ActQuant& a, const float* bias, ByteOutput bo,
-                      uint8_t* yb, float* yf, const ExecContext& ctx, ImageScratch& s) {
+                      uint8_t* yb, float* yf, const uint8_t* in_place, const ExecContext& ctx,
+                      ImageScratch& s) {
     for (int64_t m = 0; m < c.m_; ++m) {
       a_scale_[m] = scale_[m] * a.scale;
       if (bias != nullptr) bias_[m] = bias[m];
@@ -172,13 +232,34 @@ class PackedConv::DepthwiseBytesAlgorithm final : public ConvAlgorithm {
                                                               : DepthwiseBody::kPortable;
     d.w_pairs = pairs_.data();
     d.w_quads = quads_.empty() ? nullptr : quads_.data();
-    ctx.pool->ParallelFor(c.g_.out_size(),
-                          [&](int64_t p0, int64_t p1) { DepthwiseNhwc(d, p0, p1, body); });
+    if (in_place == nullptr) {
+      ctx.pool->ParallelFor(c.g_.out_size(),
+                            [&](int64_t p0, int64_t p1) { DepthwiseNhwc(d, p0, p1, body); });
+      return;
+    }
+    DepthwiseNhwcArgs inner = d;  // interior pixels, read in place
+    inner.image = in_place;
+    inner.pix = in_pix_.data();
+    inner.tap = in_tap_.data();
+    ctx.pool->ParallelFor(c.g_.out_size(), [&](int64_t p0, int64_t p1) {
+      // Runs of interior and border pixels.
+      for (int64_t p = p0; p < p1;) {
+        int64_t e = p + 1;
+        while (e < p1 && interior_[e] == interior_[p]) ++e;
+        DepthwiseNhwc(interior_[p] ? inner : d, p, e, body);
+        p = e;
+      }
+    });
   }
 
   std::vector<float> scale_, taps_w_, wsum_, a_scale_, bias_;
   std::vector<int16_t> pairs_;  // DepthwisePairWeights of taps_w_
   std::vector<int8_t> quads_;   // DepthwiseQuadWeights of taps_w_ (empty: beyond int8)
+  // SetUpInPlace: per output pixel whether its window lies inside the input
+  // (empty: always copy the image), and the windows in the input itself.
+  std::vector<uint8_t> interior_;
+  std::vector<int64_t> in_pix_, in_tap_;
+  int64_t band_ = 0;
 };
 
 Result<std::unique_ptr<PackedConv::ConvAlgorithm>> PackedConv::MakeDepthwise(
