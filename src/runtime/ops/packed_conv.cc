@@ -158,11 +158,12 @@ void PackedConv::Run(const std::vector<const Tensor*>& in, const std::vector<Ten
     algorithm_->RunImage(*this, io, ctx, s);
   };
   // Batches of small images: each thread takes whole images with its own
-  // scratch, instead of splitting every image's many short steps.
+  // scratch, instead of splitting every image's many short steps. (Not the
+  // fp32-plane depthwise algorithm, whose scratch is per thread index.)
   const int threads = ctx.pool->threads();
   const int64_t image_macs = g_.out_size() * m_ * kk_;
-  const bool by_images =
-      !depthwise_ && threads > 1 && n_ >= threads && image_macs < (int64_t{16} << 20);
+  const bool by_images = (!depthwise_ || nhwc_dw_) && threads > 1 && n_ >= threads &&
+                         image_macs < (int64_t{16} << 20);
   if (by_images) {
     while (static_cast<int>(scratch_.size()) < threads) {
       scratch_.emplace_back();

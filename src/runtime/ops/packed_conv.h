@@ -67,6 +67,7 @@ class PackedConv final : public PackedKernel {
     std::vector<std::vector<int32_t>> wino_dot, wino_m;
     ColumnEpilogue epilogue;
     std::vector<ColumnEpilogue> parts;  // per format (MixedBytes)
+    std::vector<float> dw_scale, dw_bias;  // the NHWC depthwise's per-channel epilogue
   };
 
   // What one image's computation reads and writes; Run fills it per image.

@@ -116,8 +116,6 @@ class PackedConv::DepthwiseBytesAlgorithm final : public ConvAlgorithm {
         wsum_[m] += weight[m * taps + t];
       }
     }
-    a_scale_.resize(m_n);
-    bias_.assign(m_n, 0.0f);
     SetUpInPlace(c);
     pairs_ = DepthwisePairWeights(taps_w_.data(), taps, m_n);
     // The quad body computes 64 channels a pass: below 48 channels half its
@@ -203,9 +201,12 @@ class PackedConv::DepthwiseBytesAlgorithm final : public ConvAlgorithm {
   void DepthwiseBytes(const PackedConv& c, const ActQuant& a, const float* bias, ByteOutput bo,
                       uint8_t* yb, float* yf, const uint8_t* in_place, const ExecContext& ctx,
                       ImageScratch& s) {
+    // Per image scratch: threads may run whole images at once.
+    s.dw_scale.resize(c.m_);
+    s.dw_bias.assign(c.m_, 0.0f);
     for (int64_t m = 0; m < c.m_; ++m) {
-      a_scale_[m] = scale_[m] * a.scale;
-      if (bias != nullptr) bias_[m] = bias[m];
+      s.dw_scale[m] = scale_[m] * a.scale;
+      if (bias != nullptr) s.dw_bias[m] = bias[m];
     }
     DepthwiseNhwcArgs d;
     d.image = s.image.data();
@@ -215,8 +216,8 @@ class PackedConv::DepthwiseBytesAlgorithm final : public ConvAlgorithm {
     d.c = c.c_;
     d.w = taps_w_.data();
     d.wsum = wsum_.data();
-    d.scale = a_scale_.data();
-    d.bias = bias_.data();
+    d.scale = s.dw_scale.data();
+    d.bias = s.dw_bias.data();
     d.zero = a.zero;
     if (c.fused_.active) {
       d.lo = c.fused_.lo;
@@ -252,7 +253,7 @@ class PackedConv::DepthwiseBytesAlgorithm final : public ConvAlgorithm {
     });
   }
 
-  std::vector<float> scale_, taps_w_, wsum_, a_scale_, bias_;
+  std::vector<float> scale_, taps_w_, wsum_;
   std::vector<int16_t> pairs_;  // DepthwisePairWeights of taps_w_
   std::vector<int8_t> quads_;   // DepthwiseQuadWeights of taps_w_ (empty: beyond int8)
   // SetUpInPlace: per output pixel whether its window lies inside the input
