@@ -89,6 +89,8 @@ void DepthwiseNhwc(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, Depthwise
 bool DepthwiseAvx2Available();
 void DepthwiseNhwcAvx2(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1);
 void DepthwiseNhwcAvx512(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1);
+// The pair body on channels [c_begin, c), c_begin a multiple of 32.
+void DepthwiseNhwcAvx512Channels(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, int64_t c_begin);
 bool DepthwiseVnniAvailable();
 void DepthwiseNhwcVnni(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1);
 

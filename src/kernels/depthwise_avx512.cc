@@ -143,13 +143,17 @@ inline void DepthwisePairPixels(const DepthwiseNhwcArgs& a, const ByteQuantizer&
 }  // namespace
 
 void DepthwiseNhwcAvx512(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1) {
+  DepthwiseNhwcAvx512Channels(a, p0, p1, 0);
+}
+
+void DepthwiseNhwcAvx512Channels(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1, int64_t c_begin) {
   const ByteQuantizer bb(a.lo, a.hi, a.out_inv, a.out_zero);
   int64_t p = p0;
   for (; p + 4 <= p1; p += 4) {
-    for (int64_t c0 = 0; c0 < a.c; c0 += 32) DepthwisePairPixels<4>(a, bb, p, c0);
+    for (int64_t c0 = c_begin; c0 < a.c; c0 += 32) DepthwisePairPixels<4>(a, bb, p, c0);
   }
   for (; p < p1; ++p) {
-    for (int64_t c0 = 0; c0 < a.c; c0 += 32) DepthwisePairPixels<1>(a, bb, p, c0);
+    for (int64_t c0 = c_begin; c0 < a.c; c0 += 32) DepthwisePairPixels<1>(a, bb, p, c0);
   }
 }
 

@@ -1,4 +1,5 @@
-// DepthwiseNhwc's AVX-512 VNNI body: four taps per vpdpbusd. The four taps'
+// DepthwiseNhwc's AVX-512 VNNI body: four taps per vpdpbusd (a last block of
+// up to 32 channels on the pair body, depthwise_avx512.cc). The four taps'
 // pixels (64 channels each) are interleaved bytewise (vpunpck{l,h}bw, then
 // vpunpck{l,h}wd), so each int32 lane holds one channel's four bytes, and
 // vpdpbusd against the weight quads (DepthwiseQuadWeights) adds all four
@@ -130,7 +131,10 @@ void DepthwiseNhwcVnni(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1) {
   // Pixels in chunks, each chunk through every channel block with that
   // block's constants loaded once.
   constexpr int64_t kChunk = 32;
-  const int64_t blocks = (a.c + 63) / 64;
+  // A last block of 32 channels or fewer runs on the pair body (32 a pass)
+  // instead of a quad block with half its lanes or more idle.
+  const bool pair_tail = a.w_pairs != nullptr && a.c % 64 != 0 && a.c % 64 <= 32;
+  const int64_t blocks = pair_tail ? a.c / 64 : (a.c + 63) / 64;
   for (int64_t q0 = p0; q0 < p1; q0 += kChunk) {
     const int64_t q1 = std::min(p1, q0 + kChunk);
     for (int64_t b = 0; b < blocks; ++b) {
@@ -141,6 +145,7 @@ void DepthwiseNhwcVnni(const DepthwiseNhwcArgs& a, int64_t p0, int64_t p1) {
       for (; p + 4 <= q1; p += 4) QuadPixels<4>(a, bb, e, p, b, m);
       for (; p < q1; ++p) QuadPixels<1>(a, bb, e, p, b, m);
     }
+    if (pair_tail) DepthwiseNhwcAvx512Channels(a, q0, q1, 64 * blocks);
   }
 }
 
