@@ -29,9 +29,12 @@ bool IsByteMaxPool(const Node& n) {
          n.GetInt("storage_order", 0) == 0;
 }
 
+// Whether every input of pass-through operator n carries data (else input 0).
+bool AllInputsData(const Node& n) { return n.op_type == "Concat" || n.op_type == "Max" || n.op_type == "Min"; }
+
 // The inputs of pass-through operator n that carry the data.
 std::vector<size_t> DataInputs(const Node& n) {
-  if (n.op_type != "Concat") return {0};
+  if (!AllInputsData(n)) return {0};
   std::vector<size_t> all(n.inputs.size());
   for (size_t i = 0; i < all.size(); ++i) all[i] = i;
   return all;
@@ -57,7 +60,7 @@ bool IsBytePassThrough(const Graph& g, const Node& n) {
     return true;
   };
   if (n.op_type == "MaxPool") return IsByteMaxPool(n);
-  if (n.op_type == "Concat") return true;
+  if (n.op_type == "Concat" || n.op_type == "Max" || n.op_type == "Min") return true;
   if (n.op_type == "Slice" || n.op_type == "Clip" || n.op_type == "Relu") return constant_from(1);
   if (n.op_type == "Resize" || n.op_type == "Upsample") {
     return n.GetString("mode", "nearest") == "nearest" && constant_from(1);
@@ -84,10 +87,7 @@ int MarkByteEdges(const Graph& g, const std::set<std::string>& pinned, std::vect
       if (!n.inputs[j].empty()) uses[n.inputs[j]].push_back({static_cast<int>(i), j});
     }
   }
-  auto is_data = [&](int node, size_t input) {
-    const Node& n = (*nodes)[node];
-    return n.op_type == "Concat" || input == 0;
-  };
+  auto is_data = [&](int node, size_t input) { return AllInputsData((*nodes)[node]) || input == 0; };
   // Pass-through outputs that may not be bytes because one of their data
   // inputs cannot: found by checking each solution, until none is found.
   std::set<std::string> forbidden;

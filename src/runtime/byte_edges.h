@@ -56,10 +56,11 @@ void ClearByteEdges(std::vector<Node>* nodes);
 // Pass-through operators (IsBytePassThrough) compute on the bytes exactly
 // what quantizing their fp32 result would give, because quantization is
 // monotonic and they only select, copy or clamp: a 2-D MaxPool, Concat,
-// Slice, nearest Resize/Upsample, Clip and Relu. They are marked like
-// convolutions (x_bytes, y_bytes_*), with equal parameters in and out, and
-// take bytes only when every data input (Concat: all; else input 0) is
-// bytes -- else none of their inputs travel as bytes.
+// Slice, nearest Resize/Upsample, Clip, Relu, and Max/Min of activations.
+// They are marked like convolutions (x_bytes, y_bytes_*), with equal
+// parameters in and out, and take bytes only when every data input
+// (Concat, Max, Min: all; else input 0) is bytes -- else none of their
+// inputs travel as bytes.
 int MarkByteEdges(const Graph& g, const std::set<std::string>& pinned, std::vector<Node>* nodes);
 
 // Whether `n` is a pass-through operator whose other inputs (bounds, starts,

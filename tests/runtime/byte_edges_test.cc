@@ -75,9 +75,9 @@ TEST(PackedOpsTest, ByteEdgesMatchFloatEdges) {
     }
 }
 
-// Concat, Slice, nearest Resize, Clip and Relu between packed convolutions
-// carry the bytes through (runtime/byte_edges.h IsBytePassThrough): x ->
-// [conv a (Relu), conv b] -> Concat on C -> Slice (C, and W by step 2) ->
+// Concat, Slice, nearest Resize, Clip, Relu and Max between packed
+// convolutions carry the bytes through (runtime/byte_edges.h
+// IsBytePassThrough): x -> [conv a (Relu), Max(conv b0, conv b1)] -> Concat on C -> Slice (C, and W by step 2) ->
 // Resize x2 nearest -> Clip -> [conv c, 1x1 conv d] -> Concat on W -> Relu
 // -> conv e; and conv f -> Concat with the fp32 input x -> conv g, which
 // stays fp32 (one data input is not bytes). Without residuals, the bytes
@@ -114,7 +114,9 @@ TEST(PackedOpsTest, PassThroughOperatorsCarryBytes) {
     return name;
   };
   conv("x", "a", 6, 8, 3, 1, true);
-  conv("x", "b", 6, 8, 3, 1, false);
+  conv("x", "b0", 6, 8, 3, 1, false);
+  conv("x", "b1", 6, 8, 3, 1, false);
+  node("Max", {"b0", "b1"}, "b");
   node("Concat", {"a", "b"}, "cat")->attrs["axis"] = int64_t{1};
   node("Slice", {"cat", ints("s.starts", {1, 1}), ints("s.ends", {15, 9}), ints("s.axes", {1, -1}),
                  ints("s.steps", {1, 2})},
@@ -152,8 +154,8 @@ TEST(PackedOpsTest, PassThroughOperatorsCarryBytes) {
       int with = 0, without = -1;
       const Tensor got = RunEdges(q, x, threads, true, &with);
       const Tensor want = RunEdges(q, x, threads, false, &without);
-      // a, b, cat, sl, up, cl, c, d, cw, r; not f (fx reads fp32 x too).
-      EXPECT_EQ(with, 10) << path;
+      // a, b0, b1, b, cat, sl, up, cl, c, d, cw, r; not f (fx reads fp32 x too).
+      EXPECT_EQ(with, 12) << path;
       EXPECT_EQ(without, 0);
       ASSERT_EQ(got.numel(), want.numel());
       for (int64_t i = 0; i < got.numel(); ++i) {

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 
+#include "runtime/byte_edges.h"
 #include "runtime/op.h"
 
 namespace lowbit {
@@ -130,6 +131,21 @@ class NaryOp final : public OpKernel {
     }
     for (const TensorInfo& t : in) {
       if (!t.present) return InvalidArgument(Where(), "an input is missing");
+    }
+    if (variadic) {
+      // Byte edges (runtime/byte_edges.h): Max/Min of 8-bit [N, spatial...,
+      // C] pixels that share their quantization is the quantized Max/Min.
+      // Inputs of one rank broadcast the same way in either axis order.
+      std::vector<size_t> all(in.size());
+      for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+      bool bytes = false;
+      LOWBIT_ASSIGN_OR_RETURN(bytes, BytePassThroughInputs(node_, in, all));
+      for (const TensorInfo& t : in) {
+        if (bytes && t.shape.size() != in[0].shape.size()) {
+          return InvalidArgument(Where(), "8-bit pixel inputs of ranks ", in[0].shape.size(), " and ",
+                                 t.shape.size());
+        }
+      }
     }
     // Element types: the data inputs numeric and alike (Pow's exponent may
     // differ), Where's condition and Not's input bool.
