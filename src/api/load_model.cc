@@ -6,8 +6,12 @@
 
 namespace lowbit {
 
-Result<Graph> LoadModel(const std::string& path) {
+Result<Graph> LoadModel(const std::string& path) { return LoadModel(path, 0, nullptr); }
+
+Result<Graph> LoadModel(const std::string& path, int upgrade_opset, std::string* note) {
   ImportOptions options;
+  options.upgrade_opset = upgrade_opset;
+  options.upgrade_note = note;
   options.is_supported = [](const std::string& domain, const std::string& op, int opset) {
     return FindOp(domain, op, opset) != nullptr;
   };

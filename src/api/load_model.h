@@ -14,6 +14,10 @@ namespace lowbit {
 // An optimized graph of the fp32 or packed model at `path`; errors name the
 // file and the node.
 Result<Graph> LoadModel(const std::string& path);
+// The same, an fp32 model older than opset `upgrade_opset` first converted to
+// it where ONNX's version converter can (onnx/onnx_import.h ImportOptions);
+// *note says what happened (empty when nothing was to be converted).
+Result<Graph> LoadModel(const std::string& path, int upgrade_opset, std::string* note);
 
 }  // namespace lowbit
 

@@ -2,6 +2,8 @@
 
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
+#include <onnx/shape_inference/implementation.h>
+#include <onnx/version_converter/convert.h>
 
 #include <cstring>
 #include <set>
@@ -187,6 +189,42 @@ Status CheckOperators(const onnx::ModelProto& model, const std::string& name,
 
 }  // namespace
 
+// The first line of a converter's message (they carry stack traces).
+static std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// `model` converted to options.upgrade_opset and imported; on failure, an
+// error and *note saying why the original is kept.
+static Result<Graph> ImportUpgraded(const onnx::ModelProto& model, const std::string& name,
+                                    const ImportOptions& options, std::string* note) {
+  const int64_t from = OpsetFor(model, ""), to = options.upgrade_opset;
+  const std::string kept = "kept opset " + std::to_string(from) + " (a QDQ export needs 13): ";
+  std::string bytes;
+  try {
+    // Some adapters (Softmax 12 -> 13) need the input shapes: inferred first.
+    onnx::ModelProto shaped = model;
+    onnx::shape_inference::InferShapes(shaped);
+    const onnx::ModelProto converted = onnx::version_conversion::ConvertVersion(shaped, static_cast<int>(to));
+    if (!converted.SerializeToString(&bytes)) throw std::runtime_error("cannot serialize the result");
+  } catch (const std::exception& e) {
+    *note = kept + "ONNX's version converter: " + FirstLine(e.what());
+    return Unimplemented(*note);
+  } catch (...) {
+    *note = kept + "ONNX's version converter failed";
+    return Unimplemented(*note);
+  }
+  ImportOptions inner = options;
+  inner.upgrade_opset = 0;
+  inner.upgrade_note = nullptr;
+  Result<Graph> g = ImportOnnxBytes(bytes, name, inner);
+  if (!g.ok()) {
+    *note = kept + "the converted model: " + g.status().message();
+    return g.status();
+  }
+  *note = "converted from opset " + std::to_string(from) + " to " + std::to_string(to) +
+          " with ONNX's version converter";
+  return g;
+}
+
 Result<Graph> ImportOnnxBytes(const std::string& bytes, const std::string& name,
                               const ImportOptions& options) {
   onnx::ModelProto model;
@@ -202,14 +240,23 @@ Result<Graph> ImportOnnxBytes(const std::string& bytes, const std::string& name,
     return InvalidArgument(name, ": ONNX checker: ", msg);
   }
   FoldConstantIfs(model.mutable_graph());
+  bool default_nodes = false, only_default = true;
+  for (const auto& n : model.graph().node()) {
+    const bool d = n.domain().empty() || n.domain() == "ai.onnx";
+    default_nodes = default_nodes || d;
+    only_default = only_default && d;
+  }
+  const int64_t opset = OpsetFor(model, "");
+  if (options.upgrade_opset > opset && opset >= 1 && only_default) {
+    std::string note;
+    Result<Graph> up = ImportUpgraded(model, name, options, &note);
+    if (options.upgrade_note != nullptr) *options.upgrade_note = note;
+    if (up.ok()) return up;
+  }
   LOWBIT_RETURN_IF_ERROR(CheckOperators(model, name, options));
   Graph g;
   g.source = name;
-  g.opset = OpsetFor(model, "");
-  bool default_nodes = false;
-  for (const auto& n : model.graph().node()) {
-    default_nodes = default_nodes || n.domain().empty() || n.domain() == "ai.onnx";
-  }
+  g.opset = opset;
   if (default_nodes && (g.opset < 1 || g.opset > 20)) {
     return Unimplemented(name, ": opset ", g.opset, " is outside the supported range 1..20");
   }

@@ -18,6 +18,16 @@ struct ImportOptions {
   // "unsupported operator".
   std::function<bool(const std::string& domain, const std::string& op_type, int opset)>
       is_supported;
+  // When above the model's opset and every node is in the default domain
+  // (an fp32 model, no packed nodes): the model is first converted to this
+  // opset with ONNX's version converter (as ONNX Runtime's quantizer does
+  // for old models), so what is built from it (a QDQ export) can use the
+  // newer operators. If the conversion fails, or the converted model does
+  // not import, the model is imported as it is. Either way *upgrade_note
+  // (when set) gets one line saying what happened; it stays empty when
+  // nothing was to be converted.
+  int upgrade_opset = 0;
+  std::string* upgrade_note = nullptr;
 };
 
 // Parses and checks an ONNX model (opsets 1-17). Constant nodes become graph

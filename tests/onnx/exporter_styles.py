@@ -3,7 +3,10 @@
 helper API (random weights, seed 0), then checked end to end:
   - lowbit runs each unchanged and matches ONNX Runtime to 1e-5 relative;
   - lowbit quantizes each to W8A8 (static activations, calibrated on random
-    inputs) with >= 30 dB output SQNR against fp32.
+    inputs) with >= 30 dB output SQNR against fp32;
+  - its QDQ export runs in ONNX Runtime entirely in int8: every convolution a
+    QLinearConv, no fp32 Conv, Gemm or MatMul left in ORT's optimized graph
+    (the opset-9 model too: `quantize` converts it to opset 13 first).
 Styles:
   tf2onnx (opset 13): NHWC input behind a Transpose, Max(x, 0) and Min(x, 6) as
     ReLU/ReLU6, x * HardSigmoid(x), Transpose pairs between convolutions,
@@ -20,6 +23,7 @@ Styles:
   an If on a constant condition (folded to the branch taken).
 usage: exporter_styles.py LOWBIT ORT_DIR WORK
 """
+import collections
 import os
 import subprocess
 import sys
@@ -172,10 +176,13 @@ def main():
         np.save(cp, calib)
         out = {k: os.path.join(work, f"{name}_{k}.npy") for k in ("lowbit", "ort", "w8a8")}
         q = os.path.join(work, name + "_w8a8.onnx")
+        qdq, opt = os.path.join(work, name + "_qdq.onnx"), os.path.join(work, name + "_qdq_ort.onnx")
         cmds = [[lowbit, "run", path, "--input", xp, "--output", out["lowbit"]],
                 ["node", os.path.join(ort_dir, "ort_run.js"), path, xp, out["ort"]],
                 [lowbit, "quantize", path, "-o", q, "--weights", "int8", "--calib", "npy:" + cp, "--quiet"],
-                [lowbit, "run", q, "--input", xp, "--output", out["w8a8"]]]
+                [lowbit, "run", q, "--input", xp, "--output", out["w8a8"]],
+                [lowbit, "export", q, "--to", "onnx-qdq", "-o", qdq, "--quiet"],
+                ["node", os.path.join(ort_dir, "ort_optimized.js"), qdq, opt]]
         ok = True
         for cmd in cmds:
             r = subprocess.run(cmd, capture_output=True, text=True,
@@ -188,9 +195,13 @@ def main():
             lb, ort, w8 = (np.load(out[k]) for k in ("lowbit", "ort", "w8a8"))
             rel = np.abs(lb - ort).max() / max(np.abs(ort).max(), 1e-30)
             s = sqnr(w8, lb)
-            ok = rel <= 1e-5 and s >= 30
-            print(f"{'ok' if ok else 'FAIL'}: {name}: lowbit vs ONNX Runtime max rel diff {rel:.2e} "
-                  f"(<= 1e-5), W8A8 SQNR {s:.1f} dB (>= 30)")
+            ops = collections.Counter(n.op_type for n in onnx.load(opt).graph.node)
+            convs = sum(n.op_type == "Conv" for n in model.graph.node)
+            fp32 = {k: ops[k] for k in ("Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul") if ops[k]}
+            ok = rel <= 1e-5 and s >= 30 and ops["QLinearConv"] == convs and not fp32
+            print(f"{'ok' if ok else 'FAIL'}: {name} (opset {model.opset_import[0].version}): lowbit vs ONNX "
+                  f"Runtime max rel diff {rel:.2e} (<= 1e-5), W8A8 SQNR {s:.1f} dB (>= 30), QDQ export in "
+                  f"ONNX Runtime: {ops['QLinearConv']}/{convs} QLinearConv, fp32 left {fp32 or 'none'}")
         failed += not ok
     sys.exit(1 if failed else 0)
 

@@ -54,8 +54,13 @@ Status RunQuantize(const QuantizeArgs& a) {
   LOWBIT_ASSIGN_OR_RETURN(o.preprocess.std, ParseFloatList(a.std, "--std"));
   if (a.threads < 1) return InvalidArgument("--threads must be >= 1, got ", a.threads);
 
+  // Models older than opset 13 are converted to it first where ONNX's
+  // converter can, so that `lowbit export --to onnx-qdq` can write int8
+  // per-channel weights (QuantizeLinear's axis) for them.
   Graph g;
-  LOWBIT_ASSIGN_OR_RETURN(g, LoadModel(a.model));
+  std::string upgrade;
+  LOWBIT_ASSIGN_OR_RETURN(g, LoadModel(a.model, 13, &upgrade));
+  if (!upgrade.empty() && !o.quiet) std::fprintf(stderr, "%s: %s\n", a.model.c_str(), upgrade.c_str());
   std::unique_ptr<Dataset> calib;
   if (!a.calib.empty()) {
     LOWBIT_ASSIGN_OR_RETURN(calib, Dataset::Open(a.calib));
