@@ -264,8 +264,9 @@ Result<QuantizeSummary> Quantize(const std::string& model_path, const std::strin
     o.preprocess.scale = config.preprocess_scale;
     o.preprocess.mean = config.mean;
     o.preprocess.std = config.stddev;
-    Graph g;
-    LOWBIT_ASSIGN_OR_RETURN(g, LoadModel(model_path));
+    Graph g;  // older than opset 13: converted where it can be, as `lowbit quantize` does
+    std::string upgrade;
+    LOWBIT_ASSIGN_OR_RETURN(g, LoadModel(model_path, 13, &upgrade));
     std::unique_ptr<Dataset> calib;
     if (!config.calib_spec.empty() && config.calib_samples.data != nullptr) {
       return InvalidArgument("give calib_spec or calib_samples, not both");

@@ -1,6 +1,7 @@
 #include "api/tune_run.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 
@@ -105,8 +106,12 @@ Result<TuneRun> RunTuning(const TuneRunArgs& a) {
   o.eval.kernels = a.kernels;
   o.eval.byte_edges = a.byte_edges;
 
+  // Older than opset 13: converted first where ONNX's converter can, as
+  // `lowbit quantize` does, so the chosen model's QDQ export is int8.
   Graph g;
-  LOWBIT_ASSIGN_OR_RETURN(g, LoadModel(a.model));
+  std::string upgrade;
+  LOWBIT_ASSIGN_OR_RETURN(g, LoadModel(a.model, 13, &upgrade));
+  if (!upgrade.empty() && !a.quiet) std::fprintf(stderr, "%s: %s\n", a.model.c_str(), upgrade.c_str());
   LOWBIT_ASSIGN_OR_RETURN(o.eval.batch, EvalBatch(g, a.model, a.batch, false));
   std::unique_ptr<Dataset> calib, val;
   LOWBIT_ASSIGN_OR_RETURN(calib, Dataset::Open(a.calib));
