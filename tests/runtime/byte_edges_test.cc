@@ -75,6 +75,26 @@ TEST(PackedOpsTest, ByteEdgesMatchFloatEdges) {
     }
 }
 
+// q run with and without byte edges on every kernel path, 1 and 2 threads:
+// `edges` values as bytes, and (when `exact`) the same output bit for bit.
+void ExpectSameAsFloatEdges(const Graph& q, const Tensor& x, int edges, bool exact) {
+  for (const char* path : Paths()) {
+    KernelEnv env(path);
+    for (int threads : {1, 2}) {
+      int with = 0, without = -1;
+      const Tensor got = RunEdges(q, x, threads, true, &with);
+      const Tensor want = RunEdges(q, x, threads, false, &without);
+      EXPECT_EQ(with, edges) << path;
+      EXPECT_EQ(without, 0);
+      ASSERT_EQ(got.numel(), want.numel());
+      if (!exact) continue;
+      for (int64_t i = 0; i < got.numel(); ++i) {
+        ASSERT_EQ(got.data<float>()[i], want.data<float>()[i]) << path << " threads " << threads << " element " << i;
+      }
+    }
+  }
+}
+
 // Concat, Slice, nearest Resize, Clip, Relu and Max between packed
 // convolutions carry the bytes through (runtime/byte_edges.h
 // IsBytePassThrough): x -> [conv a (Relu), Max(conv b0, conv b1)] -> Concat on C -> Slice (C, and W by step 2) ->
@@ -87,11 +107,7 @@ TEST(PackedOpsTest, PassThroughOperatorsCarryBytes) {
   const uint64_t seed = testing::TestSeed();
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   Rng rng(seed + 11);
-  Graph g;
-  g.source = "test";
-  g.opset = 13;
-  g.inputs = {{"x", DType::kFloat32, {-1, 6, 11, 9}}};
-  g.outputs = {{"y", DType::kFloat32, {}}};
+  Graph g = TestGraph({-1, 6, 11, 9});
   auto node = [&](const std::string& op, std::vector<std::string> in, const std::string& out) {
     return AddNode(&g, op, std::move(in), out);
   };
@@ -148,21 +164,8 @@ TEST(PackedOpsTest, PassThroughOperatorsCarryBytes) {
     if (n.input(0) == "cl") range = {-1.0f, 1.5f};
     if (n.input(0) == "r") range[0] = -0.5f;
   }
-  for (const char* path : Paths()) {
-    KernelEnv env(path);
-    for (int threads : {1, 2}) {
-      int with = 0, without = -1;
-      const Tensor got = RunEdges(q, x, threads, true, &with);
-      const Tensor want = RunEdges(q, x, threads, false, &without);
-      // a, b0, b1, b, cat, sl, up, cl, c, d, cw, r; not f (fx reads fp32 x too).
-      EXPECT_EQ(with, 12) << path;
-      EXPECT_EQ(without, 0);
-      ASSERT_EQ(got.numel(), want.numel());
-      for (int64_t i = 0; i < got.numel(); ++i) {
-        ASSERT_EQ(got.data<float>()[i], want.data<float>()[i]) << path << " threads " << threads << " element " << i;
-      }
-    }
-  }
+  // a, b0, b1, b, cat, sl, up, cl, c, d, cw, r; not f (fx reads fp32 x too).
+  ExpectSameAsFloatEdges(q, x, 12, true);
 }
 
 // A depthwise convolution reading bytes reads the windows inside its input
@@ -185,11 +188,7 @@ TEST(PackedOpsTest, DepthwiseReadsBytesInPlace) {
       SCOPED_TRACE(::testing::Message() << "c " << c << " k " << geo.k << " stride " << geo.stride
                                         << " dilation " << geo.dilation << " pads " << geo.pads[0]);
       Rng rng(seed + 13);
-      Graph g;
-      g.source = "test";
-      g.opset = 13;
-      g.inputs = {{"x", DType::kFloat32, {-1, 3, 13, 17}}};
-      g.outputs = {{"y", DType::kFloat32, {}}};
+      Graph g = TestGraph({-1, 3, 13, 17});
       g.constants["a.W"] = Random({c, 3, 1, 1}, rng, -0.5f, 0.5f);
       g.constants["a.B"] = Random({c}, rng, -0.2f, 0.2f);
       AddNode(&g, "Conv", {"x", "a.W", "a.B"}, "a");
@@ -208,21 +207,8 @@ TEST(PackedOpsTest, DepthwiseReadsBytesInPlace) {
       Rng xr(seed);
       const Tensor x = Random({2, 3, 13, 17}, xr, -1.0f, 1.0f);
       SetRangesPerValue(g, x, &q);
-      for (const char* path : Paths()) {
-        KernelEnv env(path);
-        for (int threads : {1, 2}) {
-          int with = 0, without = -1;
-          const Tensor got = RunEdges(q, x, threads, true, &with);
-          const Tensor want = RunEdges(q, x, threads, false, &without);
-          EXPECT_EQ(with, 2) << path;  // a and dw
-          ASSERT_EQ(got.numel(), want.numel());
-          // (Without AVX-512 the fp32 depthwise epilogue rounds twice.)
-          if (!DepthwiseAvx512Available()) continue;
-          for (int64_t i = 0; i < got.numel(); ++i) {
-            ASSERT_EQ(got.data<float>()[i], want.data<float>()[i]) << path << " threads " << threads;
-          }
-        }
-      }
+      // a and dw. (Without AVX-512 the fp32 depthwise epilogue rounds twice.)
+      ExpectSameAsFloatEdges(q, x, 2, DepthwiseAvx512Available());
     }
   }
 }

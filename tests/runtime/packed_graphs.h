@@ -205,6 +205,16 @@ inline std::vector<const char*> Paths() {
   return p;
 }
 
+// An empty opset-13 graph "test" with input x of `x_shape` and output y.
+inline Graph TestGraph(Shape x_shape) {
+  Graph g;
+  g.source = "test";
+  g.opset = 13;
+  g.inputs = {{"x", DType::kFloat32, std::move(x_shape)}};
+  g.outputs = {{"y", DType::kFloat32, {}}};
+  return g;
+}
+
 // Appends an opset-13 node named "OP_OUT" with one output.
 inline Node* AddNode(Graph* g, const std::string& op, std::vector<std::string> in,
                      const std::string& out) {
@@ -267,11 +277,7 @@ inline Graph ResidualGraph(int64_t c, bool broadcast, bool depthwise, Rng& rng, 
 // residual), the second block's skip is a strided 1x1 conv sc that only the
 // Add reads (a ResNet downsample): [strided conv c, conv d + sc].
 inline Graph BlocksGraph(bool residual, bool broadcast, Rng& rng, bool projection = false) {
-  Graph g;
-  g.source = "test";
-  g.opset = 13;
-  g.inputs = {{"x", DType::kFloat32, {-1, 6, 11, 9}}};
-  g.outputs = {{"y", DType::kFloat32, {}}};
+  Graph g = TestGraph({-1, 6, 11, 9});
   auto node = [&](const std::string& op, std::vector<std::string> in, const std::string& out) {
     return AddNode(&g, op, std::move(in), out);
   };
