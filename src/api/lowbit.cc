@@ -265,8 +265,7 @@ Result<QuantizeSummary> Quantize(const std::string& model_path, const std::strin
     o.preprocess.mean = config.mean;
     o.preprocess.std = config.stddev;
     Graph g;  // older than opset 13: converted where it can be, as `lowbit quantize` does
-    std::string upgrade;
-    LOWBIT_ASSIGN_OR_RETURN(g, LoadModel(model_path, 13, &upgrade));
+    LOWBIT_ASSIGN_OR_RETURN(g, LoadModel(model_path, 13, nullptr));
     std::unique_ptr<Dataset> calib;
     if (!config.calib_spec.empty() && config.calib_samples.data != nullptr) {
       return InvalidArgument("give calib_spec or calib_samples, not both");

@@ -9,6 +9,11 @@
 
 namespace lowbit {
 
+// A mask of the first n of 16 lanes (none for n <= 0, all for n >= 16).
+inline __mmask16 FirstLanes(int64_t n) {
+  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
+}
+
 // Plane p of a plane-layout tile's 64 bytes (kernels/qlinear.h): each byte's
 // `bits`-bit code (v >> bits * p) & mask -- a 16-bit shift is enough, the
 // mask drops the bits that cross bytes. Level planes add T[0] to these.

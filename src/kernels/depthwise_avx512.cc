@@ -8,10 +8,6 @@
 namespace lowbit {
 namespace {
 
-__mmask16 FirstLanes(int64_t n) {
-  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
-}
-
 // Inputs x[j], j in [0, n), as two registers of 16 (lanes past n zero).
 inline void Load32(const float* x, int64_t n, __m512* lo, __m512* hi) {
   *lo = _mm512_maskz_loadu_ps(FirstLanes(n), x);

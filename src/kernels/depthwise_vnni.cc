@@ -20,10 +20,6 @@
 namespace lowbit {
 namespace {
 
-__mmask16 FirstLanes16(int64_t n) {
-  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
-}
-
 // Out register s, 128-bit block k = in register k, block s.
 inline void Transpose4x128(const __m512 in[4], __m512 out[4]) {
   const __m512 t0 = _mm512_shuffle_f32x4(in[0], in[1], 0x44), t1 = _mm512_shuffle_f32x4(in[0], in[1], 0xEE);
@@ -42,7 +38,7 @@ struct QuadEpilogue {
     const __m512 z = _mm512_set1_ps(static_cast<float>(a.zero));
     for (int k = 0; k < 4; ++k) {
       const int64_t ch = c0 + 16 * k;
-      const __mmask16 m = FirstLanes16(a.c - ch);
+      const __mmask16 m = FirstLanes(a.c - ch);
       zw_n[k] = _mm512_mul_ps(z, _mm512_maskz_loadu_ps(m, a.wsum + ch));
       scale_n[k] = _mm512_maskz_loadu_ps(m, a.scale + ch);
       bias_n[k] = _mm512_maskz_loadu_ps(m, a.bias + ch);

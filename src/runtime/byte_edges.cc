@@ -190,20 +190,30 @@ Result<bool> BytePassThroughInputs(const Node& n, const std::vector<TensorInfo>&
 
 int NhwcAxis(int axis, int rank) { return axis == 0 ? 0 : axis == 1 ? rank - 1 : axis - 1; }
 
-Result<ByteOutput> ByteEdgeOutput(const Node& n) {
+Result<bool> ByteEdgeParams(const Node& n, const char* act_key, const char* range_key, ActQuant* q) {
+  const std::string act = n.GetString(act_key, "");
+  if (act.empty()) return false;
   Node spec;
   spec.name = n.name;
   spec.op_type = n.op_type;
-  spec.attrs["act"] = n.GetString(kByteOutputAct, "");
-  auto range = n.attrs.find(kByteOutputRange);
+  spec.attrs["act"] = act;
+  auto range = n.attrs.find(range_key);
   if (range != n.attrs.end()) spec.attrs["act_range"] = range->second;
   ActSpec a;
   LOWBIT_ASSIGN_OR_RETURN(a, ActSpecOf(spec));
   if (a.weight_only || !a.is_static) {
-    return InvalidArgument(n.Describe(), ": attribute ", kByteOutputAct, " needs 8 bits and a ",
-                           kByteOutputRange);
+    return InvalidArgument(n.Describe(), ": attribute ", act_key, " '", act, "' needs 8 bits and a ",
+                           range_key);
   }
-  const ActQuant q = StaticActParams(a.lo, a.hi, a.symmetric, false);
+  *q = StaticActParams(a.lo, a.hi, a.symmetric, false);
+  return true;
+}
+
+Result<ByteOutput> ByteEdgeOutput(const Node& n) {
+  ActQuant q;
+  bool present = false;
+  LOWBIT_ASSIGN_OR_RETURN(present, ByteEdgeParams(n, kByteOutputAct, kByteOutputRange, &q));
+  if (!present) return InvalidArgument(n.Describe(), ": attribute ", kByteOutputAct, " is missing");
   return ByteOutput{1.0f / q.scale, q.zero};
 }
 

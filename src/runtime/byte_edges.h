@@ -74,6 +74,10 @@ Result<bool> BytePassThroughInputs(const Node& n, const std::vector<TensorInfo>&
                                    const std::vector<size_t>& data);
 // NCHW axis `axis` (in [0, rank)) of a value held as [N, spatial..., C].
 int NhwcAxis(int axis, int rank);
+// Whether `n` has the byte-edge attributes act_key (the activation type)
+// and range_key (kByteOutputAct/Range, kByteResidualAct/Range), and their
+// canonical parameters in *q.
+Result<bool> ByteEdgeParams(const Node& n, const char* act_key, const char* range_key, ActQuant* q);
 // The output bytes' quantization of a node marked with kByteOutputAct.
 Result<ByteOutput> ByteEdgeOutput(const Node& n);
 

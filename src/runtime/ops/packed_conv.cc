@@ -30,9 +30,9 @@ Status PackedConv::Prepare(const std::vector<TensorInfo>& in, std::vector<Tensor
   if (bytes_in_ && !act_spec_.is_static) {
     return InvalidArgument(Where(), "8-bit input X needs a static act_range");
   }
-  LOWBIT_ASSIGN_OR_RETURN(bytes_out_, ByteEdgeParams(kByteOutputAct, kByteOutputRange, &out_q_));
+  LOWBIT_ASSIGN_OR_RETURN(bytes_out_, ByteEdgeParams(node_, kByteOutputAct, kByteOutputRange, &out_q_));
   LOWBIT_ASSIGN_OR_RETURN(res_bytes_,
-                          ByteEdgeParams(kByteResidualAct, kByteResidualRange, &res_q_));
+                          ByteEdgeParams(node_, kByteResidualAct, kByteResidualRange, &res_q_));
   LOWBIT_RETURN_IF_ERROR(ResidualRangeOf(node_).status());
   const Shape x_shape = bytes_in_ ? NchwOf(in[0].shape) : in[0].shape;
   ConvDims d;
@@ -461,26 +461,6 @@ void PackedConv::SetUpGeometry() {
     tap_pix_[t] =
         ((kd * g.dilation[0]) * padded_[1] + kh * g.dilation[1]) * padded_[2] + kw * g.dilation[2];
   }
-}
-
-Result<bool> PackedConv::ByteEdgeParams(const char* act_key, const char* range_key,
-                                        ActQuant* q) const {
-  const std::string act = node_.GetString(act_key, "");
-  if (act.empty()) return false;
-  Node spec;
-  spec.name = node_.name;
-  spec.op_type = node_.op_type;
-  spec.attrs["act"] = act;
-  auto range = node_.attrs.find(range_key);
-  if (range != node_.attrs.end()) spec.attrs["act_range"] = range->second;
-  ActSpec a;
-  LOWBIT_ASSIGN_OR_RETURN(a, ActSpecOf(spec));
-  if (a.weight_only || !a.is_static) {
-    return InvalidArgument(Where(), "attribute ", act_key, " '", act, "' needs 8 bits and a ",
-                           range_key);
-  }
-  *q = StaticActParams(a.lo, a.hi, a.symmetric, false);
-  return true;
 }
 
 // act "float" selects the weight-only kernel (conv.cc).

@@ -242,10 +242,6 @@ class PackedConv final : public PackedKernel {
   // padding channels) hold the zero point, refreshed when it changes.
   void QuantizeImage(const float* x, const ActQuant& a, const ExecContext& ctx, ImageScratch& s);
 
-  // Whether the node has the byte-edge attributes act_key (the activation
-  // type) and range_key, and their canonical parameters.
-  Result<bool> ByteEdgeParams(const char* act_key, const char* range_key, ActQuant* q) const;
-
   // One image of canonical 8-bit NHWC pixels (quantized with this node's own
   // static parameters, see byte_edges.h) into the interior of s.image; the
   // plane layout's int8 operand is the byte with its top bit flipped.
