@@ -227,9 +227,22 @@ Result<CalibrationStats> Calibrate(const Graph& graph, Dataset& data, const Cali
   LOWBIT_ASSIGN_OR_RETURN(plan, Plan::Create(unfused, po));
   LOWBIT_RETURN_IF_ERROR(PlanBatchFor(plan.get(), data, "--calib").status());
   auto& stats = out.tensors;
+  // Layers whose input Gram matrix is gathered, by input name.
+  const std::vector<QuantLayer> layers = QuantLayers(graph);
+  std::multimap<std::string, const QuantLayer*> gram_of;
+  for (const QuantLayer& l : layers) {
+    if (GramApplies(graph, l, o.gram_max_cols)) {
+      gram_of.emplace(l.x, &l);
+      out.grams[l.name];
+    }
+  }
+  Status gram_status;
   // Statistics are taken from each layer input as the plan produces it, so
   // calibration holds no more activations than inference does.
   auto pass1 = [&](const std::string& name, const Tensor& t, const float* x, int64_t used) {
+    for (auto [g, end] = gram_of.equal_range(name); g != end && gram_status.ok(); ++g) {
+      gram_status = AccumulateGram(graph, *g->second, t.shape(), x, used, &out.grams[g->second->name]);
+    }
     auto it = stats.find(name);
     if (it == stats.end()) return;
     TensorStats& s = it->second;
@@ -254,6 +267,10 @@ Result<CalibrationStats> Calibrate(const Graph& graph, Dataset& data, const Cali
   };
   LOWBIT_RETURN_IF_ERROR(ForEachBatch(plan.get(), data, o.preprocess, data.size(),
                                       "calibrate (ranges)", o.quiet, pass1));
+  LOWBIT_RETURN_IF_ERROR(gram_status);
+  for (auto& [name, g] : out.grams) {
+    if (g.rows > 0) LOWBIT_RETURN_IF_ERROR(PrepareGptq(name, &g));
+  }
   if (o.histograms) {
     for (auto& [name, s] : stats) {
       s.h_lo = std::min(s.lo, 0.0f);
@@ -324,6 +341,16 @@ std::string CalibrationStats::ToJson() const {
     ts[name] = e;
   }
   j["tensors"] = ts;
+  if (!grams.empty()) {
+    nlohmann::ordered_json gs = nlohmann::ordered_json::object();
+    for (const auto& [name, g] : grams) {
+      std::vector<double> upper;
+      upper.reserve(g.cols * (g.cols + 1) / 2);
+      for (int64_t i = 0; i < g.cols; ++i) upper.insert(upper.end(), g.h.begin() + i * g.cols + i, g.h.begin() + (i + 1) * g.cols);
+      gs[name] = {{"cols", g.cols}, {"rows", g.rows}, {"upper", upper}};
+    }
+    j["grams"] = gs;
+  }
   return j.dump() + "\n";
 }
 
@@ -367,6 +394,29 @@ Result<CalibrationStats> CalibrationStats::FromJson(const std::string& text, con
         }
       }
       out.tensors[name] = std::move(s);
+    }
+    if (j.contains("grams")) {
+      for (const auto& [name, e] : j.at("grams").items()) {
+        InputGram g;
+        g.cols = e.at("cols").get<int64_t>();
+        g.rows = e.at("rows").get<int64_t>();
+        const std::vector<double> upper = e.at("upper").get<std::vector<double>>();
+        if (g.cols < 1 || g.cols > 65536 || g.rows < 0 ||
+            static_cast<int64_t>(upper.size()) != g.cols * (g.cols + 1) / 2) {
+          return DataLoss(source, ": Gram matrix of layer '", name, "' has ", upper.size(),
+                          " entries for ", g.cols, " columns");
+        }
+        g.h.assign(g.cols * g.cols, 0.0);
+        size_t at = 0;
+        for (int64_t i = 0; i < g.cols; ++i) {
+          for (int64_t c = i; c < g.cols; ++c) g.h[i * g.cols + c] = upper[at++];
+        }
+        if (g.rows > 0) {
+          Status st = PrepareGptq(name, &g);
+          if (!st.ok()) return DataLoss(source, ": ", st.message());
+        }
+        out.grams[name] = std::move(g);
+      }
     }
   } catch (const nlohmann::json::exception& e) {
     return DataLoss(source, ": malformed calibration file (", e.what(), ")");

@@ -26,6 +26,7 @@
 #include "data/dataset.h"
 #include "ir/graph.h"
 #include "lowbit/status.h"
+#include "quant/gptq.h"
 
 namespace lowbit {
 
@@ -61,6 +62,9 @@ struct CalibrationStats {
   std::string data_key;   // DataKey of the samples
   int64_t samples = 0;
   std::map<std::string, TensorStats> tensors;
+  // Input Gram matrices by layer name, for error-compensated rounding
+  // (quant/gptq.h); only when CalibrateOptions::gram_max_cols asked for them.
+  std::map<std::string, InputGram> grams;
 
   // The statistics of `name`, or null when it was not observed.
   const TensorStats* Find(const std::string& name) const;
@@ -79,6 +83,9 @@ struct CalibrateOptions {
   Preprocess preprocess;
   int64_t batch = 32;    // ignored where the model fixes its batch
   bool histograms = true;
+  // Gather the input Gram matrix of every layer GramApplies to with at most
+  // this many weight columns (0: none).
+  int64_t gram_max_cols = 0;
   int threads = 1;
   bool quiet = false;
 };

@@ -123,6 +123,10 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
   std::vector<LayerSettings> settings;
   LOWBIT_ASSIGN_OR_RETURN(settings, ResolvePlan(graph, layers, o.plan));
   if (o.prune < 0 || o.prune >= 1) return InvalidArgument("--prune must be in [0, 1), got ", o.prune);
+  if (o.gptq && o.calib == nullptr && o.stats == nullptr) {
+    return InvalidArgument("--rounding gptq needs calibration data (--calib): it rounds under the "
+                           "Gram matrix of each layer's calibration inputs");
+  }
 
   QuantizeResult result;
   CalibrationStats own;
@@ -132,6 +136,7 @@ Result<QuantizeResult> QuantizeGraph(const Graph& graph, const QuantizeOptions& 
     co.preprocess = o.preprocess;
     co.batch = o.calib_batch;
     co.histograms = o.act_calib != ActCalib::kMinMax;
+    co.gram_max_cols = o.gptq ? kGptqMaxCols : 0;
     co.threads = o.threads;
     co.quiet = o.quiet;
     LOWBIT_ASSIGN_OR_RETURN(own, Calibrate(graph, *o.calib, co));

@@ -10,6 +10,7 @@
 #include "kernels/qlinear.h"
 #include "lowbit/packed_tensor.h"
 #include "model/packed_node.h"
+#include "quant/gptq.h"
 
 namespace lowbit {
 namespace {
@@ -279,6 +280,14 @@ std::vector<float> SnapLevelsToInt8(const std::vector<float>& levels, std::vecto
   return out;
 }
 
+Status ParseRounding(std::string_view text, LayerQuantOptions* options) {
+  if (text != "nearest" && text != "gptq") {
+    return InvalidArgument("--rounding '", text, "': nearest or gptq");
+  }
+  options->gptq = text == "gptq";
+  return OkStatus();
+}
+
 Result<QuantizedLayer> QuantizeLayer(const Graph& graph, const QuantLayer& c, const LayerSettings& s,
                                      const CalibrationStats* stats, const LayerQuantOptions& o) {
   QuantizedLayer result;
@@ -333,6 +342,10 @@ Result<QuantizedLayer> QuantizeLayer(const Graph& graph, const QuantLayer& c, co
       pt = std::move(snapped).value();
     }
     parts = PackedParts::Uniform(std::move(pt));
+  }
+  if (o.gptq && o.prune == 0 && stats != nullptr) {
+    auto g = stats->grams.find(c.name);
+    if (g != stats->grams.end() && !g->second.u.empty()) LOWBIT_RETURN_IF_ERROR(GptqRound(c, g->second, &parts));
   }
   std::vector<float> wd(c.w.size());
   parts.Dequantize(wd.data());

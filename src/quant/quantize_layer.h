@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ir/graph.h"
@@ -34,9 +35,15 @@ struct LayerQuantOptions {
   bool weight_clip_auto = false;
   bool bias_correction = true;
   double prune = 0.0;  // magnitude pruning ratio per layer, [0, 1)
+  // Error-compensated rounding (quant/gptq.h) where the calibration holds the
+  // layer's input Gram matrix and nothing is pruned; nearest rounding else.
+  bool gptq = false;
 
   RangeOptions range() const { return {act_calib, act_percentile}; }
 };
+
+// Parses --rounding: "nearest" or "gptq" (sets options->gptq).
+Status ParseRounding(std::string_view text, LayerQuantOptions* options);
 
 struct LayerReport {
   std::string name, op;  // op: Conv, Gemm, MatMul
