@@ -93,7 +93,7 @@ py::dict Quantize(const std::string& model, const std::string& out, const std::s
                   const std::map<std::string, std::string>& layers, const py::object& calib, double scale,
                   const std::vector<float>& mean, const std::vector<float>& std_, const std::string& act_calib,
                   const std::string& weight_clip, double prune, bool bias_correction, int threads,
-                  uint64_t seed) {
+                  uint64_t seed, const std::string& rounding) {
   lowbit::QuantizeConfig c;
   c.weights = weights;
   c.granularity = granularity;
@@ -114,6 +114,7 @@ py::dict Quantize(const std::string& model, const std::string& out, const std::s
   c.act_calib = act_calib;
   c.weight_clip = weight_clip;
   c.prune = prune;
+  c.rounding = rounding;
   c.bias_correction = bias_correction;
   c.threads = threads;
   c.seed = seed;
@@ -268,6 +269,7 @@ PYBIND11_MODULE(lowbit, m) {
         py::arg("scale") = -1.0, py::arg("mean") = std::vector<float>(), py::arg("std") = std::vector<float>(),
         py::arg("act_calib") = "mse", py::arg("weight_clip") = "auto", py::arg("prune") = 0.0,
         py::arg("bias_correction") = true, py::arg("threads") = 1, py::arg("seed") = 1,
+        py::arg("rounding") = "",
         "Post-training quantization of MODEL into the packed file OUT (as lowbit quantize); calib: a "
         "dataset spec or an array of samples [n, ...]. Returns sizes and per-layer reports.");
   m.def("tune", &Tune, py::arg("model"), py::arg("out"), py::arg("calib"), py::arg("val"), py::arg("test") = "",

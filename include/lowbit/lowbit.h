@@ -133,6 +133,9 @@ struct QuantizeConfig {
   std::string act_calib = "mse";     // minmax, mse or percentile:P
   std::string weight_clip = "auto";  // auto, minmax, mse or percentile:P
   double prune = 0;
+  // Weight rounding: nearest, or gptq (error-compensated; needs calibration);
+  // "": the plan file's, else nearest.
+  std::string rounding;
   bool bias_correction = true;
   int threads = 1;
   uint64_t seed = 1;

@@ -100,6 +100,8 @@ Result<TuneRun> RunTuning(const TuneRunArgs& a) {
   o.calib.batch = a.calib_batch;
   o.calib.threads = a.threads;
   o.layer.weight_clip_auto = true;  // as `lowbit quantize`
+  LOWBIT_RETURN_IF_ERROR(ParseRounding(a.rounding, &o.layer));
+  o.calib.gram_max_cols = o.layer.gptq ? kGptqMaxCols : 0;
   o.layer.weight_fit.seed = a.seed;
   o.eval.preprocess = pre;
   o.eval.threads = a.threads;
@@ -173,7 +175,7 @@ Result<TuneRun> RunTuning(const TuneRunArgs& a) {
   }
 
   if (!a.write_plan.empty()) {
-    LOWBIT_RETURN_IF_ERROR(WriteFileAtomic(a.write_plan, PlanJson(qo.plan.defaults, q.resolved)));
+    LOWBIT_RETURN_IF_ERROR(WriteFileAtomic(a.write_plan, PlanJson(qo.plan.defaults, q.resolved, o.layer.gptq ? "gptq" : "nearest")));
   }
   ReportInfo& info = run.info;
   info.model = a.model;

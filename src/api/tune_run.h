@@ -21,6 +21,7 @@ namespace lowbit {
 struct TuneRunArgs {
   std::string model, out, calib, val, test;
   std::string objective = "size", metric = "top1", search = "lagrangian";
+  std::string rounding = "gptq";  // nearest or gptq (quant/gptq.h)
   std::string formats, bits;  // as --formats, --bits ("": all)
   std::string journal, pareto, report, write_plan;  // files ("": none)
   double budget_seconds = 600, max_loss = 1.0, min_sqnr = 20, confidence = 0.9;

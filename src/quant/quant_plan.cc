@@ -132,9 +132,9 @@ Status ReadSettingsObject(const nlohmann::ordered_json& j, const std::string& wh
                                       : key == "acts"        ? acts
                                                              : nullptr;
     if (dst == nullptr) {
-      if (allow_layers && key == "layers") continue;
+      if (allow_layers && (key == "layers" || key == "rounding")) continue;
       return InvalidArgument(where, ": unknown key '", key, "' (weights, granularity, acts",
-                             allow_layers ? ", layers)" : ", filters)");
+                             allow_layers ? ", rounding, layers)" : ", filters)");
     }
     if (!value.is_string()) return InvalidArgument(where, ": '", key, "' must be a string");
     *dst = value.get<std::string>();
@@ -158,6 +158,13 @@ Result<QuantPlan> ParsePlanJson(const std::string& text, const std::string& sour
   if (g) plan.defaults.granularity = *g;
   if (a) plan.defaults.acts = *a;
   LOWBIT_RETURN_IF_ERROR(ValidateSettings(plan.defaults, source));
+  if (j.contains("rounding")) {
+    const auto& r = j["rounding"];
+    if (!r.is_string() || (r.get<std::string>() != "nearest" && r.get<std::string>() != "gptq")) {
+      return InvalidArgument(source, ": 'rounding' must be \"nearest\" or \"gptq\", got ", r.dump());
+    }
+    plan.rounding = r.get<std::string>();
+  }
   if (j.contains("layers")) {
     const auto& layers = j["layers"];
     if (!layers.is_object()) return InvalidArgument(source, ": 'layers' must be an object");
@@ -194,11 +201,13 @@ Result<LayerRule> ParseLayerOption(const std::string& text) {
 }
 
 std::string PlanJson(const LayerSettings& defaults,
-                     const std::vector<std::pair<std::string, LayerSettings>>& layers) {
+                     const std::vector<std::pair<std::string, LayerSettings>>& layers,
+                     const std::string& rounding) {
   nlohmann::ordered_json j;
   j["weights"] = defaults.weights;
   j["granularity"] = defaults.granularity;
   j["acts"] = defaults.acts;
+  if (!rounding.empty()) j["rounding"] = rounding;
   nlohmann::ordered_json l = nlohmann::ordered_json::object();
   for (const auto& [name, s] : layers) {
     l[name] = {{"weights", s.weights}, {"granularity", s.granularity}, {"acts", s.acts}};

@@ -3,6 +3,7 @@
 // (--layer, --plan, --write-plan) and the tuner, as JSON:
 //
 //   {"weights": "int4", "granularity": "channel", "acts": "uint8",
+//    "rounding": "gptq",
 //    "layers": {"conv1": {"weights": "int8"},
 //               "fc*":   {"weights": "int4", "granularity": "group:64"}}}
 //
@@ -56,6 +57,9 @@ Result<FilterFormats> ParseFilterFormats(const std::string& weights);
 struct QuantPlan {
   LayerSettings defaults;
   std::vector<LayerRule> rules;
+  // Weight rounding the plan was made with ("nearest", "gptq"; "": unsaid),
+  // the top-level "rounding" key, so that a tuner's plan reproduces its model.
+  std::string rounding;
 
   // Settings for a layer: defaults, then every matching rule in order.
   LayerSettings Resolve(const std::string& layer) const;
@@ -76,9 +80,11 @@ Result<QuantPlan> PlanFromOptions(const std::string& plan_file, const std::strin
                                   const std::string& granularity, const std::string& acts,
                                   const std::vector<std::string>& layer_rules,
                                   const std::string& where);
-// A plan listing every layer by exact name with all of its settings.
+// A plan listing every layer by exact name with all of its settings (and
+// `rounding` when not empty).
 std::string PlanJson(const LayerSettings& defaults,
-                     const std::vector<std::pair<std::string, LayerSettings>>& layers);
+                     const std::vector<std::pair<std::string, LayerSettings>>& layers,
+                     const std::string& rounding = "");
 
 // fnmatch-style glob: *, ? and [...] character classes.
 bool GlobMatch(const std::string& pattern, const std::string& name);

@@ -129,9 +129,10 @@ Status Tuner::Prepare() {
                     DataKey(val_, o_.eval.preprocess) + "|";
   for (const std::string& s : o_.space) key += s + ",";
   char b[160];
-  std::snprintf(b, sizeof b, "|metric%d latency%d seed%llu limit%lld", static_cast<int>(o_.metric),
-                o_.objective.latency > 0 ? 1 : 0, static_cast<unsigned long long>(o_.seed),
-                static_cast<long long>(o_.eval.limit));
+  std::snprintf(b, sizeof b, "|metric%d latency%d seed%llu limit%lld gram%lld",
+                static_cast<int>(o_.metric), o_.objective.latency > 0 ? 1 : 0,
+                static_cast<unsigned long long>(o_.seed), static_cast<long long>(o_.eval.limit),
+                static_cast<long long>(o_.layer.gptq ? o_.calib.gram_max_cols : 0));
   key += b;
   if (!o_.journal.empty()) {
     LOWBIT_ASSIGN_OR_RETURN(journal_, Journal::Open(o_.journal, key, /*append=*/fan_.rank() == 0));
@@ -146,7 +147,11 @@ Status Tuner::Prepare() {
                                         ? Result<CalibrationStats>(NotFound("no cache"))
                                         : CalibrationStats::Load(calib_path, ModelFingerprint(g_),
                                                                  DataKey(calib_, o_.calib.preprocess));
-  if (cached.ok()) {
+  // A cache without the Gram matrices GPTQ needs (or with some it does not)
+  // is calibrated again.
+  size_t grams = 0;
+  for (const QuantLayer& l : layers_) grams += GramApplies(g_, l, o_.calib.gram_max_cols) ? 1 : 0;
+  if (cached.ok() && cached->grams.size() == grams) {
     stats_ = std::move(cached).value();
   } else {
     CalibrateOptions co = o_.calib;

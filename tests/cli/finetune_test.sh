@@ -91,9 +91,10 @@ else
 fi
 
 # lowbit tune --finetune: front points trained by lowbit-finetune, the
-# cheapest that then meets the bound chosen.
+# cheapest that then meets the bound chosen. (Nearest rounding: with GPTQ,
+# uniform int1 already meets this bound and leaves no cheaper point to train.)
 "$lowbit" tune "$digits" -o "$tmp/t.onnx" --calib 'digits[0:500]' --val 'digits[1400:1600]' --max-evals 30 \
-  --max-loss 3 --finetune 2 --train 'digits[0:1400]' --quiet --json >"$tmp/t.json" 2>"$tmp/err"
+  --max-loss 3 --finetune 2 --train 'digits[0:1400]' --rounding nearest --quiet --json >"$tmp/t.json" 2>"$tmp/err"
 rc=$?
 if [[ $rc -eq 0 || $rc -eq 3 ]] && "$py" - "$tmp/t.json" <<'PY'
 import json, sys

@@ -19,7 +19,7 @@ namespace {
 
 struct QuantizeArgs {
   std::string model, out, weights, granularity, acts, calib, act_calib = "mse";
-  std::string weight_clip = "auto", codebook_init = "dp", plan, write_plan;
+  std::string weight_clip = "auto", codebook_init = "dp", rounding, plan, write_plan;
   std::vector<std::string> layers;
   int64_t calib_batch = 32;
   double prune = 0, scale = -1;
@@ -45,6 +45,9 @@ Status RunQuantize(const QuantizeArgs& a) {
   LOWBIT_ASSIGN_OR_RETURN(o.weight_fit.codebook_init, ParseCodebookInit(a.codebook_init));
   o.weight_fit.seed = a.seed;
   o.prune = a.prune;
+  // --rounding, else the plan's, else nearest.
+  LOWBIT_RETURN_IF_ERROR(ParseRounding(
+      !a.rounding.empty() ? a.rounding : !o.plan.rounding.empty() ? o.plan.rounding : "nearest", &o));
   o.bias_correction = !a.no_bias_correction;
   o.threads = a.threads;
   o.quiet = a.quiet || a.json;
@@ -73,7 +76,7 @@ Status RunQuantize(const QuantizeArgs& a) {
   eo.graph_name = std::filesystem::path(a.model).stem().string() + " (lowbit)";
   LOWBIT_RETURN_IF_ERROR(ExportOnnx(r.graph, a.out, eo));
   if (!a.write_plan.empty()) {
-    LOWBIT_RETURN_IF_ERROR(WriteFileAtomic(a.write_plan, PlanJson(o.plan.defaults, r.resolved)));
+    LOWBIT_RETURN_IF_ERROR(WriteFileAtomic(a.write_plan, PlanJson(o.plan.defaults, r.resolved, o.gptq ? "gptq" : "")));
   }
   const int64_t in_bytes = static_cast<int64_t>(std::filesystem::file_size(a.model));
   const int64_t out_bytes = static_cast<int64_t>(std::filesystem::file_size(a.out));
@@ -156,6 +159,10 @@ Command AddQuantizeCommand(CLI::App& app) {
   cmd->add_option("--codebook-init", args->codebook_init, "Codebook centroids: dp, kmeans++ or pso")
       ->capture_default_str();
   cmd->add_option("--prune", args->prune, "Magnitude-prune this fraction of each layer's weights");
+  cmd->add_option("--rounding", args->rounding,
+                  "Weight rounding: nearest (default, or the plan's), or gptq (error-compensated "
+                  "under the calibration inputs' Gram matrix; needs --calib, layers of <= 1152 "
+                  "weight columns)");
   cmd->add_flag("--no-bias-correction", args->no_bias_correction,
                 "Do not correct biases for the mean error of quantized weights");
   cmd->add_option("--layer", args->layers, "Override one layer or pattern: 'conv1=int8', 'fc*=int4'");

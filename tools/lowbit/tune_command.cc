@@ -27,7 +27,7 @@ struct TuneArgs {
   int finetune = 0;
   double max_loss = 1.0, min_sqnr = 20, scale = -1, confidence = 0.9;
   bool relative = false, no_filter_wise = false, no_fp32 = false, json = false, quiet = false;
-  std::string search = "lagrangian";
+  std::string search = "lagrangian", rounding = "gptq";
   int64_t max_evals = 0, batch = 100, calib_batch = 32;
   uint64_t seed = 1;
   int threads = 1;
@@ -62,6 +62,7 @@ Status RunTune(const TuneArgs& a) {
   t.objective = a.objective;
   t.metric = a.metric;
   t.search = a.search;
+  t.rounding = a.rounding;
   t.formats = a.formats;
   t.bits = a.bits;
   t.journal = a.journal;
@@ -220,6 +221,10 @@ Command AddTuneCommand(CLI::App& app) {
   cmd->add_option("--max-evals", args->max_evals, "Stop after this many plan evaluations (0: no cap)");
   cmd->add_option("--search", args->search,
                   "lagrangian (the method), or random (max-evals random plans, for comparison)")
+      ->capture_default_str();
+  cmd->add_option("--rounding", args->rounding,
+                  "Weight rounding: gptq (error-compensated under the calibration inputs' Gram "
+                  "matrix, layers of <= 1152 weight columns) or nearest")
       ->capture_default_str();
   cmd->add_option("--journal", args->journal, "Append-only record of every evaluation; resume from it");
   cmd->add_option("--pareto", args->pareto, "Write the Pareto front (JSON)");
