@@ -52,7 +52,11 @@ Result<EvalResult> Evaluate(const Graph& g, Dataset& data, const EvalOptions& o,
   if (o.labels && !data.has_labels()) {
     return InvalidArgument("dataset '", data.spec(), "' has no labels to score");
   }
-  const int64_t batch = o.batch;
+  // A model whose batch is free runs no larger a batch than the samples
+  // (8 validation images at --batch 100 would run 100 each time).
+  const int64_t samples = o.limit > 0 ? std::min(o.limit, data.size()) : data.size();
+  const bool free_batch = g.inputs[0].shape.empty() || g.inputs[0].shape[0] <= 0;
+  const int64_t batch = free_batch ? std::max<int64_t>(1, std::min(o.batch, samples)) : o.batch;
   PlanOptions po;
   po.batch = batch;
   po.threads = o.threads;
