@@ -29,50 +29,24 @@ void AddRows(const std::vector<float>& p, int64_t n, int64_t k, std::vector<floa
   g->rows += n;
 }
 
-// In-place Cholesky factor of the symmetric positive definite a (n x n, upper
-// triangle read): a = U^T U, U written to the upper triangle. False when a
-// pivot is not positive.
-bool CholeskyUpper(std::vector<double>* a, int64_t n) {
-  double* m = a->data();
-  for (int64_t j = 0; j < n; ++j) {
-    double d = m[j * n + j];
-    for (int64_t k = 0; k < j; ++k) d -= m[k * n + j] * m[k * n + j];
-    if (!(d > 0)) return false;
-    d = std::sqrt(d);
-    m[j * n + j] = d;
-    for (int64_t i = j + 1; i < n; ++i) {
-      double s = m[j * n + i];
-      for (int64_t k = 0; k < j; ++k) s -= m[k * n + j] * m[k * n + i];
-      m[j * n + i] = s / d;
-    }
-  }
-  return true;
-}
+// LAPACK (OpenBLAS carries it): Cholesky factor and inverse from it.
+extern "C" void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
+extern "C" void dpotri_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 
-// The upper Cholesky factor U of H^-1 (H^-1 = U^T U), from the upper factor R
-// of H (H = R^T R): H^-1 = R^-1 R^-T, whose upper factor is found by
-// factoring it again.
-bool InverseUpperFactor(const std::vector<double>& r, int64_t n, std::vector<double>* u) {
-  // Ri = R^-1 (upper triangular), column by column.
-  std::vector<double> ri(n * n, 0.0);
-  for (int64_t j = 0; j < n; ++j) {
-    ri[j * n + j] = 1.0 / r[j * n + j];
-    for (int64_t i = j - 1; i >= 0; --i) {
-      double s = 0;
-      for (int64_t k = i + 1; k <= j; ++k) s += r[i * n + k] * ri[k * n + j];
-      ri[i * n + j] = -s / r[i * n + i];
-    }
-  }
-  // Hinv = Ri Ri^T (upper triangle).
-  u->assign(n * n, 0.0);
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = i; j < n; ++j) {
-      double s = 0;
-      for (int64_t k = j; k < n; ++k) s += ri[i * n + k] * ri[j * n + k];
-      (*u)[i * n + j] = s;
-    }
-  }
-  return CholeskyUpper(u, n);
+// a (n x n, row-major, upper triangle read) replaced by the upper Cholesky
+// factor U of its inverse (a^-1 = U^T U) in the upper triangle. Row-major
+// upper is column-major lower, LAPACK's 'L'. False when a is not positive
+// definite.
+bool InverseUpperFactor(std::vector<double>* a, int64_t n) {
+  const int m = static_cast<int>(n);
+  int info = 0;
+  const char lower = 'L';
+  dpotrf_(&lower, &m, a->data(), &m, &info);  // a = L L^T
+  if (info != 0) return false;
+  dpotri_(&lower, &m, a->data(), &m, &info);  // a^-1
+  if (info != 0) return false;
+  dpotrf_(&lower, &m, a->data(), &m, &info);  // a^-1 = L L^T = U^T U
+  return info == 0;
 }
 
 }  // namespace
@@ -169,7 +143,8 @@ Status PrepareGptq(const std::string& layer, InputGram* gram) {
     if (!(h[i * k + i] > 0)) h[i * k + i] = mean_diag;
     h[i * k + i] += 0.01 * mean_diag;
   }
-  if (!CholeskyUpper(&h, k) || !InverseUpperFactor(h, k, &gram->u)) {
+  gram->u = std::move(h);
+  if (!InverseUpperFactor(&gram->u, k)) {
     gram->u.clear();
     return InvalidArgument("layer '", layer, "': its input Gram matrix is not positive definite");
   }
