@@ -7,7 +7,6 @@
 
 #include "api/load_model.h"
 #include "base/npy.h"
-#include "base/rng.h"
 #include "onnx/onnx_export.h"
 #include "quant/quantize.h"
 #include "runtime/profile.h"
@@ -207,20 +206,9 @@ Result<TuneRun> RunTuning(const TuneRunArgs& a) {
     std::unique_ptr<Plan> fp32_plan, q_plan;
     LOWBIT_ASSIGN_OR_RETURN(fp32_plan, Plan::Create(g, po));
     LOWBIT_ASSIGN_OR_RETURN(q_plan, Plan::Create(q.graph, po));
-    Rng rng(1);  // the same random input for both, as lowbit bench
-    for (Plan* p : {fp32_plan.get(), q_plan.get()}) {
-      Rng same = rng;
-      Tensor& x = p->input(0);
-      if (x.dtype() != DType::kFloat32) continue;
-      for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(same.Normal());
-    }
-    std::vector<double> f, t;
-    for (int round = 0; round < 3; ++round) {
-      f.push_back(MedianRunMs(fp32_plan.get(), 5, 50));
-      t.push_back(MedianRunMs(q_plan.get(), 5, 50));
-    }
-    e2e_fp32_ms = Median(f);
-    e2e_ms = Median(t);
+    const std::vector<double> t = InterleavedMedianMs({fp32_plan.get(), q_plan.get()}, 3, 50);
+    e2e_fp32_ms = t[0];
+    e2e_ms = t[1];
   }
   if (!a.pareto.empty()) LOWBIT_RETURN_IF_ERROR(WriteFileAtomic(a.pareto, ParetoJson(r).dump(2) + "\n"));
   if (!a.report.empty()) LOWBIT_RETURN_IF_ERROR(WriteFileAtomic(a.report, ReportHtml(r, info)));

@@ -1,5 +1,7 @@
 #include "runtime/profile.h"
 
+#include "base/rng.h"
+
 #include <algorithm>
 #include <chrono>
 
@@ -35,6 +37,22 @@ std::vector<StepTime> ProfileSteps(Plan* plan, int warmup, int runs) {
     out.push_back({plan->step_name(i), plan->step_op(i), plan->step_algorithm(i),
                    Median(std::move(per_step[i]))});
   }
+  return out;
+}
+
+std::vector<double> InterleavedMedianMs(const std::vector<Plan*>& plans, int rounds, int runs) {
+  for (Plan* p : plans) {
+    Rng same(1);
+    Tensor& x = p->input(0);
+    if (x.dtype() != DType::kFloat32) continue;
+    for (int64_t j = 0; j < x.numel(); ++j) x.data<float>()[j] = static_cast<float>(same.Normal());
+  }
+  std::vector<std::vector<double>> t(plans.size());
+  for (int round = 0; round < std::max(rounds, 1); ++round) {
+    for (size_t j = 0; j < plans.size(); ++j) t[j].push_back(MedianRunMs(plans[j], 3, runs));
+  }
+  std::vector<double> out;
+  for (std::vector<double>& v : t) out.push_back(Median(std::move(v)));
   return out;
 }
 

@@ -26,6 +26,12 @@ double MedianRunMs(Plan* plan, int warmup, int runs);
 // The median of `v` (reordered); 0 for none.
 double Median(std::vector<double> v);
 
+// Fills every plan's float input 0 with the same standard normal values
+// (seed 1, as `lowbit bench`), then times them in `rounds` interleaved
+// rounds of MedianRunMs(plan, 3, runs): each plan's median over the rounds.
+// Machines that share their cores drift; interleaving spreads the drift.
+std::vector<double> InterleavedMedianMs(const std::vector<Plan*>& plans, int rounds, int runs);
+
 }  // namespace lowbit
 
 #endif  // LOWBIT_RUNTIME_PROFILE_H_
