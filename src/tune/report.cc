@@ -107,6 +107,7 @@ nlohmann::ordered_json PointJson(const TuneResult& r, const TunePoint& p) {
   j["bytes"] = p.bytes;
   j["bit_ops"] = p.bitops;
   j["latency_ms"] = p.latency_ms;
+  if (p.e2e_ms > 0) j["end_to_end_ms"] = {{"plan", p.e2e_ms}, {"fp32", p.e2e_fp32_ms}};
   j["metric"] = std::isfinite(p.metric) ? nlohmann::ordered_json(p.metric) : nullptr;
   j["standard_error"] = p.se;
   j["feasible"] = p.feasible;
@@ -251,6 +252,22 @@ std::string ReportHtml(const TuneResult& r, const ReportInfo& info) {
   if (r.fp32_ms > 0) {
     h += ", bytes vs latency " + Fmt("%.3f", RankCorrelation(bytes, ms)) + ", bit-ops vs latency " +
          Fmt("%.3f", RankCorrelation(bitops, ms)) + " (latency: the sum of the layers' measured medians)";
+  }
+  // The plans confirmed end to end (latency objectives): does the table rank
+  // them as whole runs do?
+  std::vector<double> e2e, e_ms, e_bytes, e_bitops;
+  for (const TunePoint& p : r.points) {
+    if (!(p.e2e_ms > 0)) continue;
+    e2e.push_back(p.e2e_ms);
+    e_ms.push_back(p.latency_ms);
+    e_bytes.push_back(static_cast<double>(p.bytes));
+    e_bitops.push_back(p.bitops);
+  }
+  if (e2e.size() >= 3) {
+    h += ". Over the " + std::to_string(e2e.size()) +
+         " plans measured end to end, end-to-end time vs the layers' sum " +
+         Fmt("%.3f", RankCorrelation(e2e, e_ms)) + ", vs bytes " + Fmt("%.3f", RankCorrelation(e2e, e_bytes)) +
+         ", vs bit-ops " + Fmt("%.3f", RankCorrelation(e2e, e_bitops));
   }
   h += ".</p>\n<h2>Time</h2>\n<p>" + std::to_string(r.evaluations) + " plan evaluations (" +
        std::to_string(r.resumed) + " journal records reused), " + Fmt("%.1f", r.seconds) +

@@ -81,7 +81,13 @@ class Tuner {
            Since(start_) >= o_.budget_seconds;
   }
   std::vector<int> Lagrangian(double lambda) const;
-  int BestFeasible() const;
+  // Whether point i meets `level` (the bound, or a tighter level while the
+  // front above the bound is filled) with the margin; the cheapest that does.
+  bool Meets(int i, double level) const {
+    return r_.points[i].metric - r_.z * r_.points[i].se >= level;
+  }
+  int BestMeeting(double level) const;
+  int BestFeasible() const { return BestMeeting(r_.bound); }
   // Every layer setting s (a layer the kernels cannot run it on: its first
   // valid setting).
   std::vector<int> Uniform(int s) const;
@@ -89,8 +95,16 @@ class Tuner {
   // around the ratio of the costs to the allowed loss.
   double SweepLambda(int k) const;
   Status Sweep();
-  Status Descend();
-  Status Pairs();
+  // From the cheapest plan meeting `level`: greedy moves to cheaper settings,
+  // then seeded pairwise moves, each kept while the plan still meets it.
+  Status Descend(double level, const std::string& phase);
+  Status Pairs(double level, const std::string& phase, uint64_t seed);
+  // Tighter levels between the bound and fp32, for the front above the bound.
+  std::vector<double> FrontLevels() const;
+  // Step 6 (latency objectives): end-to-end times of the candidates.
+  Status Confirm();
+  // A point's objective with its latency term from the end-to-end time.
+  double ConfirmedObjective(const TunePoint& p) const;
   Status RandomSearch();
   void Finish();
   void ShowProgress(bool final = false);
@@ -367,7 +381,9 @@ Status Tuner::Prefetch(std::vector<std::vector<int>> plans) {
 Result<bool> Tuner::Evaluate(const std::vector<int>& choice, const std::string& phase) {
   if (seen_.count(choice)) return true;
   // The stop decision is rank 0's, shared, so every rank walks the same search.
-  bool stop = OutOfBudget();
+  // The first plan is evaluated even when the per-layer measurements spent
+  // the budget, so that a run always ends with a point to write.
+  bool stop = OutOfBudget() && r_.evaluations > 0;
   if (fan_.size() > 1) stop = fan_.Share({fan_.rank() == 0 && stop ? 1.0 : 0.0})[0] > 0;
   if (stop) return false;
   TunePoint p;
@@ -438,13 +454,22 @@ double Tuner::SweepLambda(int k) const {
   return std::max(mean_cost, 1e-9) / allowed * std::pow(10.0, k / 4.0);
 }
 
-int Tuner::BestFeasible() const {
+int Tuner::BestMeeting(double level) const {
   int best = -1;
   for (size_t i = 0; i < r_.points.size(); ++i) {
     const TunePoint& p = r_.points[i];
-    if (p.feasible && (best < 0 || p.objective < r_.points[best].objective)) best = static_cast<int>(i);
+    if (Meets(static_cast<int>(i), level) && (best < 0 || p.objective < r_.points[best].objective)) {
+      best = static_cast<int>(i);
+    }
   }
   return best;
+}
+
+std::vector<double> Tuner::FrontLevels() const {
+  if (o_.metric == TuneMetric::kSqnr) return {r_.bound + 3, r_.bound + 6};
+  const double room = r_.fp32_metric - r_.bound;
+  if (!(room > 0)) return {};
+  return {r_.bound + 0.5 * room, r_.bound + 0.75 * room};
 }
 
 Status Tuner::Sweep() {
@@ -495,8 +520,8 @@ Status Tuner::Sweep() {
   return OkStatus();
 }
 
-Status Tuner::Descend() {
-  int cur = BestFeasible();
+Status Tuner::Descend(double level, const std::string& phase) {
+  int cur = BestMeeting(level);
   while (cur >= 0 && !OutOfBudget()) {
     const std::vector<int> base = r_.points[cur].choice;
     struct Move {
@@ -524,10 +549,10 @@ Status Tuner::Descend() {
       choice[m.l] = m.s;
       if (seen_.count(choice)) continue;
       bool more = false;
-      LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, "descent"));
+      LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, phase));
       if (!more) return OkStatus();
       const TunePoint& p = r_.points[seen_.at(choice)];
-      if (p.feasible && p.objective < r_.points[cur].objective) {
+      if (Meets(seen_.at(choice), level) && p.objective < r_.points[cur].objective) {
         next = seen_.at(choice);
         break;
       }
@@ -538,9 +563,9 @@ Status Tuner::Descend() {
   return OkStatus();
 }
 
-Status Tuner::Pairs() {
-  Rng rng(o_.seed);
-  int cur = BestFeasible();
+Status Tuner::Pairs(double level, const std::string& phase, uint64_t seed) {
+  Rng rng(seed);
+  int cur = BestMeeting(level);
   int misses = 0;
   const int patience = 8 * static_cast<int>(r_.layers.size());
   while (cur >= 0 && misses < patience && !OutOfBudget()) {
@@ -573,10 +598,10 @@ Status Tuner::Pairs() {
       continue;
     }
     bool more = false;
-    LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, "pairs"));
+    LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, phase));
     if (!more) break;
     const TunePoint& p = r_.points[seen_.at(choice)];
-    if (p.feasible && p.objective < r_.points[cur].objective) {
+    if (Meets(seen_.at(choice), level) && p.objective < r_.points[cur].objective) {
       cur = seen_.at(choice);
       misses = 0;
     } else {
@@ -620,8 +645,84 @@ void Tuner::ShowProgress(bool final) {
   std::fprintf(stderr, "\r\033[K%s%s", s.c_str(), final ? "\n" : "");
 }
 
+double Tuner::ConfirmedObjective(const TunePoint& p) const {
+  if (!(p.e2e_ms > 0 && p.e2e_fp32_ms > 0 && r_.fp32_ms > 0)) return p.objective;
+  return p.objective + o_.objective.latency * (p.e2e_ms / p.e2e_fp32_ms - p.latency_ms / r_.fp32_ms);
+}
+
+Status Tuner::Confirm() {
+  constexpr int kCheapest = 6, kRounds = 3, kRuns = 30;
+  std::vector<int> todo;
+  std::vector<int> order;
+  for (size_t i = 0; i < r_.points.size(); ++i) {
+    if (r_.points[i].feasible) order.push_back(static_cast<int>(i));
+  }
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return r_.points[a].objective < r_.points[b].objective;
+  });
+  for (size_t k = 0; k < order.size(); ++k) {
+    if (static_cast<int>(k) < kCheapest || r_.points[order[k]].phase == "uniform") todo.push_back(order[k]);
+  }
+  if (todo.empty()) return OkStatus();
+  // From the journal when every candidate is there (a resumed run decides as
+  // the first did); else measured on rank 0 and shared.
+  bool recorded = true;
+  for (int i : todo) recorded = recorded && journal_->Find("e2e/" + PlanName(r_.points[i].choice));
+  std::vector<double> ms(2 * todo.size(), 0.0);
+  if (recorded) {
+    for (size_t k = 0; k < todo.size(); ++k) {
+      const nlohmann::json* rec = journal_->Find("e2e/" + PlanName(r_.points[todo[k]].choice));
+      ms[2 * k] = rec->value("ms", 0.0);
+      ms[2 * k + 1] = rec->value("fp32_ms", 0.0);
+    }
+  } else {
+    if (fan_.rank() == 0) {
+      PlanOptions po;
+      po.threads = o_.threads;
+      po.kernels = o_.eval.kernels;
+      po.byte_edges = o_.eval.byte_edges;
+      std::vector<std::unique_ptr<Plan>> plans;
+      std::unique_ptr<Plan> fp32;
+      LOWBIT_ASSIGN_OR_RETURN(fp32, Plan::Create(g_, po));
+      for (int i : todo) {
+        std::vector<const QuantizedLayer*> parts;
+        for (size_t l = 0; l < r_.points[i].choice.size(); ++l) {
+          parts.push_back(&quantized_.at({static_cast<int>(l), r_.points[i].choice[l]}));
+        }
+        std::unique_ptr<Plan> p;
+        LOWBIT_ASSIGN_OR_RETURN(p, Plan::Create(AssembleGraph(g_, parts), po));
+        plans.push_back(std::move(p));
+      }
+      std::vector<Plan*> all = {fp32.get()};
+      for (auto& p : plans) all.push_back(p.get());
+      const std::vector<double> t = InterleavedMedianMs(all, kRounds, kRuns);
+      const double f = t[0];
+      for (size_t k = 0; k < todo.size(); ++k) {
+        ms[2 * k] = t[k + 1];
+        ms[2 * k + 1] = f;
+        LOWBIT_RETURN_IF_ERROR(journal_->Append("e2e/" + PlanName(r_.points[todo[k]].choice),
+                                                {{"ms", ms[2 * k]}, {"fp32_ms", f}}));
+      }
+    }
+    ms = fan_.Share(ms);
+  }
+  for (size_t k = 0; k < todo.size(); ++k) {
+    r_.points[todo[k]].e2e_ms = ms[2 * k];
+    r_.points[todo[k]].e2e_fp32_ms = ms[2 * k + 1];
+  }
+  return OkStatus();
+}
+
 void Tuner::Finish() {
-  const int best = BestFeasible();
+  int best = BestFeasible();
+  // Confirmed end to end (latency objectives): the best of those by that time.
+  for (size_t i = 0; i < r_.points.size(); ++i) {
+    const TunePoint& p = r_.points[i];
+    if (!p.feasible || !(p.e2e_ms > 0)) continue;
+    if (!(r_.points[best].e2e_ms > 0) || ConfirmedObjective(p) < ConfirmedObjective(r_.points[best])) {
+      best = static_cast<int>(i);
+    }
+  }
   r_.feasible = best >= 0;
   r_.best = best;
   if (best < 0) {
@@ -683,8 +784,16 @@ Result<TuneResult> Tuner::Run() {
     return std::move(r_);
   }
   LOWBIT_RETURN_IF_ERROR(Sweep());
-  LOWBIT_RETURN_IF_ERROR(Descend());
-  LOWBIT_RETURN_IF_ERROR(Pairs());
+  LOWBIT_RETURN_IF_ERROR(Descend(r_.bound, "descent"));
+  LOWBIT_RETURN_IF_ERROR(Pairs(r_.bound, "pairs", o_.seed));
+  // The budget left goes to the front above the bound: the cheapest plans
+  // that keep more accuracy (a user trading some size back for it).
+  const std::vector<double> levels = FrontLevels();
+  for (size_t i = 0; i < levels.size() && !OutOfBudget(); ++i) {
+    LOWBIT_RETURN_IF_ERROR(Descend(levels[i], "front"));
+    LOWBIT_RETURN_IF_ERROR(Pairs(levels[i], "front", o_.seed + 1 + i));
+  }
+  if (o_.objective.latency > 0) LOWBIT_RETURN_IF_ERROR(Confirm());
   Finish();
   r_.seconds = Since(start_);
   r_.stats = std::move(stats_);

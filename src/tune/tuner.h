@@ -13,7 +13,14 @@
 //     at the bound.
 //  4. Greedy descent from the best feasible plan (cheaper settings in order
 //     of cost saved per proxy loss), then seeded pairwise moves (one layer
-//     cheaper, one dearer) until the evaluation cap or the time budget.
+//     cheaper, one dearer) until they stop finding cheaper plans.
+//  5. The same descent and moves at two tighter levels between the bound and
+//     fp32 (SQNR: 3 and 6 dB above it), so that the front above the bound
+//     is searched too, until the evaluation cap or the time budget.
+//  6. With a latency objective, the per-layer table only estimates a plan's
+//     time (a layer runs other kernels beside quantized neighbours): the
+//     cheapest feasible plans and the feasible uniform ones are re-measured
+//     end to end, and the best is chosen by that time.
 // Every evaluation goes to the journal (tune/journal.h) first, so a killed
 // run resumes without repeating one. Returns every evaluated point, the
 // Pareto front (objective vs metric), and the best feasible point -- or, when
@@ -82,10 +89,13 @@ struct TunePoint {
   int64_t bytes = 0;        // weights and biases of the quantizable layers
   double bitops = 0;        // per sample
   double latency_ms = 0;    // sum of the layers' measured step medians
+  // End to end (batch 1, median of interleaved rounds) and fp32's in the same
+  // rounds, for the plans a latency objective confirms; 0 when not measured.
+  double e2e_ms = 0, e2e_fp32_ms = 0;
   double metric = 0;        // on the validation data
   double se = 0;            // standard error of its difference to fp32 (metric units)
   bool feasible = false;    // metric - z * se >= bound
-  std::string phase;        // uniform, sweep, bisect, descent, pairs
+  std::string phase;        // uniform, sweep, bisect, descent, pairs, front
 };
 
 struct TuneLayer {

@@ -131,6 +131,71 @@ TEST(Tuner, IsDeterministicAndResumesWhereItStopped) {
       << refused.status().message();
 }
 
+// Left to converge, the tuner also searches above the bound: at half the
+// allowed loss its cheapest plan is no dearer than the cheapest uniform one
+// there, and the chosen point is still the cheapest feasible. GPTQ rounding
+// and a journal that resumes it.
+TEST(Tuner, SearchesTheFrontAboveTheBound) {
+  DigitsRun d;
+  testing::ScratchDir dir;
+  TuneOptions o = d.Options(0, dir.File("j.jsonl"));
+  o.layer.gptq = true;
+  o.calib.gram_max_cols = kGptqMaxCols;
+  auto r = d.Run(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->feasible);
+  EXPECT_EQ(r->stats.grams.size(), 2u);
+  const double level = r->bound + 0.5 * (r->fp32_metric - r->bound);
+  double searched = 1e9, uniform = 1e9, feasible = 1e9;
+  int front = 0;
+  for (const TunePoint& p : r->points) {
+    front += p.phase == "front";
+    if (p.feasible) feasible = std::min(feasible, p.objective);
+    if (p.metric - r->z * p.se < level) continue;
+    searched = std::min(searched, p.objective);
+    if (p.phase == "uniform") uniform = std::min(uniform, p.objective);
+  }
+  EXPECT_GT(front, 0);
+  EXPECT_LE(searched, uniform);
+  EXPECT_EQ(r->points[r->best].objective, feasible);
+  // The calibration cache beside the journal keeps the Gram matrices: a
+  // second run reads it and reaches the same plans.
+  auto again = d.Run(o);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->stats.grams, r->stats.grams);
+  EXPECT_EQ(Trace(*again), Trace(*r));
+  // Nearest rounding is another run for the journal.
+  TuneOptions nearest = o;
+  nearest.layer.gptq = false;
+  EXPECT_FALSE(d.Run(nearest).ok());
+}
+
+// A latency objective confirms its candidates end to end: the cheapest
+// feasible plans and every feasible uniform plan carry end-to-end times,
+// and the chosen point is one of them.
+TEST(Tuner, LatencyObjectiveConfirmsEndToEnd) {
+  DigitsRun d;
+  TuneOptions o = d.Options(30);
+  o.objective = ParseObjective("latency").value();
+  auto r = d.Run(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->feasible);
+  EXPECT_GT(r->points[r->best].e2e_ms, 0);
+  EXPECT_GT(r->points[r->best].e2e_fp32_ms, 0);
+  int confirmed = 0;
+  for (const TunePoint& p : r->points) {
+    if (p.feasible && p.phase == "uniform") EXPECT_GT(p.e2e_ms, 0);
+    if (!p.feasible) EXPECT_EQ(p.e2e_ms, 0);
+    confirmed += p.e2e_ms > 0;
+  }
+  ReportInfo info;
+  info.model = "digits_mlp.onnx";
+  info.objective = "latency";
+  info.metric = "top1";
+  const std::string html = ReportHtml(*r, info);
+  EXPECT_EQ(html.find("measured end to end") != std::string::npos, confirmed >= 3) << confirmed;
+}
+
 TEST(Journal, DropsATornLastLineAndRefusesOtherKeys) {
   testing::ScratchDir dir;
   const std::string path = dir.File("j.jsonl");
