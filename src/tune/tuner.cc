@@ -23,6 +23,15 @@
 namespace lowbit {
 namespace {
 
+// A number of a journal record. JSON has no infinity: an SQNR of an exact
+// plan (every layer fp32) is written as null and read back as +inf.
+double Number(const nlohmann::json& rec, const char* key) {
+  const auto it = rec.find(key);
+  if (it == rec.end()) return 0.0;
+  if (it->is_null()) return std::numeric_limits<double>::infinity();
+  return it->is_number() ? it->get<double>() : 0.0;
+}
+
 using Clock = std::chrono::steady_clock;
 
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -280,8 +289,8 @@ Status Tuner::MeasureLayer(int l, int s, std::vector<double>* shared) {
     tl.bitops[s] = static_cast<double>(tl.macs) * 32 * 32;
   }
   if (const nlohmann::json* rec = journal_->Find(name)) {
-    tl.loss[s] = rec->value("loss", 0.0);
-    tl.ms[s] = rec->value("ms", 0.0);
+    tl.loss[s] = Number(*rec, "loss");
+    tl.ms[s] = Number(*rec, "ms");
   } else if (fan_.Owns(l * static_cast<int>(o_.space.size()) + s)) {
     EvalOptions eo = o_.eval;
     eo.labels = o_.metric == TuneMetric::kTop1;
@@ -397,8 +406,8 @@ Result<bool> Tuner::Evaluate(const std::vector<int>& choice, const std::string& 
   }
   const std::string name = PlanName(choice);
   if (const nlohmann::json* rec = journal_->Find(name)) {
-    p.metric = rec->value("metric", 0.0);
-    p.se = rec->value("se", 0.0);
+    p.metric = Number(*rec, "metric");
+    p.se = Number(*rec, "se");
   } else {
     auto it = prefetched_.find(choice);
     if (it != prefetched_.end()) {
@@ -672,8 +681,8 @@ Status Tuner::Confirm() {
   if (recorded) {
     for (size_t k = 0; k < todo.size(); ++k) {
       const nlohmann::json* rec = journal_->Find("e2e/" + PlanName(r_.points[todo[k]].choice));
-      ms[2 * k] = rec->value("ms", 0.0);
-      ms[2 * k + 1] = rec->value("fp32_ms", 0.0);
+      ms[2 * k] = Number(*rec, "ms");
+      ms[2 * k + 1] = Number(*rec, "fp32_ms");
     }
   } else {
     if (fan_.rank() == 0) {

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 
 #include "base/npy.h"
@@ -168,6 +169,25 @@ TEST(Tuner, SearchesTheFrontAboveTheBound) {
   TuneOptions nearest = o;
   nearest.layer.gptq = false;
   EXPECT_FALSE(d.Run(nearest).ok());
+}
+
+// An SQNR run's all-fp32 plan has an infinite SQNR, which the journal
+// writes as JSON null: a resumed run reads it back as infinity.
+TEST(Tuner, ResumesAnSqnrRunWithAnExactPlan) {
+  DigitsRun d;
+  testing::ScratchDir dir;
+  TuneOptions o = d.Options(20, dir.File("j.jsonl"));
+  o.space = {"int2", "int4", "float"};
+  o.metric = TuneMetric::kSqnr;
+  o.min_sqnr = 20;
+  auto a = d.Run(o);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  bool exact = false;
+  for (const TunePoint& p : a->points) exact = exact || std::isinf(p.metric);
+  EXPECT_TRUE(exact);
+  auto b = d.Run(o);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(Trace(*b), Trace(*a));
 }
 
 // A latency objective confirms its candidates end to end: the cheapest
