@@ -19,9 +19,10 @@
 #include "tune/fanout.h"
 #include "tune/journal.h"
 #include "tune/sensitivity.h"
+#include "tune/tuner_impl.h"
 
 namespace lowbit {
-namespace {
+namespace tune_detail {
 
 // A number of a journal record. JSON has no infinity: an SQNR of an exact
 // plan (every layer fp32) is written as null and read back as +inf.
@@ -32,9 +33,7 @@ double Number(const nlohmann::json& rec, const char* key) {
   return it->is_number() ? it->get<double>() : 0.0;
 }
 
-using Clock = std::chrono::steady_clock;
-
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+namespace {
 
 // Bits of each filter of a quantized layer (its formats and assignment).
 std::vector<int> FilterBits(const LayerReport& r, int64_t rows) {
@@ -62,80 +61,8 @@ double NormalQuantile(double p) {
   return 0.5 * (lo + hi);
 }
 
-class Tuner {
- public:
-  Tuner(const Graph& g, Dataset& calib, Dataset& val, const TuneOptions& o)
-      : g_(g), calib_(calib), val_(val), o_(o) {}
 
-  Result<TuneResult> Run();
-
- private:
-  Status Prepare();
-  // Quantizes layer l with setting s and takes its costs; its isolated loss
-  // and latency come from the journal, or are measured when this rank owns
-  // the item (into `shared`, for Prepare to give to every rank).
-  Status MeasureLayer(int l, int s, std::vector<double>* shared);
-  double Cost(int l, int s) const;
-  double Proxy(int l, int s) const { return r_.layers[l].loss[s]; }
-  // Evaluates a plan (or reads it from the journal); false when out of budget.
-  Result<bool> Evaluate(const std::vector<int>& choice, const std::string& phase);
-  // A plan's metric and the standard error of its difference to fp32.
-  Result<std::pair<double, double>> Measure(const std::vector<int>& choice);
-  std::string PlanName(const std::vector<int>& choice) const;
-  // Under MPI: the ranks measure these plans between them, ahead of the
-  // search that evaluates them in order (one process: nothing).
-  Status Prefetch(std::vector<std::vector<int>> plans);
-  bool OutOfBudget() const {
-    return (o_.max_evals > 0 && r_.evaluations >= o_.max_evals) ||
-           Since(start_) >= o_.budget_seconds;
-  }
-  std::vector<int> Lagrangian(double lambda) const;
-  // Whether point i meets `level` (the bound, or a tighter level while the
-  // front above the bound is filled) with the margin; the cheapest that does.
-  bool Meets(int i, double level) const {
-    return r_.points[i].metric - r_.z * r_.points[i].se >= level;
-  }
-  int BestMeeting(double level) const;
-  int BestFeasible() const { return BestMeeting(r_.bound); }
-  // Every layer setting s (a layer the kernels cannot run it on: its first
-  // valid setting).
-  std::vector<int> Uniform(int s) const;
-  // The sweep's lambda k: cost units per unit of proxy loss, over 8 decades
-  // around the ratio of the costs to the allowed loss.
-  double SweepLambda(int k) const;
-  Status Sweep();
-  // From the cheapest plan meeting `level`: greedy moves to cheaper settings,
-  // then seeded pairwise moves, each kept while the plan still meets it.
-  Status Descend(double level, const std::string& phase);
-  Status Pairs(double level, const std::string& phase, uint64_t seed);
-  // Tighter levels between the bound and fp32, for the front above the bound.
-  std::vector<double> FrontLevels() const;
-  // Step 6 (latency objectives): end-to-end times of the candidates.
-  Status Confirm();
-  // A point's objective with its latency term from the end-to-end time.
-  double ConfirmedObjective(const TunePoint& p) const;
-  Status RandomSearch();
-  void Finish();
-  void ShowProgress(bool final = false);
-
-  const Graph& g_;
-  Dataset& calib_;
-  Dataset& val_;
-  const TuneOptions& o_;
-  TuneResult r_;
-  std::unique_ptr<Journal> journal_;
-  std::unique_ptr<Dataset> val_mem_;
-  CalibrationStats stats_;
-  std::vector<QuantLayer> layers_;
-  ReferenceOutputs ref_;
-  std::map<std::pair<int, int>, QuantizedLayer> quantized_;
-  std::map<std::vector<int>, int> seen_;  // plan -> index into r_.points
-  const Fanout& fan_ = Fanout::Get();
-  std::map<std::vector<int>, std::pair<double, double>> prefetched_;  // plan -> (metric, se)
-  Clock::time_point start_ = Clock::now();
-  Clock::time_point last_draw_ = Clock::now();
-  bool progress_ = false;
-};
+}  // namespace
 
 Status Tuner::Prepare() {
   layers_ = QuantLayers(g_);
@@ -429,197 +356,6 @@ Result<bool> Tuner::Evaluate(const std::vector<int>& choice, const std::string& 
   return true;
 }
 
-std::vector<int> Tuner::Lagrangian(double lambda) const {
-  std::vector<int> choice(r_.layers.size(), 0);
-  for (size_t l = 0; l < r_.layers.size(); ++l) {
-    double best = std::numeric_limits<double>::infinity();
-    for (size_t s = 0; s < o_.space.size(); ++s) {
-      if (!r_.layers[l].valid[s]) continue;
-      const double v = Cost(static_cast<int>(l), static_cast<int>(s)) +
-                       lambda * std::max(0.0, Proxy(static_cast<int>(l), static_cast<int>(s)));
-      if (v < best) {
-        best = v;
-        choice[l] = static_cast<int>(s);
-      }
-    }
-  }
-  return choice;
-}
-
-std::vector<int> Tuner::Uniform(int s) const {
-  std::vector<int> choice(r_.layers.size());
-  for (size_t l = 0; l < r_.layers.size(); ++l) {
-    const std::vector<bool>& v = r_.layers[l].valid;
-    choice[l] = v[s] ? s : static_cast<int>(std::find(v.begin(), v.end(), true) - v.begin());
-  }
-  return choice;
-}
-
-double Tuner::SweepLambda(int k) const {
-  double mean_cost = 0;
-  for (size_t l = 0; l < r_.layers.size(); ++l) mean_cost += Cost(static_cast<int>(l), 0);
-  const double allowed = o_.metric == TuneMetric::kSqnr ? std::pow(10.0, -r_.bound / 10)
-                                                        : std::max(r_.fp32_metric - r_.bound, 1e-3);
-  return std::max(mean_cost, 1e-9) / allowed * std::pow(10.0, k / 4.0);
-}
-
-int Tuner::BestMeeting(double level) const {
-  int best = -1;
-  for (size_t i = 0; i < r_.points.size(); ++i) {
-    const TunePoint& p = r_.points[i];
-    if (Meets(static_cast<int>(i), level) && (best < 0 || p.objective < r_.points[best].objective)) {
-      best = static_cast<int>(i);
-    }
-  }
-  return best;
-}
-
-std::vector<double> Tuner::FrontLevels() const {
-  if (o_.metric == TuneMetric::kSqnr) return {r_.bound + 3, r_.bound + 6};
-  const double room = r_.fp32_metric - r_.bound;
-  if (!(room > 0)) return {};
-  return {r_.bound + 0.5 * room, r_.bound + 0.75 * room};
-}
-
-Status Tuner::Sweep() {
-  std::vector<std::vector<int>> ahead;
-  for (size_t s = 0; s < o_.space.size(); ++s) ahead.push_back(Uniform(static_cast<int>(s)));
-  for (int k = -16; k <= 16; ++k) ahead.push_back(Lagrangian(SweepLambda(k)));
-  LOWBIT_RETURN_IF_ERROR(Prefetch(ahead));
-  // Uniform plans: every layer one setting (where the kernels run it; else
-  // the layer's first valid setting).
-  for (size_t s = 0; s < o_.space.size(); ++s) {
-    bool any = false;
-    for (const TuneLayer& tl : r_.layers) any = any || tl.valid[s];
-    if (!any) continue;
-    const std::vector<int> choice = Uniform(static_cast<int>(s));
-    bool more = false;
-    LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, "uniform"));
-    if (!more) return OkStatus();
-  }
-  std::vector<std::pair<double, int>> swept;  // (lambda, point)
-  for (int k = -16; k <= 16; ++k) {
-    const double lambda = SweepLambda(k);
-    const std::vector<int> choice = Lagrangian(lambda);
-    bool more = false;
-    LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, "sweep"));
-    if (!more) return OkStatus();
-    swept.push_back({lambda, seen_.at(choice)});
-  }
-  // Bisection at the bound: between the largest lambda whose plan failed and
-  // the smallest whose plan held, below it.
-  double lo = 0, hi = 0;
-  for (const auto& [lambda, i] : swept) {
-    if (r_.points[i].feasible) {
-      hi = lambda;
-      break;
-    }
-    lo = lambda;
-  }
-  if (hi > 0 && lo > 0) {
-    for (int it = 0; it < 8; ++it) {
-      const double mid = std::sqrt(lo * hi);
-      const std::vector<int> choice = Lagrangian(mid);
-      bool more = false;
-      LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, "bisect"));
-      if (!more) return OkStatus();
-      (r_.points[seen_.at(choice)].feasible ? hi : lo) = mid;
-    }
-  }
-  return OkStatus();
-}
-
-Status Tuner::Descend(double level, const std::string& phase) {
-  int cur = BestMeeting(level);
-  while (cur >= 0 && !OutOfBudget()) {
-    const std::vector<int> base = r_.points[cur].choice;
-    struct Move {
-      double score, gain;
-      int l, s;
-    };
-    std::vector<Move> moves;
-    for (size_t l = 0; l < base.size(); ++l) {
-      const int now = base[l];
-      for (size_t s = 0; s < o_.space.size(); ++s) {
-        if (!r_.layers[l].valid[s]) continue;
-        const double gain = Cost(static_cast<int>(l), now) - Cost(static_cast<int>(l), static_cast<int>(s));
-        if (gain <= 0) continue;
-        const double dloss = std::max(0.0, Proxy(static_cast<int>(l), static_cast<int>(s)) -
-                                               Proxy(static_cast<int>(l), now));
-        moves.push_back({gain / (dloss + 1e-9), gain, static_cast<int>(l), static_cast<int>(s)});
-      }
-    }
-    std::stable_sort(moves.begin(), moves.end(), [](const Move& a, const Move& b) {
-      return a.score != b.score ? a.score > b.score : a.gain > b.gain;
-    });
-    int next = -1;
-    for (const Move& m : moves) {
-      std::vector<int> choice = base;
-      choice[m.l] = m.s;
-      if (seen_.count(choice)) continue;
-      bool more = false;
-      LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, phase));
-      if (!more) return OkStatus();
-      const TunePoint& p = r_.points[seen_.at(choice)];
-      if (Meets(seen_.at(choice), level) && p.objective < r_.points[cur].objective) {
-        next = seen_.at(choice);
-        break;
-      }
-    }
-    if (next < 0) break;
-    cur = next;
-  }
-  return OkStatus();
-}
-
-Status Tuner::Pairs(double level, const std::string& phase, uint64_t seed) {
-  Rng rng(seed);
-  int cur = BestMeeting(level);
-  int misses = 0;
-  const int patience = 8 * static_cast<int>(r_.layers.size());
-  while (cur >= 0 && misses < patience && !OutOfBudget()) {
-    std::vector<int> choice = r_.points[cur].choice;
-    const int a = static_cast<int>(rng.Below(choice.size()));
-    const int b = static_cast<int>(rng.Below(choice.size()));
-    // a: its next cheaper setting; b: its next dearer one (by cost).
-    auto next = [&](int l, bool cheaper) {
-      int pick = -1;
-      const double now = Cost(l, choice[l]);
-      for (size_t s = 0; s < o_.space.size(); ++s) {
-        if (!r_.layers[l].valid[s]) continue;
-        const double c = Cost(l, static_cast<int>(s));
-        if (cheaper ? c < now && (pick < 0 || c > Cost(l, pick)) : c > now && (pick < 0 || c < Cost(l, pick))) {
-          pick = static_cast<int>(s);
-        }
-      }
-      return pick;
-    };
-    const int sa = next(a, true);
-    if (sa < 0 || a == b) {
-      ++misses;
-      continue;
-    }
-    choice[a] = sa;
-    const int sb = next(b, false);
-    if (sb >= 0) choice[b] = sb;
-    if (seen_.count(choice)) {
-      ++misses;
-      continue;
-    }
-    bool more = false;
-    LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, phase));
-    if (!more) break;
-    const TunePoint& p = r_.points[seen_.at(choice)];
-    if (Meets(seen_.at(choice), level) && p.objective < r_.points[cur].objective) {
-      cur = seen_.at(choice);
-      misses = 0;
-    } else {
-      ++misses;
-    }
-  }
-  return OkStatus();
-}
-
 void Tuner::ShowProgress(bool final) {
   if (o_.on_progress && !final) {
     TuneProgress tp;
@@ -652,74 +388,6 @@ void Tuner::ShowProgress(bool final) {
   std::snprintf(line, sizeof line, "%.0fs left", std::max(0.0, o_.budget_seconds - t));
   s += line;
   std::fprintf(stderr, "\r\033[K%s%s", s.c_str(), final ? "\n" : "");
-}
-
-double Tuner::ConfirmedObjective(const TunePoint& p) const {
-  if (!(p.e2e_ms > 0 && p.e2e_fp32_ms > 0 && r_.fp32_ms > 0)) return p.objective;
-  return p.objective + o_.objective.latency * (p.e2e_ms / p.e2e_fp32_ms - p.latency_ms / r_.fp32_ms);
-}
-
-Status Tuner::Confirm() {
-  constexpr int kCheapest = 6, kRounds = 3, kRuns = 30;
-  std::vector<int> todo;
-  std::vector<int> order;
-  for (size_t i = 0; i < r_.points.size(); ++i) {
-    if (r_.points[i].feasible) order.push_back(static_cast<int>(i));
-  }
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-    return r_.points[a].objective < r_.points[b].objective;
-  });
-  for (size_t k = 0; k < order.size(); ++k) {
-    if (static_cast<int>(k) < kCheapest || r_.points[order[k]].phase == "uniform") todo.push_back(order[k]);
-  }
-  if (todo.empty()) return OkStatus();
-  // From the journal when every candidate is there (a resumed run decides as
-  // the first did); else measured on rank 0 and shared.
-  bool recorded = true;
-  for (int i : todo) recorded = recorded && journal_->Find("e2e/" + PlanName(r_.points[i].choice));
-  std::vector<double> ms(2 * todo.size(), 0.0);
-  if (recorded) {
-    for (size_t k = 0; k < todo.size(); ++k) {
-      const nlohmann::json* rec = journal_->Find("e2e/" + PlanName(r_.points[todo[k]].choice));
-      ms[2 * k] = Number(*rec, "ms");
-      ms[2 * k + 1] = Number(*rec, "fp32_ms");
-    }
-  } else {
-    if (fan_.rank() == 0) {
-      PlanOptions po;
-      po.threads = o_.threads;
-      po.kernels = o_.eval.kernels;
-      po.byte_edges = o_.eval.byte_edges;
-      std::vector<std::unique_ptr<Plan>> plans;
-      std::unique_ptr<Plan> fp32;
-      LOWBIT_ASSIGN_OR_RETURN(fp32, Plan::Create(g_, po));
-      for (int i : todo) {
-        std::vector<const QuantizedLayer*> parts;
-        for (size_t l = 0; l < r_.points[i].choice.size(); ++l) {
-          parts.push_back(&quantized_.at({static_cast<int>(l), r_.points[i].choice[l]}));
-        }
-        std::unique_ptr<Plan> p;
-        LOWBIT_ASSIGN_OR_RETURN(p, Plan::Create(AssembleGraph(g_, parts), po));
-        plans.push_back(std::move(p));
-      }
-      std::vector<Plan*> all = {fp32.get()};
-      for (auto& p : plans) all.push_back(p.get());
-      const std::vector<double> t = InterleavedMedianMs(all, kRounds, kRuns);
-      const double f = t[0];
-      for (size_t k = 0; k < todo.size(); ++k) {
-        ms[2 * k] = t[k + 1];
-        ms[2 * k + 1] = f;
-        LOWBIT_RETURN_IF_ERROR(journal_->Append("e2e/" + PlanName(r_.points[todo[k]].choice),
-                                                {{"ms", ms[2 * k]}, {"fp32_ms", f}}));
-      }
-    }
-    ms = fan_.Share(ms);
-  }
-  for (size_t k = 0; k < todo.size(); ++k) {
-    r_.points[todo[k]].e2e_ms = ms[2 * k];
-    r_.points[todo[k]].e2e_fp32_ms = ms[2 * k + 1];
-  }
-  return OkStatus();
 }
 
 void Tuner::Finish() {
@@ -759,29 +427,6 @@ void Tuner::Finish() {
   if (progress_) std::fprintf(stderr, "\r\033[K");
 }
 
-Status Tuner::RandomSearch() {
-  Rng rng(o_.seed);
-  int misses = 0;
-  while (!OutOfBudget() && misses < 1000) {
-    std::vector<int> choice(r_.layers.size());
-    for (size_t l = 0; l < choice.size(); ++l) {
-      std::vector<int> valid;
-      for (size_t s = 0; s < o_.space.size(); ++s) {
-        if (r_.layers[l].valid[s]) valid.push_back(static_cast<int>(s));
-      }
-      choice[l] = valid[rng.Below(valid.size())];
-    }
-    if (seen_.count(choice)) {
-      ++misses;
-      continue;
-    }
-    bool more = false;
-    LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, "random"));
-    if (!more) break;
-  }
-  return OkStatus();
-}
-
 Result<TuneResult> Tuner::Run() {
   LOWBIT_RETURN_IF_ERROR(Prepare());
   if (o_.random_search) {
@@ -809,7 +454,7 @@ Result<TuneResult> Tuner::Run() {
   return std::move(r_);
 }
 
-}  // namespace
+}  // namespace tune_detail
 
 std::vector<std::pair<std::string, LayerSettings>> TuneResult::Plan(const TunePoint& p) const {
   std::vector<std::pair<std::string, LayerSettings>> out;
@@ -834,7 +479,7 @@ Result<TuneResult> Tune(const Graph& graph, Dataset& calib, Dataset& val, const 
     return InvalidArgument("--val '", val.spec(),
                            "' has no labels: use --metric agreement or sqnr (against the fp32 model)");
   }
-  Tuner t(graph, calib, val, o);
+  tune_detail::Tuner t(graph, calib, val, o);
   return t.Run();
 }
 
