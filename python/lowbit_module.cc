@@ -270,7 +270,8 @@ PYBIND11_MODULE(lowbit, m) {
         py::arg("act_calib") = "mse", py::arg("weight_clip") = "auto", py::arg("prune") = 0.0,
         py::arg("bias_correction") = true, py::arg("threads") = 1, py::arg("seed") = 1,
         py::arg("rounding") = "",
-        "Post-training quantization of MODEL into the packed file OUT (as lowbit quantize); calib: a "
+        "Post-training quantization of MODEL into the packed file OUT (as lowbit quantize; rounding: "
+        "nearest or gptq, default the plan's or nearest); calib: a "
         "dataset spec or an array of samples [n, ...]. Returns sizes and per-layer reports.");
   m.def("tune", &Tune, py::arg("model"), py::arg("out"), py::arg("calib"), py::arg("val"), py::arg("test") = "",
         py::arg("objective") = "size", py::arg("metric") = "top1", py::arg("max_loss") = 1.0,

@@ -66,6 +66,16 @@ class LowbitModuleTest(unittest.TestCase):
         agree = (q.run(x).argmax(1) == fp32.argmax(1)).mean()
         self.assertGreater(agree, 0.7)
 
+    def test_quantize_with_gptq_rounding_equals_the_command(self):
+        lowbit.quantize(CNN, self.path("g.onnx"), weights="int2", calib="fashion-mnist:train[0:200]",
+                        rounding="gptq")
+        cli("quantize", CNN, "-o", self.path("h.onnx"), "--weights", "int2",
+            "--calib", "fashion-mnist:train[0:200]", "--rounding", "gptq", "--quiet")
+        with open(self.path("g.onnx"), "rb") as a, open(self.path("h.onnx"), "rb") as b:
+            self.assertEqual(a.read(), b.read())
+        with self.assertRaisesRegex(lowbit.Error, "rounding gptq needs calibration"):
+            lowbit.quantize(CNN, self.path("i.onnx"), weights="int2", rounding="gptq")
+
     def test_bad_input_raises_lowbit_error(self):
         with self.assertRaisesRegex(lowbit.Error, "nothere.onnx"):
             lowbit.load(self.path("nothere.onnx"))
