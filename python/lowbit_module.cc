@@ -150,8 +150,9 @@ py::dict Tune(const std::string& model, const std::string& out, const std::strin
               const std::string& test, const std::string& objective, const std::string& metric, double max_loss,
               bool relative, const std::string& formats, const std::string& bits, double budget,
               int64_t max_evals, const std::string& journal, const std::string& plan_file, int threads,
-              uint64_t seed, const py::object& progress) {
+              uint64_t seed, const py::object& progress, const std::string& rounding) {
   lowbit::TuneConfig c;
+  c.rounding = rounding;
   c.calib = calib;
   c.val = val;
   c.test = test;
@@ -277,7 +278,7 @@ PYBIND11_MODULE(lowbit, m) {
         py::arg("objective") = "size", py::arg("metric") = "top1", py::arg("max_loss") = 1.0,
         py::arg("relative") = false, py::arg("formats") = "", py::arg("bits") = "", py::arg("budget") = 600.0,
         py::arg("max_evals") = 0, py::arg("journal") = "", py::arg("plan") = "", py::arg("threads") = 1,
-        py::arg("seed") = 1, py::arg("progress") = py::none(),
+        py::arg("seed") = 1, py::arg("progress") = py::none(), py::arg("rounding") = "gptq",
         "The auto-tuner (as lowbit tune): writes the chosen packed model to OUT; budget in seconds; "
         "progress(dict) is called after every evaluation. Returns the chosen point, the front and test "
         "accuracy.");

@@ -168,6 +168,7 @@ struct TuneConfig {
   bool relative = false;
   double min_sqnr = 20, confidence = 0.9;
   std::string formats, bits;                 // "" for all, else as --formats / --bits
+  std::string rounding = "gptq";             // weight rounding: gptq or nearest (as --rounding)
   bool filter_wise = true, allow_fp32 = true;
   double budget_seconds = 600;
   int64_t max_evals = 0;

@@ -33,6 +33,7 @@ Result<TuneSummary> TuneModel(const std::string& model_path, const std::string& 
     a.objective = c.objective;
     a.metric = c.metric;
     a.formats = c.formats;
+    a.rounding = c.rounding;
     a.bits = c.bits;
     a.journal = c.journal;
     a.pareto = c.pareto_file;
