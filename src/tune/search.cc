@@ -71,12 +71,25 @@ Status Tuner::Sweep() {
   for (int k = -16; k <= 16; ++k) ahead.push_back(Lagrangian(SweepLambda(k)));
   LOWBIT_RETURN_IF_ERROR(Prefetch(ahead));
   // Uniform plans: every layer one setting (where the kernels run it; else
-  // the layer's first valid setting).
+  // the layer's first valid setting), the most accurate by the isolated
+  // losses first and fp32 last, so that a run whose budget the per-layer
+  // measurements spent still writes a plan that likely meets the bound.
+  std::vector<std::pair<double, int>> uniform;  // (summed proxy loss, setting)
   for (size_t s = 0; s < o_.space.size(); ++s) {
     bool any = false;
-    for (const TuneLayer& tl : r_.layers) any = any || tl.valid[s];
+    double loss = 0;
+    for (size_t l = 0; l < r_.layers.size(); ++l) {
+      any = any || r_.layers[l].valid[s];
+      loss += std::max(0.0, Proxy(static_cast<int>(l), Uniform(static_cast<int>(s))[l]));
+    }
     if (!any) continue;
-    const std::vector<int> choice = Uniform(static_cast<int>(s));
+    uniform.push_back({o_.space[s] == "float" ? std::numeric_limits<double>::infinity() : loss,
+                       static_cast<int>(s)});
+  }
+  std::stable_sort(uniform.begin(), uniform.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [loss, s] : uniform) {
+    const std::vector<int> choice = Uniform(s);
     bool more = false;
     LOWBIT_ASSIGN_OR_RETURN(more, Evaluate(choice, "uniform"));
     if (!more) return OkStatus();

@@ -171,6 +171,30 @@ TEST(Tuner, SearchesTheFrontAboveTheBound) {
   EXPECT_FALSE(d.Run(nearest).ok());
 }
 
+// A budget the per-layer measurements spend entirely still evaluates one
+// plan, the uniform one the isolated losses say is most accurate (not fp32).
+TEST(Tuner, AnExhaustedBudgetStillWritesTheMostAccurateUniformPlan) {
+  DigitsRun d;
+  TuneOptions o = d.Options(0);
+  o.budget_seconds = 1e-6;
+  auto r = d.Run(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->evaluations, 1);
+  const TunePoint& p = r->points[0];
+  EXPECT_EQ(p.phase, "uniform");
+  const std::string setting = r->space[p.choice[0]];
+  EXPECT_NE(setting, "float");
+  double loss = 0;
+  for (size_t l = 0; l < r->layers.size(); ++l) loss += std::max(0.0, r->layers[l].loss[p.choice[l]]);
+  for (size_t s = 0; s < r->space.size(); ++s) {
+    if (r->space[s] == "float" || !r->layers[0].valid[s] || !r->layers[1].valid[s]) continue;
+    double other = 0;
+    for (size_t l = 0; l < r->layers.size(); ++l) other += std::max(0.0, r->layers[l].loss[s]);
+    EXPECT_LE(loss, other) << setting << " vs " << r->space[s];
+  }
+  EXPECT_TRUE(r->feasible) << setting;
+}
+
 // An SQNR run's all-fp32 plan has an infinite SQNR, which the journal
 // writes as JSON null: a resumed run reads it back as infinity.
 TEST(Tuner, ResumesAnSqnrRunWithAnExactPlan) {
