@@ -228,8 +228,12 @@ TEST(Tuner, LatencyObjectiveConfirmsEndToEnd) {
   EXPECT_GT(r->points[r->best].e2e_fp32_ms, 0);
   int confirmed = 0;
   for (const TunePoint& p : r->points) {
-    if (p.feasible && p.phase == "uniform") EXPECT_GT(p.e2e_ms, 0);
-    if (!p.feasible) EXPECT_EQ(p.e2e_ms, 0);
+    if (p.feasible && p.phase == "uniform") {
+      EXPECT_GT(p.e2e_ms, 0);
+    }
+    if (!p.feasible) {
+      EXPECT_EQ(p.e2e_ms, 0);
+    }
     confirmed += p.e2e_ms > 0;
   }
   ReportInfo info;
