@@ -257,10 +257,7 @@ Result<QuantizeSummary> Quantize(const std::string& model_path, const std::strin
     LOWBIT_RETURN_IF_ERROR(ParseCalibOptions(config.act_calib, config.weight_clip, &o));
     o.weight_fit.seed = config.seed;
     o.prune = config.prune;
-    LOWBIT_RETURN_IF_ERROR(ParseRounding(!config.rounding.empty()  ? config.rounding
-                                         : !o.plan.rounding.empty() ? o.plan.rounding
-                                                                    : "nearest",
-                                         &o));
+    LOWBIT_RETURN_IF_ERROR(ParseRounding(config.rounding, &o, o.plan.rounding));
     o.bias_correction = config.bias_correction;
     if (config.threads < 1) return InvalidArgument("threads must be >= 1, got ", config.threads);
     o.threads = config.threads;

@@ -20,7 +20,7 @@ constexpr int64_t kChunkRows = 1024;
 void AddRows(const std::vector<float>& p, int64_t n, int64_t k, std::vector<float>* tmp,
              InputGram* g) {
   if (n == 0) return;
-  tmp->assign(k * k, 0.0f);
+  tmp->resize(k * k);  // (beta 0: ssyrk overwrites the upper triangle it reads)
   cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(k), static_cast<int>(n), 1.0f,
               p.data(), static_cast<int>(k), 0.0f, tmp->data(), static_cast<int>(k));
   for (int64_t i = 0; i < k; ++i) {

@@ -280,7 +280,9 @@ std::vector<float> SnapLevelsToInt8(const std::vector<float>& levels, std::vecto
   return out;
 }
 
-Status ParseRounding(std::string_view text, LayerQuantOptions* options) {
+Status ParseRounding(std::string_view text, LayerQuantOptions* options,
+                     std::string_view plan_rounding) {
+  if (text.empty()) text = plan_rounding.empty() ? "nearest" : plan_rounding;
   if (text != "nearest" && text != "gptq") {
     return InvalidArgument("--rounding '", text, "': nearest or gptq");
   }

@@ -42,8 +42,10 @@ struct LayerQuantOptions {
   RangeOptions range() const { return {act_calib, act_percentile}; }
 };
 
-// Parses --rounding: "nearest" or "gptq" (sets options->gptq).
-Status ParseRounding(std::string_view text, LayerQuantOptions* options);
+// Parses --rounding: "nearest" or "gptq" (sets options->gptq); empty takes
+// `plan_rounding` (a plan file's "rounding"), and that empty, nearest.
+Status ParseRounding(std::string_view text, LayerQuantOptions* options,
+                     std::string_view plan_rounding = "");
 
 struct LayerReport {
   std::string name, op;  // op: Conv, Gemm, MatMul

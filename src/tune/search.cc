@@ -76,11 +76,12 @@ Status Tuner::Sweep() {
   // measurements spent still writes a plan that likely meets the bound.
   std::vector<std::pair<double, int>> uniform;  // (summed proxy loss, setting)
   for (size_t s = 0; s < o_.space.size(); ++s) {
+    const std::vector<int> choice = Uniform(static_cast<int>(s));
     bool any = false;
     double loss = 0;
     for (size_t l = 0; l < r_.layers.size(); ++l) {
       any = any || r_.layers[l].valid[s];
-      loss += std::max(0.0, Proxy(static_cast<int>(l), Uniform(static_cast<int>(s))[l]));
+      loss += std::max(0.0, Proxy(static_cast<int>(l), choice[l]));
     }
     if (!any) continue;
     uniform.push_back({o_.space[s] == "float" ? std::numeric_limits<double>::infinity() : loss,

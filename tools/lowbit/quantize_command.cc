@@ -45,9 +45,7 @@ Status RunQuantize(const QuantizeArgs& a) {
   LOWBIT_ASSIGN_OR_RETURN(o.weight_fit.codebook_init, ParseCodebookInit(a.codebook_init));
   o.weight_fit.seed = a.seed;
   o.prune = a.prune;
-  // --rounding, else the plan's, else nearest.
-  LOWBIT_RETURN_IF_ERROR(ParseRounding(
-      !a.rounding.empty() ? a.rounding : !o.plan.rounding.empty() ? o.plan.rounding : "nearest", &o));
+  LOWBIT_RETURN_IF_ERROR(ParseRounding(a.rounding, &o, o.plan.rounding));
   o.bias_correction = !a.no_bias_correction;
   o.threads = a.threads;
   o.quiet = a.quiet || a.json;
